@@ -1,0 +1,1 @@
+"""Streaming social-listening pipeline: mentions in, enriched mentions and crisis alerts out."""

@@ -1,0 +1,1 @@
+"""Connectors: sources that feed mentions into the raw topic (replay, synthetic firehose)."""

@@ -1,0 +1,1 @@
+"""Transport: the embedded broker, topics and the wire codec."""

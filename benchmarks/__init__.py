@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, latency and quality harnesses (see benchmarks/README.md)."""
