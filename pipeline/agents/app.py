@@ -1,0 +1,230 @@
+"""The Faust app: one factory wires the requested stages' agents onto their topics.
+
+``build_app(settings)`` returns a configured app whose agents are exactly the stages listed
+in ``settings.stages``; the same code runs in the demo, the tests and production, only the
+settings differ. Each worker serves ``/metrics``, ``/healthz`` and ``/readyz`` on its own
+port.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from pipeline.config import Settings
+from pipeline.metrics import PipelineMetrics
+from pipeline.schema import dead_letter_record
+from pipeline.transport.topics import decode_batch
+
+log = logging.getLogger(__name__)
+
+
+def broker_credentials(settings: Settings) -> Any:
+    """Faust credentials for TLS/SASL, or ``None`` for plaintext."""
+    context = None
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
+        )
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+@dataclass
+class Readiness:
+    """What /readyz reports: every check must be true for the worker to take traffic."""
+
+    checks: dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+    def report(self) -> dict[str, bool]:
+        """Run every check; a check that raises counts as not ready."""
+        results = {}
+        for name, check in self.checks.items():
+            try:
+                results[name] = bool(check())
+            except Exception:
+                results[name] = False
+        return results
+
+
+@dataclass
+class WorkerContext:
+    """What the agents of one worker share: settings, metrics, topics and readiness."""
+
+    settings: Settings
+    app: Any
+    metrics: PipelineMetrics
+    registry: CollectorRegistry
+    readiness: Readiness
+    topics: dict[str, Any] = field(default_factory=dict)
+    # called with each alert event dict (the demo prints them)
+    alert_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    async def dead_letter(
+        self, raw: bytes, reason: str, detail: str, *, stage: str, source_topic: str,
+    ) -> None:
+        """Send one record to the dead-letter topic and count it."""
+        await self.topics["deadletter"].send(
+            value=dead_letter_record(raw, reason, detail, stage=stage, source_topic=source_topic)
+        )
+        self.metrics.deadlettered.labels(stage=stage, reason=reason).inc()
+
+    async def guarded(
+        self, stage: str, raw_values: list[bytes], source_topic: str,
+        work: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Run a batch's work; if it fails unexpectedly, dead-letter the batch, never crash.
+
+        The stage cores turn bad input into rejects themselves; this is the last line for
+        bugs and unforeseen input, so that one poison batch cannot stop a partition.
+        """
+        started = time.perf_counter()
+        try:
+            await work()
+        except Exception as error:
+            log.exception("stage %s failed on a batch of %d records", stage, len(raw_values))
+            self.metrics.stage_failures.labels(stage=stage, reason=type(error).__name__).inc()
+            for raw in raw_values:
+                await self.dead_letter(
+                    raw, "internal_error", f"{type(error).__name__}: {error}",
+                    stage=stage, source_topic=source_topic,
+                )
+        finally:
+            self.metrics.stage_batch_seconds.labels(stage=stage).observe(
+                time.perf_counter() - started
+            )
+
+    def observe_out(self, stage: str, mentions: list[dict[str, Any]]) -> None:
+        """Count mentions leaving a stage and record their latencies."""
+        if not mentions:
+            return
+        self.metrics.stage_out.labels(stage=stage).inc(len(mentions))
+        now = time.time()
+        end_to_end = self.metrics.end_to_end_seconds.labels(stage=stage)
+        event_age = self.metrics.event_age_seconds.labels(stage=stage)
+        for mention in mentions:
+            ingested = mention.get("ingested_at")
+            if isinstance(ingested, int | float):
+                end_to_end.observe(max(0.0, now - ingested))
+            created = mention.get("created_at")
+            if isinstance(created, str):
+                try:
+                    age = now - datetime.fromisoformat(created).timestamp()
+                except ValueError:
+                    continue
+                event_age.observe(max(0.0, age))
+
+
+def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]]]:
+    """Flatten internal micro-batch records; undecodable ones come back with the reason."""
+    mentions: list[dict[str, Any]] = []
+    broken: list[tuple[bytes, str]] = []
+    for value in values:
+        try:
+            mentions.extend(decode_batch(value))
+        except ValueError as error:
+            broken.append((value, str(error)))
+    return mentions, broken
+
+
+def build_app(
+    settings: Settings, *, registry: CollectorRegistry | None = None,
+) -> tuple[Any, WorkerContext]:
+    """Create the Faust app with the agents of ``settings.stages`` and its web endpoints."""
+    registry = registry if registry is not None else CollectorRegistry()
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.broker.split(",")],
+        broker_credentials=broker_credentials(settings),
+        store=settings.table_store,
+        datadir=str(settings.data_dir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        broker_session_timeout=settings.group_session_timeout_s,
+        broker_rebalance_timeout=settings.group_rebalance_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 3),
+        web_host=settings.web_host,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        autodiscover=False,
+        # the worker's own start-up banner would drown the demo's progress line
+        worker_redirect_stdouts=False,
+    )
+    context = WorkerContext(
+        settings=settings, app=app, metrics=PipelineMetrics(registry), registry=registry,
+        readiness=Readiness(),
+    )
+    for name in ("raw", "routed", "unique", "scored", "deadletter"):
+        context.topics[name] = app.topic(
+            settings.topic(name), key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw", partitions=None,
+        )
+    context.topics["alerts"] = app.topic(
+        settings.alerts_topic, key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )
+    context.topics["alerts_deadletter"] = app.topic(
+        f"{settings.alerts_topic}.deadletter", key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )
+    _register_web(app, context)
+    # imported here so that a worker only loads the heavy cores (torch...) it runs
+    if "ingest" in settings.stages:
+        from pipeline.agents import ingest
+
+        ingest.register(context)
+    return app, context
+
+
+def _register_web(app: Any, context: WorkerContext) -> None:
+    context.readiness.checks["partitions_assigned"] = lambda: bool(app.consumer.assignment())
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(
+            generate_latest(context.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0],
+        )
+
+    @app.page("/healthz")
+    async def health_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive", "time": datetime.now(UTC).isoformat()})
+
+    @app.page("/readyz")
+    async def ready_page(web: Any, request: Any) -> Any:
+        checks = context.readiness.report()
+        ready = all(checks.values())
+        return web.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    @app.timer(interval=5.0)
+    async def sample_consumer_lag() -> None:
+        assigned = app.consumer.assignment()
+        context.metrics.assigned_partitions.set(len(assigned))
+        if not assigned:
+            return
+        for tp in assigned:
+            highwater = app.consumer.highwater(tp)
+            position = await app.consumer.position(tp)
+            if highwater is None or position is None:
+                continue
+            context.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, highwater - position)
+            )

@@ -1,0 +1,276 @@
+"""The ``mentions`` command: demo, worker, broker, replay, generate, process, config.
+
+Every flag that configures the pipeline is a field of :class:`pipeline.config.Settings`: the
+flag and the ``PIPELINE_*`` environment variable are the same setting, the flag wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.config import ALL_STAGES, Settings, describe_settings, load_settings
+
+# CLI flag -> settings field, for the flags shared by the commands that talk to Kafka.
+_SETTINGS_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    ("--broker", "broker", str, "Kafka bootstrap servers (PIPELINE_BROKER)"),
+    ("--app-id", "app_id", str, "Faust app id / consumer group (PIPELINE_APP_ID)"),
+    ("--topic-prefix", "topic_prefix", str, "prefix of mention topics (PIPELINE_TOPIC_PREFIX)"),
+    ("--partitions", "partitions", int, "partitions of created topics (PIPELINE_PARTITIONS)"),
+    ("--brands-file", "brands_file", Path, "listening queries YAML (PIPELINE_BRANDS_FILE)"),
+)
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, field_name, kind, text in _SETTINGS_FLAGS:
+        parser.add_argument(flag, dest=field_name, type=kind, default=None, help=text)
+
+
+def _settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {
+        field_name: getattr(args, field_name, None) for _flag, field_name, _k, _t in _SETTINGS_FLAGS
+    }
+    overrides.update(extra)
+    return load_settings(**overrides)
+
+
+def _parse_rate(text: str) -> float:
+    """Accept ``500``, ``500/s`` or ``30000/min``."""
+    value, _, unit = text.partition("/")
+    per_second = {"": 1.0, "s": 1.0, "m": 1 / 60, "min": 1 / 60, "h": 1 / 3600}.get(unit)
+    if per_second is None:
+        raise argparse.ArgumentTypeError(f"rate unit must be /s, /min or /h, got {text!r}")
+    return float(value) * per_second
+
+
+def _parse_duration(text: str) -> float:
+    """Accept ``90``, ``90s``, ``5m`` or ``1h`` (seconds)."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one Faust worker for the given stages."""
+    from pipeline.agents.worker import run_worker
+
+    settings = _settings_from(
+        args, stages=args.stages, web_port=args.web_port, web_host=args.web_host,
+        data_dir=args.data_dir,
+    )
+    return run_worker(settings, loglevel=args.loglevel)
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded Tansu broker in the foreground until interrupted."""
+    from pipeline.transport.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker.start(host=args.host, port=args.port)
+    print(f"tansu broker on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+    stop = False
+
+    def _stop(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop and broker.process.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Send a JSONL file's lines to the raw topic."""
+    from pipeline.connectors.replay import jsonl_records, produce_records
+    from pipeline.transport.topics import ensure_topics
+
+    settings = _settings_from(args)
+    ensure_topics(settings)
+    sent = produce_records(settings, jsonl_records(args.file), rate_per_s=args.rate)
+    print(f"sent {sent} records to {settings.topic('raw')}", flush=True)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write synthetic mentions to a file, or send them to the raw topic."""
+    from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
+
+    crisis = None
+    if args.crisis:
+        crisis = CrisisPlan(
+            brand_id=args.crisis, start_after=timedelta(seconds=args.crisis_after),
+            duration=timedelta(seconds=args.crisis_duration),
+        )
+    start = datetime.fromisoformat(args.start) if args.start else datetime.now(UTC)
+    firehose = FirehoseGenerator(
+        seed=args.seed, start=start, rate_per_s=args.event_rate, crisis=crisis,
+    )
+    records = (orjson.dumps(mention) for mention in firehose.mentions(args.count))
+    if args.output is not None:
+        with args.output.open("wb") as output:
+            written = 0
+            for record in records:
+                output.write(record + b"\n")
+                written += 1
+        print(f"wrote {written} mentions to {args.output}", flush=True)
+        return 0
+    from pipeline.connectors.replay import produce_records
+    from pipeline.transport.topics import ensure_topics
+
+    settings = _settings_from(args)
+    ensure_topics(settings)
+    sent = produce_records(settings, records, rate_per_s=args.rate)
+    print(f"sent {sent} mentions to {settings.topic('raw')}", flush=True)
+    return 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    """Run the stage cores offline over a JSONL file."""
+    from pipeline.offline import process_file
+
+    settings = _settings_from(args)
+    reject_path = args.rejects or args.output.with_name(args.output.stem + ".rejects.jsonl")
+    summary = process_file(settings, args.input, args.output, reject_path)
+    print(
+        f"{summary.lines} lines: {summary.written} written to {args.output}, "
+        f"{summary.rejected} rejected to {reject_path}",
+        flush=True,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start everything and replay the sample firehose with a live progress line."""
+    from pipeline.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(
+        duration_s=args.duration, rate_per_s=args.rate, workers=args.workers,
+        web_port=args.web_port, crisis=not args.no_crisis, seed=args.seed,
+        broker=args.broker,
+    ))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print every setting: its environment variable, default and meaning (or current values)."""
+    if args.current:
+        print(orjson.dumps(load_settings().redacted(), option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for env_name, default, description in describe_settings():
+        print(f"{env_name:<34} {default:<40.40} {description}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``mentions`` command."""
+    parser = argparse.ArgumentParser(
+        prog="mentions", description="Streaming social-listening pipeline.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run everything on an embedded broker")
+    demo.add_argument("--duration", type=_parse_duration, default=_parse_duration("150s"),
+                      help="how long to run (e.g. 150s, 5m; 0 = until Ctrl-C)")
+    demo.add_argument("--rate", type=_parse_rate, default=400.0,
+                      help="mentions per second fed in (wall time)")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo.add_argument("--web-port", type=int, default=6066, help="first worker's /metrics port")
+    demo.add_argument("--no-crisis", action="store_true", help="do not inject a crisis")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--broker", default=None,
+                      help="use this Kafka instead of starting the embedded broker")
+    demo.set_defaults(handler=cmd_demo)
+
+    worker = commands.add_parser("worker", help="run one Faust worker")
+    _add_settings_flags(worker)
+    worker.add_argument("--stages", default=None,
+                        help=f"comma separated, of {','.join(ALL_STAGES)} (PIPELINE_STAGES)")
+    worker.add_argument("--web-port", type=int, default=None, help="(PIPELINE_WEB_PORT)")
+    worker.add_argument("--web-host", default=None, help="(PIPELINE_WEB_HOST)")
+    worker.add_argument("--data-dir", type=Path, default=None, help="(PIPELINE_DATA_DIR)")
+    worker.add_argument("--loglevel", default="warning")
+    worker.set_defaults(handler=cmd_worker)
+
+    broker = commands.add_parser("broker", help="run the embedded Tansu broker alone")
+    broker.add_argument("--host", default="127.0.0.1")
+    broker.add_argument("--port", type=int, default=9092)
+    broker.set_defaults(handler=cmd_broker)
+
+    replay = commands.add_parser("replay", help="send a JSONL file to the raw topic")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--rate", type=_parse_rate, default=None, help="e.g. 500/s")
+    _add_settings_flags(replay)
+    replay.set_defaults(handler=cmd_replay)
+
+    generate = commands.add_parser("generate", help="synthetic firehose to a file or the topic")
+    generate.add_argument("--count", type=int, default=10_000)
+    generate.add_argument("--output", type=Path, default=None, help="JSONL file (else: Kafka)")
+    generate.add_argument("--rate", type=_parse_rate, default=None, help="send rate, e.g. 500/s")
+    generate.add_argument("--event-rate", type=float, default=20.0,
+                          help="mentions per second of event time (created_at spacing)")
+    generate.add_argument("--start", default=None, help="event time of the first mention (ISO)")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--crisis", default=None, metavar="BRAND_ID",
+                          help="inject a negative burst about this brand")
+    generate.add_argument("--crisis-after", type=float, default=1800.0,
+                          help="event-time seconds before the crisis starts")
+    generate.add_argument("--crisis-duration", type=float, default=1200.0)
+    _add_settings_flags(generate)
+    generate.set_defaults(handler=cmd_generate)
+
+    process = commands.add_parser("process", help="run the stages offline over a JSONL file")
+    process.add_argument("--input", type=Path, required=True)
+    process.add_argument("--output", type=Path, required=True)
+    process.add_argument("--rejects", type=Path, default=None,
+                         help="reject file (default: OUTPUT.rejects.jsonl)")
+    _add_settings_flags(process)
+    process.set_defaults(handler=cmd_process)
+
+    config = commands.add_parser("config", help="list the settings and their env variables")
+    config.add_argument("--current", action="store_true", help="print the effective values")
+    config.set_defaults(handler=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mentions`` console script."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        from pydantic import ValidationError
+
+        from pipeline.stages.brands import BrandRulesError
+
+        if isinstance(error, ValidationError | BrandRulesError | FileNotFoundError):
+            print(f"mentions {args.command}: {error}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

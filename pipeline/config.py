@@ -1,0 +1,171 @@
+"""One typed, frozen settings object per process.
+
+Every field is read from an environment variable ``PIPELINE_<FIELD>`` (``deploy/k8s`` sets
+them) and every CLI flag of ``mentions`` maps onto the same field, so there is exactly one
+source of truth. Nothing here reads ``os.environ`` at import time: :func:`load_settings`
+does, when a command starts.
+
+>>> settings = load_settings(broker="kafka-0:9092")
+>>> settings.broker
+'kafka-0:9092'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DATA = Path(__file__).resolve().parent / "data"
+
+ENV_PREFIX = "PIPELINE_"
+
+# The stages that exist, in data-flow order; a worker runs any subset of them.
+Stage = Literal["ingest"]
+ALL_STAGES: tuple[Stage, ...] = ("ingest",)
+
+
+class Settings(BaseSettings):
+    """Settings of one pipeline process; each field's environment variable is PIPELINE_<NAME>."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", env_nested_delimiter="__",
+    )
+
+    # --- broker ---------------------------------------------------------------------------
+    broker: str = Field(
+        "127.0.0.1:9092",
+        description="Kafka bootstrap servers, comma separated (PIPELINE_BROKER).",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol (PIPELINE_SECURITY_PROTOCOL).",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when SASL is used (PIPELINE_SASL_MECHANISM).",
+    )
+    sasl_username: str = Field("", description="SASL user name (PIPELINE_SASL_USERNAME).")
+    sasl_password: SecretStr = Field(
+        SecretStr(""), description="SASL password (PIPELINE_SASL_PASSWORD).",
+    )
+    ssl_cafile: Path | None = Field(
+        None, description="CA bundle for TLS to the brokers (PIPELINE_SSL_CAFILE).",
+    )
+
+    # --- topics ---------------------------------------------------------------------------
+    app_id: str = Field(
+        "mentions", description="Faust app id: consumer group and table prefix (PIPELINE_APP_ID).",
+    )
+    topic_prefix: str = Field(
+        "mentions", description="Prefix of the mention topics (PIPELINE_TOPIC_PREFIX).",
+    )
+    alerts_topic: str = Field(
+        "alerts.crisis", description="Topic that receives crisis alerts (PIPELINE_ALERTS_TOPIC).",
+    )
+    partitions: int = Field(
+        4, ge=1, description="Partitions of topics created at start-up (PIPELINE_PARTITIONS).",
+    )
+    replication_factor: int = Field(
+        1, ge=1, description="Replication of topics created at start-up "
+        "(PIPELINE_REPLICATION_FACTOR).",
+    )
+    retention_hours: float = Field(
+        72.0, gt=0, description="Retention of the mention topics (PIPELINE_RETENTION_HOURS).",
+    )
+
+    group_session_timeout_s: float = Field(
+        10.0, gt=0, description="Consumer-group session timeout: how fast a dead worker's "
+        "partitions move (PIPELINE_GROUP_SESSION_TIMEOUT_S).",
+    )
+    group_rebalance_timeout_s: float = Field(
+        10.0, gt=0, description="How long a rebalance waits for members to rejoin "
+        "(PIPELINE_GROUP_REBALANCE_TIMEOUT_S).",
+    )
+
+    # --- worker ---------------------------------------------------------------------------
+    stages: Annotated[tuple[Stage, ...], NoDecode] = Field(
+        ALL_STAGES, description="Stages this worker runs, comma separated (PIPELINE_STAGES).",
+    )
+    web_host: str = Field(
+        "127.0.0.1", description="Address of /metrics, /healthz, /readyz (PIPELINE_WEB_HOST).",
+    )
+    web_port: int = Field(
+        6066, ge=0, le=65535,
+        description="Port of /metrics, /healthz, /readyz; 0 picks a free one (PIPELINE_WEB_PORT).",
+    )
+    data_dir: Path = Field(
+        Path("/tmp/mentions-data"),
+        description="Worker state directory (table stores) (PIPELINE_DATA_DIR).",
+    )
+    table_store: str = Field(
+        "memory://",
+        description="Faust table store: memory:// or rocksdb:// (PIPELINE_TABLE_STORE).",
+    )
+    ingest_batch_size: int = Field(
+        500, ge=1, description="Raw mentions taken per ingest batch (PIPELINE_INGEST_BATCH_SIZE).",
+    )
+    ingest_batch_wait_s: float = Field(
+        0.05, gt=0, description="Longest wait to fill an ingest batch, seconds "
+        "(PIPELINE_INGEST_BATCH_WAIT_S).",
+    )
+    forward_unmatched: bool = Field(
+        False, description="Forward mentions that match no brand query instead of counting and "
+        "dropping them at ingest (PIPELINE_FORWARD_UNMATCHED).",
+    )
+
+    # --- mentions and queries -------------------------------------------------------------
+    brands_file: Path = Field(
+        PACKAGE_DATA / "brands.example.yaml",
+        description="Listening queries: brands, competitors and their boolean queries "
+        "(PIPELINE_BRANDS_FILE).",
+    )
+    max_text_chars: int = Field(
+        20_000, ge=1, description="Longest accepted mention text, in characters "
+        "(PIPELINE_MAX_TEXT_CHARS).",
+    )
+    max_record_bytes: int = Field(
+        1_000_000, ge=1, description="Largest accepted raw record, in bytes "
+        "(PIPELINE_MAX_RECORD_BYTES).",
+    )
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _split_stages(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    # --- derived names --------------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        """Full topic name for a pipeline topic (``raw``, ``routed``, ``deadletter``...)."""
+        return f"{self.topic_prefix}.{name}"
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as a JSON-friendly dict with secrets masked (for logs and `config`)."""
+        dumped = self.model_dump(mode="json")
+        for name, value in dumped.items():
+            if isinstance(getattr(self, name), SecretStr):
+                dumped[name] = "**********" if value else ""
+        return dumped
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, with explicit (CLI) overrides on top.
+
+    ``None`` overrides are ignored so that unset CLI flags fall back to the environment.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given)
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """Rows of (environment variable, default, description) for every settings field."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, SecretStr):
+            default = ""
+        rows.append((f"{ENV_PREFIX}{name.upper()}", str(default), field.description or ""))
+    return rows

@@ -1,0 +1,386 @@
+"""Synthetic firehose: realistic multilingual mentions of the demo brands.
+
+It is the demo's data and the benchmarks' load. Mentions come in Spanish, English,
+Portuguese and French (plus some German and Italian), from a pool of authors whose follower
+counts follow a heavy tail; a share are retweets ("RT @user: ...") and near-copies (a word
+changed, a hashtag appended, a tracking parameter on the link). Each brand has a steady
+background with a daily rhythm; on demand a *crisis* adds a burst of negative mentions about
+one brand, driven by a few loud accounts and their retweets.
+
+Event time is synthetic: ``created_at`` advances by ``1 / rate`` seconds per mention from
+``start``, so an hour of traffic can be generated (and replayed) in seconds.
+
+>>> from datetime import datetime, UTC
+>>> firehose = FirehoseGenerator(seed=7, start=datetime(2026, 11, 1, tzinfo=UTC))
+>>> first = next(iter(firehose.mentions(1)))
+>>> sorted(first)[:4]
+['author', 'created_at', 'engagement', 'id']
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+# Surface forms of each demo brand, per language (what people actually type).
+BRAND_NAMES: Final[dict[str, dict[str, list[str]]]] = {
+    "acme-mobile": {
+        "_": ["Acme Mobile", "@acmemobile", "#AcmeMobile", "acme mobile"],
+        "es": ["Acme Móvil", "Acme Mobile", "@acmemobile"],
+        "pt": ["Acme Móvel", "Acme Mobile", "@acmemobile"],
+    },
+    "telvia": {"_": ["Telvia", "@telvia", "#Telvia", "TELVIA"]},
+    "nimbus-bank": {
+        "_": ["Nimbus Bank", "@nimbusbank", "#NimbusBank"],
+        "es": ["Banco Nimbus", "@nimbusbank"],
+        "pt": ["Banco Nimbus", "@nimbusbank"],
+        "fr": ["Banque Nimbus", "@nimbusbank"],
+    },
+    "orbita-bank": {
+        "_": ["Orbita Bank", "@orbitabank"],
+        "es": ["Banco Órbita", "@orbitabank"],
+        "pt": ["Banco Órbita", "@orbitabank"],
+        "fr": ["Banque Orbita", "@orbitabank"],
+    },
+    "lumo-air": {"_": ["Lumo Air", "@lumoair", "#LumoAir", "LumoAir"]},
+}
+
+# Relative share of each brand in the steady background.
+BRAND_WEIGHTS: Final[dict[str, float]] = {
+    "acme-mobile": 0.35, "telvia": 0.2, "nimbus-bank": 0.2, "orbita-bank": 0.1, "lumo-air": 0.15,
+}
+
+LANGUAGE_WEIGHTS: Final[dict[str, float]] = {
+    "es": 0.34, "en": 0.3, "pt": 0.16, "fr": 0.12, "de": 0.04, "it": 0.04,
+}
+
+# {b} is the brand; the rest are filled from FILLERS. Sentiment: negative, neutral, positive.
+TEMPLATES: Final[dict[str, dict[str, list[str]]]] = {
+    "es": {
+        "negative": [
+            "Llevo {n} horas sin {service} con {b}. Vergüenza de servicio",
+            "{b} me ha cobrado dos veces la factura y nadie responde 😡",
+            "Pésima atención de {b}, me cuelgan cada vez que llamo",
+            "Otra vez caído {b}... ¿alguien más sin {service}?",
+            "No contratéis {b}, son unos estafadores",
+            "Harto de {b}. Me cambio de compañía este mes",
+        ],
+        "neutral": [
+            "¿Alguien sabe si {b} tiene oferta para {service}?",
+            "{b} anuncia cambios en sus tarifas a partir de {month}",
+            "Comparando {b} con otras opciones, ¿qué me recomendáis?",
+            "Hoy he pasado por la tienda de {b} en el centro",
+        ],
+        "positive": [
+            "Muy contento con {b}, el {service} va genial",
+            "Gracias {b} por resolverlo tan rápido 👏",
+            "La nueva app de {b} es una maravilla",
+            "Cinco años con {b} y ni una queja",
+        ],
+    },
+    "en": {
+        "negative": [
+            "{b} has been down for {n} hours and support is useless",
+            "Worst customer service ever. Thanks for nothing {b} 😤",
+            "{b} charged me twice this month. Still no refund",
+            "Is {b} down again? No {service} since this morning",
+            "Never signing up with {b} again, total scam",
+            "Cancelled my {b} contract today. Fed up",
+        ],
+        "neutral": [
+            "Does anyone know if {b} covers {service} abroad?",
+            "{b} announced new plans starting in {month}",
+            "Thinking about switching to {b}, any experiences?",
+            "Just got a letter from {b} about my account",
+        ],
+        "positive": [
+            "Honestly {b} support was amazing today, fixed in minutes",
+            "Loving the new {b} app, so smooth 😍",
+            "Switched to {b} last year, best decision",
+            "Shoutout to {b} for the quick refund 🙌",
+        ],
+    },
+    "pt": {
+        "negative": [
+            "Estou há {n} horas sem {service} da {b}. Que vergonha",
+            "A {b} me cobrou duas vezes e ninguém resolve 😡",
+            "Atendimento péssimo da {b}, desligam na cara",
+            "{b} caiu de novo? Mais alguém sem {service}?",
+            "Não assinem a {b}, é golpe",
+        ],
+        "neutral": [
+            "Alguém sabe se a {b} tem promoção de {service}?",
+            "A {b} anunciou mudanças nos planos em {month}",
+            "Vale a pena trocar para a {b}?",
+        ],
+        "positive": [
+            "Muito satisfeito com a {b}, o {service} está ótimo",
+            "Obrigado {b} pelo atendimento rápido 👏",
+            "O novo app da {b} ficou excelente",
+        ],
+    },
+    "fr": {
+        "negative": [
+            "Toujours pas de {service} chez {b} depuis {n} heures, c'est honteux",
+            "{b} m'a facturé deux fois et personne ne répond 😡",
+            "Service client de {b} catastrophique, je résilie",
+            "{b} encore en panne ? Quelqu'un d'autre sans {service} ?",
+        ],
+        "neutral": [
+            "Quelqu'un sait si {b} propose une offre {service} ?",
+            "{b} annonce de nouveaux forfaits en {month}",
+            "Je pense passer chez {b}, des avis ?",
+        ],
+        "positive": [
+            "Très content de {b}, le {service} marche super bien",
+            "Merci {b} pour la réponse rapide 👏",
+            "La nouvelle appli {b} est top",
+        ],
+    },
+    "de": {
+        "negative": [
+            "Seit {n} Stunden kein {service} bei {b}. Unverschämt",
+            "{b} hat doppelt abgebucht und niemand antwortet",
+        ],
+        "neutral": ["Hat jemand Erfahrung mit {b}?", "{b} ändert die Tarife ab {month}"],
+        "positive": [
+            "Sehr zufrieden mit {b}, alles läuft super", "Danke {b} für die schnelle Hilfe",
+        ],
+    },
+    "it": {
+        "negative": [
+            "Da {n} ore senza {service} con {b}. Vergognoso",
+            "{b} mi ha addebitato due volte e nessuno risponde",
+        ],
+        "neutral": [
+            "Qualcuno sa se {b} ha offerte per {service}?", "{b} cambia le tariffe da {month}",
+        ],
+        "positive": ["Molto soddisfatto di {b}, tutto funziona", "Grazie {b} per l'aiuto veloce"],
+    },
+}
+
+FILLERS: Final[dict[str, dict[str, list[str]]]] = {
+    "service": {
+        "es": ["internet", "fibra", "datos", "cobertura", "la app"],
+        "en": ["internet", "signal", "data", "the app", "online banking"],
+        "pt": ["internet", "sinal", "dados", "o app"],
+        "fr": ["internet", "réseau", "données", "l'appli"],
+        "de": ["Internet", "Netz", "Empfang"],
+        "it": ["internet", "rete", "connessione"],
+    },
+    "month": {
+        "es": ["enero", "marzo", "junio"], "en": ["January", "March", "June"],
+        "pt": ["janeiro", "março"], "fr": ["janvier", "mars"],
+        "de": ["Januar", "März"], "it": ["gennaio", "marzo"],
+    },
+}
+
+CRISIS_TEMPLATES: Final[dict[str, list[str]]] = {
+    "es": [
+        "{b} ha filtrado los datos de sus clientes y no dice nada #{tag}",
+        "Escándalo: {b} expone datos personales de millones de usuarios #{tag}",
+        "¿Cómo es posible que {b} no avise de la filtración? Vergonzoso #{tag}",
+        "Me acaban de vaciar la cuenta tras la filtración de {b}. Denuncia ya #{tag}",
+    ],
+    "en": [
+        "{b} leaked customer data and is saying nothing #{tag}",
+        "Massive data breach at {b}, millions of users exposed #{tag}",
+        "My account was emptied after the {b} leak. Disgraceful #{tag}",
+    ],
+    "pt": [
+        "A {b} vazou dados dos clientes e não fala nada #{tag}",
+        "Vazamento de dados na {b}, que absurdo #{tag}",
+    ],
+    "fr": [
+        "{b} a laissé fuiter les données de ses clients, scandaleux #{tag}",
+        "Fuite de données chez {b}, aucune communication #{tag}",
+    ],
+}
+
+SENTIMENT_MIX: Final[dict[str, float]] = {"negative": 0.25, "neutral": 0.4, "positive": 0.35}
+_FIRST_NAMES: Final = (
+    "ana", "joao", "marie", "john", "lucia", "pedro", "sofia", "lea", "mateo", "emma",
+    "carlos", "julia", "hugo", "nina", "diego", "clara", "omar", "ines", "paul", "rita",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CrisisPlan:
+    """A burst of negative mentions about one brand, in event time relative to ``start``."""
+
+    brand_id: str = "acme-mobile"
+    start_after: timedelta = timedelta(minutes=30)
+    duration: timedelta = timedelta(minutes=20)
+    # extra crisis mentions per background mention of the whole firehose, at the peak
+    intensity: float = 0.6
+    hashtag: str = "AcmeLeak"
+
+
+@dataclass(frozen=True, slots=True)
+class _Author:
+    id: str
+    handle: str
+    followers: int
+
+
+class FirehoseGenerator:
+    """Seeded, endless stream of synthetic mention dicts (the raw wire format)."""
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        start: datetime,
+        rate_per_s: float = 20.0,
+        crisis: CrisisPlan | None = None,
+        retweet_share: float = 0.15,
+        near_copy_share: float = 0.05,
+        noise_share: float = 0.05,
+        authors: int = 5000,
+    ) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+        self.random = random.Random(seed)
+        self.start = start
+        self.rate_per_s = rate_per_s
+        self.crisis = crisis
+        self.retweet_share = retweet_share
+        self.near_copy_share = near_copy_share
+        self.noise_share = noise_share
+        self._authors = [self._make_author(index) for index in range(authors)]
+        self._crisis_voices = sorted(self._authors, key=lambda a: -a.followers)[:8]
+        self._recent: list[dict[str, Any]] = []
+        self._sequence = 0
+        # event-time slots: quiet hours skip slots, so the background follows a daily rhythm
+        self._slot = 0
+        self._brands = list(BRAND_WEIGHTS)
+        self._brand_weights = list(BRAND_WEIGHTS.values())
+        self._languages = list(LANGUAGE_WEIGHTS)
+        self._language_weights = list(LANGUAGE_WEIGHTS.values())
+
+    def _make_author(self, index: int) -> _Author:
+        name = self.random.choice(_FIRST_NAMES)
+        # Pareto tail: most accounts have a few hundred followers, a handful have 100k+
+        followers = int(50 * self.random.paretovariate(1.1))
+        return _Author(
+            id=f"u{index}", handle=f"{name}_{index}", followers=min(followers, 5_000_000),
+        )
+
+    def _event_time(self) -> datetime:
+        return self.start + timedelta(seconds=self._slot / self.rate_per_s)
+
+    def _daily_factor(self, moment: datetime) -> float:
+        # the background is thinner at night: rejection-sampled below
+        hour = moment.hour + moment.minute / 60
+        return 0.55 + 0.45 * math.sin(math.pi * (hour - 6) / 12) ** 2 if 6 <= hour <= 24 else 0.3
+
+    def _brand_name(self, brand_id: str, lang: str) -> str:
+        names = BRAND_NAMES[brand_id]
+        return self.random.choice(names.get(lang, names["_"]))
+
+    def _fill(self, template: str, lang: str, brand_id: str) -> str:
+        service = self.random.choice(FILLERS["service"][lang])
+        month = self.random.choice(FILLERS["month"][lang])
+        return template.format(
+            b=self._brand_name(brand_id, lang), service=service, month=month,
+            n=self.random.randint(2, 48), tag="",
+        )
+
+    def _record(self, text: str, author: _Author, moment: datetime, lang: str) -> dict[str, Any]:
+        self._sequence += 1
+        mention_id = f"syn:{self._sequence}"
+        reach = max(author.followers, 1)
+        return {
+            "id": mention_id,
+            "text": text,
+            "created_at": moment.isoformat(),
+            "source": self.random.choice(("twitter", "twitter", "twitter", "instagram", "reddit")),
+            "author": {"id": author.id, "handle": author.handle, "followers": author.followers},
+            "url": f"https://social.example/{author.handle}/status/{self._sequence}",
+            "lang_hint": lang if self.random.random() < 0.7 else None,
+            "engagement": {
+                "likes": int(self.random.expovariate(1.0) * math.log10(reach + 1) * 3),
+                "reposts": int(self.random.expovariate(2.0) * math.log10(reach + 1)),
+                "replies": int(self.random.expovariate(3.0) * 2),
+                "quotes": 0,
+            },
+        }
+
+    def _in_crisis(self, moment: datetime) -> float:
+        """Crisis intensity at ``moment``: 0 outside, ramping up then down inside."""
+        if self.crisis is None:
+            return 0.0
+        elapsed = (moment - (self.start + self.crisis.start_after)) / self.crisis.duration
+        if not 0 <= elapsed <= 1:
+            return 0.0
+        return self.crisis.intensity * math.sin(math.pi * elapsed) ** 0.5
+
+    def _crisis_mention(self, moment: datetime) -> dict[str, Any]:
+        assert self.crisis is not None
+        lang = self.random.choices(["es", "en", "pt", "fr"], [0.5, 0.25, 0.15, 0.1])[0]
+        author = (
+            self.random.choice(self._crisis_voices)
+            if self.random.random() < 0.3 else self.random.choice(self._authors)
+        )
+        template = self.random.choice(CRISIS_TEMPLATES[lang])
+        text = template.format(
+            b=self._brand_name(self.crisis.brand_id, lang), tag=self.crisis.hashtag,
+        )
+        return self._record(text, author, moment, lang)
+
+    def _background_mention(self, moment: datetime) -> dict[str, Any]:
+        lang = self.random.choices(self._languages, self._language_weights)[0]
+        brand_id = self.random.choices(self._brands, self._brand_weights)[0]
+        sentiment = self.random.choices(list(SENTIMENT_MIX), list(SENTIMENT_MIX.values()))[0]
+        text = self._fill(self.random.choice(TEMPLATES[lang][sentiment]), lang, brand_id)
+        if self.random.random() < self.noise_share:
+            # chatter that matches no query (the firehose is never perfectly filtered)
+            text = self.random.choice(("buenos días a todos ☀️", "good morning!", "bom dia"))
+        return self._record(text, self.random.choice(self._authors), moment, lang)
+
+    def _copy_of(self, original: dict[str, Any], moment: datetime) -> dict[str, Any]:
+        author = self.random.choice(self._authors)
+        lang = original.get("lang_hint") or "en"
+        if self.random.random() < self.retweet_share / (self.retweet_share + self.near_copy_share):
+            text = f"RT @{original['author']['handle']}: {original['text']}"
+        else:
+            words = original["text"].split()
+            edit = self.random.random()
+            if edit < 0.4 and len(words) > 4:
+                words[self.random.randrange(1, len(words))] = self.random.choice(
+                    ("really", "muy", "très", "mesmo", "!!", "lol")
+                )
+                text = " ".join(words)
+            elif edit < 0.7:
+                text = original["text"] + " " + self.random.choice(("#fail", "#help", "👀", "+1"))
+            else:
+                text = original["text"] + f" https://lnk.example/x?utm_source=s{self._sequence}"
+        return self._record(text, author, moment, lang)
+
+    def mentions(self, count: int | None = None) -> Iterator[dict[str, Any]]:
+        """Yield ``count`` mentions (forever when ``None``), in event-time order."""
+        produced = 0
+        while count is None or produced < count:
+            moment = self._event_time()
+            crisis_level = self._in_crisis(moment)
+            if crisis_level and self.random.random() < crisis_level / (1 + crisis_level):
+                record = self._crisis_mention(moment)
+            elif self._recent and self.random.random() < (
+                self.retweet_share + self.near_copy_share
+            ):
+                record = self._copy_of(self.random.choice(self._recent), moment)
+            elif self.random.random() > self._daily_factor(moment):
+                self._slot += 1
+                continue
+            else:
+                record = self._background_mention(moment)
+            self._recent.append(record)
+            if len(self._recent) > 200:
+                self._recent.pop(self.random.randrange(len(self._recent)))
+            produced += 1
+            self._slot += 1
+            yield record

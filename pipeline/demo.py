@@ -1,0 +1,312 @@
+"""``mentions demo``: the whole pipeline on an embedded broker, with a live progress line.
+
+It starts Tansu (unless ``--broker`` is given), creates the topics, starts the Faust
+worker process(es) (the same ``mentions worker`` production runs), feeds the synthetic
+multilingual firehose (with an injected crisis) into ``mentions.raw`` and shows, once a
+second, mentions/s in and out and the consumer lag; alerts are printed in plain words as they
+fire. Each worker serves ``/metrics`` while it runs. Everything it started is stopped by pid
+at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.config import Settings, load_settings
+from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
+from pipeline.connectors.replay import produce_records
+from pipeline.transport.broker import EmbeddedBroker
+from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """What ``mentions demo`` was asked to do."""
+
+    duration_s: float = 150.0
+    rate_per_s: float = 400.0
+    workers: int = 1
+    web_port: int = 6066
+    crisis: bool = True
+    seed: int = 7
+    broker: str | None = None
+
+
+def output_topic(settings: Settings) -> str:
+    """The topic the last running stage writes mentions to."""
+    for stage, topic in (("sentiment", "scored"), ("dedup", "unique")):
+        if stage in settings.stages:
+            return settings.topic(topic)
+    return settings.topic("routed")
+
+
+class TopicTail:
+    """Reads every partition of some topics from the start (``assign()``, no group)."""
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        from kafka import KafkaConsumer, TopicPartition
+
+        self.consumer = KafkaConsumer(
+            client_id=f"{settings.app_id}-demo-tail", enable_auto_commit=False,
+            auto_offset_reset="earliest", consumer_timeout_ms=200,
+            **kafka_client_options(settings),
+        )
+        partitions = []
+        for topic in topics:
+            for partition in sorted(self.consumer.partitions_for_topic(topic) or {0}):
+                partitions.append(TopicPartition(topic, partition))
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_beginning()
+
+    def poll(self) -> list[Any]:
+        """Records that arrived since the last call."""
+        records = []
+        for batch in self.consumer.poll(timeout_ms=100, max_records=5000).values():
+            records.extend(batch)
+        return records
+
+    def close(self) -> None:
+        """Close the consumer."""
+        self.consumer.close()
+
+
+def consumer_lag(settings: Settings, admin: Any, consumer: Any) -> int | None:
+    """Raw-topic records not yet committed by the pipeline's consumer group."""
+    from kafka import TopicPartition
+
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        topic = settings.topic("raw")
+        partitions = [
+            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+        ]
+        ends = consumer.end_offsets(partitions)
+    except Exception:
+        return None
+    lag = 0
+    for tp, end in ends.items():
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        lag += max(0, end - done)
+    return lag
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _start_worker(settings: Settings, web_port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PIPELINE_BROKER": settings.broker,
+        "PIPELINE_WEB_PORT": str(web_port),
+        "PIPELINE_DATA_DIR": str(log_path.parent / f"worker-{web_port}"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "warning"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout_s)
+
+
+class Progress:
+    """Counts what flowed, and prints one line per second (in place on a terminal)."""
+
+    def __init__(self, out: Callable[[str], None]) -> None:
+        self.out = out
+        self.started = time.monotonic()
+        self.sent = 0
+        self.received = 0
+        self.dead = 0
+        self.duplicates = 0
+        self.alerts = 0
+        self._last = (self.started, 0, 0)
+        self.tty = sys.stdout.isatty()
+
+    def line(self, lag: int | None) -> str:
+        """The progress line, with rates since the previous call."""
+        now = time.monotonic()
+        last_time, last_sent, last_received = self._last
+        elapsed = max(now - last_time, 1e-6)
+        self._last = (now, self.sent, self.received)
+        return (
+            f"[{now - self.started:5.0f}s] in {(self.sent - last_sent) / elapsed:7.0f}/s  "
+            f"out {(self.received - last_received) / elapsed:7.0f}/s  "
+            f"lag {lag if lag is not None else '?':>6}  sent {self.sent:>7}  "
+            f"out {self.received:>7}  dup {self.duplicates:>5}  dead {self.dead:>4}  "
+            f"alerts {self.alerts}"
+        )
+
+    def show(self, lag: int | None) -> None:
+        """Print the line: overwrite in place on a terminal, else one line per call."""
+        text = self.line(lag)
+        if self.tty:
+            sys.stdout.write("\r" + text)
+            sys.stdout.flush()
+        else:
+            self.out(text)
+
+
+def render_alert(alert: dict[str, Any]) -> str:
+    """Plain-words rendering of an alert event."""
+    return orjson.dumps(alert).decode()
+
+
+def run_demo(options: DemoOptions) -> int:
+    """Run the demo (see the module docstring); return the process exit code."""
+    workdir = Path(tempfile.mkdtemp(prefix="mentions-demo-"))
+    broker: EmbeddedBroker | None = None
+    workers: list[subprocess.Popen[bytes]] = []
+    if options.broker is None:
+        broker = EmbeddedBroker.start(log_path=workdir / "broker.log")
+        bootstrap = broker.bootstrap
+        print(f"embedded Tansu broker on {bootstrap} (pid {broker.pid})", flush=True)
+    else:
+        bootstrap = options.broker
+    settings = load_settings(broker=bootstrap)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        ensure_topics(settings)
+        for index in range(options.workers):
+            port = options.web_port + index
+            workers.append(_start_worker(settings, port, workdir / f"worker-{index}.log"))
+            print(f"worker {index} (pid {workers[-1].pid}): metrics on "
+                  f"http://127.0.0.1:{port}/metrics", flush=True)
+        for index, process in enumerate(workers):
+            url = f"http://127.0.0.1:{options.web_port + index}/readyz"
+            if not _wait_ready(url, process, 90):
+                print(f"worker {index} did not become ready; log: {workdir}/worker-{index}.log",
+                      flush=True)
+                return 1
+        print(f"stages: {', '.join(settings.stages)}; logs in {workdir}", flush=True)
+        crisis = None
+        start = datetime.now(UTC)
+        if options.crisis:
+            crisis = CrisisPlan(
+                brand_id="acme-mobile", start_after=timedelta(seconds=options.duration_s * 0.35),
+                duration=timedelta(seconds=options.duration_s * 0.3), intensity=0.8,
+            )
+            print(f"a crisis about acme-mobile will start at "
+                  f"{(start + crisis.start_after).strftime('%H:%M:%S')} UTC", flush=True)
+        return _run_loop(settings, options, start, crisis, stop)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        for process in workers:
+            _stop(process)
+        if broker is not None:
+            broker.stop()
+
+
+def _run_loop(
+    settings: Settings, options: DemoOptions, start: datetime, crisis: CrisisPlan | None,
+    stop: threading.Event,
+) -> int:
+    from kafka.admin import KafkaAdminClient
+
+    firehose = FirehoseGenerator(
+        seed=options.seed, start=start, rate_per_s=options.rate_per_s, crisis=crisis,
+    )
+    progress = Progress(lambda text: print(text, flush=True))
+
+    def records() -> Any:
+        for mention in firehose.mentions():
+            if stop.is_set():
+                return
+            # event time follows wall time, so end-to-end latency is meaningful
+            mention["created_at"] = datetime.now(UTC).isoformat()
+            progress.sent += 1
+            yield orjson.dumps(mention)
+
+    producer = threading.Thread(
+        target=produce_records, args=(settings, records()),
+        kwargs={"rate_per_s": options.rate_per_s}, daemon=True,
+    )
+    producer.start()
+    tail = TopicTail(settings, [output_topic(settings), settings.topic("deadletter"),
+                                settings.alerts_topic])
+    admin = KafkaAdminClient(client_id=f"{settings.app_id}-demo", **kafka_client_options(settings))
+    deadline = time.monotonic() + options.duration_s if options.duration_s else None
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            _drain(tail, settings, progress)
+            progress.show(consumer_lag(settings, admin, tail.consumer))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - progress._last[0])))
+        stop.set()
+        producer.join(timeout=10)
+        # let the pipeline finish what is in flight
+        settle_until = time.monotonic() + 30
+        while time.monotonic() < settle_until:
+            _drain(tail, settings, progress)
+            lag = consumer_lag(settings, admin, tail.consumer)
+            if lag == 0 and progress.received + progress.dead > 0:
+                break
+            time.sleep(0.5)
+        _drain(tail, settings, progress)
+        if progress.tty:
+            sys.stdout.write("\n")
+        progress.show(consumer_lag(settings, admin, tail.consumer))
+        print(
+            f"done: {progress.sent} mentions sent, {progress.received} reached "
+            f"{output_topic(settings)}, {progress.dead} dead-lettered, "
+            f"{progress.alerts} alert events",
+            flush=True,
+        )
+    finally:
+        tail.close()
+        admin.close()
+    return 0
+
+
+def _drain(tail: TopicTail, settings: Settings, progress: Progress) -> None:
+    for record in tail.poll():
+        if record.topic == settings.alerts_topic:
+            progress.alerts += 1
+            alert = orjson.loads(record.value)
+            if progress.tty:
+                sys.stdout.write("\n")
+            print(render_alert(alert), flush=True)
+        elif record.topic == settings.topic("deadletter"):
+            progress.dead += 1
+        else:
+            mentions = decode_batch(record.value)
+            progress.received += len(mentions)
+            progress.duplicates += sum(1 for m in mentions if m.get("duplicate_of"))

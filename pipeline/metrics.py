@@ -1,0 +1,141 @@
+"""Prometheus metrics as an injectable bundle.
+
+Every metric is created on the registry passed in, so tests build a fresh
+``CollectorRegistry()`` and read samples with ``registry.get_sample_value``. Names follow the
+Prometheus conventions (``_total`` counters, base units: seconds, bytes); label values are
+bounded: ``reason`` comes from :data:`pipeline.schema.REJECT_REASONS` (plus a few internal
+ones), and per-brand series are capped with an ``other`` bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Seconds: from sub-millisecond batch steps to multi-second model calls.
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)
+# End-to-end: the SLO lives around a few seconds, crises are judged in minutes.
+END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# Batch sizes are powers of two (STYLE.md §10).
+BATCH_SIZE_BUCKETS = tuple(float(2**power) for power in range(0, 14))
+
+OTHER_BRAND = "other"
+
+
+@dataclass
+class BrandLabelCap:
+    """Bounded label values: the first ``limit`` brands seen get their own, the rest ``other``."""
+
+    limit: int
+    _seen: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def label(self, brand: str) -> str:
+        """The label value to use for ``brand``."""
+        if brand in self._seen:
+            return brand
+        with self._lock:
+            if len(self._seen) < self.limit:
+                self._seen.add(brand)
+                return brand
+        return OTHER_BRAND
+
+
+class PipelineMetrics:
+    """All the pipeline's metrics, registered on one registry."""
+
+    def __init__(self, registry: CollectorRegistry, *, brand_label_limit: int = 50) -> None:
+        self.registry = registry
+        self.brand_labels = BrandLabelCap(brand_label_limit)
+        self.stage_in = Counter(
+            "mentions_stage_in", "Mentions that entered a stage.", ["stage"], registry=registry,
+        )
+        self.stage_out = Counter(
+            "mentions_stage_out", "Mentions a stage emitted downstream.", ["stage"],
+            registry=registry,
+        )
+        self.deadlettered = Counter(
+            "mentions_deadlettered", "Records sent to the dead-letter topic, by reason.",
+            ["stage", "reason"], registry=registry,
+        )
+        self.unmatched = Counter(
+            "mentions_unmatched", "Valid mentions that matched no listening query.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "mentions_duplicates", "Mentions recognised as copies of an earlier one.",
+            ["kind"], registry=registry,
+        )
+        self.stage_batch_seconds = Histogram(
+            "mentions_stage_batch_duration_seconds",
+            "Time a stage spends on one batch, broker sends included.", ["stage"],
+            buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.stage_batch_size = Histogram(
+            "mentions_stage_batch_size", "Mentions per batch a stage handles.", ["stage"],
+            buckets=BATCH_SIZE_BUCKETS, registry=registry,
+        )
+        self.end_to_end_seconds = Histogram(
+            "mentions_end_to_end_latency_seconds",
+            "From ingest (arrival in the pipeline) to leaving a stage.", ["stage"],
+            buckets=END_TO_END_BUCKETS, registry=registry,
+        )
+        self.event_age_seconds = Histogram(
+            "mentions_event_age_seconds",
+            "From the mention's created_at to leaving a stage (includes upstream delay).",
+            ["stage"], buckets=END_TO_END_BUCKETS, registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "mentions_consumer_lag_messages",
+            "Records behind the log end, per topic and partition.",
+            ["topic", "partition"], registry=registry,
+        )
+        self.assigned_partitions = Gauge(
+            "mentions_assigned_partitions", "Partitions assigned to this worker.",
+            registry=registry,
+        )
+        self.model_seconds = Histogram(
+            "mentions_sentiment_model_duration_seconds",
+            "Model forward time per sentiment batch.", buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.model_batch_size = Histogram(
+            "mentions_sentiment_batch_size", "Texts per model forward.",
+            buckets=BATCH_SIZE_BUCKETS, registry=registry,
+        )
+        self.model_skipped = Counter(
+            "mentions_sentiment_skipped", "Mentions that inherited a first copy's sentiment.",
+            registry=registry,
+        )
+        self.device_memory_bytes = Gauge(
+            "mentions_device_memory_bytes", "Accelerator memory, by kind (allocated, reserved, "
+            "total).", ["device", "kind"], registry=registry,
+        )
+        self.device_utilization = Gauge(
+            "mentions_device_utilization_ratio", "Accelerator busy ratio (0..1) over the last "
+            "sampling period.", ["device"], registry=registry,
+        )
+        self.alerts = Counter(
+            "mentions_alerts", "Alert events emitted, by kind, severity and status.",
+            ["kind", "severity", "status"], registry=registry,
+        )
+        self.open_incidents = Gauge(
+            "mentions_open_incidents", "Incidents currently open on this worker.", ["kind"],
+            registry=registry,
+        )
+        self.webhook_deliveries = Counter(
+            "mentions_webhook_deliveries", "Webhook delivery outcomes.", ["outcome"],
+            registry=registry,
+        )
+        self.brand_mentions = Counter(
+            "mentions_brand_mentions", "Scored mentions per brand and sentiment (brands beyond "
+            "the cap count as 'other').", ["brand", "sentiment"], registry=registry,
+        )
+        self.stage_failures = Counter(
+            "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
+            ["stage", "reason"], registry=registry,
+        )

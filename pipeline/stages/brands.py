@@ -1,0 +1,568 @@
+"""Listening queries: parse the boolean query language and match thousands of them fast.
+
+The language is the one listening teams know from the big suites::
+
+    ("acme mobile" OR acmemobile OR #acme OR @acme_es) AND NOT (roadrunner OR "wile e")
+    telef* NEAR/3 (caro OR cara OR fraude)
+    acme NEAR/2f phone           # NEAR/nf: in this order
+
+- words match whole words (and the body of a hashtag: ``acme`` matches ``#acme``);
+- ``"quoted phrases"`` match consecutive words;
+- a trailing ``*`` matches any word starting with the prefix (``telef*``);
+- ``#tag`` matches only that hashtag, ``@handle`` only that handle;
+- ``AND`` / ``OR`` / ``NOT`` (upper case), parentheses; juxtaposition means AND;
+- ``A NEAR/n B``: some match of A and some match of B at most n words apart.
+
+Matching is accent- and case-insensitive ("Telefónica" = "telefonica"). Every term of every
+query goes into one Aho-Corasick automaton over the normalised token stream, so a mention is
+scanned once whatever the number of queries; only the queries with at least one positive
+term hit are then checked against their boolean tree.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import ahocorasick
+import yaml
+
+# --------------------------------------------------------------------------------------------
+# Normalisation and tokens
+# --------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[#@]?\w+(?:['\u2019]\w+)*", re.UNICODE)
+
+
+def fold(text: str) -> str:
+    """Case- and accent-fold: ``fold("Telefónica")`` is ``"telefonica"``."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def tokenize(text: str) -> list[str]:
+    """Folded word, ``#hashtag`` and ``@handle`` tokens of a text, in order."""
+    return [token.replace("\u2019", "'") for token in _TOKEN.findall(fold(text))]
+
+
+# --------------------------------------------------------------------------------------------
+# Query syntax tree
+# --------------------------------------------------------------------------------------------
+
+
+class QuerySyntaxError(ValueError):
+    """A query that does not parse; ``position`` is the 0-based character offset."""
+
+    def __init__(self, message: str, query: str, position: int) -> None:
+        pointer = f"{query}\n{' ' * position}^"
+        super().__init__(f"{message} at position {position}:\n{pointer}")
+        self.message = message
+        self.query = query
+        self.position = position
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """A leaf: a word, phrase, prefix wildcard, hashtag or handle (already folded)."""
+
+    words: tuple[str, ...]
+    prefix: bool = False
+
+    def describe(self) -> str:
+        """The term as it would be written in a query."""
+        body = " ".join(self.words)
+        if len(self.words) > 1:
+            return f'"{body}"'
+        return body + ("*" if self.prefix else "")
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """Every operand matches."""
+
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """At least one operand matches."""
+
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """The operand does not match."""
+
+    operand: Node
+
+
+@dataclass(frozen=True, slots=True)
+class Near:
+    """Both operands match within ``distance`` words (in order when ``ordered``)."""
+
+    left: Node
+    right: Node
+    distance: int
+    ordered: bool
+
+
+Node = Term | And | Or | Not | Near
+
+_LEXEME = re.compile(
+    r"""\s*(?:
+        (?P<lparen>\()|(?P<rparen>\))|
+        (?P<phrase>"[^"]*"?)|
+        (?P<near>NEAR/(?P<distance>\d+)(?P<ordered>f)?)(?=[\s("]|$)|
+        (?P<op>AND|OR|NOT)(?=[\s("]|$)|
+        (?P<word>[^\s()"]+)
+    )""",
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Lexeme:
+    kind: Literal["lparen", "rparen", "phrase", "near", "op", "word", "end"]
+    text: str
+    position: int
+    distance: int = 0
+    ordered: bool = False
+
+
+def _lex(query: str) -> list[_Lexeme]:
+    lexemes: list[_Lexeme] = []
+    position = 0
+    while position < len(query):
+        if query[position:].strip() == "":
+            break
+        found = _LEXEME.match(query, position)
+        if found is None or found.end() == position:
+            raise QuerySyntaxError("unexpected character", query, position)
+        kind = found.lastgroup
+        start = found.start(kind) if kind else position
+        if kind in ("distance", "ordered"):
+            kind = "near"
+        if kind == "near":
+            start = found.start("near")
+            lexemes.append(_Lexeme(
+                "near", found.group("near"), start,
+                distance=int(found.group("distance")), ordered=bool(found.group("ordered")),
+            ))
+        elif kind == "phrase":
+            text = found.group("phrase")
+            if len(text) < 2 or not text.endswith('"'):
+                raise QuerySyntaxError("unterminated quoted phrase", query, start)
+            lexemes.append(_Lexeme("phrase", text[1:-1], start))
+        elif kind == "lparen":
+            lexemes.append(_Lexeme("lparen", "(", start))
+        elif kind == "rparen":
+            lexemes.append(_Lexeme("rparen", ")", start))
+        elif kind == "op":
+            lexemes.append(_Lexeme("op", found.group("op"), start))
+        elif kind == "word":
+            lexemes.append(_Lexeme("word", found.group("word"), start))
+        position = found.end()
+    lexemes.append(_Lexeme("end", "", len(query)))
+    return lexemes
+
+
+class _Parser:
+    """Recursive descent: or := and (OR and)*; and := not (AND? not)*; not := NOT not | near."""
+
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.lexemes = _lex(query)
+        self.index = 0
+
+    @property
+    def current(self) -> _Lexeme:
+        return self.lexemes[self.index]
+
+    def _advance(self) -> _Lexeme:
+        lexeme = self.lexemes[self.index]
+        self.index += 1
+        return lexeme
+
+    def _error(self, message: str, lexeme: _Lexeme | None = None) -> QuerySyntaxError:
+        return QuerySyntaxError(message, self.query, (lexeme or self.current).position)
+
+    def parse(self) -> Node:
+        if self.current.kind == "end":
+            raise self._error("empty query")
+        node = self._or()
+        if self.current.kind != "end":
+            raise self._error(f"unexpected {self.current.text!r}")
+        return node
+
+    def _or(self) -> Node:
+        operands = [self._and()]
+        while self.current.kind == "op" and self.current.text == "OR":
+            self._advance()
+            operands.append(self._and())
+        return operands[0] if len(operands) == 1 else Or(tuple(operands))
+
+    def _and(self) -> Node:
+        operands = [self._not()]
+        while True:
+            lexeme = self.current
+            if lexeme.kind == "op" and lexeme.text == "AND":
+                self._advance()
+                operands.append(self._not())
+            elif lexeme.kind in ("word", "phrase", "lparen") or (
+                lexeme.kind == "op" and lexeme.text == "NOT"
+            ):
+                operands.append(self._not())
+            else:
+                break
+        return operands[0] if len(operands) == 1 else And(tuple(operands))
+
+    def _not(self) -> Node:
+        if self.current.kind == "op" and self.current.text == "NOT":
+            self._advance()
+            return Not(self._not())
+        return self._near()
+
+    def _near(self) -> Node:
+        left = self._primary()
+        while self.current.kind == "near":
+            operator = self._advance()
+            right_start = self.current
+            right = self._primary()
+            for side, where in ((left, operator), (right, right_start)):
+                if not _is_positional(side):
+                    raise self._error(
+                        "NEAR takes terms, phrases or OR-groups of them", where
+                    )
+            left = Near(left, right, operator.distance, operator.ordered)
+        return left
+
+    def _primary(self) -> Node:
+        lexeme = self.current
+        if lexeme.kind == "lparen":
+            self._advance()
+            if self.current.kind == "rparen":
+                raise self._error("empty parentheses")
+            node = self._or()
+            if self.current.kind != "rparen":
+                raise self._error("missing closing parenthesis", lexeme)
+            self._advance()
+            return node
+        if lexeme.kind == "word":
+            self._advance()
+            return self._word_term(lexeme)
+        if lexeme.kind == "phrase":
+            self._advance()
+            words = tuple(tokenize(lexeme.text))
+            if not words:
+                raise self._error("empty quoted phrase", lexeme)
+            return Term(words)
+        if lexeme.kind == "end":
+            raise self._error("query ends where a term was expected")
+        raise self._error(f"expected a term, found {lexeme.text!r}")
+
+    def _word_term(self, lexeme: _Lexeme) -> Term:
+        text = lexeme.text
+        prefix = text.endswith("*")
+        body = text[:-1] if prefix else text
+        if "*" in body:
+            raise self._error("a wildcard * is only allowed at the end of a word", lexeme)
+        tokens = tokenize(body)
+        if not tokens:
+            raise self._error(f"{text!r} has no letters or digits", lexeme)
+        if prefix and len(tokens[-1].lstrip("#@")) < 2:
+            raise self._error("a wildcard needs at least two letters before *", lexeme)
+        if len(tokens) > 1 and not prefix:
+            # "e-commerce" or "at&t": written as one word, matched as the phrase of its parts
+            return Term(tuple(tokens))
+        if len(tokens) > 1:
+            raise self._error("a wildcard term must be a single word", lexeme)
+        return Term((tokens[0],), prefix=prefix)
+
+
+def _is_positional(node: Node) -> bool:
+    if isinstance(node, Term):
+        return True
+    if isinstance(node, Or):
+        return all(_is_positional(operand) for operand in node.operands)
+    return False
+
+
+def parse_query(query: str) -> Node:
+    """Parse a listening query into its syntax tree, or raise :class:`QuerySyntaxError`.
+
+    >>> parse_query('acme AND NOT "road runner"')
+    And(operands=(Term(words=('acme',), prefix=False), Not(operand=Term(words=('road', \
+'runner'), prefix=False))))
+    """
+    node = _Parser(query).parse()
+    if not _has_positive_term(node):
+        raise QuerySyntaxError("a query needs at least one term that is not negated", query, 0)
+    return node
+
+
+def _has_positive_term(node: Node) -> bool:
+    if isinstance(node, Term):
+        return True
+    if isinstance(node, Not):
+        return False
+    if isinstance(node, Near):
+        return True
+    if isinstance(node, And):
+        return any(_has_positive_term(operand) for operand in node.operands)
+    return all(_has_positive_term(operand) for operand in node.operands)
+
+
+def iter_terms(node: Node) -> Iterable[Term]:
+    """Every leaf term of a syntax tree."""
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Not):
+        yield from iter_terms(node.operand)
+    elif isinstance(node, Near):
+        yield from iter_terms(node.left)
+        yield from iter_terms(node.right)
+    else:
+        for operand in node.operands:
+            yield from iter_terms(operand)
+
+
+def _positive_terms(node: Node) -> Iterable[Term]:
+    """Terms whose presence can make the query true (not under a NOT)."""
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Near):
+        yield from iter_terms(node)
+    elif isinstance(node, And | Or):
+        for operand in node.operands:
+            yield from _positive_terms(operand)
+
+
+# --------------------------------------------------------------------------------------------
+# Brand rules file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BrandRule:
+    """One listened brand: its query, optional languages and exclusion query."""
+
+    id: str
+    name: str
+    query: str
+    kind: Literal["brand", "competitor", "market"] = "brand"
+    languages: frozenset[str] = frozenset()
+    exclude: str | None = None
+    min_crisis_volume: int | None = None
+    parsed: Node = field(init=False, repr=False, compare=False)
+    parsed_exclude: Node | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parsed", parse_query(self.query))
+        object.__setattr__(
+            self, "parsed_exclude", parse_query(self.exclude) if self.exclude else None
+        )
+
+
+class BrandRulesError(ValueError):
+    """A listening-queries file that cannot be loaded; the message says where and why."""
+
+
+def load_brand_rules(path: Path) -> list[BrandRule]:
+    """Load and validate a YAML listening-queries file (see pipeline/data/brands.example.yaml).
+
+    Every query is parsed here, so a bad query stops the process at start-up with the brand,
+    the position and a caret under the error.
+    """
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise BrandRulesError(f"{path}: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("brands"), list):
+        raise BrandRulesError(f"{path}: expected a mapping with a 'brands' list")
+    return brand_rules_from_dicts(document["brands"], origin=str(path))
+
+
+def brand_rules_from_dicts(entries: Sequence[Any], *, origin: str = "<rules>") -> list[BrandRule]:
+    """Build and validate brand rules from plain dicts (the ``brands`` list of the file)."""
+    rules: list[BrandRule] = []
+    seen: set[str] = set()
+    for number, entry in enumerate(entries, start=1):
+        where = f"{origin}: brand #{number}"
+        if not isinstance(entry, dict):
+            raise BrandRulesError(f"{where}: expected a mapping")
+        unknown = set(entry) - {
+            "id", "name", "query", "kind", "languages", "exclude", "min_crisis_volume",
+        }
+        if unknown:
+            raise BrandRulesError(f"{where}: unknown keys {sorted(unknown)}")
+        brand_id = entry.get("id")
+        if not isinstance(brand_id, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", brand_id):
+            raise BrandRulesError(
+                f"{where}: 'id' must be lower-case letters, digits, '_', '.', '-'"
+            )
+        if brand_id in seen:
+            raise BrandRulesError(f"{where}: duplicate id {brand_id!r}")
+        seen.add(brand_id)
+        query = entry.get("query")
+        if not isinstance(query, str):
+            raise BrandRulesError(f"{where} ({brand_id}): 'query' must be a string")
+        kind = entry.get("kind", "brand")
+        if kind not in ("brand", "competitor", "market"):
+            raise BrandRulesError(f"{where} ({brand_id}): kind must be brand|competitor|market")
+        languages = entry.get("languages") or []
+        if not isinstance(languages, list) or not all(isinstance(x, str) for x in languages):
+            raise BrandRulesError(f"{where} ({brand_id}): 'languages' must be a list of codes")
+        min_volume = entry.get("min_crisis_volume")
+        if min_volume is not None and (not isinstance(min_volume, int) or min_volume < 1):
+            raise BrandRulesError(f"{where} ({brand_id}): min_crisis_volume must be >= 1")
+        try:
+            rules.append(BrandRule(
+                id=brand_id, name=str(entry.get("name", brand_id)), query=query, kind=kind,
+                languages=frozenset(code.lower() for code in languages),
+                exclude=entry.get("exclude"), min_crisis_volume=min_volume,
+            ))
+        except QuerySyntaxError as error:
+            raise BrandRulesError(f"{where} ({brand_id}): {error}") from None
+    return rules
+
+
+# --------------------------------------------------------------------------------------------
+# Matching
+# --------------------------------------------------------------------------------------------
+
+# A hit of one term: the token index where it starts and where it ends (inclusive).
+Span = tuple[int, int]
+
+
+@dataclass(slots=True)
+class _CompiledRule:
+    rule: BrandRule
+    term_ids: dict[Term, int]
+
+
+class BrandMatcher:
+    """Tag texts with every brand whose query matches.
+
+    >>> matcher = BrandMatcher(brand_rules_from_dicts([
+    ...     {"id": "telefonica", "query": 'telefonica OR "movistar plus"'}]))
+    >>> matcher.match("¡Telefónica otra vez sin servicio!")
+    ['telefonica']
+    """
+
+    def __init__(self, rules: Sequence[BrandRule]) -> None:
+        self.rules = list(rules)
+        self._term_ids: dict[Term, int] = {}
+        self._compiled: list[_CompiledRule] = []
+        # rule indices to check when a term hits (only positive terms trigger a check)
+        self._triggers: dict[int, list[int]] = {}
+        for rule_index, rule in enumerate(self.rules):
+            trees = [rule.parsed] + ([rule.parsed_exclude] if rule.parsed_exclude else [])
+            for tree in trees:
+                for term in iter_terms(tree):
+                    self._term_ids.setdefault(term, len(self._term_ids))
+            for term in _positive_terms(rule.parsed):
+                triggered = self._triggers.setdefault(self._term_ids[term], [])
+                if not triggered or triggered[-1] != rule_index:
+                    triggered.append(rule_index)
+            self._compiled.append(_CompiledRule(rule, self._term_ids))
+        self._automaton = self._build_automaton()
+
+    def _build_automaton(self) -> Any:
+        automaton = ahocorasick.Automaton()
+        patterns: dict[str, list[tuple[int, int, bool]]] = {}
+        for term, term_id in self._term_ids.items():
+            # Patterns run over " tok tok tok " so a leading space anchors a word start and a
+            # trailing space a word end; prefix terms simply leave the end open.
+            variants = [term.words]
+            first = term.words[0]
+            if first[0] not in "#@":
+                # a plain word also matches the same word used as a hashtag
+                variants.append(("#" + first, *term.words[1:]))
+            for words in variants:
+                key = " " + " ".join(words) + ("" if term.prefix else " ")
+                patterns.setdefault(key, []).append((term_id, len(words), term.prefix))
+        for key, payload in patterns.items():
+            automaton.add_word(key, (len(key), payload))
+        if patterns:
+            automaton.make_automaton()
+        return automaton
+
+    def term_spans(self, tokens: Sequence[str]) -> dict[int, list[Span]]:
+        """Where each term occurs in a token sequence: term id -> [(first, last) token]."""
+        if not self._term_ids or not tokens:
+            return {}
+        stream = " " + " ".join(tokens) + " "
+        # token index of every character offset: starts[i] is where token i begins
+        starts: list[int] = []
+        offset = 1
+        for token in tokens:
+            starts.append(offset)
+            offset += len(token) + 1
+        spans: dict[int, list[Span]] = {}
+        for end, (length, payload) in self._automaton.iter(stream):
+            # the pattern's leading space sits just before the first matched token
+            first = bisect_right(starts, end - length + 2) - 1
+            for term_id, word_count, _prefix in payload:
+                spans.setdefault(term_id, []).append((first, first + word_count - 1))
+        return spans
+
+    def match(self, text: str, lang: str | None = None) -> list[str]:
+        """Ids of the brands whose query matches ``text`` (and whose languages allow ``lang``)."""
+        spans = self.term_spans(tokenize(text))
+        if not spans:
+            return []
+        candidates = sorted(
+            {rule_index for term_id in spans for rule_index in self._triggers.get(term_id, ())}
+        )
+        matched: list[str] = []
+        for rule_index in candidates:
+            compiled = self._compiled[rule_index]
+            rule = compiled.rule
+            if rule.languages and lang is not None and lang not in rule.languages:
+                continue
+            if not _evaluate(rule.parsed, spans, compiled.term_ids):
+                continue
+            if rule.parsed_exclude is not None and _evaluate(
+                rule.parsed_exclude, spans, compiled.term_ids
+            ):
+                continue
+            matched.append(rule.id)
+        return matched
+
+
+def _positions(node: Node, spans: dict[int, list[Span]], term_ids: dict[Term, int]) -> list[Span]:
+    if isinstance(node, Term):
+        return spans.get(term_ids[node], [])
+    if isinstance(node, Or):
+        return [span for operand in node.operands for span in _positions(operand, spans, term_ids)]
+    raise TypeError(f"{type(node).__name__} has no positions")  # the parser forbids this
+
+
+def _evaluate(node: Node, spans: dict[int, list[Span]], term_ids: dict[Term, int]) -> bool:
+    if isinstance(node, Term):
+        return term_ids[node] in spans
+    if isinstance(node, And):
+        return all(_evaluate(operand, spans, term_ids) for operand in node.operands)
+    if isinstance(node, Or):
+        return any(_evaluate(operand, spans, term_ids) for operand in node.operands)
+    if isinstance(node, Not):
+        return not _evaluate(node.operand, spans, term_ids)
+    left = _positions(node.left, spans, term_ids)
+    right = _positions(node.right, spans, term_ids)
+    for left_first, left_last in left:
+        for right_first, right_last in right:
+            if right_first > left_last:
+                gap = right_first - left_last
+            elif node.ordered:
+                continue
+            else:
+                gap = left_first - right_last
+            if 0 < gap <= node.distance:
+                return True
+    return False
