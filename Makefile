@@ -1,0 +1,41 @@
+# One entry point for people and CI. `make demo` and `make test` each set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test unit integration lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, exactly this version: a CPU wheel is on disk; anything else pulls CUDA builds
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/mentions demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/unit -q
+
+integration: setup
+	HF_HUB_OFFLINE=1 $(BIN)/pytest tests/integration -q
+
+test: lint typecheck
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PACKAGE_DATA
+from pipeline.stages.brands import (
+    BrandMatcher,
+    BrandRulesError,
+    QuerySyntaxError,
+    brand_rules_from_dicts,
+    load_brand_rules,
+    parse_query,
+    tokenize,
+)
+
+
+def matcher(*queries: str, **extra: object) -> BrandMatcher:
+    return BrandMatcher(brand_rules_from_dicts(
+        [{"id": f"b{i}", "query": q, **extra} for i, q in enumerate(queries)]
+    ))
+
+
+def test_tokens_fold_case_and_accents_and_keep_hashtags_handles() -> None:
+    assert tokenize("¡Telefónica! #Fibra @MoviStar l’app") == [
+        "telefonica", "#fibra", "@movistar", "l'app",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "text", "matches"),
+    [
+        ("telefonica", "TELEFÓNICA sin servicio", True),
+        ("telefonica", "telefonicas", False),
+        ('"acme mobile"', "I love Acme   Mobile!", True),
+        ('"acme mobile"', "acme is not mobile", False),
+        ("telef*", "telefonía móvil", True),
+        ("telef*", "la tele", False),
+        ("#acme", "#acme down", True),
+        ("#acme", "acme down", False),
+        ("acme", "#Acme down", True),
+        ("@acme", "thanks @acme", True),
+        ("@acme", "thanks acme", False),
+        ("acme AND (caro OR cara)", "acme es cara", True),
+        ("acme AND (caro OR cara)", "acme es barata", False),
+        ("acme NOT roadrunner", "acme and the roadrunner", False),
+        ("acme phone", "phone from acme", True),  # juxtaposition is AND
+        ("acme NEAR/2 fraude", "acme es fraude", True),
+        ("acme NEAR/2 fraude", "acme es un gran fraude", False),
+        ("acme NEAR/3f fraude", "fraude de acme", False),
+        ("acme NEAR/3 fraude", "fraude de acme", True),
+        ('(acme OR "acme mobile") NEAR/1 outage', "acme mobile outage", True),
+    ],
+)
+def test_query_semantics(query: str, text: str, matches: bool) -> None:
+    assert (matcher(query).match(text) == ["b0"]) is matches
+
+
+@pytest.mark.parametrize(
+    ("query", "position", "message"),
+    [
+        ("acme AND", 8, "ends where a term"),
+        ("(acme OR telvia", 0, "missing closing parenthesis"),
+        ('acme "mobile', 5, "unterminated"),
+        ("ac*me", 0, "only allowed at the end"),
+        ("a*", 0, "two letters"),
+        ("NOT acme", 0, "not negated"),
+        ("acme NEAR/2 (a AND b)", 12, "NEAR takes"),
+        ("acme OR OR x", 8, "expected a term"),
+        ("()", 1, "empty parentheses"),
+    ],
+)
+def test_invalid_queries_report_the_position(query: str, position: int, message: str) -> None:
+    with pytest.raises(QuerySyntaxError) as caught:
+        parse_query(query)
+    assert caught.value.position == position
+    assert message in str(caught.value)
+
+
+def test_languages_and_exclusions() -> None:
+    rules = brand_rules_from_dicts([
+        {"id": "lumo", "query": "lumo", "languages": ["es"], "exclude": '"lumo lamp"'},
+    ])
+    lumo = BrandMatcher(rules)
+    assert lumo.match("vuelo de lumo", "es") == ["lumo"]
+    assert lumo.match("flight with lumo", "en") == []
+    assert lumo.match("flight with lumo", None) == ["lumo"]  # language unknown: not filtered
+    assert lumo.match("my lumo lamp broke", "es") == []
+
+
+def test_many_queries_share_one_automaton() -> None:
+    rules = brand_rules_from_dicts(
+        [{"id": f"brand{i}", "query": f'"brand {i}" OR #brand{i}'} for i in range(3000)]
+    )
+    many = BrandMatcher(rules)
+    assert many.match("loving brand 1234 and #brand7") == ["brand7", "brand1234"]
+
+
+def test_rules_file_errors_name_the_brand_and_position(tmp_path: Path) -> None:
+    bad = tmp_path / "brands.yaml"
+    bad.write_text("brands:\n  - id: acme\n    query: 'acme AND (x'\n")
+    with pytest.raises(BrandRulesError, match=r"brand #1 \(acme\).*position 9"):
+        load_brand_rules(bad)
+    bad.write_text("brands:\n  - id: Acme!\n    query: acme\n")
+    with pytest.raises(BrandRulesError, match="'id' must be"):
+        load_brand_rules(bad)
+
+
+def test_example_rules_file_loads() -> None:
+    rules = load_brand_rules(PACKAGE_DATA / "brands.example.yaml")
+    assert {rule.kind for rule in rules} == {"brand", "competitor", "market"}
+    example = BrandMatcher(rules)
+    assert example.match("Banco Nimbus me cobra comisiones") == ["nimbus-bank"]
+    assert example.match("nimbus bank weather app") == []
+    assert example.match("la fibra es muy cara y el 5g muy caro en Acme Móvil") == ["acme-mobile", "mobile-prices"]

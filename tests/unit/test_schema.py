@@ -1,0 +1,81 @@
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from pipeline.schema import InvalidMention, decode_mention, dead_letter_record
+
+LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
+
+
+def mention(**changes: object) -> bytes:
+    record: dict[str, object] = {
+        "id": "tw:1",
+        "text": "Acme Mobile es lo peor",
+        "created_at": "2026-11-22T10:15:00+01:00",
+        "source": "twitter",
+        "author": {"id": "u1", "handle": "ana", "followers": 12},
+        "url": "https://x.example/1",
+        "lang_hint": "es",
+        "engagement": {"likes": 2, "reposts": 1},
+        "campaign": "launch",
+    }
+    for key, value in changes.items():
+        if value is None:
+            record.pop(key, None)
+        else:
+            record[key] = value
+    return orjson.dumps(record)
+
+
+def reason_of(raw: bytes) -> tuple[str, str]:
+    with pytest.raises(InvalidMention) as caught:
+        decode_mention(raw, **LIMITS)
+    return caught.value.reason, caught.value.detail
+
+
+def test_valid_mention_is_typed_and_normalised_to_utc() -> None:
+    decoded = decode_mention(mention(), **LIMITS)
+    assert decoded.created_at == datetime(2026, 11, 22, 9, 15, tzinfo=UTC)
+    assert decoded.author.followers == 12
+    assert decoded.engagement is not None and decoded.engagement.total == 3
+    # unknown keys travel through untouched
+    assert decoded.to_dict()["campaign"] == "launch"
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "detail_part"),
+    [
+        (b"not json at all", "not_json", ""),
+        (b"[1, 2]", "not_an_object", "list"),
+        (b'{"text": "\xff\xfe"}', "invalid_utf8", "byte"),
+        (mention(id=None), "missing_field", "id is missing"),
+        (mention(text=42), "wrong_type", "text must be a string"),
+        (mention(text="   "), "empty_text", ""),
+        (mention(text="x" * 281), "text_too_long", "281 characters"),
+        (mention(created_at="yesterday"), "bad_timestamp", "neither ISO"),
+        (mention(created_at="2026-11-22T10:15:00"), "bad_timestamp", "no timezone"),
+        (mention(author={"handle": "x"}), "missing_field", "author.id"),
+        (mention(engagement={"likes": -1}), "bad_value", "negative"),
+        (b"{" + b'"a": "' + b"x" * 5000 + b'"}', "record_too_large", "limit 4096"),
+    ],
+)
+def test_invalid_input_gets_a_precise_reason(raw: bytes, reason: str, detail_part: str) -> None:
+    got_reason, detail = reason_of(raw)
+    assert got_reason == reason
+    assert detail_part in detail
+
+
+def test_timestamps_in_twitter_and_epoch_forms() -> None:
+    twitter = decode_mention(mention(created_at="Wed Oct 10 20:19:24 +0000 2018"), **LIMITS)
+    assert twitter.created_at == datetime(2018, 10, 10, 20, 19, 24, tzinfo=UTC)
+    seconds = decode_mention(mention(created_at=1_700_000_000), **LIMITS)
+    millis = decode_mention(mention(created_at=1_700_000_000_000), **LIMITS)
+    assert seconds.created_at == millis.created_at
+
+
+def test_dead_letter_keeps_the_original_bytes() -> None:
+    utf8 = orjson.loads(dead_letter_record(b"broken {", "not_json", "x", stage="ingest"))
+    assert utf8["original"] == "broken {" and utf8["reason"] == "not_json"
+    binary = orjson.loads(dead_letter_record(b"\xff\x00", "invalid_utf8", "x", stage="ingest"))
+    assert binary["original_b64"] == "/wA="
