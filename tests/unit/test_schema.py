@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.schema import InvalidMention, decode_mention, dead_letter_record
+from pipeline.schema import InvalidMention, dead_letter_record, decode_mention
 
 LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
 
