@@ -89,7 +89,8 @@ def consumer_lag(settings: Settings, admin: Any, consumer: Any) -> int | None:
     from kafka import TopicPartition
 
     try:
-        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        group = f"{settings.app_id}-ingest"
+        committed = admin.list_group_offsets(group).get(group, {})
         topic = settings.topic("raw")
         partitions = [
             TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()

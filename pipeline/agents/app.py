@@ -196,8 +196,6 @@ def build_app(
 
 
 def _register_web(app: Any, context: WorkerContext) -> None:
-    context.readiness.checks["partitions_assigned"] = lambda: bool(app.consumer.assignment())
-
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(

@@ -1,15 +1,29 @@
-"""Ingest agent: raw topic -> validate, tag brands and language -> routed micro-batches.
+"""Ingest agent: raw topic -> validate, tag brands -> routed micro-batches.
 
-The agent only moves records: it takes up to ``ingest_batch_size`` raw records (or what
-arrived within ``ingest_batch_wait_s``), hands them to :class:`pipeline.stages.ingest.Ingestor`
-in one call, sends rejects to the dead-letter topic and the valid mentions to
-``mentions.routed`` as one micro-batch per target partition.
+The raw topic carries one mention per record, as upstream sends it, so a Faust stream over
+it pays Faust's per-event cost on every mention (measured here: ~5.6k mentions/s for this
+hop, ~7k events/s for an agent that does nothing). Ingest is stateless, so it does not need
+Faust's per-event machinery at all: this service reads the raw topic with its own batched
+aiokafka consumer (``getmany``, thousands of records per call), hands each batch to
+:class:`pipeline.stages.ingest.Ingestor` in one call, sends rejects to the dead-letter topic
+and valid mentions to ``mentions.routed`` as one micro-batch per target partition, waits
+until the broker acknowledged every send, and only then commits the raw offsets
+(at-least-once: a crash replays the batch, and downstream state is idempotent by mention id).
+The stateful stages downstream stay Faust agents: on micro-batch topics Faust's per-record
+cost is paid once per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import time
 from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, KafkaError
+from mode import Service
 
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
@@ -17,6 +31,7 @@ from pipeline.stages.ingest import Ingestor
 from pipeline.transport.topics import encode_batch, group_by_partition
 
 STAGE = "ingest"
+log = logging.getLogger(__name__)
 
 
 def build_ingestor(context: WorkerContext) -> Ingestor:
@@ -35,39 +50,130 @@ def routing_key(mention: dict[str, Any]) -> bytes:
     return str(mention["id"]).encode()
 
 
-def register(context: WorkerContext) -> None:
-    """Attach the ingest agent to the app."""
+def aiokafka_options(context: WorkerContext) -> dict[str, Any]:
+    """Connection options for aiokafka clients, from the same settings Faust uses."""
+    from pipeline.agents.app import broker_credentials
+
     settings = context.settings
-    ingestor = build_ingestor(context)
-    raw_topic = context.topics["raw"]
-    routed_topic = context.topics["routed"]
-    metrics = context.metrics
-    source_topic = settings.topic("raw")
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.broker.split(","),
+        "security_protocol": settings.security_protocol,
+    }
+    credentials = broker_credentials(settings)
+    if settings.security_protocol.startswith("SASL"):
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password.get_secret_value(),
+        )
+    if credentials is not None and getattr(credentials, "context", None) is not None:
+        options["ssl_context"] = credentials.context
+    elif credentials is not None and getattr(credentials, "ssl_context", None) is not None:
+        options["ssl_context"] = credentials.ssl_context
+    return options
 
-    @context.app.agent(raw_topic, name=f"{settings.app_id}.ingest")
-    async def ingest(stream: Any) -> None:
-        async for values in stream.take(settings.ingest_batch_size, settings.ingest_batch_wait_s):
-            raws = [bytes(value) for value in values]
 
-            async def work(raws: list[bytes] = raws) -> None:
-                metrics.stage_in.labels(stage=STAGE).inc(len(raws))
-                metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
-                outcome = ingestor.process(raws)
-                for reject in outcome.rejects:
-                    await context.dead_letter(
-                        reject.raw, reject.reason, reject.detail, stage=STAGE,
-                        source_topic=source_topic,
-                    )
-                metrics.unmatched.inc(len(outcome.unmatched))
-                forwarded = outcome.mentions + (
-                    outcome.unmatched if settings.forward_unmatched else []
+class IngestService(Service):
+    """Batched consumer of the raw topic feeding the ingest core (see the module docstring)."""
+
+    def __init__(self, context: WorkerContext, ingestor: Ingestor, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.context = context
+        self.ingestor = ingestor
+        self.consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def assignment(self) -> set[Any]:
+        """Raw-topic partitions this worker currently owns."""
+        return set(self.consumer.assignment()) if self.consumer is not None else set()
+
+    async def on_start(self) -> None:
+        """Join the ingest consumer group on the raw topic."""
+        settings = self.context.settings
+        self.consumer = AIOKafkaConsumer(
+            settings.topic("raw"),
+            group_id=f"{settings.app_id}-ingest",
+            client_id=f"{settings.app_id}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.ingest_batch_size,
+            session_timeout_ms=int(settings.group_session_timeout_s * 1000),
+            rebalance_timeout_ms=int(settings.group_rebalance_timeout_s * 1000),
+            heartbeat_interval_ms=int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
+            **aiokafka_options(self.context),
+        )
+        await self.consumer.start()
+
+    async def on_stop(self) -> None:
+        """Leave the consumer group (its partitions move to the other workers at once)."""
+        if self.consumer is not None:
+            await self.consumer.stop()
+
+    @Service.task
+    async def _consume(self) -> None:
+        settings = self.context.settings
+        assert self.consumer is not None
+        wait_ms = int(settings.ingest_batch_wait_s * 1000)
+        while not self.should_stop:
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=wait_ms, max_records=settings.ingest_batch_size,
                 )
-                ingested_at = time.time()
-                for mention in forwarded:
-                    mention["ingested_at"] = ingested_at
-                groups = group_by_partition(forwarded, routing_key, settings.partitions)
-                for partition, batch in groups.items():
-                    await routed_topic.send(value=encode_batch(batch), partition=partition)
-                context.observe_out(STAGE, forwarded)
+            except KafkaError:
+                log.exception("ingest: fetching from the raw topic failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not batches:
+                continue
+            raws = [record.value for records in batches.values() for record in records]
+            await self.context.guarded(
+                STAGE, raws, settings.topic("raw"), functools.partial(self._handle, raws),
+            )
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError:
+                # a rebalance took the partitions away: the new owner replays the batch
+                log.warning("ingest: offsets not committed (rebalance); batch will be replayed")
+            self._sample_lag(batches)
 
-            await context.guarded(STAGE, raws, source_topic, work)
+    async def _handle(self, raws: list[bytes]) -> None:
+        context, settings, metrics = self.context, self.context.settings, self.context.metrics
+        metrics.stage_in.labels(stage=STAGE).inc(len(raws))
+        metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
+        outcome = self.ingestor.process(raws)
+        pending = []
+        for reject in outcome.rejects:
+            await context.dead_letter(
+                reject.raw, reject.reason, reject.detail, stage=STAGE,
+                source_topic=settings.topic("raw"),
+            )
+        metrics.unmatched.inc(len(outcome.unmatched))
+        forwarded = outcome.mentions + (outcome.unmatched if settings.forward_unmatched else [])
+        ingested_at = time.time()
+        for mention in forwarded:
+            mention["ingested_at"] = ingested_at
+        routed = context.topics["routed"]
+        for partition, batch in group_by_partition(
+            forwarded, routing_key, settings.partitions,
+        ).items():
+            pending.append(await routed.send(value=encode_batch(batch), partition=partition))
+        # the offsets are committed only after the broker has every micro-batch
+        await asyncio.gather(*pending)
+        context.observe_out(STAGE, forwarded)
+
+    def _sample_lag(self, batches: dict[Any, list[Any]]) -> None:
+        assert self.consumer is not None
+        for tp, records in batches.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                self.context.metrics.consumer_lag.labels(
+                    topic=tp.topic, partition=str(tp.partition),
+                ).set(max(0, highwater - (records[-1].offset + 1)))
+
+
+def register(context: WorkerContext) -> None:
+    """Attach the ingest service to the app."""
+    service = IngestService(context, build_ingestor(context), loop=None)
+    context.app.service(service)
+    context.readiness.checks["ingest_partitions_assigned"] = lambda: bool(service.assignment)
