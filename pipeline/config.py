@@ -115,6 +115,16 @@ class Settings(BaseSettings):
         "dropping them at ingest (PIPELINE_FORWARD_UNMATCHED).",
     )
 
+    # --- language ---------------------------------------------------------------------------
+    languages: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("ar", "de", "en", "es", "fr", "hi", "it", "pt"),
+        description="ISO 639-1 codes the language stage may answer, comma separated; "
+        "anything else is 'und' (PIPELINE_LANGUAGES).",
+    )
+    detect_language: bool = Field(
+        True, description="Run language identification at ingest (PIPELINE_DETECT_LANGUAGE).",
+    )
+
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
         PACKAGE_DATA / "brands.example.yaml",
@@ -130,7 +140,7 @@ class Settings(BaseSettings):
         "(PIPELINE_MAX_RECORD_BYTES).",
     )
 
-    @field_validator("stages", mode="before")
+    @field_validator("stages", "languages", mode="before")
     @classmethod
     def _split_stages(cls, value: Any) -> Any:
         if isinstance(value, str):

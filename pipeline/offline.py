@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.schema import InvalidMention, Mention, dead_letter_record, decode_mention
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.ingest import Ingestor
+from pipeline.stages.language import build_language_detector
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class OfflinePipeline:
             BrandMatcher(load_brand_rules(settings.brands_file)),
             max_text_chars=settings.max_text_chars,
             max_record_bytes=settings.max_record_bytes,
+            language_detector=build_language_detector(settings),
         )
 
     def run_batch(self, mentions: list[Mention]) -> list[dict[str, Any]]:

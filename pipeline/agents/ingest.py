@@ -28,6 +28,7 @@ from mode import Service
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.ingest import Ingestor
+from pipeline.stages.language import build_language_detector
 from pipeline.transport.topics import encode_batch, group_by_partition
 
 STAGE = "ingest"
@@ -41,7 +42,7 @@ def build_ingestor(context: WorkerContext) -> Ingestor:
         BrandMatcher(load_brand_rules(settings.brands_file)),
         max_text_chars=settings.max_text_chars,
         max_record_bytes=settings.max_record_bytes,
-        language_detector=None,
+        language_detector=build_language_detector(settings),
     )
 
 
