@@ -106,13 +106,14 @@ def consumer_lag(settings: Settings, admin: Any, consumer: Any) -> int | None:
     return lag
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Poll a worker's /readyz until it answers 200; False if it exits or time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:
@@ -214,7 +215,7 @@ def run_demo(options: DemoOptions) -> int:
                   f"http://127.0.0.1:{port}/metrics", flush=True)
         for index, process in enumerate(workers):
             url = f"http://127.0.0.1:{options.web_port + index}/readyz"
-            if not _wait_ready(url, process, 90):
+            if not wait_until_ready(url, process, 90):
                 print(f"worker {index} did not become ready; log: {workdir}/worker-{index}.log",
                       flush=True)
                 return 1

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings, load_settings
+from pipeline.demo import wait_until_ready
 from pipeline.transport.broker import EmbeddedBroker, free_port
 from pipeline.transport.topics import ensure_topics, kafka_client_options
 
@@ -98,19 +99,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
         )
         worker = RunningWorker(process, web_port, log_path)
         started.append(worker)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"worker exited with {process.returncode}:\n{worker.log()[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{web_port}/readyz"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return worker
-            except OSError:
-                pass
-            time.sleep(0.5)
-        pytest.fail(f"worker not ready in 120 s:\n{worker.log()[-3000:]}")
+        if not wait_until_ready(f"http://127.0.0.1:{web_port}/readyz", process, 120):
+            pytest.fail(f"worker not ready (exit code {process.poll()}):\n{worker.log()[-3000:]}")
+        return worker
 
     yield start
     for worker in started:
