@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         True, description="Run language identification at ingest (PIPELINE_DETECT_LANGUAGE).",
     )
 
+    # --- dedup ------------------------------------------------------------------------------
+    dedup_window_hours: float = Field(
+        24.0, gt=0, description="How long a text is remembered for duplicate detection, in "
+        "event-time hours (PIPELINE_DEDUP_WINDOW_HOURS).",
+    )
+
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
         PACKAGE_DATA / "brands.example.yaml",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +19,7 @@ import orjson
 from pipeline.config import Settings
 from pipeline.schema import InvalidMention, Mention, dead_letter_record, decode_mention
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.dedup import DedupInput, Deduplicator, apply_verdict
 from pipeline.stages.ingest import Ingestor
 from pipeline.stages.language import build_language_detector
 
@@ -53,10 +55,17 @@ class OfflinePipeline:
             max_record_bytes=settings.max_record_bytes,
             language_detector=build_language_detector(settings),
         )
+        self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
 
     def run_batch(self, mentions: list[Mention]) -> list[dict[str, Any]]:
         """Enrich validated mentions through every built stage, keeping their order."""
-        return self.ingestor.enrich(mentions)
+        records = self.ingestor.enrich(mentions)
+        verdicts = self.deduplicator.check([
+            DedupInput(mention.id, mention.text, mention.created_at) for mention in mentions
+        ])
+        for record, verdict in zip(records, verdicts, strict=True):
+            apply_verdict(record, verdict)
+        return records
 
 
 def process_file(

@@ -27,6 +27,7 @@ from mode import Service
 
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor
 from pipeline.stages.language import build_language_detector
 from pipeline.transport.topics import encode_batch, group_by_partition
@@ -47,8 +48,8 @@ def build_ingestor(context: WorkerContext) -> Ingestor:
 
 
 def routing_key(mention: dict[str, Any]) -> bytes:
-    """Key of a mention on ``mentions.routed``."""
-    return str(mention["id"]).encode()
+    """Key of a mention on ``mentions.routed``: copies of one text meet on one partition."""
+    return dedup_routing_key(str(mention["text"]))
 
 
 def aiokafka_options(context: WorkerContext) -> dict[str, Any]:

@@ -39,10 +39,17 @@ import yaml
 _TOKEN = re.compile(r"[#@]?\w+(?:['\u2019]\w+)*", re.UNICODE)
 
 
+# Combining diacritics of the Latin, Greek and Cyrillic scripts and Arabic short vowels: what
+# people drop when they type fast ("telefonica"). One C-speed regex pass instead of a Python
+# loop over characters (this runs on every mention in ingest and dedup).
+_DIACRITICS = re.compile(r"[\u0300-\u036f\u064b-\u065f\u0670]")
+
+
 def fold(text: str) -> str:
     """Case- and accent-fold: ``fold("Telefónica")`` is ``"telefonica"``."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    if text.isascii():
+        return text.casefold()
+    return _DIACRITICS.sub("", unicodedata.normalize("NFKD", text.casefold()))
 
 
 def tokenize(text: str) -> list[str]:
