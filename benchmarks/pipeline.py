@@ -44,6 +44,7 @@ from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_
 # stage -> (consumer group suffix, input topic, output topic)
 STAGES: dict[str, tuple[str, str, str]] = {
     "ingest": ("-ingest", "raw", "routed"),
+    "dedup": ("", "routed", "unique"),
 }
 
 

@@ -24,8 +24,8 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 ENV_PREFIX = "PIPELINE_"
 
 # The stages that exist, in data-flow order; a worker runs any subset of them.
-Stage = Literal["ingest"]
-ALL_STAGES: tuple[Stage, ...] = ("ingest",)
+Stage = Literal["ingest", "dedup"]
+ALL_STAGES: tuple[Stage, ...] = ("ingest", "dedup")
 
 
 class Settings(BaseSettings):

@@ -154,8 +154,9 @@ def build_app(
         broker_credentials=broker_credentials(settings),
         store=settings.table_store,
         datadir=str(settings.data_dir),
-        key_serializer="raw",
-        value_serializer="raw",
+        # tables (dedup, spikes) keep JSON; every topic below sets "raw" for itself
+        key_serializer="json",
+        value_serializer="json",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
@@ -192,6 +193,10 @@ def build_app(
         from pipeline.agents import ingest
 
         ingest.register(context)
+    if "dedup" in settings.stages:
+        from pipeline.agents import dedup
+
+        dedup.register(context)
     return app, context
 
 

@@ -53,3 +53,44 @@ def test_ingest_tags_forwards_and_dead_letters(
     assert 'mentions_stage_out_total{stage="ingest"} 50.0' in metrics
     assert "mentions_unmatched_total 1.0" in metrics
     assert 'mentions_deadlettered_total{reason="not_json",stage="ingest"} 1.0' in metrics
+
+
+def test_dedup_marks_copies_and_survives_a_worker_restart(
+    pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
+) -> None:
+    worker = start_worker(pipeline_settings, "ingest,dedup")
+    original = "Acme Mobile lleva tres horas sin servicio en todo Madrid, vergonzoso"
+    produce(pipeline_settings, [
+        mention(1, original),
+        mention(2, f"RT @ana: {original}"),
+        mention(3, original.replace("tres", "cuatro")),
+        mention(4, "Banco Nimbus abre oficinas nuevas en Lisboa la semana que viene"),
+    ])
+
+    def unique_mentions(records: list) -> list[dict]:
+        return [m for record in records for m in decode_batch(record.value)]
+
+    first = consume_until(
+        pipeline_settings, pipeline_settings.topic("unique"),
+        lambda records: len(unique_mentions(records)) >= 4,
+    )
+    verdicts = {m["id"]: (m["duplicate_of"], m["duplicate_kind"]) for m in unique_mentions(first)}
+    assert verdicts == {
+        "m1": (None, "unique"), "m2": ("m1", "exact"), "m3": ("m1", "near"),
+        "m4": (None, "unique"),
+    }
+    assert 'mentions_duplicates_total{kind="exact"} 1.0' in worker.metrics_text()
+
+    # a new worker rebuilds the dedup tables from their changelogs
+    worker.process.terminate()
+    worker.process.wait(timeout=30)
+    start_worker(pipeline_settings, "ingest,dedup")
+    produce(pipeline_settings, [mention(5, f"{original} 😡😡")])
+    after = consume_until(
+        pipeline_settings, pipeline_settings.topic("unique"),
+        lambda records: any(m["id"] == "m5" for m in unique_mentions(records)),
+        timeout_s=90,
+    )
+    fifth = next(m for m in unique_mentions(after) if m["id"] == "m5")
+    assert fifth["duplicate_of"] == "m1"
+    assert fifth["copy_count"] == 4
