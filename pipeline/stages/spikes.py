@@ -545,7 +545,7 @@ def score_series_csv(input_path: str | Path, output_path: str | Path,
     values = [float(r["value"]) for r in rows]
     scores, labels = score_series(timestamps, values, config)
     with Path(output_path).open("w", newline="", encoding="utf-8") as sink:
-        writer = csv.writer(sink)
+        writer = csv.writer(sink, lineterminator="\n")
         writer.writerow(["timestamp", "value", "anomaly_score", "label"])
         for row, score, label in zip(rows, scores, labels, strict=True):
             writer.writerow([row["timestamp"], row["value"], f"{score:.6f}", label])
