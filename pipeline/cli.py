@@ -158,6 +158,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spikes(args: argparse.Namespace) -> int:
+    """Score one ``timestamp,value`` series with the shipped detector (NAB results format)."""
+    from pipeline.stages.spikes import score_series_csv
+
+    score_series_csv(args.input, args.output)
+    print(f"wrote {args.output}", flush=True)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start everything and replay the sample firehose with a live progress line."""
     from pipeline.demo import DemoOptions, run_demo
@@ -246,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reject file (default: OUTPUT.rejects.jsonl)")
     _add_settings_flags(process)
     process.set_defaults(handler=cmd_process)
+
+    spikes = commands.add_parser(
+        "spikes", help="score a timestamp,value CSV series with the spike detector",
+    )
+    spikes.add_argument("--input", type=Path, required=True, help="timestamp,value CSV")
+    spikes.add_argument("--output", type=Path, required=True,
+                        help="timestamp,value,anomaly_score,label CSV")
+    spikes.set_defaults(handler=cmd_spikes)
 
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")

@@ -64,7 +64,8 @@ def produce_records(
 
     producer = KafkaProducer(
         client_id=f"{settings.app_id}-replay", linger_ms=5, batch_size=256 * 1024,
-        acks=1, **kafka_client_options(settings),
+        # leader acks are enough for a feeder; idempotence would need acks=all
+        acks=1, enable_idempotence=False, **kafka_client_options(settings),
     )
     target = topic or settings.topic("raw")
     pacer = Pacer(rate_per_s)
