@@ -31,7 +31,11 @@ def wait_for_value(port: int, promql: str, above: float, timeout_s: float = 60) 
     deadline = time.monotonic() + timeout_s
     value = float("nan")
     while time.monotonic() < deadline:
-        result = query(port, promql)
+        try:
+            result = query(port, promql)
+        except OSError:  # 503 while Prometheus is still starting, or a refused connection
+            time.sleep(1)
+            continue
         if result:
             value = float(result[0]["value"][1])
             if value > above:
@@ -68,6 +72,15 @@ def test_prometheus_scrapes_moving_pipeline_series(
     )
     try:
         assert wait_for_port("127.0.0.1", port, 30), "prometheus did not start"
+        ready_url = f"http://127.0.0.1:{port}/-/ready"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
         assert wait_for_value(port, 'up{job="mentions-cpu-worker"}', above=0.5) == 1.0
         produce(pipeline_settings, mentions(0, 30))
         first = wait_for_value(port, 'mentions_stage_in_total{stage="ingest"}', above=0)
