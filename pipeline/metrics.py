@@ -131,6 +131,10 @@ class PipelineMetrics:
             "mentions_webhook_deliveries", "Webhook delivery outcomes.", ["outcome"],
             registry=registry,
         )
+        self.brand_volume = Counter(
+            "mentions_brand_volume", "Mentions tagged with each brand at ingest (brands beyond "
+            "the cap count as 'other').", ["brand"], registry=registry,
+        )
         self.brand_mentions = Counter(
             "mentions_brand_mentions", "Scored mentions per brand and sentiment (brands beyond "
             "the cap count as 'other').", ["brand", "sentiment"], registry=registry,

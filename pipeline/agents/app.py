@@ -9,6 +9,7 @@ port.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -200,7 +201,35 @@ def build_app(
     return app, context
 
 
+class BrokerProbe:
+    """Can we open a TCP connection to a bootstrap server? Cached for a few seconds."""
+
+    def __init__(self, bootstrap: str, ttl_s: float = 5.0) -> None:
+        self.servers = [server.rsplit(":", 1) for server in bootstrap.split(",")]
+        self.ttl_s = ttl_s
+        self._checked_at = 0.0
+        self._reachable = False
+
+    def __call__(self) -> bool:
+        """True when a bootstrap server accepted a connection in the last ``ttl_s``."""
+        now = time.monotonic()
+        if now - self._checked_at < self.ttl_s:
+            return self._reachable
+        self._checked_at = now
+        self._reachable = any(self._connects(host, int(port)) for host, port in self.servers)
+        return self._reachable
+
+    @staticmethod
+    def _connects(host: str, port: int) -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return True
+        except OSError:
+            return False
+
+
 def _register_web(app: Any, context: WorkerContext) -> None:
+    context.readiness.checks["broker_reachable"] = BrokerProbe(context.settings.broker)
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(

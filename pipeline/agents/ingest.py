@@ -151,6 +151,9 @@ class IngestService(Service):
                 source_topic=settings.topic("raw"),
             )
         metrics.unmatched.inc(len(outcome.unmatched))
+        for mention in outcome.mentions:
+            for brand in mention["brands"]:
+                metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc()
         forwarded = outcome.mentions + (outcome.unmatched if settings.forward_unmatched else [])
         ingested_at = time.time()
         for mention in forwarded:

@@ -52,6 +52,7 @@ def test_ingest_tags_forwards_and_dead_letters(
     assert 'mentions_stage_in_total{stage="ingest"} 55.0' in metrics
     assert 'mentions_stage_out_total{stage="ingest"} 50.0' in metrics
     assert "mentions_unmatched_total 1.0" in metrics
+    assert 'mentions_brand_volume_total{brand="acme-mobile"} 40.0' in metrics
     assert 'mentions_deadlettered_total{reason="not_json",stage="ingest"} 1.0' in metrics
 
 
@@ -60,16 +61,24 @@ def test_dedup_marks_copies_and_survives_a_worker_restart(
 ) -> None:
     worker = start_worker(pipeline_settings, "ingest,dedup")
     original = "Acme Mobile lleva tres horas sin servicio en todo Madrid, vergonzoso"
-    produce(pipeline_settings, [
-        mention(1, original),
-        mention(2, f"RT @ana: {original}"),
-        mention(3, original.replace("tres", "cuatro")),
-        mention(4, "Banco Nimbus abre oficinas nuevas en Lisboa la semana que viene"),
-    ])
 
     def unique_mentions(records: list) -> list[dict]:
         return [m for record in records for m in decode_batch(record.value)]
 
+    # the raw topic is keyed by mention id, so records on different partitions have no order:
+    # the originals go first and must be through before their copies are sent
+    produce(pipeline_settings, [
+        mention(1, original),
+        mention(4, "Banco Nimbus abre oficinas nuevas en Lisboa la semana que viene"),
+    ])
+    consume_until(
+        pipeline_settings, pipeline_settings.topic("unique"),
+        lambda records: len(unique_mentions(records)) >= 2,
+    )
+    produce(pipeline_settings, [
+        mention(2, f"RT @ana: {original}"),
+        mention(3, original.replace("tres", "cuatro")),
+    ])
     first = consume_until(
         pipeline_settings, pipeline_settings.topic("unique"),
         lambda records: len(unique_mentions(records)) >= 4,
