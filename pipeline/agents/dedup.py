@@ -7,6 +7,9 @@ backed by changelog topics: a restarted or rebalanced worker rebuilds its memory
 Every mention goes on (duplicates are marked, never dropped), and the counters say how many
 were exact and near copies.
 
+The LSH band index is not a table: it is rebuilt from the clusters table per partition after
+each rebalance, which keeps the changelog at 2-3 records per mention.
+
 Faust writes a table change to the changelog partition of the event being processed, so each
 stored value is tagged with its partition and the core only ever sees (and expires) the
 entries of the partition at hand: a tombstone always lands where its key was written.
@@ -69,8 +72,15 @@ def register(context: WorkerContext) -> None:
         name: app.Table(
             f"{settings.app_id}-dedup-{name}", default=None, partitions=settings.partitions,
         )
-        for name in ("mentions", "exact", "clusters", "bands")
+        for name in ("mentions", "exact", "clusters")
     }
+    # the LSH band index is derived from the clusters table: kept in memory per partition and
+    # rebuilt after every rebalance, it costs no changelog traffic
+    band_indexes: dict[int, dict[str, Any]] = {}
+
+    @app.on_partitions_assigned.connect
+    async def forget_band_indexes(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        band_indexes.clear()
     window = timedelta(hours=settings.dedup_window_hours)
     batches_seen: dict[int, int] = {}
     unique_topic = context.topics["unique"]
@@ -94,10 +104,14 @@ def register(context: WorkerContext) -> None:
                 metrics.stage_in.labels(stage=STAGE).inc(len(mentions))
                 metrics.stage_batch_size.labels(stage=STAGE).observe(len(mentions))
                 views = {name: PartitionView(table, partition) for name, table in tables.items()}
+                fresh = partition not in band_indexes
                 deduplicator = Deduplicator(
                     window=window, mentions=views["mentions"], exact=views["exact"],
-                    clusters=views["clusters"], bands=views["bands"],
+                    clusters=views["clusters"],
+                    bands=band_indexes.setdefault(partition, {}),
                 )
+                if fresh:
+                    deduplicator.rebuild_bands()
                 verdicts = deduplicator.check([
                     DedupInput(str(m["id"]), str(m["text"]), _mention_time(m)) for m in mentions
                 ])

@@ -18,7 +18,9 @@ tests or ``mentions process`` pass plain dicts:
               (idempotency: a redelivered mention gets its first verdict again)
 ``exact``     fingerprint -> first id
 ``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature, "fp": fp}``
-``bands``     "band:hash" -> first ids (at most ``band_capacity``, newest last)
+``bands``     "band:hash" -> first ids (at most ``band_capacity``, newest last); derived
+              from ``clusters`` (:meth:`Deduplicator.rebuild_bands`), so the agent keeps it
+              in memory instead of writing 16 changelog records per new conversation
 
 Entries older than ``window`` (event time) are deleted by :meth:`Deduplicator.expire`, which
 bounds memory to one window of traffic.
@@ -178,9 +180,7 @@ class Deduplicator:
         first_id = self.exact.get(print_)
         if first_id is not None and first_id in self.clusters:
             return self._record_copy(item, first_id, "exact", 1.0, seen_at)
-        band_keys = [
-            f"{band}:{hash_band(sig[band * ROWS:(band + 1) * ROWS])}" for band in range(BANDS)
-        ] if sig else []
+        band_keys = band_keys_of(sig) if sig else []
         if len(matching) >= self.min_near_chars:
             best: tuple[float, str] | None = None
             for key in band_keys:
@@ -195,14 +195,33 @@ class Deduplicator:
                 return self._record_copy(item, best[1], "near", round(best[0], 4), seen_at)
         # a new conversation: it becomes the first copy of its cluster
         self.exact[print_] = item.mention_id
-        self.clusters[item.mention_id] = {"n": 1, "t": seen_at, "sig": sig, "fp": print_}
-        if len(matching) >= self.min_near_chars:
-            for key in band_keys:
-                members = list(self.bands.get(key, ()))
-                members.append(item.mention_id)
-                self.bands[key] = members[-self.band_capacity:]
+        indexed = len(matching) >= self.min_near_chars
+        self.clusters[item.mention_id] = {
+            "n": 1, "t": seen_at, "sig": sig, "fp": print_, "lsh": indexed,
+        }
+        if indexed:
+            self._index(item.mention_id, band_keys)
         self.mentions[item.mention_id] = [None, "unique", None, seen_at]
         return DedupVerdict(None, "unique", 1, None)
+
+    def _index(self, first_id: str, band_keys: Sequence[str]) -> None:
+        for key in band_keys:
+            members = list(self.bands.get(key, ()))
+            members.append(first_id)
+            self.bands[key] = members[-self.band_capacity:]
+
+    def rebuild_bands(self) -> int:
+        """Rebuild the LSH band index from the clusters store; return how many were indexed."""
+        for key in list(self.bands.keys()):
+            del self.bands[key]
+        indexed = 0
+        ordered = sorted(self.clusters.items(), key=lambda item: item[1]["t"])
+        for first_id, cluster in ordered:
+            sig = cluster.get("sig") or []
+            if cluster.get("lsh") and sig:
+                self._index(first_id, band_keys_of(sig))
+                indexed += 1
+        return indexed
 
     def _record_copy(
         self, item: DedupInput, first_id: str, kind: DuplicateKind, score: float, seen_at: float,
@@ -237,6 +256,11 @@ class Deduplicator:
                 elif len(members) != len(self.bands[key]):
                     self.bands[key] = members
         return removed
+
+
+def band_keys_of(sig: Sequence[int]) -> list[str]:
+    """The LSH band keys of a signature (``BANDS`` of ``ROWS`` values each)."""
+    return [f"{band}:{hash_band(sig[band * ROWS:(band + 1) * ROWS])}" for band in range(BANDS)]
 
 
 def hash_band(values: Sequence[int]) -> int:

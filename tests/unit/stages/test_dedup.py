@@ -84,3 +84,11 @@ def test_signatures_and_routing_are_the_same_in_every_process() -> None:
     assert len(outputs) == 1
     assert str(signature(normalise_for_matching(TWEET))[:4]) in outputs.pop()
     assert routing_key(TWEET) == routing_key(f"RT @x: {TWEET}")
+
+
+def test_band_index_is_rebuilt_from_the_clusters() -> None:
+    stores: dict[str, dict] = {name: {} for name in ("mentions", "exact", "clusters")}
+    Deduplicator(**stores, bands={}).check([item("1", TWEET)])
+    restarted = Deduplicator(**stores, bands={})
+    assert restarted.rebuild_bands() == 1
+    assert restarted.check([item("2", TWEET.replace("tres", "cuatro"))])[0].duplicate_of == "1"
