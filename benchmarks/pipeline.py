@@ -42,9 +42,11 @@ from pipeline.transport.broker import EmbeddedBroker, free_port
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
 # stage -> (consumer group suffix, input topic, output topic)
+# dedup is not measured yet: draining a pre-loaded backlog, its Faust table changelog writes
+# filled Faust's producer buffer ("producer buffer full") and the worker stopped making
+# progress on this broker (benchmarks/README.md). At the demo's steady 400/s it keeps up.
 STAGES: dict[str, tuple[str, str, str]] = {
     "ingest": ("-ingest", "raw", "routed"),
-    "dedup": ("", "routed", "unique"),
 }
 
 
