@@ -275,11 +275,16 @@ def _run_loop(
         stop.set()
         producer.join(timeout=10)
         # let the pipeline finish what is in flight
-        settle_until = time.monotonic() + 30
+        # let the pipeline finish what is in flight: ingest has no lag left and the later
+        # stages have delivered nothing new for 3 s
+        settle_until = time.monotonic() + 60
+        last_count, last_change = -1, time.monotonic()
         while time.monotonic() < settle_until:
             _drain(tail, settings, progress)
+            if progress.received != last_count:
+                last_count, last_change = progress.received, time.monotonic()
             lag = consumer_lag(settings, admin, tail.consumer)
-            if lag == 0 and progress.received + progress.dead > 0:
+            if lag == 0 and time.monotonic() - last_change > 3:
                 break
             time.sleep(0.5)
         _drain(tail, settings, progress)
