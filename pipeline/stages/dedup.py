@@ -6,56 +6,81 @@ original text is never touched.
 
 - **Exact copies** share the fingerprint (BLAKE2b, 8 bytes) of the matching text.
 - **Near copies** (a word changed, hashtags appended, clauses reordered): MinHash over
-  character 4-grams of the matching text (``rensa``, Rust: ~375k signatures/s measured here),
-  64 permutations in 16 LSH bands of 4 rows; a candidate from a shared band is accepted when
-  the estimated Jaccard similarity is at least ``near_threshold``.
+  character 4-grams of the matching text, 64 permutations in 16 LSH bands of 4 rows; a
+  candidate from a shared band is accepted when the estimated Jaccard similarity is at least
+  ``near_threshold``. The 4-grams of a whole batch are hashed at once with NumPy and handed to
+  ``rensa`` (Rust MinHash) as one flat buffer, so no Python object is built per 4-gram; this
+  and the other candidates (a pure NumPy MinHash, a NumPy SimHash, ``datasketch``) are
+  measured side by side in ``benchmarks/dedup.py``.
 
-State lives in four injected ``MutableMapping`` stores with JSON-ready values, so the agent
-passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its memory) and
-tests or ``mentions process`` pass plain dicts:
+State lives in injected ``MutableMapping`` stores with str keys and JSON-ready values, so the
+agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
+memory) and tests or ``mentions process`` pass plain dicts:
 
 ``mentions``  mention id -> ``[first id or None, kind, similarity, seen at]``
-              (idempotency: a redelivered mention gets its first verdict again)
+              (idempotency: a redelivered mention gets its first verdict again and counts
+              nothing)
 ``exact``     fingerprint -> first id
-``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature, "fp": fp}``
-``bands``     "band:hash" -> first ids (at most ``band_capacity``, newest last); derived
-              from ``clusters`` (:meth:`Deduplicator.rebuild_bands`), so the agent keeps it
-              in memory instead of writing 16 changelog records per new conversation
+``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature (hex of 64
+              big-endian uint32), "fp": fingerprint, "lsh": indexed for near matching}``
+``bands``     LSH band key (int) -> first id, or a list of them (at most ``band_capacity``,
+              newest last) when several conversations share the band. It is
+              derived from ``clusters`` (:meth:`Deduplicator.rebuild_bands`), so the agent
+              keeps it in memory instead of writing 16 changelog records per conversation.
 
-Entries older than ``window`` (event time) are deleted by :meth:`Deduplicator.expire`, which
-bounds memory to one window of traffic.
+"seen at" and "first seen" are event times (the mention's ``created_at``, Unix seconds).
+:meth:`Deduplicator.expire` deletes every entry first seen before ``now - window`` (Faust
+writes a tombstone per deleted key), which bounds memory to one window of traffic.
 
-Routing (``mentions.routed`` key): copies must meet on one partition. The key is the first
-MinHash value of the mention's signature: exact copies always share it, and two texts with
-Jaccard similarity J share it with probability J (the MinHash property). Keying by brand
-instead would put all of a hot brand (a third of the demo firehose) on one partition; this
-key spreads every brand over all partitions and costs near-copy recall where copies land
-apart (measured in ``benchmarks/dedup.py``).
+Routing (the ``mentions.routed`` key, :func:`routing_key`): copies must meet on one
+partition. A mention with brands is keyed by its first brand (sorted): copies of one text
+name the same brands, so they always meet. A hot brand (one brand may be most of the
+firehose) would then load a single partition, so a brand listed in ``hot_brands`` is split
+into that many sub-keys by a content bucket: one MinHash value of the words of the matching
+text, which two texts with word-set Jaccard similarity J share with probability J (exact
+copies always). Near copies of
+a hot brand therefore meet with probability about ``J + (1 - J) / spread``; near-copy recall is
+lost only there, and cold brands keep all of it. Mentions without a brand are keyed by the
+content bucket alone. :func:`hot_brand_spread` sizes the split from measured brand shares; the
+benchmark measures the colocation, the recall with partitioned state, and the partition load of
+each scheme.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 from rensa import RMinHash
 
 from pipeline.stages.brands import fold
 
 DuplicateKind = Literal["unique", "exact", "near"]
+Signatures = npt.NDArray[np.uint32]
 
 _RETWEET = re.compile(r"^\s*RT\s+@\w+\s*:?\s*", re.IGNORECASE)
-_STRIP = re.compile(r"(?:https?://|www\.)\S+|@\w+")
+_URL_OR_HANDLE = re.compile(r"(?:https?://|www\.)\S+|@\w+")
 _WORDS = re.compile(r"\w+")
 
 NUM_PERM = 64
 BANDS = 16
 ROWS = NUM_PERM // BANDS
 SEED = 1729
+SHINGLE = 4
+# chosen on the benchmark's threshold sweep (XLM-T train + val): one-word edits vs precision
+NEAR_THRESHOLD = 0.65
+
+# odd 64-bit constants (golden ratio and splitmix64's) for multiply-xor mixing
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
 def normalise_for_matching(text: str) -> str:
@@ -64,8 +89,7 @@ def normalise_for_matching(text: str) -> str:
     >>> normalise_for_matching("RT @ana: ¡Acme CAÍDO otra vez!!! 😡 https://t.co/x?utm=1")
     'acme caido otra vez'
     """
-    text = _RETWEET.sub("", text)
-    text = _STRIP.sub(" ", text)
+    text = _URL_OR_HANDLE.sub(" ", _RETWEET.sub("", text))
     return " ".join(_WORDS.findall(fold(text)))
 
 
@@ -74,36 +98,158 @@ def fingerprint(matching_text: str) -> str:
     return hashlib.blake2b(matching_text.encode(), digest_size=8).hexdigest()
 
 
-def shingles(matching_text: str, size: int = 4) -> list[str]:
-    """Character n-grams of the normalised text (the whole text when it is shorter)."""
-    if len(matching_text) <= size:
-        return [matching_text]
-    return [matching_text[i:i + size] for i in range(len(matching_text) - size + 1)]
+def _finalise(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    # splitmix64's finaliser: every input bit flips about half of the output bits
+    values = values ^ (values >> np.uint64(30))
+    values = values * _MIX1
+    values = values ^ (values >> np.uint64(27))
+    values = values * _MIX2
+    return values ^ (values >> np.uint64(31))
+
+
+def shingle_hashes(
+    matching_texts: Sequence[str],
+) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """64-bit hashes of the character 4-grams of each text, as one flat array and row offsets.
+
+    Row ``i`` is ``hashes[offsets[i]:offsets[i + 1]]``; a non-empty text shorter than four
+    characters is one (NUL-padded) gram, an empty text has none. The hashes are arithmetic on
+    code points, so every process (whatever its ``PYTHONHASHSEED``) gets the same ones.
+    """
+    padded_texts = [
+        text.ljust(SHINGLE, "\0") if 0 < len(text) < SHINGLE else text for text in matching_texts
+    ]
+    lengths = np.fromiter((len(text) for text in padded_texts), dtype=np.int64,
+                          count=len(padded_texts))
+    points = np.frombuffer("".join(padded_texts).encode("utf-32-le"), dtype=np.uint32)
+    total = len(points)
+    # padding keeps the grams that start in a text's last three characters in bounds; those
+    # grams run into the next text and are dropped below
+    extended = np.concatenate([points, np.zeros(SHINGLE - 1, dtype=np.uint32)]).astype(np.uint64)
+    mixed = extended[:total].copy()
+    for shift in range(1, SHINGLE):
+        mixed = (mixed * _GOLDEN) ^ extended[shift: shift + total]
+    counts = np.maximum(lengths - (SHINGLE - 1), 0)
+    text_starts = np.cumsum(lengths) - lengths
+    row_starts = np.cumsum(counts) - counts
+    # position of every kept gram: its text's start plus its rank within the text
+    keep = np.repeat(text_starts - row_starts, counts) + np.arange(int(counts.sum()))
+    hashes = _finalise(mixed[keep])
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint64)
+    return hashes, offsets
+
+
+def signatures(matching_texts: Sequence[str]) -> Signatures:
+    """MinHash signatures (one row of ``NUM_PERM`` uint32 per text) of normalised texts.
+
+    The same in every process; an empty text gets a row of 0xFFFFFFFF (it matches nothing,
+    see ``min_near_chars``).
+    """
+    if not matching_texts:
+        return np.zeros((0, NUM_PERM), dtype=np.uint32)
+    hashes, offsets = shingle_hashes(matching_texts)
+    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
+    return np.array(matrix.to_rows(), dtype=np.uint32)
 
 
 def signature(matching_text: str) -> list[int]:
-    """MinHash signature (``NUM_PERM`` values) of a normalised text; same in every process."""
-    minhash = RMinHash(num_perm=NUM_PERM, seed=SEED)
-    minhash.update(shingles(matching_text))
-    return [int(value) for value in minhash.digest()]
+    """MinHash signature (``NUM_PERM`` values) of one normalised text."""
+    return [int(value) for value in signatures([matching_text])[0]]
 
 
-def similarity(left: Sequence[int], right: Sequence[int]) -> float:
+def similarity(left: Sequence[int] | Signatures, right: Sequence[int] | Signatures) -> float:
     """Estimated Jaccard similarity of two signatures."""
-    return sum(a == b for a, b in zip(left, right, strict=True)) / len(left)
+    return float(np.count_nonzero(np.asarray(left) == np.asarray(right))) / NUM_PERM
 
 
-def routing_key(text: str) -> bytes:
-    """Kafka key on ``mentions.routed``: the first MinHash value (see the module docstring)."""
-    matching = normalise_for_matching(text)
-    if not matching:
-        return b"empty"
-    return str(signature(matching)[0]).encode()
+def band_keys(rows: Signatures) -> npt.NDArray[np.uint64]:
+    """LSH band keys (``BANDS`` per signature row); the band number is mixed into the key."""
+    grouped = rows.reshape(len(rows), BANDS, ROWS).astype(np.uint64)
+    keys = grouped[:, :, 0]
+    for row in range(1, ROWS):
+        keys = (keys * _GOLDEN) ^ grouped[:, :, row]
+    keys = keys ^ (np.arange(BANDS, dtype=np.uint64) << np.uint64(56))
+    return _finalise(keys)
+
+
+def band_keys_of(sig: Sequence[int] | Signatures) -> list[int]:
+    """The LSH band keys of one signature."""
+    row = np.asarray(sig, dtype=np.uint32).reshape(1, NUM_PERM)
+    return [int(key) for key in band_keys(row)[0]]
+
+
+def encode_signature(sig: Signatures) -> str:
+    """Store form of a signature: hex of its values as big-endian uint32 (512 characters)."""
+    return sig.astype(">u4").tobytes().hex()
+
+
+def decode_signature(stored: str | Sequence[int]) -> Signatures:
+    """A signature back from its store form (hex, or a list of ints as older entries have)."""
+    if isinstance(stored, str):
+        return np.frombuffer(bytes.fromhex(stored), dtype=">u4").astype(np.uint32)
+    return np.asarray(stored, dtype=np.uint32)
+
+
+def content_bucket(text: str) -> int:
+    """One MinHash value of a mention's matching text: the smallest hash of its words.
+
+    Two texts with Jaccard similarity J over their word sets share it with probability J;
+    exact copies (after normalisation) always do, reordered clauses nearly always. Words
+    rather than 4-grams because a one-word edit changes fewer words than 4-grams (measured in
+    the benchmark). An empty matching text gets 0.
+    """
+    words = set(normalise_for_matching(text).split())
+    return min(
+        (int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+         for word in words),
+        default=0,
+    )
+
+
+def routing_key(
+    text: str, brands: Sequence[str] = (), *, hot_brands: Mapping[str, int] | None = None,
+) -> bytes:
+    """Kafka key on ``mentions.routed`` so copies of one text meet on one partition.
+
+    Keyed by the first brand (sorted); a hot brand is split into ``hot_brands[brand]``
+    sub-keys by :func:`content_bucket`; without brands, by the content bucket alone (see the
+    module docstring for what that costs).
+
+    >>> routing_key("Acme down again", ["acme"])
+    b'b:acme'
+    """
+    if brands:
+        brand = min(brands)
+        spread = (hot_brands or {}).get(brand, 1)
+        if spread <= 1:
+            return f"b:{brand}".encode()
+        return f"b:{brand}/{content_bucket(text) % spread}".encode()
+    return f"c:{content_bucket(text):016x}".encode()
+
+
+def hot_brand_spread(
+    brand_shares: Mapping[str, float], partitions: int, *, fair_share: float = 1.0,
+) -> dict[str, int]:
+    """How many routing sub-keys each hot brand needs, from its share of the traffic.
+
+    A brand carrying share ``s`` of all mentions is split into ``ceil(s * partitions /
+    fair_share)`` sub-keys (at most ``partitions``), so no sub-key carries much more than one
+    partition's fair share. Brands that need one key are left out.
+
+    >>> hot_brand_spread({"acme": 0.5, "nimbus": 0.05}, partitions=8)
+    {'acme': 4}
+    """
+    spread = {}
+    for brand, share in brand_shares.items():
+        keys = min(partitions, math.ceil(share * partitions / fair_share))
+        if keys > 1:
+            spread[brand] = keys
+    return spread
 
 
 @dataclass(frozen=True, slots=True)
 class DedupInput:
-    """What the dedup stage needs of a mention."""
+    """What the dedup stage needs of a mention (``created_at`` timezone-aware)."""
 
     mention_id: str
     text: str
@@ -112,7 +258,10 @@ class DedupInput:
 
 @dataclass(frozen=True, slots=True)
 class DedupVerdict:
-    """``duplicate_of`` is the first copy's id (None when this is the first)."""
+    """``duplicate_of`` is the first copy's id (None when this is the first).
+
+    ``copy_count`` is the first copy's running count of copies, this one included.
+    """
 
     duplicate_of: str | None
     kind: DuplicateKind
@@ -136,13 +285,13 @@ class Deduplicator:
         self,
         *,
         window: timedelta = timedelta(hours=24),
-        near_threshold: float = 0.68,
+        near_threshold: float = NEAR_THRESHOLD,
         min_near_chars: int = 20,
         band_capacity: int = 8,
         mentions: MutableMapping[str, Any] | None = None,
         exact: MutableMapping[str, Any] | None = None,
         clusters: MutableMapping[str, Any] | None = None,
-        bands: MutableMapping[str, Any] | None = None,
+        bands: MutableMapping[Any, Any] | None = None,
     ) -> None:
         self.window = window
         self.near_threshold = near_threshold
@@ -151,18 +300,18 @@ class Deduplicator:
         self.mentions: MutableMapping[str, Any] = {} if mentions is None else mentions
         self.exact: MutableMapping[str, Any] = {} if exact is None else exact
         self.clusters: MutableMapping[str, Any] = {} if clusters is None else clusters
-        self.bands: MutableMapping[str, Any] = {} if bands is None else bands
+        self.bands: MutableMapping[Any, Any] = {} if bands is None else bands
 
     def check(self, batch: Sequence[DedupInput]) -> list[DedupVerdict]:
         """Verdicts for a batch, in order; later items see earlier ones of the same batch."""
+        if not batch:
+            return []
         matching = [normalise_for_matching(item.text) for item in batch]
-        # one call into rensa for the whole batch: the per-item Python overhead dominates
-        signatures = RMinHash.digests_from_token_sets(
-            [shingles(text) for text in matching], num_perm=NUM_PERM, seed=SEED,
-        )
+        sigs = signatures(matching)
+        keys = band_keys(sigs).tolist()
         return [
-            self._check_one(item, text, [int(v) for v in sig] if text else [])
-            for item, text, sig in zip(batch, matching, signatures, strict=True)
+            self._check_one(item, text, sigs[index], keys[index])
+            for index, (item, text) in enumerate(zip(batch, matching, strict=True))
         ]
 
     def _verdict_again(self, item: DedupInput, stored: list[Any]) -> DedupVerdict:
@@ -171,7 +320,9 @@ class Deduplicator:
         count = int(cluster["n"]) if cluster else 1
         return DedupVerdict(first_id, kind, count, score)
 
-    def _check_one(self, item: DedupInput, matching: str, sig: list[int]) -> DedupVerdict:
+    def _check_one(
+        self, item: DedupInput, matching: str, sig: Signatures, keys: list[int],
+    ) -> DedupVerdict:
         stored = self.mentions.get(item.mention_id)
         if stored is not None:
             return self._verdict_again(item, stored)
@@ -180,35 +331,66 @@ class Deduplicator:
         first_id = self.exact.get(print_)
         if first_id is not None and first_id in self.clusters:
             return self._record_copy(item, first_id, "exact", 1.0, seen_at)
-        band_keys = band_keys_of(sig) if sig else []
-        if len(matching) >= self.min_near_chars:
-            best: tuple[float, str] | None = None
-            for key in band_keys:
-                for candidate in self.bands.get(key, ()):
-                    cluster = self.clusters.get(candidate)
-                    if cluster is None:
-                        continue
-                    score = similarity(sig, cluster["sig"])
-                    if score >= self.near_threshold and (best is None or score > best[0]):
-                        best = (score, candidate)
+        indexed = len(matching) >= self.min_near_chars
+        if indexed:
+            # one lookup per band serves both the search and, for a new conversation, the
+            # insert: the index is the hot path of a mostly-unique firehose
+            members = [self.bands.get(key) for key in keys]
+            best = self._best_near(sig, members)
             if best is not None:
                 return self._record_copy(item, best[1], "near", round(best[0], 4), seen_at)
         # a new conversation: it becomes the first copy of its cluster
         self.exact[print_] = item.mention_id
-        indexed = len(matching) >= self.min_near_chars
         self.clusters[item.mention_id] = {
-            "n": 1, "t": seen_at, "sig": sig, "fp": print_, "lsh": indexed,
+            "n": 1, "t": seen_at, "sig": encode_signature(sig), "fp": print_, "lsh": indexed,
         }
         if indexed:
-            self._index(item.mention_id, band_keys)
+            self._index(item.mention_id, keys, members)
         self.mentions[item.mention_id] = [None, "unique", None, seen_at]
         return DedupVerdict(None, "unique", 1, None)
 
-    def _index(self, first_id: str, band_keys: Sequence[str]) -> None:
-        for key in band_keys:
-            members = list(self.bands.get(key, ()))
-            members.append(first_id)
-            self.bands[key] = members[-self.band_capacity:]
+    def _best_near(
+        self, sig: Signatures, members: Sequence[str | list[str] | None],
+    ) -> tuple[float, str] | None:
+        candidates: set[str] = set()
+        for band in members:
+            if band is None:
+                continue
+            if isinstance(band, str):
+                candidates.add(band)
+            else:
+                candidates.update(band)
+        best: tuple[float, str] | None = None
+        best_time = 0.0
+        for candidate in candidates:
+            cluster = self.clusters.get(candidate)
+            if cluster is None:
+                continue
+            score = similarity(sig, decode_signature(cluster["sig"]))
+            # ties go to the earlier first copy, so the verdict does not depend on set order
+            if score >= self.near_threshold and (
+                best is None or score > best[0] or (score == best[0] and cluster["t"] < best_time)
+            ):
+                best, best_time = (score, candidate), cluster["t"]
+        return best
+
+    def _index(
+        self, first_id: str, keys: Sequence[int],
+        members: Sequence[str | list[str] | None] | None = None,
+    ) -> None:
+        # most bands hold one conversation: a bare id there instead of a one-item list saves
+        # an allocation per band and about half of the index's memory
+        bands, capacity = self.bands, self.band_capacity
+        for position, key in enumerate(keys):
+            band = bands.get(key) if members is None else members[position]
+            if band is None:
+                bands[key] = first_id
+            elif isinstance(band, str):
+                bands[key] = [band, first_id]
+            else:
+                band.append(first_id)
+                if len(band) > capacity:
+                    del band[0]
 
     def rebuild_bands(self) -> int:
         """Rebuild the LSH band index from the clusters store; return how many were indexed."""
@@ -217,9 +399,9 @@ class Deduplicator:
         indexed = 0
         ordered = sorted(self.clusters.items(), key=lambda item: item[1]["t"])
         for first_id, cluster in ordered:
-            sig = cluster.get("sig") or []
-            if cluster.get("lsh") and sig:
-                self._index(first_id, band_keys_of(sig))
+            stored = cluster.get("sig")
+            if cluster.get("lsh") and stored:
+                self._index(first_id, band_keys_of(decode_signature(stored)))
                 indexed += 1
         return indexed
 
@@ -234,7 +416,10 @@ class Deduplicator:
         return DedupVerdict(first_id, kind, cluster["n"], score)
 
     def expire(self, now: datetime) -> int:
-        """Forget everything first seen before ``now - window``; return how many entries."""
+        """Forget everything first seen before ``now - window``; return how many entries.
+
+        Copies of an expired conversation that arrive later start a new one.
+        """
         horizon = (now - self.window).timestamp()
         removed = 0
         old_clusters = [key for key, cluster in self.clusters.items() if cluster["t"] < horizon]
@@ -250,23 +435,14 @@ class Deduplicator:
         gone = set(old_clusters)
         if gone:
             for key in list(self.bands.keys()):
-                members = [m for m in self.bands[key] if m not in gone]
-                if not members:
+                band = self.bands[key]
+                if isinstance(band, str):
+                    if band in gone:
+                        del self.bands[key]
+                    continue
+                kept = [first_id for first_id in band if first_id not in gone]
+                if not kept:
                     del self.bands[key]
-                elif len(members) != len(self.bands[key]):
-                    self.bands[key] = members
+                elif len(kept) != len(band):
+                    self.bands[key] = kept
         return removed
-
-
-def band_keys_of(sig: Sequence[int]) -> list[str]:
-    """The LSH band keys of a signature (``BANDS`` of ``ROWS`` values each)."""
-    return [f"{band}:{hash_band(sig[band * ROWS:(band + 1) * ROWS])}" for band in range(BANDS)]
-
-
-def hash_band(values: Sequence[int]) -> int:
-    """Stable key of one LSH band's rows.
-
-    Python's hash of a tuple of ints does not depend on PYTHONHASHSEED (only str and bytes
-    hashes are salted), so every worker process computes the same key.
-    """
-    return hash(tuple(values))

@@ -1,21 +1,40 @@
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
 
 from pipeline.stages.dedup import (
+    NEAR_THRESHOLD,
     DedupInput,
     Deduplicator,
+    apply_verdict,
+    decode_signature,
+    encode_signature,
+    hot_brand_spread,
     normalise_for_matching,
     routing_key,
+    shingle_hashes,
     signature,
+    signatures,
 )
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 TWEET = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzoso"
+OTHER = "Nimbus Bank abre nuevas oficinas en Lisboa la próxima semana"
+THIRD = "the new Zephyr headphones sound great but the app keeps crashing"
+FOURTH = "Orbit Air cancelled my flight again, third time this month"
+STORE_NAMES = ("mentions", "exact", "clusters")
 
 
 def item(mention_id: str, text: str, minutes: float = 0) -> DedupInput:
     return DedupInput(mention_id, text, T0 + timedelta(minutes=minutes))
+
+
+def summary(verdicts: list[Any]) -> list[tuple[str | None, str, int]]:
+    return [(v.duplicate_of, v.kind, v.copy_count) for v in verdicts]
 
 
 def test_normalisation_drops_what_copies_change() -> None:
@@ -23,50 +42,141 @@ def test_normalisation_drops_what_copies_change() -> None:
         "nandu caido"
     )
     assert normalise_for_matching(TWEET) == normalise_for_matching(f"RT @x: {TWEET.upper()} 🔥")
+    assert normalise_for_matching("  acme\n\t down   ...  again?!?!  ") == "acme down again"
+    # the URL goes whole, so two trackers on one link leave the same text
+    assert normalise_for_matching("read www.acme.example/a?utm_source=x&fbclid=1 now") == (
+        normalise_for_matching("read https://acme.example/a?gclid=2 now")
+    )
+    assert normalise_for_matching("") == normalise_for_matching("😂😂 !!!") == ""
+
+
+def test_shingles_are_per_text_and_signatures_do_not_depend_on_the_batch() -> None:
+    hashes, offsets = shingle_hashes(["abcdef", "ab", "", "xabcdefy"])
+    assert offsets.tolist() == [0, 3, 4, 4, 9]
+    # "abcd", "bcde", "cdef" are hashed the same inside "xabcdefy"
+    assert set(hashes[:3].tolist()) <= set(hashes[4:].tolist())
+    texts = [normalise_for_matching(t) for t in (TWEET, OTHER, "ab", "")]
+    batched = signatures(texts)
+    one_by_one = np.vstack([signatures([text]) for text in texts])
+    assert np.array_equal(batched, one_by_one)
+    assert decode_signature(encode_signature(batched[0])).tolist() == batched[0].tolist()
+    # entries written before signatures were stored as hex are lists of ints
+    assert decode_signature(batched[1].tolist()).tolist() == batched[1].tolist()
 
 
 def test_exact_near_and_unique() -> None:
-    dedup = Deduplicator()
-    verdicts = dedup.check([
+    verdicts = Deduplicator().check([
         item("1", TWEET),
         item("2", f"RT @someone: {TWEET} https://lnk.example/?utm_source=tw"),
         item("3", TWEET.replace("tres", "cuatro")),
-        item("4", "Nimbus Bank abre nuevas oficinas en Lisboa la próxima semana"),
+        item("4", OTHER),
+        item("5", f"{TWEET} #fail #acme"),
+        item("6", "Vergonzoso: Acme Mobile lleva tres horas sin dar servicio en todo Madrid"),
     ])
-    assert [(v.duplicate_of, v.kind, v.copy_count) for v in verdicts] == [
+    assert summary(verdicts) == [
         (None, "unique", 1), ("1", "exact", 2), ("1", "near", 3), (None, "unique", 1),
+        ("1", "near", 4), ("1", "near", 5),
     ]
-    assert verdicts[2].similarity is not None and verdicts[2].similarity >= 0.68
+    assert verdicts[1].similarity == 1.0
+    assert verdicts[2].similarity is not None and verdicts[2].similarity >= NEAR_THRESHOLD
+
+
+def test_shared_boilerplate_is_not_a_copy() -> None:
+    block = "#giveaway #win #follow #contest #rt #free #prize"
+    verdicts = Deduplicator().check([
+        item("1", f"{TWEET} {block}"),
+        item("2", f"{OTHER} {block}"),
+        item("3", f"I just voted for {THIRD} in the awards! https://vote.example/1 #awards"),
+        item("4", f"I just voted for {FOURTH} in the awards! https://vote.example/2 #awards"),
+    ])
+    assert [v.kind for v in verdicts] == ["unique"] * 4
 
 
 def test_redelivery_is_idempotent() -> None:
     dedup = Deduplicator()
     first = dedup.check([item("1", TWEET), item("2", TWEET)])
-    again = dedup.check([item("2", TWEET), item("1", TWEET)])
-    assert [v.duplicate_of for v in again] == ["1", None]
-    assert again[0].copy_count == first[1].copy_count == 2
+    again = dedup.check([item("2", TWEET), item("1", TWEET), item("2", TWEET)])
+    assert summary(again) == [("1", "exact", 2), (None, "unique", 2), ("1", "exact", 2)]
+    assert summary(first) == [(None, "unique", 1), ("1", "exact", 2)]
+    assert dedup.clusters["1"]["n"] == 2
+    assert dedup.check([item("3", TWEET)])[0].copy_count == 3
 
 
-def test_state_lives_in_the_injected_stores() -> None:
-    stores: dict[str, dict] = {name: {} for name in ("mentions", "exact", "clusters", "bands")}
-    Deduplicator(**stores).check([item("1", TWEET)])
-    # a new instance over the same stores (a restarted worker over its tables) remembers
-    again = Deduplicator(**stores).check([item("9", f"{TWEET} #fail")])
-    assert again[0].duplicate_of == "1"
+def test_state_survives_a_new_deduplicator_over_the_same_stores() -> None:
+    stores: dict[str, dict[str, Any]] = {name: {} for name in STORE_NAMES}
+    Deduplicator(**stores).check([item("1", TWEET), item("2", OTHER), item("3", TWEET)])
+    # what a changelog holds: every value through JSON and back
+    restored = {
+        name: {key: orjson.loads(orjson.dumps(value)) for key, value in store.items()}
+        for name, store in stores.items()
+    }
+    restarted = Deduplicator(**restored)
+    assert restarted.rebuild_bands() == 2
+    verdicts = restarted.check([
+        item("3", TWEET), item("4", f"{TWEET} #fail"), item("5", OTHER.upper()),
+    ])
+    assert summary(verdicts) == [("1", "exact", 2), ("1", "near", 3), ("2", "exact", 2)]
 
 
-def test_expiry_bounds_memory() -> None:
+def test_expiry_deletes_old_entries_and_keeps_recent_ones() -> None:
     dedup = Deduplicator(window=timedelta(hours=1))
-    dedup.check([item("1", TWEET), item("2", "otra cosa totalmente distinta sobre bancos")])
+    dedup.check([item("1", TWEET), item("2", OTHER, minutes=50)])
     assert dedup.expire(T0 + timedelta(minutes=30)) == 0
-    assert dedup.expire(T0 + timedelta(hours=2)) > 0
+    # "1" (and its mention record) go; "2" is 20 minutes old at 70 and stays
+    assert dedup.expire(T0 + timedelta(minutes=70)) == 2
+    assert set(dedup.clusters) == {"2"} and set(dedup.mentions) == {"2"}
+    assert list(dedup.exact.values()) == ["2"]
+    remaining = {m for band in dedup.bands.values() for m in ([band] if isinstance(band, str)
+                                                                   else band)}
+    assert remaining == {"2"}
+    assert summary(dedup.check([item("3", TWEET, 71), item("4", OTHER, 71)])) == [
+        (None, "unique", 1), ("2", "exact", 2),
+    ]
+    dedup.expire(T0 + timedelta(hours=5))
     assert not dedup.clusters and not dedup.exact and not dedup.bands and not dedup.mentions
-    assert dedup.check([item("3", TWEET, minutes=121)])[0].kind == "unique"
+
+
+def test_band_capacity_bounds_each_band() -> None:
+    dedup = Deduplicator(band_capacity=2, near_threshold=1.01)
+    dedup.check([item(str(n), f"{TWEET} {n}") for n in range(5)])
+    assert max(len(band) if isinstance(band, list) else 1 for band in dedup.bands.values()) == 2
 
 
 def test_short_texts_only_match_exactly() -> None:
-    verdicts = Deduplicator().check([item("1", "me encanta"), item("2", "me encantan")])
-    assert verdicts[1].kind == "unique"
+    verdicts = Deduplicator().check([
+        item("1", "me encanta"), item("2", "me encantan"), item("3", "ME ENCANTA!!"),
+        item("4", ""), item("5", "🔥"),
+    ])
+    assert summary(verdicts) == [
+        (None, "unique", 1), (None, "unique", 1), ("1", "exact", 2), (None, "unique", 1),
+        ("4", "exact", 2),
+    ]
+    assert Deduplicator().check([]) == []
+
+
+def test_apply_verdict_marks_the_record() -> None:
+    verdicts = Deduplicator().check([item("1", TWEET), item("2", f"{TWEET} #fail")])
+    mention: dict[str, Any] = {"id": "2", "text": f"{TWEET} #fail"}
+    apply_verdict(mention, verdicts[1])
+    assert mention["duplicate_of"] == "1" and mention["duplicate_kind"] == "near"
+    assert mention["copy_count"] == 2 and mention["text"] == f"{TWEET} #fail"
+
+
+def test_routing_keys_bring_copies_together_and_spread_hot_brands() -> None:
+    retweet = f"RT @x: {TWEET.upper()} https://t.co/y"
+    assert routing_key(TWEET) == routing_key(retweet) != routing_key(OTHER)
+    assert routing_key(TWEET, ["movil", "acme"]) == routing_key(OTHER, ["acme"]) == b"b:acme"
+    hot = {"acme": 4}
+    assert routing_key(TWEET, ["acme"], hot_brands=hot) == routing_key(
+        retweet, ["acme"], hot_brands=hot,
+    )
+    # different conversations of a hot brand land on all of its sub-keys
+    texts = [f"mention{n} about{n * 7} something{n * 13} else" for n in range(40)]
+    sub_keys = {routing_key(text, ["acme"], hot_brands=hot) for text in texts}
+    assert sub_keys == {f"b:acme/{n}".encode() for n in range(4)}
+    assert hot_brand_spread({"acme": 0.5, "nimbus": 0.05, "zeta": 2.0}, partitions=8) == {
+        "acme": 4, "zeta": 8,
+    }
 
 
 def test_signatures_and_routing_are_the_same_in_every_process() -> None:
@@ -83,12 +193,3 @@ def test_signatures_and_routing_are_the_same_in_every_process() -> None:
     }
     assert len(outputs) == 1
     assert str(signature(normalise_for_matching(TWEET))[:4]) in outputs.pop()
-    assert routing_key(TWEET) == routing_key(f"RT @x: {TWEET}")
-
-
-def test_band_index_is_rebuilt_from_the_clusters() -> None:
-    stores: dict[str, dict] = {name: {} for name in ("mentions", "exact", "clusters")}
-    Deduplicator(**stores, bands={}).check([item("1", TWEET)])
-    restarted = Deduplicator(**stores, bands={})
-    assert restarted.rebuild_bands() == 1
-    assert restarted.check([item("2", TWEET.replace("tres", "cuatro"))])[0].duplicate_of == "1"
