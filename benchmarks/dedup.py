@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import random
 import time
+import tracemalloc
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from rensa import RMinHash
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
@@ -388,6 +390,41 @@ def distinct_throughput(texts: Sequence[str]) -> float:
     return len(items) / elapsed
 
 
+def state_size(texts: Sequence[str]) -> dict[str, float]:
+    """Bytes per conversation in memory (all state, band index alone) and in the changelog.
+
+    Every mention of ``texts`` is a new conversation; changelog bytes are key + JSON value.
+    """
+    items = [DedupInput(f"d{i}", text, START + timedelta(seconds=i))
+             for i, text in enumerate(texts)]
+    mentions: dict[str, Any] = {}
+    exact: dict[str, Any] = {}
+    clusters: dict[str, Any] = {}
+    dedup = Deduplicator(mentions=mentions, exact=exact, clusters=clusters, bands={})
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    run_stream(dedup, items)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    total = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    # the band index alone: rebuild it into a fresh dict and measure that
+    tracemalloc.start()
+    index: dict[Any, Any] = {}
+    Deduplicator(clusters=clusters, bands=index).rebuild_bands()
+    index_only = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del index
+    changelog = sum(len(key) + len(orjson.dumps(value))
+                    for store in (mentions, exact, clusters) for key, value in store.items())
+    conversations = len(clusters)
+    return {
+        "conversations": conversations,
+        "python_bytes_per_conversation_all_state": total / conversations,
+        "python_bytes_per_conversation_band_index": index_only / conversations,
+        "changelog_json_bytes_per_conversation": changelog / conversations,
+    }
+
+
 def main() -> None:
     """Run every part, print tables, write benchmarks/results/dedup.json."""
     seed, originals = 7, 3000
@@ -404,6 +441,11 @@ def main() -> None:
           f"{shipped['originals_flagged']}  {shipped['mentions_per_s_one_core']:.0f} mentions/s")
     distinct = distinct_throughput(corpus)
     print(f"distinct-tweet stream: {len(corpus)} mentions, {distinct:.0f} mentions/s")
+
+    memory = state_size(corpus)
+    print(f"state per conversation: {memory['python_bytes_per_conversation_all_state']:.0f} B "
+          f"in memory ({memory['python_bytes_per_conversation_band_index']:.0f} B band index), "
+          f"{memory['changelog_json_bytes_per_conversation']:.0f} B of changelog JSON")
 
     sweep = []
     for threshold in (0.6, 0.65, 0.7, 0.75):
@@ -440,6 +482,7 @@ def main() -> None:
         "batch": BATCH,
         "shipped": shipped,
         "distinct_stream": {"mentions": len(corpus), "mentions_per_s_one_core": distinct},
+        "state_size": memory,
         "threshold_sweep": sweep,
         "candidates": candidates,
         "routing": {"partitions": PARTITIONS, "schemes": routing},

@@ -8,10 +8,13 @@ original text is never touched.
 - **Near copies** (a word changed, hashtags appended, clauses reordered): MinHash over
   character 4-grams of the matching text, 64 permutations in 16 LSH bands of 4 rows; a
   candidate from a shared band is accepted when the estimated Jaccard similarity is at least
-  ``near_threshold``. The 4-grams of a whole batch are hashed at once with NumPy and handed to
-  ``rensa`` (Rust MinHash) as one flat buffer, so no Python object is built per 4-gram; this
-  and the other candidates (a pure NumPy MinHash, a NumPy SimHash, ``datasketch``) are
-  measured side by side in ``benchmarks/dedup.py``.
+  ``near_threshold`` (0.65, from the benchmark's sweep). The 4-grams of a whole batch are
+  hashed at once with NumPy and handed to ``rensa`` (Rust MinHash) as one flat buffer, so no
+  Python object is built per 4-gram. Chosen by measurement (``benchmarks/dedup.py``, same
+  run): this signs ~72k mentions/s against ~37k for rensa fed Python 4-gram lists, ~21k for a
+  pure NumPy MinHash and ~3k for ``datasketch``, at the same quality; a NumPy SimHash is
+  fast too, but at the bit agreement that keeps hard negatives out it finds far fewer
+  one-word edits. Texts shorter than ``min_near_chars`` only match exactly.
 
 State lives in injected ``MutableMapping`` stores with str keys and JSON-ready values, so the
 agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
@@ -21,33 +24,37 @@ memory) and tests or ``mentions process`` pass plain dicts:
               (idempotency: a redelivered mention gets its first verdict again and counts
               nothing)
 ``exact``     fingerprint -> first id
-``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature (hex of 64
+``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature (base64 of 64
               big-endian uint32), "fp": fingerprint, "lsh": indexed for near matching}``
 ``bands``     LSH band key (int) -> first id, or a list of them (at most ``band_capacity``,
-              newest last) when several conversations share the band. It is
-              derived from ``clusters`` (:meth:`Deduplicator.rebuild_bands`), so the agent
-              keeps it in memory instead of writing 16 changelog records per conversation.
+              newest last) when several conversations share the band. Derived from
+              ``clusters`` (:meth:`Deduplicator.rebuild_bands`), so the agent keeps it in
+              memory instead of writing 16 changelog records per conversation.
 
 "seen at" and "first seen" are event times (the mention's ``created_at``, Unix seconds).
-:meth:`Deduplicator.expire` deletes every entry first seen before ``now - window`` (Faust
-writes a tombstone per deleted key), which bounds memory to one window of traffic.
+:meth:`Deduplicator.expire` deletes every conversation first seen before ``now - window``
+and every mention record older than ``redelivery_window`` (default: the window); Faust writes
+a tombstone per deleted key, so memory is bounded by one window of conversations (measured:
+~2.1 kB of Python memory and ~0.5 kB of changelog per conversation) plus one redelivery
+window of mention records.
 
 Routing (the ``mentions.routed`` key, :func:`routing_key`): copies must meet on one
 partition. A mention with brands is keyed by its first brand (sorted): copies of one text
 name the same brands, so they always meet. A hot brand (one brand may be most of the
-firehose) would then load a single partition, so a brand listed in ``hot_brands`` is split
-into that many sub-keys by a content bucket: one MinHash value of the words of the matching
-text, which two texts with word-set Jaccard similarity J share with probability J (exact
-copies always). Near copies of
-a hot brand therefore meet with probability about ``J + (1 - J) / spread``; near-copy recall is
-lost only there, and cold brands keep all of it. Mentions without a brand are keyed by the
-content bucket alone. :func:`hot_brand_spread` sizes the split from measured brand shares; the
-benchmark measures the colocation, the recall with partitioned state, and the partition load of
-each scheme.
+firehose) would then load one partition, so a brand listed in ``hot_brands`` is split into
+that many sub-keys by a content bucket: one MinHash value of the words of the matching text,
+which two texts with word-set Jaccard similarity J share with probability J (exact copies
+always). Near copies of a hot brand meet with probability about ``J + (1 - J) / spread``, so
+near-copy recall is lost only there; cold brands keep all of it. Mentions without a brand
+are keyed by the content bucket alone. :func:`hot_brand_spread` sizes the split from brand
+shares. Measured over 8 partitions with one brand at half the traffic (one-word-edit recall;
+0.94 on a single partition): brand keys 0.93 but the busiest partition takes 5.8x its fair
+share; content keys 0.87 at 1.3x; brand keys with the hot brand spread 0.89 at 2.0x.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
@@ -179,14 +186,15 @@ def band_keys_of(sig: Sequence[int] | Signatures) -> list[int]:
 
 
 def encode_signature(sig: Signatures) -> str:
-    """Store form of a signature: hex of its values as big-endian uint32 (512 characters)."""
-    return sig.astype(">u4").tobytes().hex()
+    """Store form of a signature: base64 of its values as big-endian uint32 (344 characters)."""
+    return base64.b64encode(sig.astype(">u4").tobytes()).decode("ascii")
 
 
 def decode_signature(stored: str | Sequence[int]) -> Signatures:
-    """A signature back from its store form (hex, or a list of ints as older entries have)."""
+    """A signature back from its store form (base64; hex or a list of ints in older entries)."""
     if isinstance(stored, str):
-        return np.frombuffer(bytes.fromhex(stored), dtype=">u4").astype(np.uint32)
+        raw = bytes.fromhex(stored) if len(stored) == 8 * NUM_PERM else base64.b64decode(stored)
+        return np.frombuffer(raw, dtype=">u4").astype(np.uint32)
     return np.asarray(stored, dtype=np.uint32)
 
 
@@ -288,6 +296,7 @@ class Deduplicator:
         near_threshold: float = NEAR_THRESHOLD,
         min_near_chars: int = 20,
         band_capacity: int = 8,
+        redelivery_window: timedelta | None = None,
         mentions: MutableMapping[str, Any] | None = None,
         exact: MutableMapping[str, Any] | None = None,
         clusters: MutableMapping[str, Any] | None = None,
@@ -297,6 +306,10 @@ class Deduplicator:
         self.near_threshold = near_threshold
         self.min_near_chars = min_near_chars
         self.band_capacity = band_capacity
+        # a mention's own record only guards against redelivery, which comes within minutes
+        # of the first delivery: a shorter window here keeps one entry per mention for that
+        # long instead of for the whole window
+        self.redelivery_window = window if redelivery_window is None else redelivery_window
         self.mentions: MutableMapping[str, Any] = {} if mentions is None else mentions
         self.exact: MutableMapping[str, Any] = {} if exact is None else exact
         self.clusters: MutableMapping[str, Any] = {} if clusters is None else clusters
@@ -326,6 +339,10 @@ class Deduplicator:
         stored = self.mentions.get(item.mention_id)
         if stored is not None:
             return self._verdict_again(item, stored)
+        own = self.clusters.get(item.mention_id)
+        if own is not None:
+            # a first copy redelivered after its record expired: still not its own copy
+            return DedupVerdict(None, "unique", int(own["n"]), None)
         seen_at = item.created_at.timestamp()
         print_ = fingerprint(matching)
         first_id = self.exact.get(print_)
@@ -418,9 +435,11 @@ class Deduplicator:
     def expire(self, now: datetime) -> int:
         """Forget everything first seen before ``now - window``; return how many entries.
 
-        Copies of an expired conversation that arrive later start a new one.
+        Copies of an expired conversation that arrive later start a new one. Mention records
+        (the idempotency guard) go after ``redelivery_window``.
         """
         horizon = (now - self.window).timestamp()
+        redelivery_horizon = (now - self.redelivery_window).timestamp()
         removed = 0
         old_clusters = [key for key, cluster in self.clusters.items() if cluster["t"] < horizon]
         for first_id in old_clusters:
@@ -428,7 +447,9 @@ class Deduplicator:
             if self.exact.get(cluster["fp"]) == first_id:
                 del self.exact[cluster["fp"]]
             removed += 1
-        old_mentions = [key for key, value in self.mentions.items() if value[3] < horizon]
+        old_mentions = [
+            key for key, value in self.mentions.items() if value[3] < redelivery_horizon
+        ]
         for mention_id in old_mentions:
             del self.mentions[mention_id]
             removed += 1

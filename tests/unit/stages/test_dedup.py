@@ -60,8 +60,10 @@ def test_shingles_are_per_text_and_signatures_do_not_depend_on_the_batch() -> No
     one_by_one = np.vstack([signatures([text]) for text in texts])
     assert np.array_equal(batched, one_by_one)
     assert decode_signature(encode_signature(batched[0])).tolist() == batched[0].tolist()
-    # entries written before signatures were stored as hex are lists of ints
+    # older entries hold hex or a list of ints
     assert decode_signature(batched[1].tolist()).tolist() == batched[1].tolist()
+    hexed = batched[1].astype(">u4").tobytes().hex()
+    assert decode_signature(hexed).tolist() == batched[1].tolist()
 
 
 def test_exact_near_and_unique() -> None:
@@ -100,6 +102,15 @@ def test_redelivery_is_idempotent() -> None:
     assert summary(first) == [(None, "unique", 1), ("1", "exact", 2)]
     assert dedup.clusters["1"]["n"] == 2
     assert dedup.check([item("3", TWEET)])[0].copy_count == 3
+
+
+def test_a_shorter_redelivery_window_forgets_mentions_but_not_conversations() -> None:
+    dedup = Deduplicator(window=timedelta(hours=24), redelivery_window=timedelta(hours=1))
+    dedup.check([item("1", TWEET), item("2", f"{TWEET} #fail")])
+    assert dedup.expire(T0 + timedelta(hours=2)) == 2
+    assert not dedup.mentions and set(dedup.clusters) == {"1"}
+    again = dedup.check([item("1", TWEET, 121), item("3", TWEET, 121)])
+    assert summary(again) == [(None, "unique", 2), ("1", "exact", 3)]
 
 
 def test_state_survives_a_new_deduplicator_over_the_same_stores() -> None:
