@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         "event-time hours (PIPELINE_DEDUP_WINDOW_HOURS).",
     )
 
+    dedup_hot_brands: Annotated[dict[str, int], NoDecode] = Field(
+        default_factory=dict,
+        description="Brands too big for one partition and how many routing sub-keys each "
+        "gets, e.g. 'acme-mobile:4,telvia:2' (PIPELINE_DEDUP_HOT_BRANDS).",
+    )
+
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
         PACKAGE_DATA / "brands.example.yaml",
@@ -151,6 +157,17 @@ class Settings(BaseSettings):
     def _split_stages(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("dedup_hot_brands", mode="before")
+    @classmethod
+    def _parse_hot_brands(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            spreads: dict[str, int] = {}
+            for part in filter(None, (item.strip() for item in value.split(","))):
+                brand, _, spread = part.partition(":")
+                spreads[brand.strip()] = int(spread or 2)
+            return spreads
         return value
 
     # --- derived names --------------------------------------------------------------------

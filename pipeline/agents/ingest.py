@@ -47,9 +47,17 @@ def build_ingestor(context: WorkerContext) -> Ingestor:
     )
 
 
-def routing_key(mention: dict[str, Any]) -> bytes:
-    """Key of a mention on ``mentions.routed``: copies of one text meet on one partition."""
-    return dedup_routing_key(str(mention["text"]))
+def routing_key(
+    mention: dict[str, Any], hot_brands: dict[str, int] | None = None,
+) -> bytes:
+    """Key of a mention on ``mentions.routed``: copies of one text meet on one partition.
+
+    Keyed by brand (copies name the same brands); a hot brand is split into sub-keys by a
+    content bucket (see :func:`pipeline.stages.dedup.routing_key`).
+    """
+    return dedup_routing_key(
+        str(mention["text"]), mention.get("brands") or (), hot_brands=hot_brands,
+    )
 
 
 def aiokafka_options(context: WorkerContext) -> dict[str, Any]:
@@ -159,8 +167,9 @@ class IngestService(Service):
         for mention in forwarded:
             mention["ingested_at"] = ingested_at
         routed = context.topics["routed"]
+        hot_brands = settings.dedup_hot_brands
         for partition, batch in group_by_partition(
-            forwarded, routing_key, settings.partitions,
+            forwarded, lambda mention: routing_key(mention, hot_brands), settings.partitions,
         ).items():
             pending.append(await routed.send(value=encode_batch(batch), partition=partition))
         # the offsets are committed only after the broker has every micro-batch

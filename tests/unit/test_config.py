@@ -16,6 +16,11 @@ def test_environment_and_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "hunter2" not in repr(settings) and "hunter2" not in str(settings.redacted())
 
 
+def test_hot_brands_parse_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_DEDUP_HOT_BRANDS", "acme-mobile:4, telvia")
+    assert load_settings().dedup_hot_brands == {"acme-mobile": 4, "telvia": 2}
+
+
 def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIPELINE_STAGES", "ingest,teleport")
     with pytest.raises(ValidationError):
