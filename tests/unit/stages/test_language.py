@@ -4,7 +4,11 @@ import textwrap
 
 import pytest
 
-from pipeline.stages.language import LanguageDetector, clean_for_language
+from pipeline.stages.language import (
+    LanguageDetector,
+    clean_for_language,
+    romanised_hindi_evidence,
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +23,10 @@ def test_cleaning_removes_what_is_not_language() -> None:
         "Soo happy NuevoDía"
     )
     assert clean_for_language("&amp; 100% @x www.example.com") == ""
+    # scrapes such as XLM-T leave a bare "http" where the link was
+    assert clean_for_language("vendo casa http bonita https//x") == "vendo casa bonita"
+    assert clean_for_language("Goooool!!! 3-0 ⚽⚽⚽") == "Gool"
+    assert clean_for_language("c'est l\u2019été") == "c'est l\u2019été"
 
 
 @pytest.mark.parametrize(
@@ -44,6 +52,43 @@ def test_known_languages(detector: LanguageDetector, text: str, lang: str) -> No
 @pytest.mark.parametrize("text", ["", "   ", "😍😍😍", "@ana http://t.co/x", "12345 !!!", "ok"])
 def test_too_little_language_is_und(detector: LanguageDetector, text: str) -> None:
     assert detector.detect(text).lang == "und"
+
+
+def test_romanised_hindi_needs_more_than_one_shared_short_word(
+    detector: LanguageDetector,
+) -> None:
+    assert romanised_hindi_evidence(["kya", "hua", "aaj", "bhi", "nahi"]) == (5, 0)
+    assert romanised_hindi_evidence(["ko", "ki", "ka"]) == (0, 3)
+    # "ki" and "se" are Hindi words too, but this is Spanish and fastText is sure of it
+    assert detector.detect("no sé qué pasa con la ki de este equipo, se cae siempre").lang == "es"
+    assert detector.detect("bhai ye movie dekhne ka plan hai kal").lang == "hi"
+
+
+def test_romanised_hindi_is_not_answered_when_hindi_is_not_configured() -> None:
+    guess = LanguageDetector(["en", "es"]).detect("yaar kya hua, aaj bhi network nahi hai")
+    assert guess.lang in {"en", "es", "und"}
+
+
+def test_unknown_second_opinion_is_refused() -> None:
+    with pytest.raises(ValueError, match="second opinions"):
+        LanguageDetector(["en"], second_opinions=["langdetect"])
+    with pytest.raises(ValueError, match="at least one"):
+        LanguageDetector([])
+
+
+def test_a_language_lingua_does_not_know_only_loses_its_vote() -> None:
+    # lingua has no Galician model: it votes among the others, fastText still knows "gl"
+    detector = LanguageDetector(["gl", "es", "pt"], confident=1.0)
+    guesses = detector.detect_batch(["Bos días a todos, que tal estades hoxe pola mañá", "hola"])
+    assert guesses[0].lang in {"gl", "es", "pt"}
+    assert guesses[1].lang in {"gl", "es", "pt", "und"}
+
+
+def test_py3langid_second_opinion() -> None:
+    pytest.importorskip("py3langid")
+    detector = LanguageDetector(["es", "pt", "en"], confident=1.0,
+                                second_opinions=["py3langid", "lingua"])
+    assert detector.detect("Muito obrigado pelo atendimento de hoje").lang == "pt"
 
 
 def test_answers_stay_inside_the_configured_languages() -> None:
