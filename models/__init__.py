@@ -1,0 +1,1 @@
+"""Model conversion, training and set-up scripts (run from the repository root)."""
