@@ -15,11 +15,13 @@ three series: volume, negative volume and negative share. This module turns thos
   carries several times the brand's minimum. An incident's severity only goes up.
 - **Lifecycle.** ``open`` -> ``update`` ... -> ``resolved``. Hysteresis: a window opens an
   incident at ``open_score`` but keeps it open down to ``stay_open_score``; the incident
-  resolves after ``calm_windows`` consecutive windows below that. An update is emitted only
-  when the incident materially grows: severity up, promotion to crisis, or the window's
-  magnitude (negative mentions for a crisis, mentions for a volume spike) reaching ``growth``
-  times the magnitude last reported. After a resolution a ``cooldown`` blocks a new incident
-  of the same brand unless it is more severe (a flapping series does not re-alert).
+  resolves after ``calm_windows`` consecutive calm windows: below that score, or with a
+  count back within ``calm_ratio`` of the baseline (or under half the kind's minimum). An
+  update is emitted only when the incident materially grows: severity up, promotion to
+  crisis, or the window's magnitude (negative mentions for a crisis, mentions for a volume
+  spike) reaching ``growth`` times the magnitude last reported. After a resolution a
+  ``cooldown`` blocks a new incident of the same brand unless it is more severe (a flapping
+  series does not re-alert).
 - **Restarts.** :class:`BrandIncidents` state is a JSON-ready dict (the agent keeps it in a
   Faust table with a changelog). Incident ids are derived from event time and every event
   carries ``idempotency_key = brand/incident id/sequence``: a worker that restarts from
@@ -511,6 +513,8 @@ class IncidentConfig:
     # hysteresis: an open incident stays open while its score is at least this
     stay_open_score: float = 0.3
     calm_windows: int = 3
+    # a window whose count is within this ratio of the baseline is calm, whatever its score
+    calm_ratio: float = 1.5
     cooldown: timedelta = timedelta(minutes=30)
     min_negative_volume: int = 10
     # brand id -> minimum negative mentions in a window for a crisis (``min_crisis_volume``)
@@ -528,8 +532,10 @@ class IncidentConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.stay_open_score < self.open_score <= self.critical_score <= 1.0:
             raise ValueError("need 0 < stay_open_score < open_score <= critical_score <= 1")
-        if self.calm_windows < 1 or self.growth <= 1.0 or self.lookback_windows < 0:
-            raise ValueError("calm_windows >= 1, growth > 1 and lookback_windows >= 0")
+        if (self.calm_windows < 1 or self.growth <= 1.0 or self.lookback_windows < 0
+                or self.calm_ratio < 1.0):
+            raise ValueError("need calm_windows >= 1, growth > 1, calm_ratio >= 1 and "
+                             "lookback_windows >= 0")
         if self.cooldown < timedelta(0):
             raise ValueError("cooldown must not be negative")
 
@@ -774,10 +780,20 @@ class BrandIncidents:
         return window.negative if kind == CRISIS else window.volume
 
     def _hot(self, kind: str, window: WindowObservation) -> bool:
-        threshold = self.config.stay_open_score
+        """Whether a window keeps an incident of ``kind`` open (or warms one up).
+
+        Besides the score, the count itself must still stand above the baseline: detectors
+        smooth their scores (a sustained-rise average), which would otherwise hold an
+        incident open for a long time after the mentions are back to normal.
+        """
+        config = self.config
         if kind == CRISIS:
-            return max(window.negative_score, window.share_score) >= threshold
-        return window.volume_score >= threshold
+            return (max(window.negative_score, window.share_score) >= config.stay_open_score
+                    and window.negative > config.calm_ratio * window.expected_negative
+                    and 2 * window.negative >= config.min_negative_for(self.brand))
+        return (window.volume_score >= config.stay_open_score
+                and window.volume > config.calm_ratio * window.expected_volume
+                and 2 * window.volume >= config.min_spike_volume)
 
     def update(self, window: WindowObservation) -> list[Alert]:
         """Advance the lifecycle by one closed window; return the alert events it causes.

@@ -33,12 +33,12 @@ BRAND = "acme-mobile"
 
 def window(index: int, *, volume: int = 100, negative: int = 10, volume_score: float = 0.05,
            negative_score: float = 0.05, share_score: float = 0.05,
-           brand: str = BRAND) -> WindowObservation:
+           expected_negative: float = 8.0, brand: str = BRAND) -> WindowObservation:
     """The index-th 5-minute window of the fake event-time clock."""
     start = START + index * STEP
     return WindowObservation(
         brand=brand, start=start, end=start + STEP, volume=volume, negative=negative,
-        expected_volume=80.0, expected_negative=8.0, expected_negative_share=0.1,
+        expected_volume=80.0, expected_negative=expected_negative, expected_negative_share=0.1,
         volume_score=volume_score, negative_score=negative_score, share_score=share_score,
     )
 
@@ -123,7 +123,9 @@ def test_critical_needs_both_an_extreme_score_and_real_volume() -> None:
 
 
 def test_crisis_needs_the_minimum_negative_volume_per_brand() -> None:
-    few = [crisis(i, negative=6, score=0.95) for i in range(5)]
+    # a small brand: 6 negative mentions where 0.5 were expected
+    few = [window(i, volume=20, negative=6, negative_score=0.95, share_score=0.95,
+                  expected_negative=0.5) for i in range(5)]
     assert run(BrandIncidents(BRAND), few) == []
     config = IncidentConfig(brand_min_negative={BRAND: 5})
     alerts = run(BrandIncidents(BRAND, config), few)
@@ -475,3 +477,17 @@ def test_routing_config_errors_and_secret_urls() -> None:
     destination = routing().destinations["pr-acme"]
     assert "secret-token" not in repr(destination)
     assert destination.host == "hooks.example"
+
+
+def test_resolves_when_counts_are_back_at_baseline_even_if_scores_linger() -> None:
+    # detectors smooth their scores: 0.6 lingers while negatives are back to ~8 expected
+    incidents = BrandIncidents(BRAND, IncidentConfig(calm_windows=2))
+    lingering = [window(i, volume=90, negative=11, negative_score=0.6, share_score=0.6)
+                 for i in (1, 2)]
+    alerts = run(incidents, [crisis(0), *lingering])
+    assert [a.status for a in alerts] == [OPENED, RESOLVED]
+    # while the count stays well above the baseline the same score keeps it open
+    still = BrandIncidents(BRAND, IncidentConfig(calm_windows=2))
+    elevated = [window(i, volume=90, negative=30, negative_score=0.6, share_score=0.6)
+                for i in (1, 2)]
+    assert [a.status for a in run(still, [crisis(0), *elevated])] == [OPENED]
