@@ -265,7 +265,7 @@ class IncidentContext:
     (('#acmeleak', 1),)
     """
 
-    def __init__(self, *, capacity: int = 48, samples: int = 3, origins: int = 256) -> None:
+    def __init__(self, *, capacity: int = 48, samples: int = 3, origins: int = 96) -> None:
         self.capacity = capacity
         self.sample_limit = samples
         self.origin_limit = origins
