@@ -2,60 +2,51 @@
 
 Each record on ``mentions.routed`` is a micro-batch of one partition (the ingest stage keyed
 it by :func:`pipeline.stages.dedup.routing_key`), so the agent handles a whole batch per
-Faust event. The :class:`~pipeline.stages.dedup.Deduplicator`'s four stores are Faust tables
-backed by changelog topics: a restarted or rebalanced worker rebuilds its memory from them.
-Every mention goes on (duplicates are marked, never dropped), and the counters say how many
-were exact and near copies.
+Faust event. Every mention goes on (duplicates are marked, never dropped), and the counters
+say how many were exact and near copies.
 
-The LSH band index is not a table: it is rebuilt from the clusters table per partition after
-each rebalance, which keeps the changelog at 2-3 records per mention.
+State: one :class:`~pipeline.stages.dedup_journal.PartitionJournal` per assigned partition
+holds the :class:`~pipeline.stages.dedup.Deduplicator`'s stores in memory; after each
+micro-batch the agent saves the batch's *delta* (every entry it wrote) as ONE entry of a
+Faust table, ``<app>-dedup-journal``, keyed ``"<partition>:<sequence>"``. The table's
+changelog is what makes the memory fault tolerant: after a restart or a rebalance Faust
+recovers the table, and the first batch of a partition replays that partition's deltas. After
+each expiry sweep the deltas whose entries have all expired are deleted from the table.
 
-Faust writes a table change to the changelog partition of the event being processed, so each
-stored value is tagged with its partition and the core only ever sees (and expires) the
-entries of the partition at hand: a tombstone always lands where its key was written.
+Why a journal and not one table entry per store key (the previous design): each mention
+wrote 2-3 table entries, so 2-3 changelog records, and Faust's producer sends changelog
+records one at a time from a buffer; draining a backlog of 10k-60k mentions it logged
+"producer buffer full" and stopped making progress on the embedded broker. One record per
+micro-batch (~125 mentions at the default ingest batch) is ~0.01 changelog records per
+mention. Measured on this machine draining 100k pre-loaded mentions in one worker process
+(``benchmarks/pipeline.py``, dedup alone with ingest upstream in the same process): see
+benchmarks/README.md. Why a Faust table of deltas rather than a compacted topic of our own:
+the same record count, but Faust already does the recovery (it pauses the partition's
+streams until the changelog is read, so the old owner's last delta is in), standby replicas,
+and the RocksDB store for production; a topic of our own would need its own recovery
+consumer and rebalance handling.
+
+Faust writes a table change to the changelog partition of the event being processed; a
+delta's key starts with that partition, so recovery brings every partition's deltas back to
+whoever owns the partition.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import logging
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.agents.app import WorkerContext, decode_batches
-from pipeline.stages.dedup import DedupInput, Deduplicator, apply_verdict
+from pipeline.stages.dedup import DedupInput, apply_verdict
+from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
 from pipeline.transport.topics import encode_batch, group_by_partition
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
 EXPIRE_EVERY = 200
-
-
-class PartitionView(MutableMapping[str, Any]):
-    """The entries of one partition in a shared table; values are stored as [partition, v]."""
-
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table = table
-        self.partition = partition
-
-    def __getitem__(self, key: str) -> Any:
-        stored = self.table[key]
-        if stored is None:
-            raise KeyError(key)
-        return stored[1]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.table[key] = [self.partition, value]
-
-    def __delitem__(self, key: str) -> None:
-        del self.table[key]
-
-    def __iter__(self) -> Iterator[str]:
-        for key, stored in list(self.table.items()):
-            if stored is not None and stored[0] == self.partition:
-                yield key
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
+log = logging.getLogger(__name__)
 
 
 def _mention_time(mention: dict[str, Any]) -> datetime:
@@ -65,24 +56,65 @@ def _mention_time(mention: dict[str, Any]) -> datetime:
         return datetime.now(UTC)
 
 
+class JournalledPartitions:
+    """The partitions' journals of one worker, rebuilt from the journal table on first use."""
+
+    def __init__(self, table: Any, window: timedelta) -> None:
+        self.table = table
+        self.window = window
+        self.journals: dict[int, PartitionJournal] = {}
+        self.batches_seen: dict[int, int] = {}
+        # deltas found expired when a partition was replayed, deleted with its next batch
+        self.garbage: dict[int, list[str]] = {}
+
+    def forget(self) -> None:
+        """Drop every partition's memory (after a rebalance the table is the truth)."""
+        self.journals.clear()
+        self.garbage.clear()
+
+    def journal(self, partition: int) -> PartitionJournal:
+        """The journal of ``partition``, replayed from the table the first time."""
+        journal = self.journals.get(partition)
+        if journal is None:
+            started = time.perf_counter()
+            journal = PartitionJournal(partition, window=self.window)
+            prefix = f"{partition}:"
+            replayed = journal.replay(
+                (key, delta) for key, delta in self.table.items()
+                if delta is not None and key.startswith(prefix)
+            )
+            log.info("dedup: partition %d rebuilt from %d deltas (%d conversations) in %.2fs",
+                     partition, replayed, len(journal.clusters), time.perf_counter() - started)
+            self.journals[partition] = journal
+            self.garbage[partition] = journal.collectable()
+        return journal
+
+    def save(self, journal: PartitionJournal, newest: datetime | None) -> None:
+        """Write the batch's deltas; every ``EXPIRE_EVERY`` batches, expire and collect."""
+        partition = journal.partition
+        self.batches_seen[partition] = seen = self.batches_seen.get(partition, 0) + 1
+        gone = self.garbage.pop(partition, [])
+        if newest is not None and seen % EXPIRE_EVERY == 0:
+            gone += journal.expire(newest)
+        for key, delta in journal.take_deltas():
+            self.table[key] = delta
+        for key in gone:
+            if parse_delta_key(key)[0] == partition and key in self.table:
+                del self.table[key]
+
+
 def register(context: WorkerContext) -> None:
-    """Attach the dedup agent and its tables to the app."""
+    """Attach the dedup agent and its journal table to the app."""
     app, settings, metrics = context.app, context.settings, context.metrics
-    tables = {
-        name: app.Table(
-            f"{settings.app_id}-dedup-{name}", default=None, partitions=settings.partitions,
-        )
-        for name in ("mentions", "exact", "clusters")
-    }
-    # the LSH band index is derived from the clusters table: kept in memory per partition and
-    # rebuilt after every rebalance, it costs no changelog traffic
-    band_indexes: dict[int, dict[str, Any]] = {}
+    table = app.Table(
+        f"{settings.app_id}-dedup-journal", default=None, partitions=settings.partitions,
+    )
+    partitions = JournalledPartitions(table, timedelta(hours=settings.dedup_window_hours))
 
     @app.on_partitions_assigned.connect
-    async def forget_band_indexes(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        band_indexes.clear()
-    window = timedelta(hours=settings.dedup_window_hours)
-    batches_seen: dict[int, int] = {}
+    async def forget_partitions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        partitions.forget()
+
     unique_topic = context.topics["unique"]
     source_topic = settings.topic("routed")
     context.readiness.checks["dedup_partitions_assigned"] = lambda: bool(
@@ -103,25 +135,17 @@ def register(context: WorkerContext) -> None:
                     )
                 metrics.stage_in.labels(stage=STAGE).inc(len(mentions))
                 metrics.stage_batch_size.labels(stage=STAGE).observe(len(mentions))
-                views = {name: PartitionView(table, partition) for name, table in tables.items()}
-                fresh = partition not in band_indexes
-                deduplicator = Deduplicator(
-                    window=window, mentions=views["mentions"], exact=views["exact"],
-                    clusters=views["clusters"],
-                    bands=band_indexes.setdefault(partition, {}),
-                )
-                if fresh:
-                    deduplicator.rebuild_bands()
-                verdicts = deduplicator.check([
+                journal = partitions.journal(partition)
+                verdicts = journal.deduplicator.check([
                     DedupInput(str(m["id"]), str(m["text"]), _mention_time(m)) for m in mentions
                 ])
                 for mention, verdict in zip(mentions, verdicts, strict=True):
                     apply_verdict(mention, verdict)
                     if verdict.kind != "unique":
                         metrics.duplicates.labels(kind=verdict.kind).inc()
-                batches_seen[partition] = batches_seen.get(partition, 0) + 1
-                if mentions and batches_seen[partition] % EXPIRE_EVERY == 0:
-                    deduplicator.expire(max(_mention_time(m) for m in mentions))
+                partitions.save(
+                    journal, max((_mention_time(m) for m in mentions), default=None),
+                )
                 pending = []
                 for target, batch in group_by_partition(
                     mentions, lambda m: str(m["id"]).encode(), settings.partitions,
