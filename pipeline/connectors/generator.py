@@ -257,6 +257,8 @@ class FirehoseGenerator:
         self._sequence = 0
         # event-time slots: quiet hours skip slots, so the background follows a daily rhythm
         self._slot = 0
+        self._crisis_due = 0.0
+        self._crisis_slot = -1
         self._brands = list(BRAND_WEIGHTS)
         self._brand_weights = list(BRAND_WEIGHTS.values())
         self._languages = list(LANGUAGE_WEIGHTS)
@@ -367,9 +369,20 @@ class FirehoseGenerator:
         while count is None or produced < count:
             moment = self._event_time()
             crisis_level = self._in_crisis(moment)
-            if crisis_level and self.random.random() < crisis_level / (1 + crisis_level):
+            if crisis_level and self._crisis_slot != self._slot:
+                # crisis mentions come on top of the background (about ``intensity`` per
+                # background mention at the peak), so a crisis raises the volume instead of
+                # taking the background's place
+                self._crisis_slot = self._slot
+                self._crisis_due += crisis_level * self._daily_factor(moment)
+            if self._crisis_due >= 1.0:
+                self._crisis_due -= 1.0
                 record = self._crisis_mention(moment)
-            elif self._recent and self.random.random() < (
+                self._remember(record)
+                produced += 1
+                yield record
+                continue
+            if self._recent and self.random.random() < (
                 self.retweet_share + self.near_copy_share
             ):
                 record = self._copy_of(self.random.choice(self._recent), moment)
@@ -378,9 +391,13 @@ class FirehoseGenerator:
                 continue
             else:
                 record = self._background_mention(moment)
-            self._recent.append(record)
-            if len(self._recent) > 200:
-                self._recent.pop(self.random.randrange(len(self._recent)))
+            self._remember(record)
             produced += 1
             self._slot += 1
             yield record
+
+    def _remember(self, record: dict[str, Any]) -> None:
+        """Keep a bounded random set of recent mentions for retweets and near copies."""
+        self._recent.append(record)
+        if len(self._recent) > 200:
+            self._recent.pop(self.random.randrange(len(self._recent)))
