@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
@@ -1212,6 +1213,32 @@ class RoutingRules:
         return cls(destinations, routes)
 
 
+NO_ROUTES: Final = RoutingRules({}, ())
+
+
+class RoutingRulesError(ValueError):
+    """An alert routing file that cannot be loaded; the message says which and why."""
+
+
+def load_routing_rules(path: str | Path | None) -> RoutingRules:
+    """Routing rules from a YAML file (:meth:`RoutingRules.from_config`); none without a path.
+
+    An empty file routes nothing. Errors name the file, so a worker refuses to start on a
+    broken routing file rather than dropping alerts later.
+    """
+    if path is None:
+        return NO_ROUTES
+    import yaml
+
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(config, Mapping):
+            raise ValueError("expected a mapping with 'destinations' and 'routes'")
+        return RoutingRules.from_config(config)
+    except (OSError, yaml.YAMLError, ValueError, KeyError, TypeError) as error:
+        raise RoutingRulesError(f"{path}: bad alert routing: {error}") from error
+
+
 def _names(value: str | Sequence[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
 
@@ -1231,12 +1258,14 @@ __all__ = [
     "IncidentContext",
     "Route",
     "RoutingRules",
+    "RoutingRulesError",
     "SampleMention",
     "Severity",
     "TopK",
     "Voice",
     "WindowObservation",
     "is_negative",
+    "load_routing_rules",
     "mention_terms",
     "render_text",
 ]
