@@ -281,9 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from pydantic import ValidationError
 
+        from pipeline.stages.alerts import RoutingRulesError
         from pipeline.stages.brands import BrandRulesError
 
-        if isinstance(error, ValidationError | BrandRulesError | FileNotFoundError):
+        if isinstance(error, ValidationError | BrandRulesError | RoutingRulesError
+                      | FileNotFoundError):
             print(f"mentions {args.command}: {error}", file=sys.stderr)
             return 2
         raise

@@ -24,8 +24,8 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 ENV_PREFIX = "PIPELINE_"
 
 # The stages that exist, in data-flow order; a worker runs any subset of them.
-Stage = Literal["ingest", "dedup"]
-ALL_STAGES: tuple[Stage, ...] = ("ingest", "dedup")
+Stage = Literal["ingest", "dedup", "crisis"]
+ALL_STAGES: tuple[Stage, ...] = ("ingest", "dedup", "crisis")
 
 
 class Settings(BaseSettings):
@@ -135,6 +135,29 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Brands too big for one partition and how many routing sub-keys each "
         "gets, e.g. 'acme-mobile:4,telvia:2' (PIPELINE_DEDUP_HOT_BRANDS).",
+    )
+
+    # --- crisis detection and alerts ------------------------------------------------------
+    crisis_window_s: float = Field(
+        300.0, gt=0, description="Event-time window of the crisis detector, seconds "
+        "(PIPELINE_CRISIS_WINDOW_S).",
+    )
+    crisis_lateness_s: float = Field(
+        120.0, ge=0, description="How late, in event time, a scored mention may arrive and "
+        "still count in its window, seconds (PIPELINE_CRISIS_LATENESS_S).",
+    )
+    alert_routes_file: Path | None = Field(
+        None, description="YAML webhook routing: destinations and which brands, kinds and "
+        "severities each gets (README: Alerts); unset, alerts go to the alerts topic only "
+        "(PIPELINE_ALERT_ROUTES_FILE).",
+    )
+    webhook_timeout_s: float = Field(
+        5.0, gt=0, description="Time for one webhook attempt, seconds "
+        "(PIPELINE_WEBHOOK_TIMEOUT_S).",
+    )
+    webhook_max_attempts: int = Field(
+        5, ge=1, description="Attempts per alert and destination before it is dead-lettered "
+        "(PIPELINE_WEBHOOK_MAX_ATTEMPTS).",
     )
 
     # --- mentions and queries -------------------------------------------------------------

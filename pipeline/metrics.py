@@ -127,6 +127,11 @@ class PipelineMetrics:
             "mentions_open_incidents", "Incidents currently open on this worker.", ["kind"],
             registry=registry,
         )
+        self.crisis_dropped = Counter(
+            "mentions_crisis_dropped", "Mentions the crisis stage could not count, by reason "
+            "(late: after their window closed; bad_time: no usable created_at, or too far "
+            "ahead of the watermark).", ["reason"], registry=registry,
+        )
         self.webhook_deliveries = Counter(
             "mentions_webhook_deliveries", "Webhook delivery outcomes.", ["outcome"],
             registry=registry,

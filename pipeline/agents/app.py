@@ -198,6 +198,10 @@ def build_app(
         from pipeline.agents import dedup
 
         dedup.register(context)
+    if "crisis" in settings.stages:
+        from pipeline.agents import crisis
+
+        crisis.register(context)
     return app, context
 
 

@@ -8,6 +8,7 @@ import faust
 
 from pipeline.agents.app import build_app
 from pipeline.config import Settings
+from pipeline.stages.alerts import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.transport.broker import free_port
 from pipeline.transport.topics import ensure_topics
@@ -19,6 +20,8 @@ def run_worker(settings: Settings, *, loglevel: str = "warning") -> int:
     """Validate the configuration, create missing topics, then run the worker until stopped."""
     # bad listening queries stop the process here, before it joins the consumer group
     load_brand_rules(settings.brands_file)
+    if "crisis" in settings.stages:
+        load_routing_rules(settings.alert_routes_file)
     if settings.web_port == 0:
         settings = settings.model_copy(update={"web_port": free_port(settings.web_host)})
     created = ensure_topics(settings)
