@@ -174,7 +174,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(
         duration_s=args.duration, rate_per_s=args.rate, workers=args.workers,
         web_port=args.web_port, crisis=not args.no_crisis, seed=args.seed,
-        broker=args.broker,
+        broker=args.broker, time_scale=args.time_scale,
     ))
 
 
@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--web-port", type=int, default=6066, help="first worker's /metrics port")
     demo.add_argument("--no-crisis", action="store_true", help="do not inject a crisis")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--time-scale", type=float, default=2400.0,
+                      help="event seconds per wall second (the detectors warm up for a day "
+                      "of event time)")
     demo.add_argument("--broker", default=None,
                       help="use this Kafka instead of starting the embedded broker")
     demo.set_defaults(handler=cmd_demo)

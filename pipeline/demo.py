@@ -6,6 +6,14 @@ multilingual firehose (with an injected crisis) into ``mentions.raw`` and shows,
 second, mentions/s in and out and the consumer lag; alerts are printed in plain words as they
 fire. Each worker serves ``/metrics`` while it runs. Everything it started is stopped by pid
 at the end.
+
+Event time is compressed: the crisis detector learns each brand's normal level and daily
+rhythm for a day of event time before it may alert, so the firehose's ``created_at`` runs
+``time_scale`` times faster than the wall clock (default 2400: a day in 36 s) and the feeder
+paces on it. The history starts 30 event-hours before the demo started, so the crisis begins
+about 45 s in, at the demo's own wall-clock start time in event time. The crisis stage's
+allowed lateness is scaled with it (0.75 s of wall-clock jitter between upstream partitions
+is half an hour of event time).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ import orjson
 from pipeline.config import Settings, load_settings
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
+from pipeline.stages.alerts import render_text
 from pipeline.transport.broker import EmbeddedBroker
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
@@ -44,6 +53,14 @@ class DemoOptions:
     crisis: bool = True
     seed: int = 7
     broker: str | None = None
+    # event seconds per wall second (see the module docstring)
+    time_scale: float = 2400.0
+
+
+# event-time history before the crisis: the detector's one-day warm-up, and some margin
+HISTORY = timedelta(hours=30)
+# wall-clock jitter between upstream partitions that the crisis windows wait for
+LATENESS_WALL_S = 0.75
 
 
 def output_topic(settings: Settings) -> str:
@@ -128,6 +145,7 @@ def _start_worker(settings: Settings, web_port: int, log_path: Path) -> subproce
         "PIPELINE_BROKER": settings.broker,
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(log_path.parent / f"worker-{web_port}"),
+        "PIPELINE_CRISIS_LATENESS_S": str(settings.crisis_lateness_s),
         "PYTHONUNBUFFERED": "1",
     }
     log = log_path.open("ab")
@@ -187,9 +205,38 @@ class Progress:
             self.out(text)
 
 
+@dataclass
+class CrisisTiming:
+    """When the injected crisis began and when its incident opened, in both clocks."""
+
+    began_event: datetime | None = None
+    first_sent_wall: float | None = None
+    opened_event: datetime | None = None
+    opened_wall: float | None = None
+    incidents: dict[str, list[str]] = field(default_factory=dict)
+
+    def note_alert(self, alert: dict[str, Any], brand: str | None) -> str | None:
+        """Record an alert event; the timing line to print when it opens the crisis."""
+        self.incidents.setdefault(f"{alert['brand']} {alert['incident_id']}", []).append(
+            alert["status"])
+        if (alert["status"] != "open" or alert["brand"] != brand or self.opened_wall
+                is not None or self.began_event is None or self.first_sent_wall is None):
+            return None
+        self.opened_wall = time.monotonic()
+        self.opened_event = datetime.fromisoformat(alert["window_end"])
+        return (f"  -> opened {_minutes(self.opened_event - self.began_event)} of event time "
+                f"after the crisis began (window closed), "
+                f"{self.opened_wall - self.first_sent_wall:.1f} s of wall time after its first "
+                "mention was sent")
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{span.total_seconds() / 60:.0f} min"
+
+
 def render_alert(alert: dict[str, Any]) -> str:
-    """Plain-words rendering of an alert event."""
-    return orjson.dumps(alert).decode()
+    """Plain-words rendering of an alert event (what a chat channel would show)."""
+    return render_text(alert)
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -203,7 +250,9 @@ def run_demo(options: DemoOptions) -> int:
         print(f"embedded Tansu broker on {bootstrap} (pid {broker.pid})", flush=True)
     else:
         bootstrap = options.broker
-    settings = load_settings(broker=bootstrap)
+    settings = load_settings(
+        broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
+    )
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
@@ -221,14 +270,19 @@ def run_demo(options: DemoOptions) -> int:
                 return 1
         print(f"stages: {', '.join(settings.stages)}; logs in {workdir}", flush=True)
         crisis = None
-        start = datetime.now(UTC)
+        start = datetime.now(UTC) - HISTORY
+        print(f"event time runs {options.time_scale:.0f}x the wall clock from "
+              f"{start:%Y-%m-%d %H:%M} UTC: the detectors' one-day warm-up takes "
+              f"{86_400 / options.time_scale:.0f} s", flush=True)
         if options.crisis:
             crisis = CrisisPlan(
-                brand_id="acme-mobile", start_after=timedelta(seconds=options.duration_s * 0.35),
-                duration=timedelta(seconds=options.duration_s * 0.3), intensity=0.8,
+                brand_id="acme-mobile", start_after=HISTORY, duration=timedelta(hours=2),
+                intensity=3.0,
             )
-            print(f"a crisis about acme-mobile will start at "
-                  f"{(start + crisis.start_after).strftime('%H:%M:%S')} UTC", flush=True)
+            print(f"a crisis about acme-mobile starts at event time "
+                  f"{start + crisis.start_after:%Y-%m-%d %H:%M} UTC, about "
+                  f"{crisis.start_after.total_seconds() / options.time_scale:.0f} s from now",
+                  flush=True)
         return _run_loop(settings, options, start, crisis, stop)
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -244,24 +298,32 @@ def _run_loop(
 ) -> int:
     from kafka.admin import KafkaAdminClient
 
+    # the background's event-time rate gives ``rate_per_s`` slots per wall second
     firehose = FirehoseGenerator(
-        seed=options.seed, start=start, rate_per_s=options.rate_per_s, crisis=crisis,
+        seed=options.seed, start=start, rate_per_s=options.rate_per_s / options.time_scale,
+        crisis=crisis,
     )
     progress = Progress(lambda text: print(text, flush=True))
+    timing = CrisisTiming(began_event=start + crisis.start_after if crisis else None)
+    wall_start = time.monotonic()
 
     def records() -> Any:
         for mention in firehose.mentions():
             if stop.is_set():
                 return
-            # event time follows wall time, so end-to-end latency is meaningful
-            mention["created_at"] = datetime.now(UTC).isoformat()
+            # pace on event time: the mention is sent when the compressed clock reaches it
+            event_offset = datetime.fromisoformat(mention["created_at"]) - start
+            ahead = wall_start + event_offset.total_seconds() / options.time_scale \
+                - time.monotonic()
+            if ahead > 0.005:
+                time.sleep(ahead)
+            if (timing.first_sent_wall is None and timing.began_event is not None
+                    and start + event_offset >= timing.began_event):
+                timing.first_sent_wall = time.monotonic()
             progress.sent += 1
             yield orjson.dumps(mention)
 
-    producer = threading.Thread(
-        target=produce_records, args=(settings, records()),
-        kwargs={"rate_per_s": options.rate_per_s}, daemon=True,
-    )
+    producer = threading.Thread(target=produce_records, args=(settings, records()), daemon=True)
     producer.start()
     tail = TopicTail(settings, [output_topic(settings), settings.topic("deadletter"),
                                 settings.alerts_topic])
@@ -269,7 +331,7 @@ def _run_loop(
     deadline = time.monotonic() + options.duration_s if options.duration_s else None
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            _drain(tail, settings, progress)
+            _drain(tail, settings, progress, timing)
             progress.show(consumer_lag(settings, admin, tail.consumer))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - progress._last[0])))
         stop.set()
@@ -280,14 +342,14 @@ def _run_loop(
         settle_until = time.monotonic() + 60
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < settle_until:
-            _drain(tail, settings, progress)
+            _drain(tail, settings, progress, timing)
             if progress.received != last_count:
                 last_count, last_change = progress.received, time.monotonic()
             lag = consumer_lag(settings, admin, tail.consumer)
             if lag == 0 and time.monotonic() - last_change > 3:
                 break
             time.sleep(0.5)
-        _drain(tail, settings, progress)
+        _drain(tail, settings, progress, timing)
         if progress.tty:
             sys.stdout.write("\n")
         progress.show(consumer_lag(settings, admin, tail.consumer))
@@ -297,13 +359,16 @@ def _run_loop(
             f"{progress.alerts} alert events",
             flush=True,
         )
+        for incident, statuses in timing.incidents.items():
+            print(f"incident {incident}: {' -> '.join(statuses)}", flush=True)
     finally:
         tail.close()
         admin.close()
     return 0
 
 
-def _drain(tail: TopicTail, settings: Settings, progress: Progress) -> None:
+def _drain(tail: TopicTail, settings: Settings, progress: Progress,
+           timing: CrisisTiming) -> None:
     for record in tail.poll():
         if record.topic == settings.alerts_topic:
             progress.alerts += 1
@@ -311,6 +376,9 @@ def _drain(tail: TopicTail, settings: Settings, progress: Progress) -> None:
             if progress.tty:
                 sys.stdout.write("\n")
             print(render_alert(alert), flush=True)
+            note = timing.note_alert(alert, "acme-mobile")
+            if note:
+                print(note, flush=True)
         elif record.topic == settings.topic("deadletter"):
             progress.dead += 1
         else:
