@@ -111,6 +111,19 @@ class WorkerContext:
                 time.perf_counter() - started
             )
 
+    async def decode_in(self, stage: str, raw: bytes, source_topic: str) -> list[dict[str, Any]]:
+        """The mentions of one micro-batch record, counted into ``stage``.
+
+        A record that is not a batch is dead-lettered (``bad_value``) and yields nothing.
+        """
+        mentions, broken = decode_batches([raw])
+        for value, reason in broken:
+            await self.dead_letter(value, "bad_value", reason, stage=stage,
+                                   source_topic=source_topic)
+        self.metrics.stage_in.labels(stage=stage).inc(len(mentions))
+        self.metrics.stage_batch_size.labels(stage=stage).observe(len(mentions))
+        return mentions
+
     def observe_out(self, stage: str, mentions: list[dict[str, Any]]) -> None:
         """Count mentions leaving a stage and record their latencies."""
         if not mentions:

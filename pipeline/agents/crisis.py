@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.agents.app import WorkerContext, decode_batches
+from pipeline.agents.app import WorkerContext
 from pipeline.config import Settings
 from pipeline.stages.alerts import KINDS, Alert, load_routing_rules
 from pipeline.stages.brands import BrandRule, load_brand_rules
@@ -140,13 +140,7 @@ def register(context: WorkerContext) -> None:
 
             async def work(raw: bytes = raw, partition: int = partition,
                            offset: int = offset) -> None:
-                mentions, broken = decode_batches([raw])
-                for value, reason in broken:
-                    await context.dead_letter(
-                        value, "bad_value", reason, stage=STAGE, source_topic=source_topic,
-                    )
-                metrics.stage_in.labels(stage=STAGE).inc(len(mentions))
-                metrics.stage_batch_size.labels(stage=STAGE).observe(len(mentions))
+                mentions = await context.decode_in(STAGE, raw, source_topic)
                 monitor = partition_monitor(partition)
                 result = monitor.apply(offset, mentions)
                 if result.late:
