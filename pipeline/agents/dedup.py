@@ -146,14 +146,13 @@ def register(context: WorkerContext) -> None:
                 partitions.save(
                     journal, max((_mention_time(m) for m in mentions), default=None),
                 )
-                pending = []
+                # not waiting for the broker's acks here: Faust flushes its producer before it
+                # commits the routed offsets (at-least-once), and one round trip per event
+                # would cap the agent at (mentions per event) / (round-trip time)
                 for target, batch in group_by_partition(
                     mentions, lambda m: str(m["id"]).encode(), settings.partitions,
                 ).items():
-                    pending.append(await unique_topic.send(value=encode_batch(batch),
-                                                           partition=target))
-                for future in pending:
-                    await future
+                    await unique_topic.send(value=encode_batch(batch), partition=target)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

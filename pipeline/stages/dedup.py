@@ -314,6 +314,8 @@ class Deduplicator:
         self.exact: MutableMapping[str, Any] = {} if exact is None else exact
         self.clusters: MutableMapping[str, Any] = {} if clusters is None else clusters
         self.bands: MutableMapping[Any, Any] = {} if bands is None else bands
+        # first id -> decoded signature (a cache of clusters[first_id]["sig"])
+        self._signatures: dict[str, Signatures] = {}
 
     def check(self, batch: Sequence[DedupInput]) -> list[DedupVerdict]:
         """Verdicts for a batch, in order; later items see earlier ones of the same batch."""
@@ -383,13 +385,21 @@ class Deduplicator:
             cluster = self.clusters.get(candidate)
             if cluster is None:
                 continue
-            score = similarity(sig, decode_signature(cluster["sig"]))
+            score = int(np.count_nonzero(self._signature_of(candidate, cluster) == sig)) / NUM_PERM
             # ties go to the earlier first copy, so the verdict does not depend on set order
             if score >= self.near_threshold and (
                 best is None or score > best[0] or (score == best[0] and cluster["t"] < best_time)
             ):
                 best, best_time = (score, candidate), cluster["t"]
         return best
+
+    def _signature_of(self, first_id: str, cluster: Mapping[str, Any]) -> Signatures:
+        # decoded signatures, kept beside the store: decoding base64 on every comparison was
+        # the largest cost of a near-copy check. A conversation's signature never changes.
+        sig = self._signatures.get(first_id)
+        if sig is None:
+            sig = self._signatures[first_id] = decode_signature(cluster["sig"])
+        return sig
 
     def _index(
         self, first_id: str, keys: Sequence[int],
@@ -448,6 +458,7 @@ class Deduplicator:
         old_clusters = [key for key, cluster in self.clusters.items() if cluster["t"] < horizon]
         for first_id in old_clusters:
             cluster = self.clusters.pop(first_id)
+            self._signatures.pop(first_id, None)
             if self.exact.get(cluster["fp"]) == first_id:
                 del self.exact[cluster["fp"]]
             removed += 1
