@@ -106,6 +106,17 @@ def test_batch_equals_one_at_a_time(detector: LanguageDetector) -> None:
     assert detector.detect_batch(texts) == [detector.detect(text) for text in texts]
 
 
+def test_copies_are_answered_from_the_cache_with_the_same_guess() -> None:
+    detector = LanguageDetector(["en", "es", "fr"], cache_size=2)
+    original = "Llevo tres horas sin internet, vergüenza de servicio"
+    first, copy = detector.detect_batch([original, f"RT @ana: {original} https://t.co/x"])
+    assert copy == first and first.lang == "es"
+    uncached = LanguageDetector(["en", "es", "fr"], cache_size=0)
+    assert uncached.detect(original) == first
+    detector.detect_batch(["the service is down again", "le service est encore en panne"])
+    assert len(detector._cache) == 2
+
+
 def test_works_without_any_network() -> None:
     # a fresh interpreter where opening any socket raises: loading and detecting must not
     # try to download anything
