@@ -5,14 +5,20 @@ In one run, on one fresh Tansu broker:
 1. the transport ceiling: a raw aiokafka consume-and-produce loop;
 2. the per-event Faust ceiling: an agent over ``stream.take(500, 0.05)`` that does nothing,
    and the same with one ``send`` per event (benchmarks/faust_baseline.py);
-3. the pipeline: ``N`` synthetic firehose mentions pre-loaded into ``mentions.raw``, then
-   1 and 2 ``mentions worker`` processes drain them; sustained mentions/s per stage is
-   measured from the consumer groups' committed offsets (the stage's own progress);
-4. the ingest batch size swept (1 worker), for the throughput-vs-batch-size plot;
+3. the pipeline (every stage in ``--stages``, default ingest + dedup, with brand rules and
+   language identification inside ingest): ``N`` synthetic firehose mentions pre-loaded
+   into ``mentions.raw``, then 1 and 2 ``mentions worker`` processes drain them (and 1
+   worker without language identification, to show its cost). Sustained mentions/s per
+   stage comes from the timestamps of the stage's output records, counted from the moment
+   every worker is ready to the stage's last output; each stage's own cost (seconds inside
+   its batches) from the workers' /metrics; the workers' CPU time and the machine's load
+   average are recorded beside them, because this box is shared;
+4. the ingest batch size swept (1 worker, every stage), for the throughput-vs-batch plot;
 5. latency at a sustained rate below capacity: per mention, from its raw record's timestamp
-   to its record's timestamp on the stage's output topic (p50/p99, and the CDF plot).
+   to the timestamp of the record that carries it out of each stage (p50/p99, CDF plot).
 
-Run: ``python -m benchmarks.pipeline [--mentions 60000]``. Writes
+Run: ``python -m benchmarks.pipeline [--mentions 100000] [--stages ingest,dedup]``
+(``--quick``: the 1-worker run only, nothing written). Writes
 benchmarks/results/pipeline.json and two PNG plots next to it.
 """
 
@@ -25,9 +31,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,12 +48,27 @@ from pipeline.connectors.replay import produce_records
 from pipeline.transport.broker import EmbeddedBroker, free_port
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
-# stage -> (consumer group suffix, input topic, output topic)
-# dedup is not measured yet: draining a pre-loaded backlog, its Faust table changelog writes
-# filled Faust's producer buffer ("producer buffer full") and the worker stopped making
-# progress on this broker (benchmarks/README.md). At the demo's steady 400/s it keeps up.
-STAGES: dict[str, tuple[str, str, str]] = {
-    "ingest": ("-ingest", "raw", "routed"),
+
+@dataclass(frozen=True, slots=True)
+class StageSpec:
+    """Where a stage reads and writes, and the consumer group whose commits show its progress.
+
+    A new stage joins the benchmark with one entry here (and in ``pipeline.config``'s stage
+    list), e.g. ``StageSpec("sentiment", "unique", "scored", "")`` for a Faust agent.
+    """
+
+    name: str
+    source: str
+    output: str
+    # consumer group = app id + this suffix ("" for the app's Faust agents)
+    group_suffix: str
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec for spec in (
+        StageSpec("ingest", "raw", "routed", "-ingest"),
+        StageSpec("dedup", "routed", "unique", ""),
+    )
 }
 
 
@@ -130,143 +152,245 @@ def faust_ceiling(bootstrap: str, records: list[bytes], *, send: bool) -> dict[s
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Worker:
+    """A ``mentions worker`` process started by the benchmark, and where it serves /metrics."""
+
+    process: subprocess.Popen[bytes]
+    web_port: int
+    log_path: Path
+
+    def url(self, page: str) -> str:
+        """Address of one of the worker's web pages."""
+        return f"http://127.0.0.1:{self.web_port}/{page}"
+
+
 def start_workers(
-    settings: Settings, workers: int, stages: str, workdir: Path, **env: str,
-) -> list[subprocess.Popen[bytes]]:
-    """``mentions worker`` processes for ``stages`` (stopped by the caller, by pid)."""
-    processes = []
+    settings: Settings, workers: int, stages: Sequence[str], workdir: Path, **env: str,
+) -> list[Worker]:
+    """``mentions worker`` processes for ``stages`` (stopped by :func:`stop_workers`)."""
+    started = []
     for index in range(workers):
+        web_port = free_port()
         process_env = {
             **os.environ,
             "PIPELINE_BROKER": settings.broker, "PIPELINE_APP_ID": settings.app_id,
             "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
             "PIPELINE_ALERTS_TOPIC": settings.alerts_topic,
-            "PIPELINE_PARTITIONS": str(settings.partitions), "PIPELINE_STAGES": stages,
-            "PIPELINE_WEB_PORT": str(free_port()),
+            "PIPELINE_PARTITIONS": str(settings.partitions),
+            "PIPELINE_STAGES": ",".join(stages), "PIPELINE_WEB_PORT": str(web_port),
             "PIPELINE_DATA_DIR": str(workdir / f"data-{settings.app_id}-{index}"),
             "HF_HUB_OFFLINE": "1", **env,
         }
-        log = (workdir / f"{settings.app_id}-{index}.log").open("wb")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"], env=process_env,
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        ))
-    return processes
+        log_path = workdir / f"{settings.app_id}-{index}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "worker", "--loglevel", "info"],
+            env=process_env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        started.append(Worker(process, web_port, log_path))
+    return started
 
 
-def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+def stop_workers(workers: list[Worker]) -> None:
     """Stop the worker processes we started, by pid."""
-    for process in processes:
-        process.terminate()
-    for process in processes:
+    for worker in workers:
+        worker.process.terminate()
+    for worker in workers:
         try:
-            process.wait(timeout=30)
+            worker.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            worker.process.kill()
+            worker.process.wait()
 
 
-def committed(settings: Settings, admin: Any, group: str, topic: str) -> int:
+def wait_all_ready(workers: list[Worker], timeout_s: float = 180) -> float:
+    """Wait until every worker's /readyz says ready (partitions assigned); the Unix time."""
+    from pipeline.demo import wait_until_ready
+
+    for worker in workers:
+        if not wait_until_ready(worker.url("readyz"), worker.process, timeout_s):
+            raise RuntimeError(f"worker not ready:\n{worker.log_path.read_text()[-3000:]}")
+    return time.time()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stage_metrics(workers: list[Worker], stages: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Per stage, summed over workers: mentions in and out, seconds spent in its batches."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {
+        "mentions_stage_in_total": "in", "mentions_stage_out_total": "out",
+        "mentions_stage_batch_duration_seconds_sum": "busy_s",
+    }
+    totals = {stage: dict.fromkeys(wanted.values(), 0.0) for stage in stages}
+    for worker in workers:
+        with urllib.request.urlopen(worker.url("metrics"), timeout=10) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                stage = sample.labels.get("stage")
+                if sample.name in wanted and stage in totals:
+                    totals[stage][wanted[sample.name]] += sample.value
+    return totals
+
+
+def _topic_partitions(consumer: Any, topic: str) -> list[Any]:
+    from kafka import TopicPartition
+
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
+def wait_drained(
+    settings: Settings, stages: Sequence[str], *, timeout_s: float = 900,
+) -> None:
+    """Wait until each stage, in order, has committed everything on its input topic."""
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_client_options(settings))
+    consumer = KafkaConsumer(**kafka_client_options(settings))
+    deadline = time.monotonic() + timeout_s
+    try:
+        for stage in stages:
+            spec = STAGES[stage]
+            group, topic = settings.app_id + spec.group_suffix, settings.topic(spec.source)
+            # the upstream stage is done, so the input topic is complete
+            end = sum(consumer.end_offsets(_topic_partitions(consumer, topic)).values())
+            while committed(admin, group, topic) < end:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{stage} did not drain {topic} in {timeout_s}s")
+                time.sleep(0.2)
+    finally:
+        consumer.close()
+        admin.close()
+
+
+def committed(admin: Any, group: str, topic: str) -> int:
     """Records of ``topic`` committed by ``group``, summed over partitions."""
     offsets = admin.list_group_offsets(group).get(group, {})
     return sum(max(0, meta.offset) for tp, meta in offsets.items() if tp.topic == topic)
 
 
-def drain_rate(
-    settings: Settings, stage: str, total: int, *, timeout_s: float = 600,
-) -> dict[str, float]:
-    """Sustained records/s of one stage: committed progress from first to last commit."""
-    from kafka.admin import KafkaAdminClient
+def read_topics(settings: Settings, topics: Sequence[str]) -> dict[str, list[Any]]:
+    """Every record of the given (complete) topics, by topic."""
+    from kafka import KafkaConsumer
 
-    suffix, source, _out = STAGES[stage]
-    admin = KafkaAdminClient(**kafka_client_options(settings))
-    group, topic = settings.app_id + suffix, settings.topic(source)
-    first: tuple[float, int] | None = None
-    deadline = time.monotonic() + timeout_s
+    consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
+                             **kafka_client_options(settings))
+    partitions = [tp for topic in topics for tp in _topic_partitions(consumer, topic)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning()
+    ends = consumer.end_offsets(partitions)
+    records: dict[str, list[Any]] = {topic: [] for topic in topics}
+    deadline = time.monotonic() + 300
     try:
-        while time.monotonic() < deadline:
-            done = committed(settings, admin, group, topic)
-            now = time.perf_counter()
-            if done > 0 and first is None:
-                first = (now, done)
-            if done >= total and first is not None:
-                if now - first[0] < 1e-3:
-                    break
-                return {"records_per_s": (done - first[1]) / (now - first[0]),
-                        "records": float(done)}
-            time.sleep(0.05)
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("reading the output topics timed out")
+            for batch in consumer.poll(timeout_ms=500, max_records=20000).values():
+                for record in batch:
+                    records[record.topic].append(record)
     finally:
-        admin.close()
-    raise RuntimeError(f"{stage} did not finish {total} records in {timeout_s}s")
+        consumer.close()
+    return records
+
+
+def sustained_rate(arrivals: list[tuple[int, int]], since_ms: int) -> dict[str, float]:
+    """Mentions/s between ``since_ms`` (or the first output, if later) and the last output.
+
+    ``arrivals`` are (output record time in ms, mentions in the record).
+    """
+    if not arrivals:
+        return {"mentions": 0.0, "mentions_per_s": 0.0, "seconds": 0.0}
+    arrivals = sorted(arrivals)
+    start = max(arrivals[0][0], since_ms)
+    counted = sum(count for at, count in arrivals if at > start)
+    seconds = (arrivals[-1][0] - start) / 1000
+    return {
+        "mentions": float(sum(count for _at, count in arrivals)),
+        "mentions_per_s": counted / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
+    }
 
 
 def pipeline_throughput(
-    bootstrap: str, records: list[bytes], workers: int, workdir: Path, **env: str,
+    bootstrap: str, records: list[bytes], workers: int, workdir: Path, stages: Sequence[str],
+    **env: str,
 ) -> dict[str, Any]:
-    """Pre-load the raw topic, start ``workers`` workers, measure each stage's drain rate."""
+    """Pre-load the raw topic, start ``workers`` workers, measure the drain of every stage.
+
+    Rates are counted from the moment every worker is ready (so the 2-worker figure does not
+    include the rebalance when the second one joins) to each stage's last output record,
+    from the output records' own timestamps. Per stage, ``busy_s`` is the time the workers
+    spent inside that stage's batches (core + sends), from their /metrics.
+    """
     settings = fresh_settings(bootstrap, 4)
     produce_records(settings, records)
-    processes = start_workers(settings, workers, ",".join(STAGES), workdir, **env)
+    load_before = os.getloadavg()
+    started = start_workers(settings, workers, stages, workdir, **env)
     try:
-        rates = {stage: drain_rate(settings, stage, len(records)) for stage in STAGES}
+        ready_at = wait_all_ready(started)
+        cpu_at_ready = sum(cpu_seconds(worker.process.pid) for worker in started)
+        wait_drained(settings, stages)
+        drained_at = time.time()
+        cpu = sum(cpu_seconds(worker.process.pid) for worker in started) - cpu_at_ready
+        metrics = stage_metrics(started, stages)
     finally:
-        stop_workers(processes)
-    whole = min(rate["records_per_s"] for rate in rates.values())
-    return {"workers": workers, "stages": rates, "mentions_per_s": whole, "env": env}
+        stop_workers(started)
+    outputs = read_topics(settings, [settings.topic(STAGES[stage].output) for stage in stages])
+    since_ms = int(ready_at * 1000)
+    rates: dict[str, Any] = {}
+    for stage in stages:
+        arrivals = [(record.timestamp, len(decode_batch(record.value)))
+                    for record in outputs[settings.topic(STAGES[stage].output)]]
+        rates[stage] = {**sustained_rate(arrivals, since_ms), **metrics[stage]}
+        busy = metrics[stage]["busy_s"]
+        rates[stage]["mentions_per_busy_s"] = metrics[stage]["in"] / busy if busy else None
+    last = rates[stages[-1]]
+    first_out = min((record.timestamp for record in outputs[settings.topic(
+        STAGES[stages[0]].output)]), default=since_ms)
+    window_s = max(1e-3, drained_at - max(first_out, since_ms) / 1000)
+    return {
+        "workers": workers, "stages": rates, "env": env,
+        # the whole pipeline: what leaves the last stage, per second of the steady window
+        "mentions_per_s": last["mentions_per_s"],
+        "raw_records": len(records),
+        "worker_cpu_s": cpu,
+        "worker_cpu_share": cpu / window_s,
+        "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+    }
 
 
 def latency_run(
-    bootstrap: str, rate_per_s: float, seconds: float, workdir: Path,
+    bootstrap: str, stages: Sequence[str], rate_per_s: float, seconds: float, workdir: Path,
 ) -> dict[str, Any]:
-    """Feed at a steady rate; per mention, raw record time -> output record time."""
-    from kafka import KafkaConsumer, TopicPartition
-
+    """Feed at a steady rate; per mention and stage, raw record time -> output record time."""
     settings = fresh_settings(bootstrap, 4)
-    processes = start_workers(settings, 1, ",".join(STAGES), workdir)
+    started = start_workers(settings, 1, stages, workdir)
     try:
-        time.sleep(12)  # joining the group: measured latency must not include start-up
+        wait_all_ready(started)
         records = firehose(int(rate_per_s * seconds), seed=5)
-        sender = threading.Thread(target=produce_records, args=(settings, records),
-                                  kwargs={"rate_per_s": rate_per_s})
-        sender.start()
-        sender.join()
-        consumer = KafkaConsumer(enable_auto_commit=False, auto_offset_reset="earliest",
-                                 **kafka_client_options(settings))
-        sent_at: dict[str, int] = {}
-        per_stage: dict[str, list[float]] = {stage: [] for stage in STAGES}
-        raw_topic = settings.topic("raw")
-        topics = [raw_topic] + [settings.topic(out) for _g, _i, out in STAGES.values()]
-        consumer.assign([
-            TopicPartition(topic, p) for topic in topics
-            for p in consumer.partitions_for_topic(topic) or ()
-        ])
-        consumer.seek_to_beginning()
-        deadline = time.monotonic() + 90
-        arrived: dict[str, list[tuple[str, int]]] = {stage: [] for stage in STAGES}
-        last_new = time.monotonic()
-        while time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=500, max_records=20000)
-            for batch in polled.values():
-                last_new = time.monotonic()
-                for record in batch:
-                    if record.topic == raw_topic:
-                        sent_at[orjson.loads(record.value)["id"]] = record.timestamp
-                        continue
-                    for stage, (_g, _i, out) in STAGES.items():
-                        if record.topic == settings.topic(out):
-                            arrived[stage] += [(m["id"], record.timestamp)
-                                               for m in decode_batch(record.value)]
-            # everything sent is read back and the pipeline has gone quiet
-            if len(sent_at) >= len(records) and time.monotonic() - last_new > 3:
-                break
-        consumer.close()
-        for stage, pairs in arrived.items():
-            per_stage[stage] = [(ts - sent_at[i]) / 1000 for i, ts in pairs if i in sent_at]
+        produce_records(settings, records, rate_per_s=rate_per_s)
+        wait_drained(settings, stages, timeout_s=120)
     finally:
-        stop_workers(processes)
+        stop_workers(started)
+    raw_topic = settings.topic("raw")
+    outputs = {stage: settings.topic(STAGES[stage].output) for stage in stages}
+    read = read_topics(settings, [raw_topic, *outputs.values()])
+    sent_at = {orjson.loads(record.value)["id"]: record.timestamp for record in read[raw_topic]}
     summary = {}
-    for stage, latencies in per_stage.items():
-        ordered = sorted(latencies)
+    for stage, topic in outputs.items():
+        ordered = sorted(
+            (record.timestamp - sent_at[mention["id"]]) / 1000
+            for record in read[topic] for mention in decode_batch(record.value)
+            if mention["id"] in sent_at
+        )
         summary[stage] = {
             "mentions": len(ordered),
             "p50_s": statistics.median(ordered) if ordered else None,
@@ -288,78 +412,107 @@ def plot(results: dict[str, Any]) -> list[str]:
     sweep = results["batch_size_sweep"]
     figure, axis = plt.subplots(figsize=(6, 4))
     axis.plot([row["batch_size"] for row in sweep], [row["mentions_per_s"] for row in sweep],
-              marker="o", label="pipeline, 1 worker")
+              marker="o", label=f"pipeline ({'+'.join(results['stages'])}), 1 worker")
     axis.axhline(results["ceilings"]["faust_noop"]["events_per_s"], color="grey", ls="--",
                  label="per-event Faust agent (no-op)")
     axis.set_xscale("log", base=2)
-    axis.set_xlabel("ingest batch size (records)")
+    axis.set_xlabel("ingest batch size (raw records)")
     axis.set_ylabel("mentions/s")
+    axis.set_ylim(bottom=0)
     axis.set_title("Throughput vs batch size")
     axis.legend()
     figure.tight_layout()
     path = RESULTS_DIR / "pipeline_throughput_vs_batch.png"
     figure.savefig(path, dpi=110)
-    written.append(str(path))
+    written.append(str(path.relative_to(RESULTS_DIR.parent.parent)))
     figure, axis = plt.subplots(figsize=(6, 4))
     for stage, summary in results["latency"]["stages"].items():
         if summary["cdf_s"]:
-            axis.plot([v * 1000 for v in summary["cdf_s"]], range(101), label=stage)
-    axis.set_xlabel("latency from raw record (ms)")
+            axis.plot([v * 1000 for v in summary["cdf_s"]], range(101), label=f"to {stage} out")
+    axis.set_xlabel("latency from the raw record (ms)")
     axis.set_ylabel("percentile")
-    axis.set_title(f"Latency CDF at {results['latency']['rate_per_s']:.0f} mentions/s")
+    axis.set_title(f"Latency CDF at {results['latency']['rate_per_s']:.0f} mentions/s, 1 worker")
     axis.legend()
     figure.tight_layout()
     path = RESULTS_DIR / "pipeline_latency_cdf.png"
     figure.savefig(path, dpi=110)
-    written.append(str(path))
+    written.append(str(path.relative_to(RESULTS_DIR.parent.parent)))
     return written
+
+
+def _describe(row: dict[str, Any]) -> str:
+    stages = ", ".join(
+        f"{stage} {rate['mentions_per_s']:,.0f}/s ({rate['mentions_per_busy_s'] or 0:,.0f}/busy-s)"
+        for stage, rate in row["stages"].items()
+    )
+    return (f"{row['label']}: {row['mentions_per_s']:,.0f} mentions/s [{stages}], "
+            f"worker CPU {row['worker_cpu_share']:.2f} cores, load {row['load_avg_before'][0]:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mentions", type=int, default=60_000)
+    parser.add_argument("--mentions", type=int, default=100_000)
+    parser.add_argument("--stages", default=",".join(STAGES),
+                        help="stages to run, in order (default: %(default)s)")
     parser.add_argument("--latency-rate", type=float, default=2000.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--batch-sizes", default="64,256,1024,4096")
+    parser.add_argument("--quick", action="store_true",
+                        help="only the 1-worker pipeline run (no ceilings, sweep or latency)")
     args = parser.parse_args()
+    stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
     records = firehose(args.mentions)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    results: dict[str, Any] = {"mentions": args.mentions, "stages": list(STAGES)}
+    results: dict[str, Any] = {"mentions": args.mentions, "stages": stages, "workdir": str(workdir)}
+    log: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731
     with EmbeddedBroker.start(log_path=workdir / "broker.log") as broker:
-        log: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731
-        results["ceilings"] = {
-            "aiokafka_passthrough": transport_ceiling(broker.bootstrap, records),
-            "faust_noop": faust_ceiling(broker.bootstrap, records, send=False),
-            "faust_send_per_event": faust_ceiling(broker.bootstrap, records, send=True),
-        }
-        log(f"ceilings: {results['ceilings']}")
-        results["workers"] = [
-            pipeline_throughput(broker.bootstrap, records, workers, workdir)
-            for workers in (1, 2)
+        runs = [
+            ("pipeline, 1 worker", 1, {}),
+            ("pipeline, 2 workers", 2, {}),
+            ("pipeline without language ID, 1 worker", 1, {"PIPELINE_DETECT_LANGUAGE": "false"}),
         ]
-        for row in results["workers"]:
-            log(f"{row['workers']} worker(s): {row['mentions_per_s']:.0f} mentions/s")
-        results["batch_size_sweep"] = []
-        for batch_size in (64, 256, 1024, 4096):
-            row = pipeline_throughput(
-                broker.bootstrap, records, 1, workdir,
-                PIPELINE_INGEST_BATCH_SIZE=str(batch_size),
+        if args.quick:
+            runs = runs[:1]
+        else:
+            results["ceilings"] = {
+                "aiokafka_passthrough": transport_ceiling(broker.bootstrap, records),
+                "faust_noop": faust_ceiling(broker.bootstrap, records, send=False),
+                "faust_send_per_event": faust_ceiling(broker.bootstrap, records, send=True),
+            }
+            log(f"ceilings: {results['ceilings']}")
+        results["runs"] = []
+        for label, workers, env in runs:
+            row = {"label": label, **pipeline_throughput(
+                broker.bootstrap, records, workers, workdir, stages, **env)}
+            results["runs"].append(row)
+            log(_describe(row))
+        if not args.quick:
+            results["batch_size_sweep"] = []
+            for batch_size in (int(size) for size in args.batch_sizes.split(",")):
+                row = {"label": f"ingest batch {batch_size}", **pipeline_throughput(
+                    broker.bootstrap, records, 1, workdir, stages,
+                    PIPELINE_INGEST_BATCH_SIZE=str(batch_size),
+                )}
+                results["batch_size_sweep"].append({"batch_size": batch_size, **row})
+                log(_describe(row))
+            results["latency"] = latency_run(
+                broker.bootstrap, stages, args.latency_rate, args.latency_seconds, workdir,
             )
-            results["batch_size_sweep"].append(
-                {"batch_size": batch_size, "mentions_per_s": row["mentions_per_s"]}
-            )
-            log(f"batch {batch_size}: {row['mentions_per_s']:.0f} mentions/s")
-        results["latency"] = latency_run(
-            broker.bootstrap, args.latency_rate, args.latency_seconds, workdir,
-        )
-        for stage, summary in results["latency"]["stages"].items():
-            log(f"latency {stage}: p50 {summary['p50_s']} s, p99 {summary['p99_s']} s")
+            for stage, summary in results["latency"]["stages"].items():
+                log(f"latency to {stage} out: p50 {summary['p50_s']} s, p99 {summary['p99_s']} s")
+    if args.quick:
+        log(f"quick run, results not written (workdir {workdir})")
+        return
     ceilings = results["ceilings"]
-    one = results["workers"][0]["mentions_per_s"]
+    one, two = results["runs"][0]["mentions_per_s"], results["runs"][1]["mentions_per_s"]
     results["ratios"] = {
         "pipeline_1_worker_vs_aiokafka": one / ceilings["aiokafka_passthrough"]["records_per_s"],
         "pipeline_1_worker_vs_faust_noop": one / ceilings["faust_noop"]["events_per_s"],
-        "pipeline_2_workers_vs_1": results["workers"][1]["mentions_per_s"] / one,
+        "pipeline_2_workers_vs_aiokafka": two / ceilings["aiokafka_passthrough"]["records_per_s"],
+        "pipeline_2_workers_vs_faust_noop": two / ceilings["faust_noop"]["events_per_s"],
+        "pipeline_2_workers_vs_1": two / one,
     }
+    results["target_1_worker_20k"] = one >= 20_000
     results["plots"] = plot(results)
     path = write_results("pipeline", results)
     log(f"ratios: {results['ratios']}\nwrote {path}")
