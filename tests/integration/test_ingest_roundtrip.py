@@ -1,6 +1,7 @@
 """Mentions through a real Faust worker on the real broker: valid ones tagged, bad ones
 dead-lettered with their reason, and the counters on /metrics agree."""
 
+import random
 from collections.abc import Callable
 
 import orjson
@@ -14,9 +15,13 @@ pytestmark = pytest.mark.integration
 
 
 def mention(number: int, text: str) -> bytes:
+    return mention_with_id(f"m{number}", text)
+
+
+def mention_with_id(mention_id: str, text: str) -> bytes:
     return orjson.dumps({
-        "id": f"m{number}", "text": text, "created_at": "2026-11-22T10:00:00Z",
-        "source": "twitter", "author": {"id": f"u{number}", "followers": 10},
+        "id": mention_id, "text": text, "created_at": "2026-11-22T10:00:00Z",
+        "source": "twitter", "author": {"id": f"u-{mention_id}", "followers": 10},
     })
 
 
@@ -103,3 +108,65 @@ def test_dedup_marks_copies_and_survives_a_worker_restart(
     fifth = next(m for m in unique_mentions(after) if m["id"] == "m5")
     assert fifth["duplicate_of"] == "m1"
     assert fifth["copy_count"] == 4
+
+
+def test_dedup_drains_a_backlog_with_copies_and_remembers_it_after_a_restart(
+    pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
+) -> None:
+    # a backlog already waiting when the worker starts: 1,000 conversations over three
+    # brands (so several routed partitions), each sent as the original, a retweet and a copy
+    # with another tracking link (exact copies after normalisation): 3,000 mentions
+    rng = random.Random(4)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "po", "qu", "fe"]
+    brands = ["Acme Mobile", "Banco Nimbus", "Telvia"]
+    originals = {
+        f"c{n}": f"{brands[n % 3]} " + " ".join(
+            "".join(rng.choice(syllables) for _ in range(3)) for _ in range(9))
+        for n in range(1000)
+    }
+    backlog = []
+    for conversation, text in originals.items():
+        backlog += [
+            mention_with_id(f"{conversation}-a", text),
+            mention_with_id(f"{conversation}-b", f"RT @fan: {text}"),
+            mention_with_id(f"{conversation}-c", f"{text} https://t.co/x?utm={conversation}"),
+        ]
+    rng.shuffle(backlog)
+    produce(pipeline_settings, backlog)
+    worker = start_worker(pipeline_settings, "ingest,dedup")
+
+    def unique_mentions(records: list) -> dict[str, dict]:
+        # at-least-once: a redelivered mention may appear twice, with the same verdict
+        return {m["id"]: m for record in records for m in decode_batch(record.value)}
+
+    drained = unique_mentions(consume_until(
+        pipeline_settings, pipeline_settings.topic("unique"),
+        lambda records: len(unique_mentions(records)) >= len(backlog), timeout_s=120,
+    ))
+    assert len(drained) == len(backlog)
+    first_of = {}
+    for conversation in originals:
+        copies = [drained[f"{conversation}-{suffix}"] for suffix in "abc"]
+        firsts = [m["id"] for m in copies if m["duplicate_of"] is None]
+        assert len(firsts) == 1, copies
+        first_of[conversation] = firsts[0]
+        assert sorted(m["duplicate_of"] or m["id"] for m in copies) == [firsts[0]] * 3
+    assert f'mentions_duplicates_total{{kind="exact"}} {2.0 * len(originals)}' in (
+        worker.metrics_text())
+
+    # a new worker rebuilds the journal from the changelog: a fourth copy of each of 50
+    # conversations is a copy of the first one, counted as the fourth
+    worker.process.terminate()
+    worker.process.wait(timeout=30)
+    start_worker(pipeline_settings, "ingest,dedup")
+    later = list(originals)[:50]
+    produce(pipeline_settings, [mention_with_id(f"{c}-d", f"{originals[c]} 😡") for c in later])
+    after = unique_mentions(consume_until(
+        pipeline_settings, pipeline_settings.topic("unique"),
+        lambda records: all(f"{c}-d" in unique_mentions(records) for c in later),
+        timeout_s=120,
+    ))
+    for conversation in later:
+        fourth = after[f"{conversation}-d"]
+        assert fourth["duplicate_of"] == first_of[conversation]
+        assert fourth["copy_count"] == 4
