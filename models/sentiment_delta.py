@@ -47,9 +47,10 @@ class LoRALinear(nn.Module):
         self.base = base
         self.base.weight.requires_grad_(False)
         self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features))
+        device = base.weight.device
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=device))
         # B starts at zero so training starts exactly from the pretrained encoder.
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout)
 
@@ -92,7 +93,8 @@ def delta_state(model: nn.Module, layers: range) -> dict[str, torch.Tensor]:
             or name.endswith((".lora_A", ".lora_B"))
         )
         if keep:
-            state[name.replace(".base.", ".")] = tensor.detach().to(torch.float32).contiguous()
+            # a copy: the best epoch's values must not follow the parameters as training goes on
+            state[name.replace(".base.", ".")] = tensor.detach().to("cpu", torch.float32).clone()
     return state
 
 

