@@ -25,6 +25,8 @@ it reaches the model.
 from __future__ import annotations
 
 import asyncio
+import copy
+import os
 import re
 import time
 import warnings
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
@@ -41,9 +44,14 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "
 
 # Handles are replaced the way XLM-T's training data was anonymised.
 _HANDLE = re.compile(r"(?<![\w@])@\w+")
+# Control and zero-width/format characters: the tokenizer drops or blanks them anyway, and
+# a post made only of them has nothing to score.
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
 # Cheap guard on pathological inputs before tokenising: enough characters for any
 # realistic max_tokens, so a 100k-character post costs no more than a long tweet.
 _CHARS_PER_TOKEN_BOUND = 32
+# texts per tokenizer call when a large call is spread over threads
+_TOKENIZE_CHUNK = 1024
 _PAD_MULTIPLE = 8
 
 # Spellings of the three classes found in public sentiment checkpoints' id2label.
@@ -105,12 +113,12 @@ def label_mapping(id2label: Mapping[int, str],
 
 
 def clean_for_sentiment(text: str) -> str:
-    """Anonymise handles to ``@user`` (as in the training data) and collapse whitespace.
+    """Anonymise handles to ``@user`` (as in the training data); drop invisible characters.
 
-    >>> clean_for_sentiment("RT  @acme_help   thanks!!")
+    >>> clean_for_sentiment("RT  @acme_help   thanks!!\u200b")
     'RT @user thanks!!'
     """
-    return " ".join(_HANDLE.sub("@user", text).split())
+    return " ".join(_INVISIBLE.sub(" ", _HANDLE.sub("@user", text)).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +152,7 @@ class SentimentEngine:
         sort_by_length: group similar lengths to minimise padding (off only to measure it).
         quantize_int8: on CPU, swap ``Linear`` layers for dynamic int8 ones.
         label_overrides: the checkpoint's label names -> negative/neutral/positive.
+        tokenize_threads: threads tokenising one large call (default: cores, at most 8).
 
     """
 
@@ -158,6 +167,7 @@ class SentimentEngine:
         sort_by_length: bool = True,
         quantize_int8: bool = False,
         label_overrides: Mapping[str, str] | None = None,
+        tokenize_threads: int | None = None,
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -176,6 +186,14 @@ class SentimentEngine:
         if self.tokenizer.pad_token_id is None:
             raise ValueError(f"{model_path}: the tokenizer has no padding token")
         self.pad_id = int(self.tokenizer.pad_token_id)
+        self._backend = None
+        self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
+        self._tokenize_pool: ThreadPoolExecutor | None = None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            self._backend = copy.deepcopy(backend)
+            self._backend.no_padding()
+            self._backend.enable_truncation(max_tokens)
         on_cuda = self.device.type == "cuda"
         dtype = torch.float32
         if on_cuda:
@@ -210,18 +228,50 @@ class SentimentEngine:
         present = [i for i, text in enumerate(cleaned) if text]
         encoded = [EncodedText(())] * len(texts)
         if present:
-            ids = self.tokenizer(
-                [cleaned[i] for i in present], truncation=True, max_length=self.max_tokens,
-                return_attention_mask=False, return_token_type_ids=False,
-            )["input_ids"]
+            ids = self._token_ids([cleaned[i] for i in present])
             for index, row in zip(present, ids, strict=True):
                 encoded[index] = EncodedText(tuple(row))
         return encoded
 
+    def _token_ids(self, texts: list[str]) -> list[list[int]]:
+        if self._backend is not None:
+            # The Rust tokenizer straight (no offsets, no BatchEncoding). Its own batch
+            # parallelism did not engage here (one core busy on a 16-core host), but it
+            # releases the GIL, so chunks go to a thread per core.
+            backend = self._backend
+            if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
+                return [e.ids for e in backend.encode_batch_fast(texts)]
+            chunks = [texts[i : i + _TOKENIZE_CHUNK]
+                      for i in range(0, len(texts), _TOKENIZE_CHUNK)]
+            if self._tokenize_pool is None:
+                self._tokenize_pool = ThreadPoolExecutor(
+                    self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
+            return [e.ids for part in self._tokenize_pool.map(backend.encode_batch_fast, chunks)
+                    for e in part]
+        ids: list[list[int]] = self.tokenizer(
+            texts, truncation=True, max_length=self.max_tokens,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]
+        return ids
+
     # --- inference (the owner thread) ---------------------------------------------
-    def score(self, texts: Sequence[str]) -> list[SentimentResult]:
-        """Sentiment of each text, in input order; never fails on odd text."""
-        return self.score_encoded(self.encode(texts))
+    def score(self, texts: Sequence[str], *, chunk: int = 8192) -> list[SentimentResult]:
+        """Sentiment of each text, in input order; never fails on odd text.
+
+        Long inputs go through in chunks, the next chunk tokenised on a helper thread while
+        the current one runs on the device.
+        """
+        if len(texts) <= chunk:
+            return self.score_encoded(self.encode(texts))
+        results: list[SentimentResult] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize") as pool:
+            upcoming = pool.submit(self.encode, texts[:chunk])
+            for start in range(chunk, len(texts) + chunk, chunk):
+                encoded = upcoming.result()
+                if start < len(texts):
+                    upcoming = pool.submit(self.encode, texts[start : start + chunk])
+                results += self.score_encoded(encoded)
+        return results
 
     def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
         """Score already-tokenised texts (see :meth:`encode`), in input order."""
@@ -230,7 +280,7 @@ class SentimentEngine:
         unique: list[int] = []
         for index, item in enumerate(encoded):
             if not item.input_ids:
-                results[index] = _EMPTY_RESULT
+                results[index] = _empty_result()
             elif item.input_ids in first_of:
                 continue
             else:
@@ -269,17 +319,20 @@ class SentimentEngine:
     @torch.inference_mode()
     def _forward(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
         width = _round_up(max(len(r) for r in rows))
-        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
         for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-            attention_mask[i, : len(row)] = 1
+            ids[i, : len(row)] = row
+        input_ids = torch.from_numpy(ids)
+        attention_mask = torch.from_numpy(
+            (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        )
         if self.device.type == "cuda":
             input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
             attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        probabilities = torch.softmax(logits.float(), dim=-1).cpu()
-        return [list(map(float, row)) for row in probabilities]
+        probabilities: list[list[float]] = torch.softmax(logits.float(), dim=-1).cpu().tolist()
+        return probabilities
 
     def _result(self, class_probabilities: Sequence[float]) -> SentimentResult:
         scores = dict.fromkeys(LABELS, 0.0)
@@ -288,8 +341,9 @@ class SentimentEngine:
         return SentimentResult(max(scores, key=scores.__getitem__), scores)
 
 
-# Nothing left to read (empty, whitespace or control characters only): neutral by definition.
-_EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
+def _empty_result() -> SentimentResult:
+    """Nothing left to read (empty, blank or invisible characters only): neutral."""
+    return SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
 
 
 def _round_up(length: int) -> int:
@@ -414,7 +468,7 @@ class SentimentBatcher:
                 request.pending += 1
                 self._queue.put_nowait(_Item(request, position))
             else:
-                request.results[position] = _EMPTY_RESULT
+                request.results[position] = _empty_result()
         if request.pending == 0:
             return [r for r in request.results if r is not None]
         return await request.future

@@ -1,0 +1,264 @@
+"""Sentiment inference speed: the engine against a naive per-mention pipeline, in one run.
+
+Real tweets from the XLM-T val splits, the eight languages interleaved. Reported for each
+configuration: mentions/s over the whole set (tokenisation included) and p50/p99 latency
+of one model batch (padding + forward + softmax), or of one call for the naive baseline:
+
+- ``naive``: ``transformers.pipeline("text-classification")`` called once per mention;
+- ``engine``: :class:`SentimentEngine` (length-sorted batches, padding to a multiple of 8),
+  fp32, and int8 dynamic quantisation on CPU;
+- ``engine, no length sorting``: the same batches in arrival order;
+- a batch-size sweep of the engine.
+
+``--random-weights`` scores with a model of the same shape initialised from its config
+(same FLOPs, no trained weights needed): the way to time a GPU. Writes
+``benchmarks/results/sentiment_<device>.json``.
+
+Run: ``python -m benchmarks.sentiment [--device cpu|cuda] [--n 1024] [--random-weights]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
+from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, SentimentEngine
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def interleaved_val_tweets(count: int) -> list[str]:
+    """``count`` val tweets, taking the languages in turn (mixed like a real firehose)."""
+    per_language = [load_xlmt(language, "val")[0] for language in XLMT_LANGUAGES]
+    tweets: list[str] = []
+    for row in range(max(len(texts) for texts in per_language)):
+        for texts in per_language:
+            if row < len(texts):
+                tweets.append(texts[row])
+    # Later rounds are marked " (2)", " (3)", ... so that every text is distinct: the engine
+    # scores identical inputs once, which would otherwise time a fraction of the forwards.
+    rounds = -(-count // len(tweets))
+    distinct = [t if r == 0 else f"{t} ({r + 1})" for r in range(rounds) for t in tweets]
+    return distinct[:count]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(name: str, count: int, seconds: float, latencies: Sequence[float],
+            **extra: Any) -> dict[str, Any]:
+    return {
+        "config": name,
+        "mentions": count,
+        "seconds": round(seconds, 3),
+        "mentions_per_s": round(count / seconds, 1),
+        "batches": len(latencies),
+        "p50_batch_ms": round(1000 * percentile(latencies, 50), 2),
+        "p99_batch_ms": round(1000 * percentile(latencies, 99), 2),
+        **extra,
+    }
+
+
+def time_engine(name: str, engine: SentimentEngine, tweets: list[str]) -> dict[str, Any]:
+    """Score all tweets in one call; time every model batch inside it."""
+    latencies: list[float] = []
+    forward = engine._forward
+
+    def timed(rows: Sequence[Sequence[int]]) -> list[list[float]]:
+        started = time.perf_counter()
+        probabilities = forward(rows)
+        if engine.device.type == "cuda":
+            torch.cuda.synchronize(engine.device)
+        latencies.append(time.perf_counter() - started)
+        return probabilities
+
+    engine._forward = timed  # type: ignore[method-assign]
+    engine.score(tweets[: min(len(tweets), 2 * engine.max_batch_size)])  # warm-up
+    latencies.clear()
+    started = time.perf_counter()
+    engine.score(tweets)
+    seconds = time.perf_counter() - started
+    engine._forward = forward  # type: ignore[method-assign]
+    return summary(name, len(tweets), seconds, latencies,
+                   batch_size=engine.max_batch_size, sorted=engine.sort_by_length,
+                   int8=engine.quantized)
+
+
+STAGE_ROWS = ("tokenisation only", "forward passes only (pre-tokenised)")
+
+
+def time_stages(engine: SentimentEngine, tweets: list[str]) -> list[dict[str, Any]]:
+    """Tokenisation alone and the forward passes alone, to show which one bounds a run."""
+    started = time.perf_counter()
+    encoded = engine.encode(tweets)
+    tokenize_s = time.perf_counter() - started
+    started = time.perf_counter()
+    engine.score_encoded(encoded)
+    if engine.device.type == "cuda":
+        torch.cuda.synchronize(engine.device)
+    forward_s = time.perf_counter() - started
+    return [
+        summary(STAGE_ROWS[0], len(tweets), tokenize_s, [tokenize_s],
+                batch_size=len(tweets)),
+        summary(STAGE_ROWS[1], len(tweets), forward_s, [forward_s],
+                batch_size=engine.max_batch_size),
+    ]
+
+
+def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: int = 256,
+                 concurrency: int = 64) -> dict[str, Any]:
+    """The streaming path: micro-batch requests through :class:`SentimentBatcher`.
+
+    ``concurrency`` requests are in flight at once, as partitions of a worker would be;
+    tokenising runs on its thread while the model thread runs the previous batch.
+    Latency here is per request (submit to result).
+    """
+    import asyncio
+
+    from pipeline.stages.sentiment import SentimentBatcher
+
+    requests = [tweets[i : i + request_size] for i in range(0, len(tweets), request_size)]
+    latencies: list[float] = []
+
+    async def run() -> float:
+        gate = asyncio.Semaphore(concurrency)
+        async with SentimentBatcher(engine, max_batch_size=engine.max_batch_size,
+                                    max_batch_tokens=engine.max_batch_tokens,
+                                    max_wait=0.005) as batcher:
+            async def one(texts: list[str]) -> None:
+                async with gate:
+                    began = time.perf_counter()
+                    await batcher.submit(texts)
+                    latencies.append(time.perf_counter() - began)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(one(r) for r in requests))
+            return time.perf_counter() - started
+
+    seconds = asyncio.run(run())
+    row = summary("batcher (streaming, overlapped)", len(tweets), seconds, latencies,
+                  batch_size=engine.max_batch_size, request_size=request_size,
+                  concurrency=concurrency)
+    row["p50_request_ms"] = row.pop("p50_batch_ms")
+    row["p99_request_ms"] = row.pop("p99_batch_ms")
+    row["p50_batch_ms"], row["p99_batch_ms"] = row["p50_request_ms"], row["p99_request_ms"]
+    return row
+
+
+def time_naive(model_dir: Path, device: torch.device, tweets: list[str]) -> dict[str, Any]:
+    """One ``pipeline`` call per mention: what a first implementation would do."""
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(model_dir), device=device,
+                          truncation=True, max_length=128)
+    classifier(tweets[:4])  # warm-up
+    latencies = []
+    started = time.perf_counter()
+    for tweet in tweets:
+        call_started = time.perf_counter()
+        classifier(tweet, top_k=None)
+        latencies.append(time.perf_counter() - call_started)
+    return summary("naive pipeline, one call per mention", len(tweets),
+                   time.perf_counter() - started, latencies, batch_size=1)
+
+
+def random_weight_checkpoint(folder: Path) -> Path:
+    """Same config and tokenizer as the default model, freshly initialised weights."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.from_pretrained(DEFAULT_MODEL_DIR)
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(DEFAULT_MODEL_DIR).save_pretrained(folder)
+    return folder
+
+
+def print_table(rows: Sequence[dict[str, Any]]) -> None:
+    print(f"{'configuration':<44} {'batch':>5} {'mentions/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
+    for row in rows:
+        print(f"{row['config']:<44} {row['batch_size']:>5} {row['mentions_per_s']:>11.1f} "
+              f"{row['p50_batch_ms']:>9.1f} {row['p99_batch_ms']:>9.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: auto)")
+    parser.add_argument("--n", type=int, default=None,
+                        help="tweets per configuration (default: 1024 on CPU, 65536 on CUDA)")
+    parser.add_argument("--naive-n", type=int, default=256, help="tweets for the naive run")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="engine batch size (default: 64 on CPU, 512 on CUDA)")
+    parser.add_argument("--sweep", default=None,
+                        help="comma-separated batch sizes (default: 8..128 CPU, 64..2048 CUDA)")
+    parser.add_argument("--random-weights", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on_cuda = device.type == "cuda"
+    batch_size = args.batch_size or (512 if on_cuda else 64)
+    sweep = [int(b) for b in (args.sweep or ("64,256,512,1024,2048" if on_cuda
+                                             else "8,16,32,64,128")).split(",")]
+    n = args.n if args.n else (65536 if on_cuda else 1024)
+    tweets = interleaved_val_tweets(n)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = (random_weight_checkpoint(Path(scratch)) if args.random_weights
+                     else DEFAULT_MODEL_DIR)
+
+        def engine(size: int, *, sort: bool = True, int8: bool = False) -> SentimentEngine:
+            return SentimentEngine(model_dir, device=str(device), max_batch_size=size,
+                                   max_batch_tokens=size * 128, sort_by_length=sort,
+                                   quantize_int8=int8)
+
+        rows: list[dict[str, Any]] = []
+        naive_n = min(args.naive_n, n)
+        rows.append(time_naive(model_dir, device, tweets[:naive_n]))
+        rows.append(time_engine("engine", engine(batch_size), tweets))
+        if not on_cuda:
+            rows.append(time_engine("engine, int8", engine(batch_size, int8=True), tweets))
+        fastest_int8 = not on_cuda and rows[-1]["mentions_per_s"] > rows[-2]["mentions_per_s"]
+        rows.append(time_engine("engine, no length sorting" + (", int8" if fastest_int8 else ""),
+                                engine(batch_size, sort=False, int8=fastest_int8), tweets))
+        rows += time_stages(engine(batch_size, int8=fastest_int8), tweets)
+        rows.append(time_batcher(engine(batch_size, int8=fastest_int8), tweets))
+        for size in sweep:
+            rows.append(time_engine("engine sweep" + (", int8" if fastest_int8 else ""),
+                                    engine(size, int8=fastest_int8), tweets))
+
+    naive = rows[0]["mentions_per_s"]
+    # the headline counts only configurations that go from text to labels
+    best = max((r for r in rows[1:] if r["config"] not in STAGE_ROWS),
+               key=lambda r: r["mentions_per_s"])
+    print_table(rows)
+    print(f"\nbest engine configuration: {best['mentions_per_s']:.1f} mentions/s "
+          f"= {best['mentions_per_s'] / naive:.1f}x the naive pipeline "
+          f"({statistics.fmean(len(t) for t in tweets):.0f} characters per tweet on average)")
+    path = write_results(f"sentiment_{device.type}", {
+        "device": str(device),
+        "random_weights": args.random_weights,
+        "torch_threads": torch.get_num_threads(),
+        "tweets": n,
+        "naive_tweets": naive_n,
+        "rows": rows,
+        "best_end_to_end": best["config"],
+        "speedup_vs_naive": round(best["mentions_per_s"] / naive, 2),
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
