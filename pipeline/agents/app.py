@@ -211,6 +211,10 @@ def build_app(
         from pipeline.agents import dedup
 
         dedup.register(context)
+    if "sentiment" in settings.stages:
+        from pipeline.agents import sentiment
+
+        sentiment.register(context)
     if "crisis" in settings.stages:
         from pipeline.agents import crisis
 

@@ -30,7 +30,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from pipeline.config import Settings
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "sentiment-default"
@@ -172,19 +174,25 @@ class SentimentEngine:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         model_path = Path(model_dir)
-        if not (model_path / "config.json").exists():
+        # "org/name" that is no folder here is a Hugging Face Hub id (from the local cache
+        # when HF_HUB_OFFLINE is set); anything else must be a model folder
+        hub_id = (isinstance(model_dir, str) and not model_path.exists()
+                  and re.fullmatch(r"[\w.-]+/[\w.-]+", model_dir) is not None
+                  and model_path != DEFAULT_MODEL_DIR)
+        if not hub_id and not (model_path / "config.json").exists():
             hint = ""
             if model_path == DEFAULT_MODEL_DIR:
                 hint = " (build it: python -m models.build_default)"
             raise FileNotFoundError(f"no model at {model_path}{hint}")
+        source = str(model_dir) if hub_id else model_path
         self.device = _choose_device(device)
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
         if self.tokenizer.pad_token_id is None:
-            raise ValueError(f"{model_path}: the tokenizer has no padding token")
+            raise ValueError(f"{source}: the tokenizer has no padding token")
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._backend = None
         self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
@@ -200,11 +208,11 @@ class SentimentEngine:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         try:
             model = AutoModelForSequenceClassification.from_pretrained(
-                model_path, dtype=dtype, attn_implementation="sdpa"
+                source, dtype=dtype, attn_implementation="sdpa"
             )
         except (ValueError, ImportError):
             # Architectures without an SDPA path fall back to their own attention.
-            model = AutoModelForSequenceClassification.from_pretrained(model_path, dtype=dtype)
+            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
         model.eval()
         self.quantized = quantize_int8 and not on_cuda
         if self.quantized:
@@ -350,6 +358,107 @@ def _round_up(length: int) -> int:
     return max(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
 
 
+def build_engine(settings: Settings) -> SentimentEngine:
+    """The engine the settings describe (the bundled model unless another is configured)."""
+    return SentimentEngine(
+        settings.sentiment_model or DEFAULT_MODEL_DIR,
+        device=settings.sentiment_device,
+        max_tokens=settings.sentiment_max_tokens,
+        max_batch_size=settings.sentiment_batch_size,
+        max_batch_tokens=settings.sentiment_batch_size * settings.sentiment_max_tokens,
+        quantize_int8=settings.sentiment_int8,
+        label_overrides=settings.sentiment_labels or None,
+    )
+
+
+class CopyMemory:
+    """Sentiment of recent conversations, so that their copies skip the model.
+
+    A conversation is keyed by its first copy's id (a mention's ``duplicate_of``, or its own
+    id when it is the first). Bounded: the oldest conversations are forgotten first, and a
+    copy whose conversation was forgotten (or was scored on another worker) is scored again.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._results: dict[str, SentimentResult] = {}
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def plan(self, mentions: Sequence[Mapping[str, Any]]
+             ) -> tuple[list[int], dict[int, SentimentResult], dict[int, int]]:
+        """Split a batch into what the model must score and what inherits a result.
+
+        Returns the positions to score, the positions that inherit a remembered result, and
+        the positions that inherit from a first copy scored in this same batch (position ->
+        that copy's position).
+        """
+        to_score: list[int] = []
+        remembered: dict[int, SentimentResult] = {}
+        in_batch: dict[int, int] = {}
+        scored_here: dict[str, int] = {}
+        for position, mention in enumerate(mentions):
+            conversation = conversation_of(mention)
+            known = self._results.get(conversation)
+            if known is not None and mention.get("duplicate_of"):
+                remembered[position] = known
+            elif conversation in scored_here and mention.get("duplicate_of"):
+                in_batch[position] = scored_here[conversation]
+            else:
+                to_score.append(position)
+                scored_here.setdefault(conversation, position)
+        return to_score, remembered, in_batch
+
+    def remember(self, mention: Mapping[str, Any], result: SentimentResult) -> None:
+        """Keep a scored mention's result for its conversation's later copies."""
+        conversation = conversation_of(mention)
+        self._results.pop(conversation, None)
+        self._results[conversation] = result
+        while len(self._results) > self.capacity:
+            del self._results[next(iter(self._results))]
+
+
+def conversation_of(mention: Mapping[str, Any]) -> str:
+    """The id of the first copy of a mention's conversation."""
+    return str(mention.get("duplicate_of") or mention.get("id"))
+
+
+def sentiment_record(result: SentimentResult, *, inherited: bool = False) -> dict[str, Any]:
+    """The ``sentiment`` field of a mention record.
+
+    >>> sentiment_record(SentimentResult("neutral", {"negative": 0.1, "neutral": 0.8,
+    ...                                              "positive": 0.1}))["label"]
+    'neutral'
+    """
+    record: dict[str, Any] = {
+        "label": result.label,
+        "scores": {label: round(result.scores[label], 4) for label in LABELS},
+    }
+    if inherited:
+        record["inherited"] = True
+    return record
+
+
+def score_mentions(mentions: Sequence[dict[str, Any]], scored: Sequence[SentimentResult],
+                   plan: tuple[list[int], dict[int, SentimentResult], dict[int, int]],
+                   memory: CopyMemory) -> int:
+    """Write ``sentiment`` into each mention from a plan and the model's results.
+
+    ``scored`` holds the results of ``plan``'s positions to score, in that order. Returns how
+    many mentions inherited a result instead of a model call.
+    """
+    to_score, remembered, in_batch = plan
+    for position, result in zip(to_score, scored, strict=True):
+        mentions[position]["sentiment"] = sentiment_record(result)
+        memory.remember(mentions[position], result)
+    for position, result in remembered.items():
+        mentions[position]["sentiment"] = sentiment_record(result, inherited=True)
+    for position, source in in_batch.items():
+        mentions[position]["sentiment"] = dict(mentions[source]["sentiment"], inherited=True)
+    return len(remembered) + len(in_batch)
+
+
 class SentimentExpiredError(TimeoutError):
     """The request waited longer than its deadline and was not scored."""
 
@@ -383,6 +492,7 @@ class SentimentBatcher:
         max_wait: seconds the first text of a batch waits for company.
         max_age: default seconds a request may wait before it is dropped unscored.
         clock: monotonic seconds (injectable for tests).
+        on_batch: called on the loop with each forward's size and seconds (metrics).
 
     """
 
@@ -395,8 +505,10 @@ class SentimentBatcher:
         max_wait: float = 0.02,
         max_age: float = 30.0,
         clock: Any = time.monotonic,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait
@@ -535,6 +647,7 @@ class SentimentBatcher:
     async def _run(self, batch: list[_Item]) -> None:
         loop = asyncio.get_running_loop()
         self.batch_sizes.append(len(batch))
+        started = time.perf_counter()
         try:
             results = await loop.run_in_executor(
                 self._model_pool, self.engine.score_encoded,
@@ -545,6 +658,8 @@ class SentimentBatcher:
                 if not item.request.future.done():
                     item.request.future.set_exception(error)
             return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
         for item, result in zip(batch, results, strict=True):
             request = item.request
             if request.future.done():
@@ -558,11 +673,16 @@ class SentimentBatcher:
 __all__ = [
     "DEFAULT_MODEL_DIR",
     "LABELS",
+    "CopyMemory",
     "EncodedText",
     "SentimentBatcher",
     "SentimentEngine",
     "SentimentExpiredError",
     "SentimentResult",
+    "build_engine",
     "clean_for_sentiment",
+    "conversation_of",
     "label_mapping",
+    "score_mentions",
+    "sentiment_record",
 ]

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import orjson
+import pytest
 
 from pipeline.cli import main
 
@@ -20,6 +21,10 @@ def test_process_gives_one_line_per_input_line(tmp_path: Path) -> None:
     ]) == 0
     written = [orjson.loads(line) for line in output.read_bytes().splitlines()]
     assert [(m["id"], m["brands"]) for m in written] == [("1", ["acme-mobile"]), ("2", [])]
+    assert [m["duplicate_of"] for m in written] == [None, None]
+    # the bundled model: "no coverage again" is a complaint
+    assert written[0]["sentiment"]["label"] == "negative"
+    assert sum(written[1]["sentiment"]["scores"].values()) == pytest.approx(1.0, abs=1e-3)
     rejected = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
     assert [(r["line"], r["reason"], r["original"]) for r in rejected] == [
         (2, "not_json", "{broken"),

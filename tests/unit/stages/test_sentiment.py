@@ -14,16 +14,20 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
+from pipeline.config import load_settings
 from pipeline.stages.sentiment import (
     DEFAULT_MODEL_DIR,
     LABELS,
+    CopyMemory,
     EncodedText,
     SentimentBatcher,
     SentimentEngine,
     SentimentExpiredError,
     SentimentResult,
+    build_engine,
     clean_for_sentiment,
     label_mapping,
+    score_mentions,
 )
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -367,3 +371,55 @@ async def test_batcher_empty_texts_and_stop_drains(tiny_engine: SentimentEngine)
 
 if __name__ == "__main__":
     regenerate_golden()
+
+
+# --- copies skip the model ---------------------------------------------------------------
+
+def _result(label: str) -> SentimentResult:
+    scores = dict.fromkeys(LABELS, 0.0)
+    scores[label] = 1.0
+    return SentimentResult(label, scores)
+
+
+def test_copies_inherit_within_a_batch_and_across_batches() -> None:
+    memory = CopyMemory(capacity=10)
+    batch = [
+        {"id": "a", "text": "terrible"},
+        {"id": "b", "text": "RT terrible", "duplicate_of": "a"},
+        {"id": "c", "text": "copy of an unseen first", "duplicate_of": "zz"},
+    ]
+    plan = memory.plan(batch)
+    assert plan[0] == [0, 2] and plan[1] == {} and plan[2] == {1: 0}
+    inherited = score_mentions(batch, [_result("negative"), _result("neutral")], plan, memory)
+    assert inherited == 1
+    assert batch[1]["sentiment"] == {**batch[0]["sentiment"], "inherited": True}
+    assert "inherited" not in batch[2]["sentiment"]
+
+    later = [{"id": "d", "text": "terrible!!", "duplicate_of": "a"}, {"id": "e", "text": "x"}]
+    plan = memory.plan(later)
+    assert plan[0] == [1] and list(plan[1]) == [0]
+    score_mentions(later, [_result("positive")], plan, memory)
+    assert later[0]["sentiment"]["label"] == "negative" and later[0]["sentiment"]["inherited"]
+
+
+def test_copy_memory_forgets_oldest_first() -> None:
+    memory = CopyMemory(capacity=2)
+    for name in ("a", "b", "c"):
+        memory.remember({"id": name}, _result("neutral"))
+    assert len(memory) == 2
+    plan = memory.plan([{"id": "x", "duplicate_of": "a"}, {"id": "y", "duplicate_of": "c"}])
+    assert plan[0] == [0] and list(plan[1]) == [1]
+
+
+def test_unknown_local_folder_is_not_taken_for_a_hub_id(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no model"):
+        SentimentEngine(str(tmp_path / "org" / "missing"), device="cpu")
+
+
+def test_engine_from_settings(tiny_dir: Path) -> None:
+    settings = load_settings(sentiment_model=str(tiny_dir), sentiment_device="cpu",
+                             sentiment_labels="Bad:negative,Meh:neutral,Good:positive",
+                             sentiment_batch_size=3)
+    engine = build_engine(settings)
+    assert engine.classes == ["negative", "neutral", "positive"]
+    assert engine.max_batch_size == 3 and engine.device.type == "cpu"

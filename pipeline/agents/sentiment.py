@@ -1,0 +1,98 @@
+"""Sentiment agent: unique micro-batches -> sentiment on every mention -> scored, by brand.
+
+The model never runs on Faust's event loop: a :class:`~pipeline.stages.sentiment.SentimentBatcher`
+tokenises on one thread and runs forwards on another, merging the micro-batches of
+``sentiment_concurrency`` in-flight records into model batches bounded by size and by wait.
+While batch k runs on the device, batch k+1 is tokenised and collected.
+
+Copies marked by the dedup stage skip the model and inherit their conversation's result
+(:class:`~pipeline.stages.sentiment.CopyMemory`); a copy whose first copy this worker has
+not seen is scored like any mention. A batch the model cannot score in time goes on with
+``sentiment`` null and a ``sentiment_error`` (counted in ``mentions_stage_failures``): crisis
+counting still sees its volume.
+
+``mentions.scored`` is partitioned by brand: a mention naming several brands is sent to the
+partition of each (once per distinct partition), which is the crisis agent's contract.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.agents.app import WorkerContext
+from pipeline.stages.sentiment import CopyMemory, SentimentBatcher, build_engine, score_mentions
+from pipeline.transport.topics import encode_batch, partition_for
+
+log = logging.getLogger(__name__)
+
+STAGE = "sentiment"
+
+
+def scored_partitions(mention: dict[str, Any], partitions: int) -> set[int]:
+    """The ``scored`` partitions a mention goes to: one per distinct brand partition.
+
+    >>> sorted(scored_partitions({"id": "1", "brands": ["acme", "acme"]}, 8)) == sorted(
+    ...     {partition_for(b"acme", 8)})
+    True
+    """
+    brands = mention.get("brands") or ()
+    if not brands:
+        return {partition_for(str(mention.get("id")).encode(), partitions)}
+    return {partition_for(str(brand).encode(), partitions) for brand in brands}
+
+
+def register(context: WorkerContext) -> None:
+    """Load the model and attach the sentiment agent to the app."""
+    app, settings, metrics = context.app, context.settings, context.metrics
+    engine = build_engine(settings)
+    log.warning("sentiment model %s on %s", engine.model_dir, engine.device)
+
+    def observe_batch(size: int, seconds: float) -> None:
+        metrics.model_batch_size.observe(size)
+        metrics.model_seconds.observe(seconds)
+
+    batcher = SentimentBatcher(
+        engine, max_batch_size=settings.sentiment_batch_size,
+        max_batch_tokens=settings.sentiment_batch_size * settings.sentiment_max_tokens,
+        max_wait=settings.sentiment_max_wait_ms / 1000, max_age=settings.sentiment_timeout_s,
+        on_batch=observe_batch,
+    )
+    memory = CopyMemory()
+    scored_topic = context.topics["scored"]
+    source_topic = settings.topic("unique")
+    context.readiness.checks["sentiment_model_loaded"] = lambda: engine.model is not None
+
+    @app.agent(context.topics["unique"], name=f"{settings.app_id}.sentiment",
+               concurrency=settings.sentiment_concurrency)
+    async def sentiment(stream: Any) -> None:
+        await batcher.start()
+        async for event in stream.events():
+            raw = bytes(event.value)
+
+            async def work(raw: bytes = raw) -> None:
+                mentions = await context.decode_in(STAGE, raw, source_topic)
+                if not mentions:
+                    return
+                plan = memory.plan(mentions)
+                texts = [str(mentions[i].get("text") or "") for i in plan[0]]
+                try:
+                    results = await batcher.submit(texts) if texts else []
+                except Exception as error:  # never lose the batch: it goes on unscored
+                    log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
+                    metrics.stage_failures.labels(stage=STAGE, reason=type(error).__name__).inc()
+                    for mention in mentions:
+                        mention["sentiment"] = None
+                        mention["sentiment_error"] = f"{type(error).__name__}: {error}"
+                else:
+                    inherited = score_mentions(mentions, results, plan, memory)
+                    metrics.model_skipped.inc(inherited)
+                by_partition: dict[int, list[dict[str, Any]]] = {}
+                for mention in mentions:
+                    for target in scored_partitions(mention, settings.partitions):
+                        by_partition.setdefault(target, []).append(mention)
+                for target, batch in by_partition.items():
+                    await scored_topic.send(value=encode_batch(batch), partition=target)
+                context.observe_out(STAGE, mentions)
+
+            await context.guarded(STAGE, [raw], source_topic, work)
