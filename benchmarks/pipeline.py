@@ -321,17 +321,26 @@ def sustained_rate(arrivals: list[tuple[int, int]], since_ms: int) -> dict[str, 
 
 def pipeline_throughput(
     bootstrap: str, records: list[bytes], workers: int, workdir: Path, stages: Sequence[str],
-    **env: str,
+    *, upstream: Sequence[str] = (), **env: str,
 ) -> dict[str, Any]:
     """Pre-load the raw topic, start ``workers`` workers, measure the drain of every stage.
 
     Rates are counted from the moment every worker is ready (so the 2-worker figure does not
     include the rebalance when the second one joins) to each stage's last output record,
     from the output records' own timestamps. Per stage, ``busy_s`` is the time the workers
-    spent inside that stage's batches (core + sends), from their /metrics.
+    spent inside that stage's batches (core + sends), from their /metrics. With
+    ``upstream`` stages, a worker running those fills the measured stages' input first and
+    is stopped: the measured stages then drain a backlog on their own.
     """
     settings = fresh_settings(bootstrap, 4)
     produce_records(settings, records)
+    if upstream:
+        feeders = start_workers(settings, 1, upstream, workdir, **env)
+        try:
+            wait_all_ready(feeders)
+            wait_drained(settings, upstream)
+        finally:
+            stop_workers(feeders)
     load_before = os.getloadavg()
     started = start_workers(settings, workers, stages, workdir, **env)
     try:
@@ -471,6 +480,11 @@ def main() -> None:
             ("pipeline, 2 workers", 2, {}),
             ("pipeline without language ID, 1 worker", 1, {"PIPELINE_DETECT_LANGUAGE": "false"}),
         ]
+        # each stage alone, draining the backlog its upstream stages left
+        alone = [] if args.quick else [
+            (f"{stage} alone, {workers} worker(s)", workers, stages[:index], [stage])
+            for index, stage in enumerate(stages) for workers in (1, 2)
+        ]
         if args.quick:
             runs = runs[:1]
         else:
@@ -485,6 +499,12 @@ def main() -> None:
             row = {"label": label, **pipeline_throughput(
                 broker.bootstrap, records, workers, workdir, stages, **env)}
             results["runs"].append(row)
+            log(_describe(row))
+        results["stage_alone"] = []
+        for label, workers, upstream, measured in alone:
+            row = {"label": label, **pipeline_throughput(
+                broker.bootstrap, records, workers, workdir, measured, upstream=upstream)}
+            results["stage_alone"].append(row)
             log(_describe(row))
         if not args.quick:
             results["batch_size_sweep"] = []
