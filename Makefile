@@ -39,8 +39,9 @@ integration: setup
 test: lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -q
 
+# the end-to-end pipeline benchmark (~15 min); `python -m benchmarks` lists the others
 bench: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks
+	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
