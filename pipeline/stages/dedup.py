@@ -33,10 +33,11 @@ memory) and tests or ``mentions process`` pass plain dicts:
 
 "seen at" and "first seen" are event times (the mention's ``created_at``, Unix seconds).
 :meth:`Deduplicator.expire` deletes every conversation first seen before ``now - window``
-and every mention record older than ``redelivery_window`` (default: the window); Faust writes
-a tombstone per deleted key, so memory is bounded by one window of conversations (measured:
-~2.1 kB of Python memory and ~0.5 kB of changelog per conversation) plus one redelivery
-window of mention records.
+and every mention record older than ``redelivery_window`` (default: the window), so memory
+is bounded by one window of conversations (measured: ~2.1 kB of Python memory and ~0.5 kB of
+changelog per conversation, plus ~0.4 kB for a decoded signature once a conversation has
+been a near-copy candidate) plus one redelivery window of mention records. The agent makes
+the stores durable as a journal of per-batch changes (:mod:`pipeline.stages.dedup_journal`).
 
 Routing (the ``mentions.routed`` key, :func:`routing_key`): copies must meet on one
 partition. A mention with brands is keyed by its first brand (sorted): copies of one text
