@@ -27,9 +27,6 @@ from pipeline.transport.topics import decode_batch
 
 log = logging.getLogger(__name__)
 
-# bytes per producer batch (per partition); Faust's default is 16 KB
-PRODUCER_BATCH_BYTES = 512 * 1024
-
 
 def broker_credentials(settings: Settings) -> Any:
     """Faust credentials for TLS/SASL, or ``None`` for plaintext."""
@@ -177,9 +174,6 @@ def build_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
-        # internal records are micro-batches of 10-100 KB: with Faust's default 16 KB
-        # producer batches each send to a partition waited for the previous one to leave
-        producer_max_batch_size=PRODUCER_BATCH_BYTES,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_rebalance_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 3),
