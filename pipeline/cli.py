@@ -201,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run everything on an embedded broker")
     demo.add_argument("--duration", type=_parse_duration, default=_parse_duration("150s"),
                       help="how long to run (e.g. 150s, 5m; 0 = until Ctrl-C)")
-    demo.add_argument("--rate", type=_parse_rate, default=400.0,
-                      help="mentions per second fed in (wall time)")
+    demo.add_argument("--rate", type=_parse_rate, default=None,
+                      help="mentions per second fed in, wall time (default: 400/s, or 120/s "
+                      "when sentiment runs on a CPU)")
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.add_argument("--web-port", type=int, default=6066, help="first worker's /metrics port")
     demo.add_argument("--no-crisis", action="store_true", help="do not inject a crisis")

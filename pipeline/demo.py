@@ -47,7 +47,8 @@ class DemoOptions:
     """What ``mentions demo`` was asked to do."""
 
     duration_s: float = 150.0
-    rate_per_s: float = 400.0
+    # None: what one worker keeps up with on this machine (see ``default_rate``)
+    rate_per_s: float | None = None
     workers: int = 1
     web_port: int = 6066
     crisis: bool = True
@@ -61,6 +62,29 @@ class DemoOptions:
 HISTORY = timedelta(hours=30)
 # wall-clock jitter between upstream partitions that the crisis windows wait for
 LATENESS_WALL_S = 0.75
+
+
+# Feed rates one worker process (all stages) keeps up with. About a fifth of the firehose
+# needs the sentiment model (the rest are copies that inherit a result); on this 2-core CPU
+# the model scores ~90 distinct mentions/s alone and shares the cores with the broker and the
+# other stages: 120 mentions/s kept the lag near zero, 400 built a backlog that made the
+# crisis windows' mentions late (measured with `mentions demo --rate`).
+CPU_SENTIMENT_RATE_PER_S = 120.0
+RATE_PER_S = 400.0
+
+
+def default_rate(settings: Settings) -> float:
+    """The demo's feed rate when none is asked for: lower when sentiment runs on a CPU."""
+    if "sentiment" not in settings.stages:
+        return RATE_PER_S
+    device = settings.sentiment_device
+    if device == "auto":
+        import torch
+
+        on_gpu = torch.cuda.is_available()
+    else:
+        on_gpu = device.startswith("cuda")
+    return RATE_PER_S if on_gpu else CPU_SENTIMENT_RATE_PER_S
 
 
 def output_topic(settings: Settings) -> str:
@@ -298,9 +322,12 @@ def _run_loop(
 ) -> int:
     from kafka.admin import KafkaAdminClient
 
+    rate_per_s = options.rate_per_s or default_rate(settings)
+    print(f"feeding up to {rate_per_s:.0f} mentions/s (--rate; the firehose's daily rhythm "
+          "makes nights quieter)", flush=True)
     # the background's event-time rate gives ``rate_per_s`` slots per wall second
     firehose = FirehoseGenerator(
-        seed=options.seed, start=start, rate_per_s=options.rate_per_s / options.time_scale,
+        seed=options.seed, start=start, rate_per_s=rate_per_s / options.time_scale,
         crisis=crisis,
     )
     progress = Progress(lambda text: print(text, flush=True))
