@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
-from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, SentimentEngine
+from pipeline.stages.sentiment import AUTO_BATCH_SIZE, DEFAULT_MODEL_DIR, SentimentEngine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -198,7 +198,8 @@ def main() -> None:
                         help="tweets per configuration (default: 1024 on CPU, 65536 on CUDA)")
     parser.add_argument("--naive-n", type=int, default=256, help="tweets for the naive run")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="engine batch size (default: 64 on CPU, 512 on CUDA)")
+                        help="engine batch size (default: the shipped one, 32 on CPU, "
+                        "1024 on CUDA)")
     parser.add_argument("--sweep", default=None,
                         help="comma-separated batch sizes (default: 8..128 CPU, 64..2048 CUDA)")
     parser.add_argument("--random-weights", action="store_true")
@@ -209,7 +210,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = device.type == "cuda"
-    batch_size = args.batch_size or (512 if on_cuda else 64)
+    batch_size = args.batch_size or AUTO_BATCH_SIZE.get(device.type, 64)
     sweep = [int(b) for b in (args.sweep or ("64,256,512,1024,2048" if on_cuda
                                              else "8,16,32,64,128")).split(",")]
     n = args.n if args.n else (65536 if on_cuda else 1024)

@@ -46,15 +46,15 @@ def register(context: WorkerContext) -> None:
     """Load the model and attach the sentiment agent to the app."""
     app, settings, metrics = context.app, context.settings, context.metrics
     engine = build_engine(settings)
-    log.warning("sentiment model %s on %s", engine.model_dir, engine.device)
+    log.warning("sentiment model %s on %s, batches of up to %d", engine.model_dir,
+                engine.device, engine.max_batch_size)
 
     def observe_batch(size: int, seconds: float) -> None:
         metrics.model_batch_size.observe(size)
         metrics.model_seconds.observe(seconds)
 
     batcher = SentimentBatcher(
-        engine, max_batch_size=settings.sentiment_batch_size,
-        max_batch_tokens=settings.sentiment_batch_size * settings.sentiment_max_tokens,
+        engine, max_batch_size=engine.max_batch_size, max_batch_tokens=engine.max_batch_tokens,
         max_wait=settings.sentiment_max_wait_ms / 1000, max_age=settings.sentiment_timeout_s,
         on_batch=observe_batch,
     )

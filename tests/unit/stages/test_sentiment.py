@@ -16,6 +16,7 @@ from transformers import BertConfig, BertForSequenceClassification, PreTrainedTo
 
 from pipeline.config import load_settings
 from pipeline.stages.sentiment import (
+    AUTO_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     LABELS,
     CopyMemory,
@@ -24,6 +25,7 @@ from pipeline.stages.sentiment import (
     SentimentEngine,
     SentimentExpiredError,
     SentimentResult,
+    batch_size_for,
     build_engine,
     clean_for_sentiment,
     label_mapping,
@@ -423,3 +425,10 @@ def test_engine_from_settings(tiny_dir: Path) -> None:
     engine = build_engine(settings)
     assert engine.classes == ["negative", "neutral", "positive"]
     assert engine.max_batch_size == 3 and engine.device.type == "cpu"
+
+
+def test_batch_size_auto_follows_the_device() -> None:
+    auto = load_settings()
+    assert batch_size_for(auto, torch.device("cpu")) == AUTO_BATCH_SIZE["cpu"]
+    assert batch_size_for(auto, torch.device("cuda", 1)) == AUTO_BATCH_SIZE["cuda"]
+    assert batch_size_for(load_settings(sentiment_batch_size=7), torch.device("cuda")) == 7
