@@ -45,7 +45,7 @@ from benchmarks.common import RESULTS_DIR, write_results
 from pipeline.config import Settings, load_settings
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.connectors.replay import produce_records
-from pipeline.transport.broker import EmbeddedBroker, free_port
+from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
 
@@ -86,7 +86,7 @@ def fresh_settings(bootstrap: str, partitions: int, **overrides: Any) -> Setting
     tag = f"b{os.getpid()}{time.monotonic_ns() % 1_000_000}"
     settings = load_settings(
         broker=bootstrap, app_id=tag, topic_prefix=tag, alerts_topic=f"{tag}.alerts",
-        partitions=partitions, **overrides,
+        partitions=partitions, **{"producer_batch_bytes": PRODUCER_BATCH_BYTES, **overrides},
     )
     ensure_topics(settings)
     return settings
@@ -181,6 +181,7 @@ def start_workers(
             "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
             "PIPELINE_ALERTS_TOPIC": settings.alerts_topic,
             "PIPELINE_PARTITIONS": str(settings.partitions),
+            "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
             "PIPELINE_STAGES": ",".join(stages), "PIPELINE_WEB_PORT": str(web_port),
             "PIPELINE_DATA_DIR": str(workdir / f"data-{settings.app_id}-{index}"),
             "HF_HUB_OFFLINE": "1", **env,

@@ -78,10 +78,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded Tansu broker in the foreground until interrupted."""
-    from pipeline.transport.broker import EmbeddedBroker
+    from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker
 
     broker = EmbeddedBroker.start(host=args.host, port=args.port)
     print(f"tansu broker on {broker.bootstrap} (pid {broker.pid}); Ctrl-C stops it", flush=True)
+    print(f"workers and feeders against it need PIPELINE_PRODUCER_BATCH_BYTES="
+          f"{PRODUCER_BATCH_BYTES} (one record per batch: Tansu misreports end offsets "
+          "otherwise)", flush=True)
     stop = False
 
     def _stop(*_: Any) -> None:

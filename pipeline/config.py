@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     retention_hours: float = Field(
         72.0, gt=0, description="Retention of the mention topics (PIPELINE_RETENTION_HOURS).",
     )
+    producer_batch_bytes: int = Field(
+        16384, ge=1, description="Most bytes per producer batch and partition (Faust's "
+        "default); 1 sends every record alone, which the embedded Tansu broker needs for "
+        "correct end offsets (PIPELINE_PRODUCER_BATCH_BYTES).",
+    )
 
     group_session_timeout_s: float = Field(
         10.0, gt=0, description="Consumer-group session timeout: how fast a dead worker's "

@@ -38,7 +38,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts import render_text
-from pipeline.transport.broker import EmbeddedBroker
+from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
 
@@ -170,6 +170,7 @@ def _start_worker(settings: Settings, web_port: int, log_path: Path) -> subproce
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(log_path.parent / f"worker-{web_port}"),
         "PIPELINE_CRISIS_LATENESS_S": str(settings.crisis_lateness_s),
+        "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
         "PYTHONUNBUFFERED": "1",
     }
     log = log_path.open("ab")
@@ -274,8 +275,10 @@ def run_demo(options: DemoOptions) -> int:
         print(f"embedded Tansu broker on {bootstrap} (pid {broker.pid})", flush=True)
     else:
         bootstrap = options.broker
+    overrides = {} if broker is None else {"producer_batch_bytes": PRODUCER_BATCH_BYTES}
     settings = load_settings(
         broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
+        **overrides,
     )
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -174,6 +174,7 @@ def build_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
+        producer_max_batch_size=settings.producer_batch_bytes,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_rebalance_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 3),

@@ -62,8 +62,11 @@ def produce_records(
     """Send raw records to the raw topic (kafka-python producer); return how many were sent."""
     from kafka import KafkaProducer
 
+    # a feeder's records are small, so it batches widely, unless the broker needs one record
+    # per batch (see Settings.producer_batch_bytes)
+    batch_bytes = 1 if settings.producer_batch_bytes == 1 else 256 * 1024
     producer = KafkaProducer(
-        client_id=f"{settings.app_id}-replay", linger_ms=5, batch_size=256 * 1024,
+        client_id=f"{settings.app_id}-replay", linger_ms=5, batch_size=batch_bytes,
         # leader acks are enough for a feeder; idempotence would need acks=all
         acks=1, enable_idempotence=False, **kafka_client_options(settings),
     )

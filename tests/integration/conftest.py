@@ -22,7 +22,7 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.demo import wait_until_ready
-from pipeline.transport.broker import EmbeddedBroker, free_port
+from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import ensure_topics, kafka_client_options
 
 
@@ -43,9 +43,12 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def pipeline_settings(kafka_bootstrap: str) -> Settings:
     unique = uuid.uuid4().hex[:10]
+    # the embedded broker needs one record per producer batch (pipeline.transport.broker)
+    embedded = not os.environ.get("PIPELINE_TEST_BROKER")
     settings = load_settings(
         broker=kafka_bootstrap, app_id=f"test-{unique}", topic_prefix=f"t{unique}",
         alerts_topic=f"t{unique}.alerts", partitions=2,
+        **({"producer_batch_bytes": PRODUCER_BATCH_BYTES} if embedded else {}),
     )
     ensure_topics(settings)
     return settings
@@ -73,6 +76,7 @@ def _env_for(settings: Settings, web_port: int, data_dir: Path) -> dict[str, str
         "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
         "PIPELINE_ALERTS_TOPIC": settings.alerts_topic,
         "PIPELINE_PARTITIONS": str(settings.partitions),
+        "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
