@@ -12,8 +12,8 @@ rhythm for a day of event time before it may alert, so the firehose's ``created_
 ``time_scale`` times faster than the wall clock (default 2400: a day in 36 s) and the feeder
 paces on it. The history starts 30 event-hours before the demo started, so the crisis begins
 about 45 s in, at the demo's own wall-clock start time in event time. The crisis stage's
-allowed lateness is scaled with it (0.75 s of wall-clock jitter between upstream partitions
-is half an hour of event time).
+allowed lateness is scaled with it (1.5 s of wall-clock jitter between upstream partitions
+and batches is an hour of event time).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class DemoOptions:
 # event-time history before the crisis: the detector's one-day warm-up, and some margin
 HISTORY = timedelta(hours=30)
 # wall-clock jitter between upstream partitions that the crisis windows wait for
-LATENESS_WALL_S = 0.75
+LATENESS_WALL_S = 1.5
 
 
 # Feed rates one worker process (all stages) keeps up with. About a fifth of the firehose

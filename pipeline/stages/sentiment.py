@@ -30,6 +30,7 @@ import os
 import re
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -507,6 +508,8 @@ class SentimentBatcher:
         max_batch_tokens: most padded tokens per forward pass.
         max_wait: seconds the first text of a batch waits for company.
         max_age: default seconds a request may wait before it is dropped unscored.
+        sort_window: most batches' worth of queued texts sorted by length together: under a
+            backlog, batches of similar lengths pad less (1: each batch on its own).
         clock: monotonic seconds (injectable for tests).
         on_batch: called on the loop with each forward's size and seconds (metrics).
 
@@ -520,6 +523,7 @@ class SentimentBatcher:
         max_batch_tokens: int = 8192,
         max_wait: float = 0.02,
         max_age: float = 30.0,
+        sort_window: int = 32,
         clock: Any = time.monotonic,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -530,8 +534,9 @@ class SentimentBatcher:
         self.max_wait = max_wait
         self.max_age = max_age
         self._clock = clock
+        self.window_size = max(1, sort_window) * max_batch_size
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self._carry: _Item | None = None
+        self._ready: deque[list[_Item]] = deque()
         self._tokenizer_pool: ThreadPoolExecutor | None = None
         self._model_pool: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -602,33 +607,53 @@ class SentimentBatcher:
         return await request.future
 
     async def _next_batch(self) -> list[_Item] | None:
-        """Wait for a first item, then gather more until a budget or ``max_wait`` is hit."""
-        first = self._carry if self._carry is not None else await self._queue.get()
-        self._carry = None
+        """The next batch to run: planned earlier, or from a new window of queued texts.
+
+        A window starts with the first queued text, waits up to ``max_wait`` for a batch's
+        worth, then takes whatever else is already queued (up to ``window_size``) without
+        waiting. It is sorted by length and cut into batches, all run before the next window
+        is taken, so a text is never passed over by later arrivals.
+        """
+        if self._ready:
+            return self._ready.popleft()
+        first = await self._queue.get()
         if first is None:
             return None
-        batch = [first]
-        widest = _round_up(first.length)
+        window = [first]
         closes_at = self._clock() + self.max_wait
-        while len(batch) < self.max_batch_size:
+        while len(window) < self.window_size:
             remaining = closes_at - self._clock()
             try:
-                if remaining > 0:
+                if remaining > 0 and len(window) < self.max_batch_size:
                     item = await asyncio.wait_for(self._queue.get(), remaining)
                 else:
                     item = self._queue.get_nowait()
             except (TimeoutError, asyncio.QueueEmpty):
                 break
             if item is None:
-                self._queue.put_nowait(None)  # seen again once this batch is out
+                self._queue.put_nowait(None)  # seen again once this window is out
                 break
+            window.append(item)
+        self._ready.extend(self._split(window))
+        return self._ready.popleft()
+
+    def _split(self, window: list[_Item]) -> list[list[_Item]]:
+        """Length-sorted batches within the size and padded-token budgets."""
+        window.sort(key=lambda item: item.length)
+        batches: list[list[_Item]] = []
+        current: list[_Item] = []
+        widest = 0
+        for item in window:
             width = max(widest, _round_up(item.length))
-            if width * (len(batch) + 1) > self.max_batch_tokens:
-                self._carry = item
-                break
-            batch.append(item)
+            if current and (len(current) >= self.max_batch_size
+                            or width * (len(current) + 1) > self.max_batch_tokens):
+                batches.append(current)
+                current, width = [], _round_up(item.length)
+            current.append(item)
             widest = width
-        return batch
+        if current:
+            batches.append(current)
+        return batches
 
     async def _batch_loop(self) -> None:
         while True:

@@ -272,6 +272,7 @@ class GatedEngine:
     def __init__(self, engine: SentimentEngine) -> None:
         self.engine = engine
         self.seen: list[tuple[int, ...]] = []
+        self.batch_lengths: list[list[int]] = []
         self.gate = threading.Event()
         self.gate.set()
         self.entered = threading.Event()
@@ -283,6 +284,7 @@ class GatedEngine:
         self.entered.set()
         self.gate.wait(timeout=10)
         self.seen += [item.input_ids for item in encoded]
+        self.batch_lengths.append([item.length for item in encoded])
         return self.engine.score_encoded(encoded)
 
 
@@ -356,6 +358,34 @@ async def test_batcher_drops_expired_work_before_the_model(
     bad_service = tiny_engine.encode(["bad service"])[0].input_ids
     assert bad_service not in gated.seen
     assert batcher.expired == 1
+
+
+async def backlog_batch_lengths(tiny_engine: SentimentEngine, texts: list[str],
+                                sort_window: int) -> list[int]:
+    """Queue ``texts`` behind a busy model; the lengths the model then saw, in order."""
+    gated = GatedEngine(tiny_engine)
+    gated.gate.clear()
+    batcher = SentimentBatcher(gated, max_batch_size=4, max_batch_tokens=4 * 64,  # type: ignore[arg-type]
+                               max_wait=0.0, sort_window=sort_window)
+    await batcher.start()
+    busy = asyncio.create_task(batcher.submit(["good"]))
+    await asyncio.to_thread(gated.entered.wait, 10)  # the model thread holds the first batch
+    backlog = asyncio.create_task(batcher.submit(texts))
+    await asyncio.sleep(0.05)
+    gated.gate.set()
+    assert_close(await backlog, tiny_engine.score(texts), 1e-5)
+    await busy
+    await batcher.stop()
+    return [length for batch in gated.batch_lengths[1:] for length in batch]
+
+
+async def test_batcher_sorts_a_backlog_by_length(tiny_engine: SentimentEngine) -> None:
+    texts = tiny_texts(24)  # 1 to 9 words, interleaved
+    sorted_window = await backlog_batch_lengths(tiny_engine, texts, sort_window=8)
+    assert sorted_window == sorted(sorted_window)
+    arrival_order = await backlog_batch_lengths(tiny_engine, texts, sort_window=1)
+    assert sorted(arrival_order) == sorted(sorted_window)
+    assert arrival_order != sorted(arrival_order)
 
 
 async def test_batcher_empty_texts_and_stop_drains(tiny_engine: SentimentEngine) -> None:
