@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from benchmarks.common import RESULTS_DIR, write_results
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
@@ -176,12 +176,7 @@ def start_workers(
     for index in range(workers):
         web_port = free_port()
         process_env = {
-            **os.environ,
-            "PIPELINE_BROKER": settings.broker, "PIPELINE_APP_ID": settings.app_id,
-            "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
-            "PIPELINE_ALERTS_TOPIC": settings.alerts_topic,
-            "PIPELINE_PARTITIONS": str(settings.partitions),
-            "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
+            **os.environ, **settings_env(settings),
             "PIPELINE_STAGES": ",".join(stages), "PIPELINE_WEB_PORT": str(web_port),
             "PIPELINE_DATA_DIR": str(workdir / f"data-{settings.app_id}-{index}"),
             "HF_HUB_OFFLINE": "1", **env,

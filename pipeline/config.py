@@ -12,6 +12,7 @@ does, when a command starts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -268,6 +269,22 @@ def load_settings(**overrides: Any) -> Settings:
     """
     given = {key: value for key, value in overrides.items() if value is not None}
     return Settings(**given)
+
+
+# What a process that starts workers (demo, integration tests, benchmarks) hands down to them:
+# the broker, the topic and group names and the producer batching it chose.
+WORKER_SHARED_SETTINGS = ("broker", "app_id", "topic_prefix", "alerts_topic", "partitions",
+                          "producer_batch_bytes", "crisis_lateness_s")
+
+
+def settings_env(settings: Settings,
+                 names: Iterable[str] = WORKER_SHARED_SETTINGS) -> dict[str, str]:
+    """The ``PIPELINE_*`` variables that give a child process these settings' values.
+
+    >>> settings_env(Settings(partitions=3), ["partitions"])
+    {'PIPELINE_PARTITIONS': '3'}
+    """
+    return {f"{ENV_PREFIX}{name.upper()}": str(getattr(settings, name)) for name in names}
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

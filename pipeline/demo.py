@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts import render_text
@@ -77,13 +77,9 @@ def default_rate(settings: Settings) -> float:
     """The demo's feed rate when none is asked for: lower when sentiment runs on a CPU."""
     if "sentiment" not in settings.stages:
         return RATE_PER_S
-    device = settings.sentiment_device
-    if device == "auto":
-        import torch
+    from pipeline.stages.sentiment import choose_device
 
-        on_gpu = torch.cuda.is_available()
-    else:
-        on_gpu = device.startswith("cuda")
+    on_gpu = choose_device(settings.sentiment_device).type == "cuda"
     return RATE_PER_S if on_gpu else CPU_SENTIMENT_RATE_PER_S
 
 
@@ -166,11 +162,9 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout_s: floa
 def _start_worker(settings: Settings, web_port: int, log_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "PIPELINE_BROKER": settings.broker,
+        **settings_env(settings),
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(log_path.parent / f"worker-{web_port}"),
-        "PIPELINE_CRISIS_LATENESS_S": str(settings.crisis_lateness_s),
-        "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
         "PYTHONUNBUFFERED": "1",
     }
     log = log_path.open("ab")
@@ -234,17 +228,18 @@ class Progress:
 class CrisisTiming:
     """When the injected crisis began and when its incident opened, in both clocks."""
 
+    brand: str | None = None
     began_event: datetime | None = None
     first_sent_wall: float | None = None
     opened_event: datetime | None = None
     opened_wall: float | None = None
     incidents: dict[str, list[str]] = field(default_factory=dict)
 
-    def note_alert(self, alert: dict[str, Any], brand: str | None) -> str | None:
+    def note_alert(self, alert: dict[str, Any]) -> str | None:
         """Record an alert event; the timing line to print when it opens the crisis."""
         self.incidents.setdefault(f"{alert['brand']} {alert['incident_id']}", []).append(
             alert["status"])
-        if (alert["status"] != "open" or alert["brand"] != brand or self.opened_wall
+        if (alert["status"] != "open" or alert["brand"] != self.brand or self.opened_wall
                 is not None or self.began_event is None or self.first_sent_wall is None):
             return None
         self.opened_wall = time.monotonic()
@@ -257,11 +252,6 @@ class CrisisTiming:
 
 def _minutes(span: timedelta) -> str:
     return f"{span.total_seconds() / 60:.0f} min"
-
-
-def render_alert(alert: dict[str, Any]) -> str:
-    """Plain-words rendering of an alert event (what a chat channel would show)."""
-    return render_text(alert)
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -334,7 +324,10 @@ def _run_loop(
         crisis=crisis,
     )
     progress = Progress(lambda text: print(text, flush=True))
-    timing = CrisisTiming(began_event=start + crisis.start_after if crisis else None)
+    timing = CrisisTiming(
+        brand=crisis.brand_id if crisis else None,
+        began_event=start + crisis.start_after if crisis else None,
+    )
     wall_start = time.monotonic()
 
     def records() -> Any:
@@ -405,8 +398,8 @@ def _drain(tail: TopicTail, settings: Settings, progress: Progress,
             alert = orjson.loads(record.value)
             if progress.tty:
                 sys.stdout.write("\n")
-            print(render_alert(alert), flush=True)
-            note = timing.note_alert(alert, "acme-mobile")
+            print(render_text(alert), flush=True)
+            note = timing.note_alert(alert)
             if note:
                 print(note, flush=True)
         elif record.topic == settings.topic("deadletter"):

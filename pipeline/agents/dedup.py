@@ -39,7 +39,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.agents.app import WorkerContext, decode_batches
+from pipeline.agents.app import WorkerContext
 from pipeline.stages.dedup import DedupInput, apply_verdict
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
 from pipeline.transport.topics import encode_batch, group_by_partition
@@ -129,24 +129,18 @@ def register(context: WorkerContext) -> None:
             partition = event.message.partition
 
             async def work(raw: bytes = raw, partition: int = partition) -> None:
-                mentions, broken = decode_batches([raw])
-                for value, reason in broken:
-                    await context.dead_letter(
-                        value, "bad_value", reason, stage=STAGE, source_topic=source_topic,
-                    )
-                metrics.stage_in.labels(stage=STAGE).inc(len(mentions))
-                metrics.stage_batch_size.labels(stage=STAGE).observe(len(mentions))
+                mentions = await context.decode_in(STAGE, raw, source_topic)
                 journal = partitions.journal(partition)
+                times = [_mention_time(m) for m in mentions]
                 verdicts = journal.deduplicator.check([
-                    DedupInput(str(m["id"]), str(m["text"]), _mention_time(m)) for m in mentions
+                    DedupInput(str(m["id"]), str(m["text"]), seen_at)
+                    for m, seen_at in zip(mentions, times, strict=True)
                 ])
                 for mention, verdict in zip(mentions, verdicts, strict=True):
                     apply_verdict(mention, verdict)
                     if verdict.kind != "unique":
                         metrics.duplicates.labels(kind=verdict.kind).inc()
-                partitions.save(
-                    journal, max((_mention_time(m) for m in mentions), default=None),
-                )
+                partitions.save(journal, max(times, default=None))
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
                 # would cap the agent at (mentions per event) / (round-trip time)

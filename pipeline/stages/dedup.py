@@ -386,7 +386,7 @@ class Deduplicator:
             cluster = self.clusters.get(candidate)
             if cluster is None:
                 continue
-            score = int(np.count_nonzero(self._signature_of(candidate, cluster) == sig)) / NUM_PERM
+            score = similarity(sig, self._signature_of(candidate, cluster))
             # ties go to the earlier first copy, so the verdict does not depend on set order
             if score >= self.near_threshold and (
                 best is None or score > best[0] or (score == best[0] and cluster["t"] < best_time)

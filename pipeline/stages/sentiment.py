@@ -136,7 +136,8 @@ class EncodedText:
         return len(self.input_ids)
 
 
-def _choose_device(device: str | None) -> torch.device:
+def choose_device(device: str | None) -> torch.device:
+    """``cuda`` when present for ``auto`` (or None); otherwise the device named."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -186,7 +187,7 @@ class SentimentEngine:
                 hint = " (build it: python -m models.build_default)"
             raise FileNotFoundError(f"no model at {model_path}{hint}")
         source = str(model_dir) if hub_id else model_path
-        self.device = _choose_device(device)
+        self.device = choose_device(device)
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
@@ -310,24 +311,9 @@ class SentimentEngine:
         return [r for r in results if r is not None]
 
     def plan_batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Group positions into batches within the item and padded-token budgets."""
-        order = list(range(len(lengths)))
-        if self.sort_by_length:
-            order.sort(key=lambda i: lengths[i])
-        batches: list[list[int]] = []
-        current: list[int] = []
-        widest = 0
-        for index in order:
-            width = max(widest, _round_up(lengths[index]))
-            if current and (len(current) >= self.max_batch_size
-                            or width * (len(current) + 1) > self.max_batch_tokens):
-                batches.append(current)
-                current, width = [], _round_up(lengths[index])
-            current.append(index)
-            widest = width
-        if current:
-            batches.append(current)
-        return batches
+        """Group positions into batches within the engine's item and padded-token budgets."""
+        return plan_batches(lengths, self.max_batch_size, self.max_batch_tokens,
+                            sort_by_length=self.sort_by_length)
 
     @torch.inference_mode()
     def _forward(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -363,6 +349,34 @@ def _round_up(length: int) -> int:
     return max(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
 
 
+def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int, *,
+                 sort_by_length: bool = True) -> list[list[int]]:
+    """Group positions into batches within an item and a padded-token budget.
+
+    Sorted by length (shortest first) unless told otherwise: similar lengths pad less.
+
+    >>> plan_batches([30, 5, 12, 7], max_batch_size=2, max_batch_tokens=1024)
+    [[1, 3], [2, 0]]
+    """
+    order = list(range(len(lengths)))
+    if sort_by_length:
+        order.sort(key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for index in order:
+        width = max(widest, _round_up(lengths[index]))
+        if current and (len(current) >= max_batch_size
+                        or width * (len(current) + 1) > max_batch_tokens):
+            batches.append(current)
+            current, width = [], _round_up(lengths[index])
+        current.append(index)
+        widest = width
+    if current:
+        batches.append(current)
+    return batches
+
+
 # The fastest batch size measured per device type (benchmarks/README.md): on the 2-core CPU
 # 16-32 beat 64 (tighter padding, activations in cache); on an H100 1024 beat 512 and 2048.
 AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 1024}
@@ -375,7 +389,7 @@ def batch_size_for(settings: Settings, device: torch.device) -> int:
 
 def build_engine(settings: Settings) -> SentimentEngine:
     """The engine the settings describe (the bundled model unless another is configured)."""
-    device = _choose_device(settings.sentiment_device)
+    device = choose_device(settings.sentiment_device)
     batch_size = batch_size_for(settings, device)
     return SentimentEngine(
         settings.sentiment_model or DEFAULT_MODEL_DIR,
@@ -639,21 +653,9 @@ class SentimentBatcher:
 
     def _split(self, window: list[_Item]) -> list[list[_Item]]:
         """Length-sorted batches within the size and padded-token budgets."""
-        window.sort(key=lambda item: item.length)
-        batches: list[list[_Item]] = []
-        current: list[_Item] = []
-        widest = 0
-        for item in window:
-            width = max(widest, _round_up(item.length))
-            if current and (len(current) >= self.max_batch_size
-                            or width * (len(current) + 1) > self.max_batch_tokens):
-                batches.append(current)
-                current, width = [], _round_up(item.length)
-            current.append(item)
-            widest = width
-        if current:
-            batches.append(current)
-        return batches
+        planned = plan_batches([item.length for item in window], self.max_batch_size,
+                               self.max_batch_tokens)
+        return [[window[i] for i in batch] for batch in planned]
 
     async def _batch_loop(self) -> None:
         while True:
@@ -721,9 +723,11 @@ __all__ = [
     "SentimentExpiredError",
     "SentimentResult",
     "build_engine",
+    "choose_device",
     "clean_for_sentiment",
     "conversation_of",
     "label_mapping",
+    "plan_batches",
     "score_mentions",
     "sentiment_record",
 ]

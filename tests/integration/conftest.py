@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, settings_env
 from pipeline.demo import wait_until_ready
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import ensure_topics, kafka_client_options
@@ -70,13 +70,8 @@ class RunningWorker:
 
 def _env_for(settings: Settings, web_port: int, data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(settings_env(settings))
     env.update({
-        "PIPELINE_BROKER": settings.broker,
-        "PIPELINE_APP_ID": settings.app_id,
-        "PIPELINE_TOPIC_PREFIX": settings.topic_prefix,
-        "PIPELINE_ALERTS_TOPIC": settings.alerts_topic,
-        "PIPELINE_PARTITIONS": str(settings.partitions),
-        "PIPELINE_PRODUCER_BATCH_BYTES": str(settings.producer_batch_bytes),
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(data_dir),
         "PYTHONUNBUFFERED": "1",
