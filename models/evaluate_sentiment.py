@@ -1,8 +1,10 @@
 """Per-language val macro-F1 and accuracy of a sentiment checkpoint, fp32 and int8.
 
 Scores the XLM-T val splits through :class:`pipeline.stages.sentiment.SentimentEngine`,
-the same code path the pipeline uses, once with fp32 weights and once with dynamic int8
-``Linear`` layers, and writes ``models/evaluation.json`` (numbers for the model card).
+the same code path the pipeline uses: with fp32 weights, with the dynamic int8 ``Linear``
+layers the engine uses on CPU (smoothed by the model's calibration) and, when the model is
+calibrated, with plain int8 for comparison. Writes ``models/evaluation.json`` (numbers for
+the model card).
 
 Run: ``python -m models.evaluate_sentiment [--model-dir models/build/sentiment-default]``.
 """
@@ -21,6 +23,7 @@ import torch
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.train_sentiment import macro_f1
 from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, LABELS, SentimentEngine
+from pipeline.stages.sentiment_int8 import load_calibration, quantize_int8
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPORT = Path(__file__).resolve().parent / "evaluation.json"
@@ -44,6 +47,19 @@ def evaluate(engine: SentimentEngine) -> dict[str, dict[str, float]]:
     return report
 
 
+def engines(model_dir: Path) -> dict[str, SentimentEngine]:
+    """fp32, the int8 the engine ships (smoothed when calibrated), and plain int8."""
+    variants = {
+        "fp32": SentimentEngine(model_dir, device="cpu", quantize_int8=False),
+        "int8": SentimentEngine(model_dir, device="cpu", quantize_int8=True),
+    }
+    if load_calibration(model_dir) is not None:
+        plain = SentimentEngine(model_dir, device="cpu", quantize_int8=False)
+        plain.model = quantize_int8(plain.model)
+        variants["int8_unsmoothed"] = plain
+    return variants
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
@@ -51,19 +67,18 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {"model_dir": str(args.model_dir), "torch": torch.__version__,
                                   "torch_threads": torch.get_num_threads()}
-    for name, int8 in (("fp32", False), ("int8", True)):
-        engine = SentimentEngine(args.model_dir, device="cpu", quantize_int8=int8)
+    scores: dict[str, dict[str, dict[str, float]]] = {}
+    for name, engine in engines(args.model_dir).items():
         started = time.perf_counter()
-        results[name] = evaluate(engine)
+        scores[name] = results[name] = evaluate(engine)
         results[f"{name}_seconds"] = round(time.perf_counter() - started, 1)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'language':<12} {'F1 fp32':>8} {'F1 int8':>8} {'acc fp32':>9} {'acc int8':>9}")
-    fp32, int8_scores = results["fp32"], results["int8"]
-    assert isinstance(fp32, dict) and isinstance(int8_scores, dict)
+    print(f"{'language':<12}" + "".join(f" {'F1 ' + name:>20}" for name in scores)
+          + "".join(f" {'acc ' + name:>20}" for name in scores))
     for language in (*XLMT_LANGUAGES, "average"):
-        print(f"{language:<12} {fp32[language]['macro_f1']:>8.2f} "
-              f"{int8_scores[language]['macro_f1']:>8.2f} {fp32[language]['accuracy']:>9.2f} "
-              f"{int8_scores[language]['accuracy']:>9.2f}")
+        print(f"{language:<12}"
+              + "".join(f" {scores[name][language]['macro_f1']:>20.2f}" for name in scores)
+              + "".join(f" {scores[name][language]['accuracy']:>20.2f}" for name in scores))
     print(f"wrote {args.output}")
 
 

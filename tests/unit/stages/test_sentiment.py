@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
-from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
 from pipeline.config import load_settings
 from pipeline.stages.sentiment import (
@@ -31,14 +29,11 @@ from pipeline.stages.sentiment import (
     label_mapping,
     score_mentions,
 )
+from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 GOLDEN = Path(__file__).with_name("sentiment_golden.json")
-TINY_WORDS = [
-    "good", "bad", "fine", "service", "phone", "love", "hate", "ok", "the", "is", "a", "very",
-    "not",
-]
 EDGE_CASES = [
     "",
     "   \t\n  ",
@@ -93,29 +88,6 @@ def test_clean_for_sentiment() -> None:
 
 # --- any checkpoint: a tiny random BERT with its own label names ---------------------
 
-def write_tiny_checkpoint(folder: Path, id2label: dict[int, str]) -> Path:
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}
-    vocab.update({word: i + 4 for i, word in enumerate(TINY_WORDS)})
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    backend.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-        cls_token="[CLS]", sep_token="[SEP]", model_max_length=64,
-    )
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=len(id2label),
-        id2label=id2label, label2id={v: k for k, v in id2label.items()},
-    )
-    BertForSequenceClassification(config).eval().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), {0: "Bad", 1: "Meh", 2: "Good"})
@@ -125,11 +97,6 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_engine(tiny_dir: Path) -> SentimentEngine:
     return SentimentEngine(tiny_dir, device="cpu", max_tokens=16, max_batch_size=4,
                            label_overrides={"Meh": "neutral"})
-
-
-def tiny_texts(count: int) -> list[str]:
-    return [" ".join(TINY_WORDS[(i * 7 + j) % len(TINY_WORDS)] for j in range(1 + i % 9))
-            for i in range(count)]
 
 
 def assert_close(a: Sequence[SentimentResult], b: Sequence[SentimentResult],
