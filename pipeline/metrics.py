@@ -9,10 +9,16 @@ ones), and per-brand series are capped with an ``other`` bucket.
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Seconds: from sub-millisecond batch steps to multi-second model calls.
 LATENCY_BUCKETS = (
@@ -24,6 +30,82 @@ END_TO_END_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120
 BATCH_SIZE_BUCKETS = tuple(float(2**power) for power in range(0, 14))
 
 OTHER_BRAND = "other"
+
+
+class BatchHistogram(Collector):
+    """A labelled histogram fed a whole batch of observations at once.
+
+    Exposed exactly like :class:`prometheus_client.Histogram` (``_bucket`` with ``le``,
+    ``_count``, ``_sum``), but ``labels(...).observe_many(values)`` bins a batch with one
+    numpy call. Per-mention latencies are what this is for: ``Histogram.observe`` costs
+    ~1.9 us a value here (a lock per update), two of them per mention per stage.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], *,
+                 buckets: Sequence[float], registry: CollectorRegistry) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.upper_bounds = np.asarray([*sorted(buckets), math.inf], dtype=np.float64)
+        self._children: dict[tuple[str, ...], BatchHistogramChild] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def labels(self, **labels: str) -> BatchHistogramChild:
+        """The series of one label set (created on first use)."""
+        key = tuple(str(labels[name]) for name in self.labelnames)
+        child = self._children.get(key)
+        if child is None:
+            with self._lock:
+                child = self._children.setdefault(key, BatchHistogramChild(self.upper_bounds))
+        return child
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:  # noqa: D102
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:  # noqa: D102
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, child in list(self._children.items()):
+            counts, total = child.snapshot()
+            cumulative = np.cumsum(counts)
+            family.add_metric(
+                list(key),
+                [(floatToGoString(bound), float(count))
+                 for bound, count in zip(self.upper_bounds, cumulative, strict=True)],
+                total,
+            )
+        yield family
+
+
+class BatchHistogramChild:
+    """One label set of a :class:`BatchHistogram`."""
+
+    def __init__(self, upper_bounds: np.ndarray) -> None:
+        self._upper_bounds = upper_bounds
+        self._counts = np.zeros(len(upper_bounds), dtype=np.int64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    def observe_many(self, values: Sequence[float] | np.ndarray) -> None:
+        """Count every value into its bucket (a value equal to a bound counts in it)."""
+        array = np.asarray(values, dtype=np.float64)
+        if array.size == 0:
+            return
+        counts = np.bincount(np.searchsorted(self._upper_bounds, array, side="left"),
+                             minlength=len(self._upper_bounds))
+        total = float(array.sum())
+        with self._lock:
+            self._counts += counts[: len(self._upper_bounds)]
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        """One value."""
+        self.observe_many([value])
+
+    def snapshot(self) -> tuple[np.ndarray, float]:
+        """Per-bucket (not cumulative) counts and the sum, read together."""
+        with self._lock:
+            return self._counts.copy(), self._sum
 
 
 @dataclass
@@ -79,12 +161,12 @@ class PipelineMetrics:
             "mentions_stage_batch_size", "Mentions per batch a stage handles.", ["stage"],
             buckets=BATCH_SIZE_BUCKETS, registry=registry,
         )
-        self.end_to_end_seconds = Histogram(
+        self.end_to_end_seconds = BatchHistogram(
             "mentions_end_to_end_latency_seconds",
             "From ingest (arrival in the pipeline) to leaving a stage.", ["stage"],
             buckets=END_TO_END_BUCKETS, registry=registry,
         )
-        self.event_age_seconds = Histogram(
+        self.event_age_seconds = BatchHistogram(
             "mentions_event_age_seconds",
             "From the mention's created_at to leaving a stage (includes upstream delay).",
             ["stage"], buckets=END_TO_END_BUCKETS, registry=registry,

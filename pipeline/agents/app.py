@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
@@ -130,19 +131,21 @@ class WorkerContext:
             return
         self.metrics.stage_out.labels(stage=stage).inc(len(mentions))
         now = time.time()
-        end_to_end = self.metrics.end_to_end_seconds.labels(stage=stage)
-        event_age = self.metrics.event_age_seconds.labels(stage=stage)
+        since_ingest = [now - ingested for mention in mentions
+                        if isinstance(ingested := mention.get("ingested_at"), int | float)]
+        ages = []
         for mention in mentions:
-            ingested = mention.get("ingested_at")
-            if isinstance(ingested, int | float):
-                end_to_end.observe(max(0.0, now - ingested))
             created = mention.get("created_at")
             if isinstance(created, str):
                 try:
-                    age = now - datetime.fromisoformat(created).timestamp()
+                    ages.append(now - datetime.fromisoformat(created).timestamp())
                 except ValueError:
                     continue
-                event_age.observe(max(0.0, age))
+        # clocks of other hosts may run ahead: a negative age counts as 0
+        self.metrics.end_to_end_seconds.labels(stage=stage).observe_many(
+            np.maximum(np.asarray(since_ingest, dtype=np.float64), 0.0))
+        self.metrics.event_age_seconds.labels(stage=stage).observe_many(
+            np.maximum(np.asarray(ages, dtype=np.float64), 0.0))
 
 
 def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]]]:

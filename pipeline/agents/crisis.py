@@ -25,6 +25,7 @@ rebuilt from the tables after every rebalance.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -147,15 +148,17 @@ def register(context: WorkerContext) -> None:
                     metrics.crisis_dropped.labels(reason="late").inc(result.late)
                 if result.refused:
                     metrics.crisis_dropped.labels(reason="bad_time").inc(result.refused)
+                tone_counts: Counter[tuple[str, str]] = Counter()
                 for mention in mentions:
                     sentiment = mention.get("sentiment")
                     label = sentiment.get("label") if isinstance(sentiment, dict) else None
                     for brand in set(mention.get("brands") or ()):
                         if monitor.owns(brand):
-                            metrics.brand_mentions.labels(
-                                brand=metrics.brand_labels.label(brand),
-                                sentiment=str(label or "unscored"),
-                            ).inc()
+                            tone_counts[brand, str(label or "unscored")] += 1
+                for (brand, tone), count in tone_counts.items():
+                    metrics.brand_mentions.labels(
+                        brand=metrics.brand_labels.label(brand), sentiment=tone,
+                    ).inc(count)
                 pending = []
                 for alert in result.alerts:
                     key, value, headers = alert_record(alert)

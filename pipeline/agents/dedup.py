@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -138,8 +139,9 @@ def register(context: WorkerContext) -> None:
                 ])
                 for mention, verdict in zip(mentions, verdicts, strict=True):
                     apply_verdict(mention, verdict)
-                    if verdict.kind != "unique":
-                        metrics.duplicates.labels(kind=verdict.kind).inc()
+                copies = Counter(v.kind for v in verdicts if v.kind != "unique")
+                for kind, count in copies.items():
+                    metrics.duplicates.labels(kind=kind).inc(count)
                 partitions.save(journal, max(times, default=None))
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event

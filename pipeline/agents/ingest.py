@@ -19,6 +19,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -159,9 +160,10 @@ class IngestService(Service):
                 source_topic=settings.topic("raw"),
             )
         metrics.unmatched.inc(len(outcome.unmatched))
-        for mention in outcome.mentions:
-            for brand in mention["brands"]:
-                metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc()
+        # one increment per brand per batch: a labelled inc costs ~3 us, per mention it showed
+        brand_counts = Counter(brand for mention in outcome.mentions for brand in mention["brands"])
+        for brand, count in brand_counts.items():
+            metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc(count)
         forwarded = outcome.mentions + (outcome.unmatched if settings.forward_unmatched else [])
         ingested_at = time.time()
         for mention in forwarded:
