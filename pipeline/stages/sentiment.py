@@ -7,7 +7,8 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 
 - length-sorted batches bounded by items and by padded tokens, padded to a multiple of 8;
 - ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
-  memory with non-blocking copies; optional dynamic int8 ``Linear`` layers on CPU;
+  memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
+  model's calibration (:mod:`pipeline.stages.sentiment_int8`; on by default when it has one);
 - identical texts in one call are scored once.
 
 :class:`SentimentBatcher` is what the Faust agent talks to: ``await submit(texts)``
