@@ -54,23 +54,25 @@ def test_record_input_ranges_is_the_largest_magnitude_per_channel() -> None:
     assert not model.up._forward_hooks  # the hooks are gone afterwards
 
 
-def test_smoothing_keeps_the_function_in_float() -> None:
+def calibrated_model(rows: int) -> tuple[TwoLayers, torch.Tensor, torch.Tensor,
+                                         dict[str, torch.Tensor]]:
+    """A seeded model, test inputs, its float outputs on them, and ranges from other inputs."""
     torch.manual_seed(0)
     model = TwoLayers()
-    inputs = outlier_inputs(16, seed=5)
-    before = model(inputs).detach()
-    ranges = record_input_ranges(model, lambda: model(outlier_inputs(64, seed=1)))
+    inputs = outlier_inputs(rows, seed=7)
+    ranges = record_input_ranges(model, lambda: model(outlier_inputs(rows, seed=2)))
+    return model, inputs, model(inputs).detach(), ranges
+
+
+def test_smoothing_keeps_the_function_in_float() -> None:
+    model, inputs, before, ranges = calibrated_model(64)
     assert smooth_linears(model, ranges, alpha=0.85) == ["up.linear", "down.linear"]
     assert isinstance(model.up, ChannelScaledLinear)
     torch.testing.assert_close(model(inputs).detach(), before, rtol=1e-4, atol=1e-4)
 
 
 def test_smoothing_shrinks_the_int8_error_on_outlier_channels() -> None:
-    torch.manual_seed(0)
-    reference = TwoLayers()
-    inputs = outlier_inputs(256, seed=7)
-    exact = reference(inputs).detach()
-    ranges = record_input_ranges(reference, lambda: reference(outlier_inputs(256, seed=2)))
+    reference, inputs, exact, ranges = calibrated_model(256)
     plain = quantize_int8(_copy(reference))
     smoothed = quantize_int8(_copy(reference), ranges, alpha=0.85)
     plain_error = (plain(inputs) - exact).norm() / exact.norm()
