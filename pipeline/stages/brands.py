@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -447,10 +447,15 @@ def brand_rules_from_dicts(entries: Sequence[Any], *, origin: str = "<rules>") -
 Span = tuple[int, int]
 
 
+# Whether a rule (or a part of it) holds, given the term spans of one text.
+Predicate = Callable[[dict[int, list[Span]]], bool]
+
+
 @dataclass(slots=True)
 class _CompiledRule:
     rule: BrandRule
-    term_ids: dict[Term, int]
+    matches: Predicate
+    excluded: Predicate | None
 
 
 class BrandMatcher:
@@ -477,7 +482,11 @@ class BrandMatcher:
                 triggered = self._triggers.setdefault(self._term_ids[term], [])
                 if not triggered or triggered[-1] != rule_index:
                     triggered.append(rule_index)
-            self._compiled.append(_CompiledRule(rule, self._term_ids))
+            self._compiled.append(_CompiledRule(
+                rule, _compile(rule.parsed, self._term_ids),
+                None if rule.parsed_exclude is None
+                else _compile(rule.parsed_exclude, self._term_ids),
+            ))
         self._automaton = self._build_automaton()
 
     def _build_automaton(self) -> Any:
@@ -533,43 +542,64 @@ class BrandMatcher:
             rule = compiled.rule
             if rule.languages and lang is not None and lang not in rule.languages:
                 continue
-            if not _evaluate(rule.parsed, spans, compiled.term_ids):
+            if not compiled.matches(spans):
                 continue
-            if rule.parsed_exclude is not None and _evaluate(
-                rule.parsed_exclude, spans, compiled.term_ids
-            ):
+            if compiled.excluded is not None and compiled.excluded(spans):
                 continue
             matched.append(rule.id)
         return matched
 
 
-def _positions(node: Node, spans: dict[int, list[Span]], term_ids: dict[Term, int]) -> list[Span]:
-    if isinstance(node, Term):
-        return spans.get(term_ids[node], [])
-    if isinstance(node, Or):
-        return [span for operand in node.operands for span in _positions(operand, spans, term_ids)]
-    raise TypeError(f"{type(node).__name__} has no positions")  # the parser forbids this
+def _compile(node: Node, term_ids: dict[Term, int]) -> Predicate:
+    """The query tree as nested closures over term ids.
 
-
-def _evaluate(node: Node, spans: dict[int, list[Span]], term_ids: dict[Term, int]) -> bool:
+    Built once per rule: matching a text then costs no ``isinstance`` dispatch and no
+    hashing of ``Term`` objects (brand matching runs on every mention at ingest). An OR or
+    AND of plain terms, the usual shape of a brand's aliases, is one set operation.
+    """
     if isinstance(node, Term):
-        return term_ids[node] in spans
-    if isinstance(node, And):
-        return all(_evaluate(operand, spans, term_ids) for operand in node.operands)
-    if isinstance(node, Or):
-        return any(_evaluate(operand, spans, term_ids) for operand in node.operands)
+        term_id = term_ids[node]
+        return lambda spans: term_id in spans
+    if isinstance(node, Or | And) and all(isinstance(o, Term) for o in node.operands):
+        ids = frozenset(term_ids[operand] for operand in node.operands)  # type: ignore[index]
+        if isinstance(node, Or):
+            return lambda spans: not ids.isdisjoint(spans)
+        return lambda spans: all(term_id in spans for term_id in ids)
+    if isinstance(node, Or | And):
+        parts = tuple(_compile(operand, term_ids) for operand in node.operands)
+        if isinstance(node, Or):
+            return lambda spans: any(part(spans) for part in parts)
+        return lambda spans: all(part(spans) for part in parts)
     if isinstance(node, Not):
-        return not _evaluate(node.operand, spans, term_ids)
-    left = _positions(node.left, spans, term_ids)
-    right = _positions(node.right, spans, term_ids)
-    for left_first, left_last in left:
-        for right_first, right_last in right:
-            if right_first > left_last:
-                gap = right_first - left_last
-            elif node.ordered:
-                continue
-            else:
-                gap = left_first - right_last
-            if 0 < gap <= node.distance:
-                return True
-    return False
+        inner = _compile(node.operand, term_ids)
+        return lambda spans: not inner(spans)
+    left = _span_ids(node.left, term_ids)
+    right = _span_ids(node.right, term_ids)
+    distance, ordered = node.distance, node.ordered
+
+    def near(spans: dict[int, list[Span]]) -> bool:
+        lefts = [span for term_id in left for span in spans.get(term_id, ())]
+        rights = [span for term_id in right for span in spans.get(term_id, ())]
+        for left_first, left_last in lefts:
+            for right_first, right_last in rights:
+                if right_first > left_last:
+                    gap = right_first - left_last
+                elif ordered:
+                    continue
+                else:
+                    gap = left_first - right_last
+                if 0 < gap <= distance:
+                    return True
+        return False
+
+    return near
+
+
+def _span_ids(node: Node, term_ids: dict[Term, int]) -> tuple[int, ...]:
+    """Term ids whose spans a NEAR operand stands for (a term, or an OR of terms)."""
+    if isinstance(node, Term):
+        return (term_ids[node],)
+    if isinstance(node, Or):
+        return tuple(term_id for operand in node.operands
+                     for term_id in _span_ids(operand, term_ids))
+    raise TypeError(f"{type(node).__name__} has no positions")  # the parser forbids this
