@@ -4,6 +4,7 @@ import textwrap
 
 import pytest
 
+from pipeline.stages import language
 from pipeline.stages.language import (
     LanguageDetector,
     clean_for_language,
@@ -115,6 +116,23 @@ def test_copies_are_answered_from_the_cache_with_the_same_guess() -> None:
     assert uncached.detect(original) == first
     detector.detect_batch(["the service is down again", "le service est encore en panne"])
     assert len(detector._cache) == 2
+    assert len(detector._raw_cache) == 2
+
+
+def test_exact_repeats_skip_the_cleaning(monkeypatch: pytest.MonkeyPatch) -> None:
+    detector = LanguageDetector(["en", "es", "fr"])
+    cleaned: list[str] = []
+    real_clean = language.clean_for_language
+
+    def counting_clean(text: str) -> str:
+        cleaned.append(text)
+        return real_clean(text)
+
+    monkeypatch.setattr(language, "clean_for_language", counting_clean)
+    retweet = "RT @ana: Llevo tres horas sin internet, vergüenza de servicio"
+    guesses = detector.detect_batch([retweet, retweet, "RT @bob: " + retweet[9:], retweet])
+    assert len(set(guesses)) == 1 and guesses[0].lang == "es"
+    assert cleaned == [retweet, "RT @bob: " + retweet[9:]]
 
 
 def test_works_without_any_network() -> None:
