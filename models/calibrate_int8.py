@@ -51,7 +51,8 @@ def calibrate(model_dir: Path, *, per_language: int = 128,
     if model_dir.resolve() == DEFAULT_MODEL_DIR.resolve():
         targets.append(COMMITTED_CALIBRATION)
     for path in targets:
-        save_calibration(ranges, path, alpha=alpha, description=description)
+        save_calibration(ranges, path, alpha=alpha, description=description,
+                         model=engine.model)
     return targets
 
 

@@ -161,7 +161,8 @@ class SentimentEngine:
         sort_by_length: group similar lengths to minimise padding (off only to measure it).
         quantize_int8: on CPU, swap ``Linear`` layers for dynamic int8 ones, smoothed with
             the model folder's calibration when it has one (:mod:`.sentiment_int8`).
-            ``None``: on exactly when that calibration is there.
+            ``None``: on exactly when that calibration is there and was recorded on these
+            weights.
         label_overrides: the checkpoint's label names -> negative/neutral/positive.
         tokenize_threads: threads tokenising one large call (default: cores, at most 8).
 
@@ -223,20 +224,24 @@ class SentimentEngine:
             # Architectures without an SDPA path fall back to their own attention.
             model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
         model.eval()
-        calibration = None if hub_id else load_calibration(model_path)
+        calibration = (None if hub_id or on_cuda or quantize_int8 is False
+                       else load_calibration(model_path))
+        if calibration is not None and not calibration.fits(model):
+            logger.warning("%s: %s was recorded on other weights; ignoring it (re-run "
+                           "python -m models.calibrate_int8 --model-dir ...)",
+                           source, CALIBRATION_FILE)
+            calibration = None
         if quantize_int8 is None:
             # auto: int8 where it was calibrated (within a point of fp32, ~1.4x faster)
             quantize_int8 = calibration is not None
         self.quantized = quantize_int8 and not on_cuda
         if self.quantized:
             if calibration is None:
-                logger.warning("%s has no %s: int8 without smoothing loses more accuracy "
-                               "(python -m models.calibrate_int8 --model-dir ...)",
-                               source, CALIBRATION_FILE)
+                logger.warning("%s has no usable %s: int8 without smoothing loses more "
+                               "accuracy", source, CALIBRATION_FILE)
                 model = quantize_int8_layers(model)
             else:
-                ranges, alpha = calibration
-                model = quantize_int8_layers(model, ranges, alpha)
+                model = quantize_int8_layers(model, calibration.ranges, calibration.alpha)
         self.model = model.to(self.device)
         self.classes = label_mapping(model.config.id2label, label_overrides)
         self.model_dir = model_path

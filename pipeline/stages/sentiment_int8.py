@@ -15,9 +15,11 @@ without that file is quantised plainly, which costs more accuracy.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -118,8 +120,41 @@ def quantize_int8(model: nn.Module, ranges: Mapping[str, torch.Tensor] | None = 
         return quantize_dynamic(model, targets, dtype=torch.qint8)
 
 
-def load_calibration(model_dir: Path) -> tuple[dict[str, torch.Tensor], float] | None:
-    """The input ranges and smoothing strength stored with a model, if it has them."""
+@dataclass(frozen=True)
+class Calibration:
+    """Input ranges recorded on one model's weights, and the smoothing strength to use."""
+
+    ranges: dict[str, torch.Tensor]
+    alpha: float
+    # blake2b of the calibrated layers' weights; empty in files written before it existed
+    weights_digest: str = ""
+
+    def fits(self, model: nn.Module) -> bool:
+        """Whether these ranges were recorded on this model's weights."""
+        try:
+            return weights_digest(model, self.ranges) == self.weights_digest
+        except (AttributeError, ValueError):
+            return False
+
+
+def weights_digest(model: nn.Module, names: Iterable[str]) -> str:
+    """A digest of the named ``Linear`` layers' weights (in float, before any smoothing).
+
+    Ranges recorded on other weights (a retrained delta without a new calibration) would
+    smooth with the wrong factors, silently costing accuracy: the engine checks this first.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(names):
+        layer = model.get_submodule(name)
+        if not isinstance(layer, nn.Linear):
+            raise ValueError(f"{name} is not a Linear layer")
+        digest.update(name.encode())
+        digest.update(layer.weight.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_calibration(model_dir: Path) -> Calibration | None:
+    """The calibration stored with a model, if it has one."""
     path = model_dir / CALIBRATION_FILE
     if not path.is_file():
         return None
@@ -128,13 +163,15 @@ def load_calibration(model_dir: Path) -> tuple[dict[str, torch.Tensor], float] |
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
         ranges = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    return ranges, float(metadata.get("alpha", 0.85))
+    return Calibration(ranges, float(metadata.get("alpha", 0.85)),
+                       metadata.get("weights_blake2b", ""))
 
 
 def save_calibration(ranges: Mapping[str, torch.Tensor], path: Path, *, alpha: float,
-                     description: str) -> None:
-    """Write input ranges for :func:`load_calibration`, with how they were made."""
+                     description: str, model: nn.Module) -> None:
+    """Write the input ranges recorded on ``model`` for :func:`load_calibration`."""
     from safetensors.torch import save_file
 
     save_file({name: tensor.contiguous() for name, tensor in ranges.items()}, str(path),
-              metadata={"alpha": str(alpha), "calibration": description})
+              metadata={"alpha": str(alpha), "calibration": description,
+                        "weights_blake2b": weights_digest(model, ranges)})

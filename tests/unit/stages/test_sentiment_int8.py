@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from transformers import BertForSequenceClassification
 
 from pipeline.config import load_settings
 from pipeline.stages.sentiment import SentimentEngine, build_engine
@@ -102,10 +103,12 @@ def test_calibrated_folder_turns_int8_on_by_default(tmp_path: Path) -> None:
     texts = tiny_texts(40)
     ranges = record_input_ranges(fp32.model, lambda: fp32.score(texts))
     assert all(name.startswith("bert.") for name in ranges)  # the head is left in float
-    save_calibration(ranges, folder / CALIBRATION_FILE, alpha=0.7, description="test")
+    save_calibration(ranges, folder / CALIBRATION_FILE, alpha=0.7, description="test",
+                     model=fp32.model)
     stored = load_calibration(folder)
-    assert stored is not None and stored[1] == 0.7
-    assert stored[0].keys() == ranges.keys()
+    assert stored is not None and stored.alpha == 0.7
+    assert stored.ranges.keys() == ranges.keys()
+    assert stored.fits(fp32.model)
 
     auto = SentimentEngine(folder, device="cpu", quantize_int8=None)
     assert auto.quantized
@@ -116,3 +119,25 @@ def test_calibrated_folder_turns_int8_on_by_default(tmp_path: Path) -> None:
             assert smoothed.scores[label] == pytest.approx(value, abs=0.05)
     settings = load_settings(sentiment_model=str(folder), sentiment_device="cpu")
     assert build_engine(settings).quantized
+
+
+def test_calibration_recorded_on_other_weights_is_ignored(tmp_path: Path) -> None:
+    folder = write_tiny_checkpoint(tmp_path / "tiny", {0: "negative", 1: "neutral",
+                                                       2: "positive"})
+    engine = SentimentEngine(folder, device="cpu")
+    ranges = record_input_ranges(engine.model, lambda: engine.score(tiny_texts(20)))
+    save_calibration(ranges, folder / CALIBRATION_FILE, alpha=0.85, description="test",
+                     model=engine.model)
+    assert SentimentEngine(folder, device="cpu", quantize_int8=None).quantized
+    # the same folder after a retraining that forgot to re-calibrate
+    retrained = BertForSequenceClassification.from_pretrained(folder)
+    with torch.no_grad():
+        retrained.bert.encoder.layer[0].intermediate.dense.weight.add_(0.01)
+    retrained.save_pretrained(folder)
+    stale = load_calibration(folder)
+    assert stale is not None and not stale.fits(retrained)
+    assert not SentimentEngine(folder, device="cpu", quantize_int8=None).quantized
+    # asked for explicitly, int8 still runs, without the stale smoothing
+    forced = SentimentEngine(folder, device="cpu", quantize_int8=True)
+    assert forced.quantized
+    assert not any(isinstance(m, ChannelScaledLinear) for m in forced.model.modules())
