@@ -15,11 +15,12 @@ without that file is quantised plainly, which costs more accuracy.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
+import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,6 +29,8 @@ from torch import nn
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "int8_calibration.safetensors"
+# a retrained layer moves its weight norm by far more; rounding differences by far less
+_NORM_TOLERANCE = 1e-5
 
 
 class ChannelScaledLinear(nn.Module):
@@ -126,31 +129,39 @@ class Calibration:
 
     ranges: dict[str, torch.Tensor]
     alpha: float
-    # blake2b of the calibrated layers' weights; empty in files written before it existed
-    weights_digest: str = ""
+    # the calibrated layers' weight norms when the ranges were recorded (empty: unknown)
+    weight_norms: dict[str, float] = field(default_factory=dict)
 
     def fits(self, model: nn.Module) -> bool:
-        """Whether these ranges were recorded on this model's weights."""
+        """Whether these ranges were recorded on this model's weights.
+
+        Compared by norm with a relative tolerance rather than by a digest of the bytes:
+        rebuilding the model on another CPU may round the merged weights differently in the
+        last bits, which is no reason to drop int8; a retrained model moves them far more.
+        """
         try:
-            return weights_digest(model, self.ranges) == self.weights_digest
+            norms = weight_norms(model, self.ranges)
         except (AttributeError, ValueError):
             return False
+        return norms.keys() == self.weight_norms.keys() and all(
+            math.isclose(norms[name], self.weight_norms[name], rel_tol=_NORM_TOLERANCE)
+            for name in norms
+        )
 
 
-def weights_digest(model: nn.Module, names: Iterable[str]) -> str:
-    """A digest of the named ``Linear`` layers' weights (in float, before any smoothing).
+def weight_norms(model: nn.Module, names: Iterable[str]) -> dict[str, float]:
+    """The Frobenius norm of each named ``Linear`` layer's weight (before any smoothing).
 
     Ranges recorded on other weights (a retrained delta without a new calibration) would
     smooth with the wrong factors, silently costing accuracy: the engine checks this first.
     """
-    digest = hashlib.blake2b(digest_size=16)
-    for name in sorted(names):
+    norms = {}
+    for name in names:
         layer = model.get_submodule(name)
         if not isinstance(layer, nn.Linear):
             raise ValueError(f"{name} is not a Linear layer")
-        digest.update(name.encode())
-        digest.update(layer.weight.detach().float().contiguous().cpu().numpy().tobytes())
-    return digest.hexdigest()
+        norms[name] = float(torch.linalg.vector_norm(layer.weight.detach().double()))
+    return norms
 
 
 def load_calibration(model_dir: Path) -> Calibration | None:
@@ -164,7 +175,7 @@ def load_calibration(model_dir: Path) -> Calibration | None:
         metadata = handle.metadata() or {}
         ranges = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
     return Calibration(ranges, float(metadata.get("alpha", 0.85)),
-                       metadata.get("weights_blake2b", ""))
+                       json.loads(metadata.get("weight_norms", "{}")))
 
 
 def save_calibration(ranges: Mapping[str, torch.Tensor], path: Path, *, alpha: float,
@@ -174,4 +185,4 @@ def save_calibration(ranges: Mapping[str, torch.Tensor], path: Path, *, alpha: f
 
     save_file({name: tensor.contiguous() for name, tensor in ranges.items()}, str(path),
               metadata={"alpha": str(alpha), "calibration": description,
-                        "weights_blake2b": weights_digest(model, ranges)})
+                        "weight_norms": json.dumps(weight_norms(model, ranges))})
