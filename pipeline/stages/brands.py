@@ -560,12 +560,13 @@ def _compile(node: Node, term_ids: dict[Term, int]) -> Predicate:
     if isinstance(node, Term):
         term_id = term_ids[node]
         return lambda spans: term_id in spans
-    if isinstance(node, Or | And) and all(isinstance(o, Term) for o in node.operands):
-        ids = frozenset(term_ids[operand] for operand in node.operands)  # type: ignore[index]
-        if isinstance(node, Or):
-            return lambda spans: not ids.isdisjoint(spans)
-        return lambda spans: all(term_id in spans for term_id in ids)
     if isinstance(node, Or | And):
+        terms = [operand for operand in node.operands if isinstance(operand, Term)]
+        if len(terms) == len(node.operands):
+            ids = frozenset(term_ids[term] for term in terms)
+            if isinstance(node, Or):
+                return lambda spans: not ids.isdisjoint(spans)
+            return lambda spans: all(term_id in spans for term_id in ids)
         parts = tuple(_compile(operand, term_ids) for operand in node.operands)
         if isinstance(node, Or):
             return lambda spans: any(part(spans) for part in parts)
