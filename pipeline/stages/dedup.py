@@ -24,6 +24,10 @@ memory) and tests or ``mentions process`` pass plain dicts:
               (idempotency: a redelivered mention gets its first verdict again and counts
               nothing)
 ``exact``     fingerprint -> first id
+``variants``  fingerprint of a near copy's text -> ``[first id, similarity]``: a verdict memo,
+              so that the next exact repeat of that variant (its retweets, a bot farm's
+              copies) takes the exact-copy path instead of another near search and joins
+              the same conversation with the same similarity
 ``clusters``  first id -> ``{"n": copies, "t": first seen, "sig": signature (base64 of 64
               big-endian uint32), "fp": fingerprint, "lsh": indexed for near matching}``
 ``bands``     LSH band key (int) -> first id, or a list of them (at most ``band_capacity``,
@@ -56,6 +60,7 @@ share; content keys 0.87 at 1.3x; brand keys with the hot brand spread 0.89 at 2
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import math
 import re
@@ -84,6 +89,8 @@ SEED = 1729
 SHINGLE = 4
 # chosen on the benchmark's threshold sweep (XLM-T train + val): one-word edits vs precision
 NEAR_THRESHOLD = 0.65
+# texts whose matching form is kept (process-wide; ~0.5 kB each for a tweet-sized text)
+MATCHING_CACHE_SIZE = 50_000
 
 # odd 64-bit constants (golden ratio and splitmix64's) for multiply-xor mixing
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -104,6 +111,17 @@ def normalise_for_matching(text: str) -> str:
 def fingerprint(matching_text: str) -> str:
     """Exact-copy key of a normalised text (16 hex digits)."""
     return hashlib.blake2b(matching_text.encode(), digest_size=8).hexdigest()
+
+
+@functools.lru_cache(maxsize=MATCHING_CACHE_SIZE)
+def matching_and_fingerprint(text: str) -> tuple[str, str]:
+    """The matching text of a mention's text and its fingerprint, cached by the text.
+
+    One post retweeted by many reads the same, so most of a firehose is texts seen moments
+    ago; normalising costs ~7 us, a cache hit well under one.
+    """
+    matching = normalise_for_matching(text)
+    return matching, fingerprint(matching)
 
 
 def _finalise(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -301,6 +319,7 @@ class Deduplicator:
         mentions: MutableMapping[str, Any] | None = None,
         exact: MutableMapping[str, Any] | None = None,
         clusters: MutableMapping[str, Any] | None = None,
+        variants: MutableMapping[str, Any] | None = None,
         bands: MutableMapping[Any, Any] | None = None,
     ) -> None:
         self.window = window
@@ -314,6 +333,7 @@ class Deduplicator:
         self.mentions: MutableMapping[str, Any] = {} if mentions is None else mentions
         self.exact: MutableMapping[str, Any] = {} if exact is None else exact
         self.clusters: MutableMapping[str, Any] = {} if clusters is None else clusters
+        self.variants: MutableMapping[str, Any] = {} if variants is None else variants
         self.bands: MutableMapping[Any, Any] = {} if bands is None else bands
         # first id -> decoded signature (a cache of clusters[first_id]["sig"])
         self._signatures: dict[str, Signatures] = {}
@@ -322,13 +342,32 @@ class Deduplicator:
         """Verdicts for a batch, in order; later items see earlier ones of the same batch."""
         if not batch:
             return []
-        matching = [normalise_for_matching(item.text) for item in batch]
-        sigs = signatures(matching)
+        matched = [matching_and_fingerprint(item.text) for item in batch]
+        # a text that a conversation or a memoised variant already explains is an exact
+        # repeat and needs no MinHash signature; on a retweet-heavy firehose that is most
+        # of them. The store only grows within a batch, so a repeat stays one.
+        unexplained = [index for index, (_text, print_) in enumerate(matched)
+                       if self._explained(print_) is None]
+        sigs = signatures([matched[index][0] for index in unexplained])
         keys = band_keys(sigs).tolist()
-        return [
-            self._check_one(item, text, sigs[index], keys[index])
-            for index, (item, text) in enumerate(zip(batch, matching, strict=True))
-        ]
+        row_of = {index: row for row, index in enumerate(unexplained)}
+        verdicts = []
+        for index, (item, (text, print_)) in enumerate(zip(batch, matched, strict=True)):
+            row = row_of.get(index)
+            verdicts.append(self._check_one(
+                item, text, print_, None if row is None else (sigs[row], keys[row]),
+            ))
+        return verdicts
+
+    def _explained(self, print_: str) -> tuple[str, DuplicateKind, float] | None:
+        """The conversation (first id, kind, similarity) a text's fingerprint already has."""
+        first_id = self.exact.get(print_)
+        if first_id is not None and first_id in self.clusters:
+            return first_id, "exact", 1.0
+        variant = self.variants.get(print_)
+        if variant is not None and variant[0] in self.clusters:
+            return variant[0], "near", variant[1]
+        return None
 
     def _verdict_again(self, item: DedupInput, stored: list[Any]) -> DedupVerdict:
         first_id, kind, score, _seen = stored
@@ -337,7 +376,8 @@ class Deduplicator:
         return DedupVerdict(first_id, kind, count, score)
 
     def _check_one(
-        self, item: DedupInput, matching: str, sig: Signatures, keys: list[int],
+        self, item: DedupInput, matching: str, print_: str,
+        signed: tuple[Signatures, list[int]] | None,
     ) -> DedupVerdict:
         stored = self.mentions.get(item.mention_id)
         if stored is not None:
@@ -347,10 +387,13 @@ class Deduplicator:
             # a first copy redelivered after its record expired: still not its own copy
             return DedupVerdict(None, "unique", int(own["n"]), None)
         seen_at = item.created_at.timestamp()
-        print_ = fingerprint(matching)
-        first_id = self.exact.get(print_)
-        if first_id is not None and first_id in self.clusters:
-            return self._record_copy(item, first_id, "exact", 1.0, seen_at)
+        known = self._explained(print_)
+        if known is not None:
+            return self._record_copy(item, known[0], known[1], known[2], seen_at)
+        if signed is None:  # not expected (see check), but a verdict must not depend on it
+            sig = signatures([matching])[0]
+            signed = sig, band_keys(sig.reshape(1, NUM_PERM))[0].tolist()
+        sig, keys = signed
         indexed = len(matching) >= self.min_near_chars
         if indexed:
             # one lookup per band serves both the search and, for a new conversation, the
@@ -358,7 +401,9 @@ class Deduplicator:
             members = [self.bands.get(key) for key in keys]
             best = self._best_near(sig, members)
             if best is not None:
-                return self._record_copy(item, best[1], "near", round(best[0], 4), seen_at)
+                score = round(best[0], 4)
+                self.variants[print_] = [best[1], score]
+                return self._record_copy(item, best[1], "near", score, seen_at)
         # a new conversation: it becomes the first copy of its cluster
         self.exact[print_] = item.mention_id
         self.clusters[item.mention_id] = {
@@ -471,6 +516,11 @@ class Deduplicator:
             removed += 1
         gone = set(old_clusters)
         if gone:
+            # a variant memo goes with its conversation
+            for print_ in [key for key, (first_id, _score) in self.variants.items()
+                           if first_id in gone]:
+                del self.variants[print_]
+                removed += 1
             for key in list(self.bands.keys()):
                 band = self.bands[key]
                 if isinstance(band, str):

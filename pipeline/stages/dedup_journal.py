@@ -26,7 +26,11 @@ final expiry of a replay removes it again, exactly as it was removed live.
 Wire form of a delta (short keys: it is most of the changelog's bytes)::
 
     {"m": {mention id: record}, "e": {fingerprint: first id},
-     "c": {first id: cluster}, "x": expiry time or absent, "d": collectable after}
+     "c": {first id: cluster}, "v": {fingerprint: [first id, similarity]},
+     "x": expiry time or absent, "d": collectable after}
+
+(Deltas written before near-copy variants were memoised have no ``"v"``; they replay as
+they are.)
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from pipeline.stages.dedup import Deduplicator
 # a delta larger than this many entries is split over several records: a micro-batch of a
 # hot partition must not exceed the broker's record size limit (~600 B per new conversation)
 MAX_ENTRIES_PER_RECORD = 1000
-_STORES = ("m", "e", "c")
+_STORES = ("m", "e", "c", "v")
 
 
 class RecordingStore(MutableMapping[str, Any]):
@@ -124,9 +128,11 @@ class PartitionJournal:
         self.mentions = RecordingStore()
         self.exact = RecordingStore()
         self.clusters = RecordingStore()
+        self.variants = RecordingStore()
         self.deduplicator = Deduplicator(
             window=window, redelivery_window=redelivery_window, mentions=self.mentions,
-            exact=self.exact, clusters=self.clusters, bands={}, **deduplicator_options,
+            exact=self.exact, clusters=self.clusters, variants=self.variants, bands={},
+            **deduplicator_options,
         )
         self.window_s = self.deduplicator.window.total_seconds()
         self.redelivery_s = self.deduplicator.redelivery_window.total_seconds()
@@ -163,7 +169,7 @@ class PartitionJournal:
         """
         written = {
             "m": self.mentions.take_written(), "e": self.exact.take_written(),
-            "c": self.clusters.take_written(),
+            "c": self.clusters.take_written(), "v": self.variants.take_written(),
         }
         expired_at, self._unjournaled_expiry = self._unjournaled_expiry, None
         entries = [(name, key, value) for name in _STORES for key, value in
@@ -172,7 +178,7 @@ class PartitionJournal:
             return []
         records = []
         for start in range(0, max(len(entries), 1), MAX_ENTRIES_PER_RECORD):
-            delta: dict[str, Any] = {"m": {}, "e": {}, "c": {}}
+            delta: dict[str, Any] = {name: {} for name in _STORES}
             for name, key, value in entries[start:start + MAX_ENTRIES_PER_RECORD]:
                 delta[name][key] = value
             records.append(delta)
@@ -190,7 +196,8 @@ class PartitionJournal:
     def _dies_at(self, delta: dict[str, Any]) -> float:
         ends = [record[3] + self.redelivery_s for record in delta["m"].values()]
         ends += [cluster["t"] + self.window_s for cluster in delta["c"].values()]
-        # an exact entry is removed with its conversation, which this delta wrote too;
+        # an exact or variant entry is removed with its conversation, which this delta
+        # wrote too (a copy's count update carries the whole cluster);
         # an expiry marker is kept for a window, so that the newest one survives
         if "x" in delta:
             ends.append(delta["x"] + self.window_s)
@@ -203,7 +210,8 @@ class PartitionJournal:
         index. Deltas already collectable are listed by :meth:`collectable` afterwards.
         """
         ordered = sorted(deltas, key=lambda item: parse_delta_key(item[0])[1])
-        stores = {"m": self.mentions.data, "e": self.exact.data, "c": self.clusters.data}
+        stores = {"m": self.mentions.data, "e": self.exact.data, "c": self.clusters.data,
+                  "v": self.variants.data}
         expired_at: float | None = None
         for key, delta in ordered:
             for name in _STORES:
@@ -215,7 +223,7 @@ class PartitionJournal:
         if expired_at is not None:
             self.deduplicator.expire(datetime.fromtimestamp(expired_at, UTC))
             self.expired_at = expired_at
-        for store in (self.mentions, self.exact, self.clusters):
+        for store in (self.mentions, self.exact, self.clusters, self.variants):
             store.written.clear()
         self.deduplicator.rebuild_bands()
         return len(ordered)

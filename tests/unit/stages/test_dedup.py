@@ -5,7 +5,9 @@ from typing import Any
 
 import numpy as np
 import orjson
+import pytest
 
+from pipeline.stages import dedup as dedup_module
 from pipeline.stages.dedup import (
     NEAR_THRESHOLD,
     DedupInput,
@@ -13,6 +15,7 @@ from pipeline.stages.dedup import (
     apply_verdict,
     decode_signature,
     encode_signature,
+    fingerprint,
     hot_brand_spread,
     normalise_for_matching,
     routing_key,
@@ -26,7 +29,7 @@ TWEET = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzos
 OTHER = "Nimbus Bank abre nuevas oficinas en Lisboa la próxima semana"
 THIRD = "the new Zephyr headphones sound great but the app keeps crashing"
 FOURTH = "Orbit Air cancelled my flight again, third time this month"
-STORE_NAMES = ("mentions", "exact", "clusters")
+STORE_NAMES = ("mentions", "exact", "clusters", "variants")
 
 
 def item(mention_id: str, text: str, minutes: float = 0) -> DedupInput:
@@ -81,6 +84,34 @@ def test_exact_near_and_unique() -> None:
     ]
     assert verdicts[1].similarity == 1.0
     assert verdicts[2].similarity is not None and verdicts[2].similarity >= NEAR_THRESHOLD
+
+
+def test_a_repeated_near_copy_takes_the_memo_not_another_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dedup = Deduplicator(window=timedelta(hours=1))
+    variant = TWEET.replace("tres", "cuatro")
+    first = dedup.check([item("1", TWEET), item("2", variant)])
+    assert dedup.variants == {
+        fingerprint(normalise_for_matching(variant)): ["1", first[1].similarity],
+    }
+    signed: list[int] = []
+    real_signatures = dedup_module.signatures
+
+    def counting_signatures(texts: list[str]) -> Any:
+        signed.append(len(texts))
+        return real_signatures(texts)
+
+    monkeypatch.setattr(dedup_module, "signatures", counting_signatures)
+    again = dedup.check([item("3", f"RT @x: {variant}"), item("4", TWEET), item("5", OTHER)])
+    assert summary(again) == [("1", "near", 3), ("1", "exact", 4), (None, "unique", 1)]
+    assert again[0].similarity == first[1].similarity
+    # only the new text needed a MinHash signature; the two repeats did not
+    assert signed == [1]
+    # the memo goes with its conversation: five mention records, two conversations, one memo
+    assert dedup.expire(T0 + timedelta(minutes=61)) == 8
+    assert not dedup.variants
+    assert summary(dedup.check([item("6", variant, 62)])) == [(None, "unique", 1)]
 
 
 def test_shared_boilerplate_is_not_a_copy() -> None:

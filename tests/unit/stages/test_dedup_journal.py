@@ -43,7 +43,8 @@ def state(journal: PartitionJournal) -> dict[str, Any]:
              for key, members in journal.deduplicator.bands.items()}
     return {
         "mentions": dict(journal.mentions.data), "exact": dict(journal.exact.data),
-        "clusters": dict(journal.clusters.data), "bands": bands,
+        "clusters": dict(journal.clusters.data), "variants": dict(journal.variants.data),
+        "bands": bands,
     }
 
 
@@ -78,6 +79,7 @@ def test_one_delta_per_batch_and_replay_rebuilds_the_same_memory() -> None:
     table: dict[str, Any] = {}
     mentions = firehose(300)
     run(live, mentions, table)
+    assert live.variants.data  # near-copy memos are journaled too
     # 30 batches, 6 expiry sweeps; expired deltas were deleted, so the table stays bounded
     assert len(table) < 30
     assert all(parse_delta_key(key)[0] == 0 for key in table)
