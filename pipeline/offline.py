@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
 from pipeline.config import Settings
-from pipeline.schema import InvalidMention, Mention, dead_letter_record, decode_mention
+from pipeline.schema import InvalidMention, dead_letter_record, decode_record
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.dedup import DedupInput, Deduplicator, apply_verdict
 from pipeline.stages.ingest import Ingestor
@@ -63,11 +63,12 @@ class OfflinePipeline:
             self.sentiment = build_engine(settings)
         self.copies = CopyMemory()
 
-    def run_batch(self, mentions: list[Mention]) -> list[dict[str, Any]]:
-        """Enrich validated mentions through every built stage, keeping their order."""
+    def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Enrich validated mention records through every built stage, keeping their order."""
         records = self.ingestor.enrich(mentions)
         verdicts = self.deduplicator.check([
-            DedupInput(mention.id, mention.text, mention.created_at) for mention in mentions
+            DedupInput(record["id"], record["text"], datetime.fromisoformat(record["created_at"]))
+            for record in records
         ])
         for record, verdict in zip(records, verdicts, strict=True):
             apply_verdict(record, verdict)
@@ -91,11 +92,11 @@ def process_file(
         reject_path.open("wb") as rejects,
     ):
         for chunk in _chunks(source, batch_size):
-            valid: list[Mention] = []
+            valid: list[dict[str, Any]] = []
             for number, raw in chunk:
                 lines += 1
                 try:
-                    valid.append(decode_mention(
+                    valid.append(decode_record(
                         raw, max_text_chars=settings.max_text_chars,
                         max_record_bytes=settings.max_record_bytes,
                     ))

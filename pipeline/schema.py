@@ -128,13 +128,23 @@ _KNOWN_KEYS: Final = frozenset(
 
 
 def decode_mention(raw: bytes, *, max_text_chars: int, max_record_bytes: int) -> Mention:
-    """Parse and validate one raw record.
+    """Parse and validate one raw record into its typed form.
 
     >>> m = decode_mention(b'{"id":"1","text":"hola","created_at":"2026-01-01T00:00:00Z",'
     ...                    b'"source":"x","author":{"id":"a"}}', max_text_chars=100,
     ...                    max_record_bytes=1000)
     >>> m.created_at.year, m.author.id
     (2026, 'a')
+    """
+    return mention_of_record(decode_record(
+        raw, max_text_chars=max_text_chars, max_record_bytes=max_record_bytes,
+    ))
+
+
+def decode_record(raw: bytes, *, max_text_chars: int, max_record_bytes: int) -> dict[str, Any]:
+    """Parse and validate one raw record into its wire form (``decode_mention(...).to_dict()``).
+
+    The streaming path: it builds no objects but the dict that goes on to the next stage.
     """
     if len(raw) > max_record_bytes:
         raise InvalidMention(
@@ -152,33 +162,65 @@ def decode_mention(raw: bytes, *, max_text_chars: int, max_record_bytes: int) ->
         raise InvalidMention("not_json", str(error)) from None
     if not isinstance(document, dict):
         raise InvalidMention("not_an_object", f"top level is {type(document).__name__}")
-    return mention_from_dict(document, max_text_chars=max_text_chars)
+    return validated_record(document, max_text_chars=max_text_chars)
 
 
 def mention_from_dict(document: dict[str, Any], *, max_text_chars: int) -> Mention:
     """Validate an already parsed JSON object as a mention (see :func:`decode_mention`)."""
-    mention_id = _required_str(document, "id")
-    text = document.get("text")
-    if text is None:
-        raise InvalidMention("missing_field", "text is missing")
-    if not isinstance(text, str):
-        raise InvalidMention("wrong_type", f"text must be a string, got {type(text).__name__}")
-    if len(text) > max_text_chars:
-        raise InvalidMention(
-            "text_too_long", f"text has {len(text)} characters, limit {max_text_chars}"
-        )
-    if not text.strip():
-        raise InvalidMention("empty_text", "text is empty or only whitespace")
-    created_at = parse_timestamp(document.get("created_at"))
-    source = _required_str(document, "source")
-    author = _author(document.get("author"))
-    url = _optional_str(document, "url")
-    lang_hint = _optional_str(document, "lang_hint")
-    engagement = _engagement(document.get("engagement"))
-    extra = {key: value for key, value in document.items() if key not in _KNOWN_KEYS}
-    return Mention(
+    return mention_of_record(validated_record(document, max_text_chars=max_text_chars))
+
+
+def validated_record(document: dict[str, Any], *, max_text_chars: int) -> dict[str, Any]:
+    """The wire form of a parsed JSON object, or :class:`InvalidMention` saying what is wrong.
+
+    Times become ISO 8601 in UTC, a numeric author id a string, absent optional fields null
+    (an absent ``engagement`` stays absent), missing counts 0; unknown keys come first,
+    untouched. Each field has a cheap check for the usual well-formed value and falls back
+    to its precise checker only otherwise: this runs on every mention of the firehose.
+    """
+    get = document.get
+    mention_id = get("id")
+    if type(mention_id) is not str or not mention_id or mention_id.isspace():
+        mention_id = _required_str(document, "id")
+    text = get("text")
+    if type(text) is not str or len(text) > max_text_chars or not text or text.isspace():
+        text = _text(text, max_text_chars)
+    created_at = parse_timestamp(get("created_at")).isoformat()
+    source = get("source")
+    if type(source) is not str or not source or source.isspace():
+        source = _required_str(document, "source")
+    author = _author(get("author"))
+    url = get("url")
+    if url is not None and type(url) is not str:
+        url = _optional_str(document, "url")
+    lang_hint = get("lang_hint")
+    if lang_hint is not None and type(lang_hint) is not str:
+        lang_hint = _optional_str(document, "lang_hint")
+    engagement = get("engagement")
+    record = (
+        {} if _KNOWN_KEYS.issuperset(document)
+        else {key: value for key, value in document.items() if key not in _KNOWN_KEYS}
+    )
+    record.update(
         id=mention_id, text=text, created_at=created_at, source=source, author=author,
-        url=url, lang_hint=lang_hint, engagement=engagement, extra=extra,
+        url=url, lang_hint=lang_hint,
+    )
+    if engagement is not None:
+        record["engagement"] = _engagement(engagement)
+    return record
+
+
+def mention_of_record(record: dict[str, Any]) -> Mention:
+    """The typed form of a record that :func:`validated_record` returned."""
+    author = record["author"]
+    engagement = record.get("engagement")
+    return Mention(
+        id=record["id"], text=record["text"],
+        created_at=datetime.fromisoformat(record["created_at"]), source=record["source"],
+        author=Author(id=author["id"], handle=author["handle"], followers=author["followers"]),
+        url=record["url"], lang_hint=record["lang_hint"],
+        engagement=None if engagement is None else Engagement(**engagement),
+        extra={key: value for key, value in record.items() if key not in _KNOWN_KEYS},
     )
 
 
@@ -213,6 +255,20 @@ def parse_timestamp(value: Any) -> datetime:
             "bad_timestamp", f"created_at {value[:64]!r} has no timezone offset"
         )
     return parsed.astimezone(UTC)
+
+
+def _text(value: Any, max_text_chars: int) -> str:
+    if value is None:
+        raise InvalidMention("missing_field", "text is missing")
+    if not isinstance(value, str):
+        raise InvalidMention("wrong_type", f"text must be a string, got {type(value).__name__}")
+    if len(value) > max_text_chars:
+        raise InvalidMention(
+            "text_too_long", f"text has {len(value)} characters, limit {max_text_chars}"
+        )
+    if not value.strip():
+        raise InvalidMention("empty_text", "text is empty or only whitespace")
+    return value
 
 
 def _required_str(document: dict[str, Any], key: str) -> str:
@@ -251,7 +307,14 @@ def _count(value: Any, where: str) -> int:
     return value
 
 
-def _author(value: Any) -> Author:
+def _author(value: Any) -> dict[str, Any]:
+    if type(value) is dict:
+        author_id, handle, followers = value.get("id"), value.get("handle"), value.get("followers")
+        # the usual shape, checked in one expression; anything else gets the precise checks
+        if (type(author_id) is str and author_id
+                and (handle is None or type(handle) is str)
+                and (followers is None or (type(followers) is int and followers >= 0))):
+            return {"id": author_id, "handle": handle, "followers": followers}
     if value is None:
         raise InvalidMention("missing_field", "author is missing")
     if not isinstance(value, dict):
@@ -269,26 +332,21 @@ def _author(value: Any) -> Author:
     if handle is not None and not isinstance(handle, str):
         raise InvalidMention("wrong_type", "author.handle must be a string or null")
     followers = value.get("followers")
-    return Author(
-        id=author_id,
-        handle=handle,
-        followers=None if followers is None else _count(followers, "author.followers"),
-    )
+    return {
+        "id": author_id, "handle": handle,
+        "followers": None if followers is None else _count(followers, "author.followers"),
+    }
 
 
-def _engagement(value: Any) -> Engagement | None:
-    if value is None:
-        return None
+def _engagement(value: Any) -> dict[str, int]:
     if not isinstance(value, dict):
         raise InvalidMention(
             "wrong_type", f"engagement must be an object, got {type(value).__name__}"
         )
-    return Engagement(
-        likes=_count(value.get("likes"), "engagement.likes"),
-        reposts=_count(value.get("reposts"), "engagement.reposts"),
-        replies=_count(value.get("replies"), "engagement.replies"),
-        quotes=_count(value.get("quotes"), "engagement.quotes"),
-    )
+    return {
+        name: _count(value.get(name), f"engagement.{name}")
+        for name in ("likes", "reposts", "replies", "quotes")
+    }
 
 
 def dead_letter_record(

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline.schema import InvalidMention, Mention, decode_mention
+from pipeline.schema import InvalidMention, decode_record
 from pipeline.stages.brands import BrandMatcher
 
 
@@ -70,41 +70,43 @@ class Ingestor:
         self.max_record_bytes = max_record_bytes
         self.language_detector = language_detector
 
-    def decode(self, raws: Sequence[bytes]) -> tuple[list[Mention], list[Reject]]:
-        """Split a batch into valid mentions and rejects, keeping input order within each."""
-        mentions: list[Mention] = []
+    def decode(self, raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[Reject]]:
+        """Split a batch into valid mention records (wire form) and rejects, in input order."""
+        records: list[dict[str, Any]] = []
         rejects: list[Reject] = []
         for raw in raws:
             try:
-                mentions.append(decode_mention(
+                records.append(decode_record(
                     raw, max_text_chars=self.max_text_chars,
                     max_record_bytes=self.max_record_bytes,
                 ))
             except InvalidMention as error:
                 rejects.append(Reject(raw, error.reason, error.detail))
-        return mentions, rejects
+        return records, rejects
 
-    def enrich(self, mentions: Sequence[Mention]) -> list[dict[str, Any]]:
-        """Wire-form dicts of ``mentions`` with ``brands`` (and ``lang``/``lang_score``) added.
+    def enrich(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``records`` (validated, from :meth:`decode`) with ``brands``, ``lang``, ``lang_score``.
 
-        Language comes first because a brand's query may be restricted to some languages.
+        Language comes first because a brand's query may be restricted to some languages. The
+        records are enriched in place and returned as a list.
         """
-        records = [mention.to_dict() for mention in mentions]
+        texts = [record["text"] for record in records]
         langs: list[str | None] = [None] * len(records)
         if self.language_detector is not None:
-            guesses = self.language_detector.detect_batch([m.text for m in mentions])
+            guesses = self.language_detector.detect_batch(texts)
             for index, (record, guess) in enumerate(zip(records, guesses, strict=True)):
                 record["lang"] = guess.lang
                 record["lang_score"] = round(float(guess.score), 4)
                 langs[index] = guess.lang if guess.lang != "und" else None
-        for record, mention, lang in zip(records, mentions, langs, strict=True):
-            record["brands"] = self.matcher.match(mention.text, lang)
-        return records
+        match = self.matcher.match
+        for record, text, lang in zip(records, texts, langs, strict=True):
+            record["brands"] = match(text, lang)
+        return list(records)
 
     def process(self, raws: Sequence[bytes]) -> IngestOutcome:
         """Validate, enrich and split one batch (see the module docstring)."""
-        mentions, rejects = self.decode(raws)
+        records, rejects = self.decode(raws)
         outcome = IngestOutcome(rejects=rejects)
-        for record in self.enrich(mentions):
+        for record in self.enrich(records):
             (outcome.mentions if record["brands"] else outcome.unmatched).append(record)
         return outcome

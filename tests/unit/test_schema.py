@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.schema import InvalidMention, dead_letter_record, decode_mention
+from pipeline.schema import InvalidMention, dead_letter_record, decode_mention, decode_record
 
 LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
 
@@ -64,6 +64,38 @@ def test_invalid_input_gets_a_precise_reason(raw: bytes, reason: str, detail_par
     got_reason, detail = reason_of(raw)
     assert got_reason == reason
     assert detail_part in detail
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        mention(),
+        mention(campaign=None, engagement=None, url=None, lang_hint=None),
+        mention(author={"id": 42}, created_at=1_700_000_000_000),
+        mention(author={"id": "u2", "handle": None, "followers": None}, engagement={}),
+        mention(created_at="Wed Oct 10 20:19:24 +0000 2018", text="\u00a0Acme\t"),
+    ],
+)
+def test_the_streaming_record_is_the_typed_mention_in_wire_form(raw: bytes) -> None:
+    record = decode_record(raw, **LIMITS)
+    typed = decode_mention(raw, **LIMITS).to_dict()
+    # same keys in the same order (the JSON the next stage gets), same values
+    assert list(record) == list(typed) and record == typed
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"id": " "}, "bad_value"), ({"source": 3}, "wrong_type"), ({"url": 3}, "wrong_type"),
+        ({"author": {"id": "a", "followers": True}}, "wrong_type"),
+        ({"author": {"id": True}}, "wrong_type"), ({"engagement": "x"}, "wrong_type"),
+        ({"text": "\n\t "}, "empty_text"),
+    ],
+)
+def test_values_off_the_fast_path_get_the_precise_reason(
+    changes: dict[str, object], reason: str,
+) -> None:
+    assert reason_of(mention(**changes))[0] == reason
 
 
 def test_timestamps_in_twitter_and_epoch_forms() -> None:
