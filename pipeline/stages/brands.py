@@ -467,8 +467,12 @@ class BrandMatcher:
     ['telefonica']
     """
 
-    def __init__(self, rules: Sequence[BrandRule]) -> None:
+    def __init__(self, rules: Sequence[BrandRule], *, cache_size: int = 50_000) -> None:
         self.rules = list(rules)
+        # verdicts of the last ``cache_size`` (text, language) pairs: a retweet is the text
+        # it copies, and on the firehose most mentions are texts seen moments ago
+        self.cache_size = cache_size
+        self._verdicts: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._term_ids: dict[Term, int] = {}
         self._compiled: list[_CompiledRule] = []
         # rule indices to check when a term hits (only positive terms trigger a check)
@@ -530,6 +534,17 @@ class BrandMatcher:
 
     def match(self, text: str, lang: str | None = None) -> list[str]:
         """Ids of the brands whose query matches ``text`` (and whose languages allow ``lang``)."""
+        key = (text, lang)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = tuple(self._match(text, lang))
+            if self.cache_size > 0:
+                if len(self._verdicts) >= self.cache_size:
+                    del self._verdicts[next(iter(self._verdicts))]
+                self._verdicts[key] = verdict
+        return list(verdict)
+
+    def _match(self, text: str, lang: str | None) -> list[str]:
         spans = self.term_spans(tokenize(text))
         if not spans:
             return []

@@ -114,3 +114,17 @@ def test_example_rules_file_loads() -> None:
     assert example.match("la fibra es muy cara y el 5g muy caro en Acme Móvil") == [
         "acme-mobile", "mobile-prices",
     ]
+
+
+def test_repeated_texts_reuse_the_verdict_per_language_and_stay_bounded() -> None:
+    restricted = BrandMatcher(brand_rules_from_dicts([
+        {"id": "acme", "query": "acme", "languages": ["es"]}, {"id": "any", "query": "caida"},
+    ]), cache_size=2)
+    text = "Acme: otra caída"
+    assert restricted.match(text, "es") == ["acme", "any"]
+    assert restricted.match(text, "en") == ["any"]
+    # a caller may change its list without changing the next caller's
+    restricted.match(text, "es").append("mutated")
+    assert restricted.match(text, "es") == ["acme", "any"]
+    restricted.match("acme again", None)
+    assert len(restricted._verdicts) == 2
