@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         "default); 1 sends every record alone, which the embedded Tansu broker needs for "
         "correct end offsets (PIPELINE_PRODUCER_BATCH_BYTES).",
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        100, ge=1, le=60_000, description="Longest a Faust agent's fetch waits for data "
+        "(Faust hard-codes 1500; Kafka answers earlier when data arrives, the embedded Tansu "
+        "broker does not) (PIPELINE_CONSUMER_FETCH_MAX_WAIT_MS).",
+    )
 
     group_session_timeout_s: float = Field(
         10.0, gt=0, description="Consumer-group session timeout: how fast a dead worker's "

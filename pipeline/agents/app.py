@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import dead_letter_record
+from pipeline.transport import faust_kafka
 from pipeline.transport.topics import decode_batch
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,7 @@ def build_app(
         # the worker's own start-up banner would drown the demo's progress line
         worker_redirect_stdouts=False,
     )
+    faust_kafka.install(app, settings.consumer_fetch_max_wait_ms)
     context = WorkerContext(
         settings=settings, app=app, metrics=PipelineMetrics(registry), registry=registry,
         readiness=Readiness(),
