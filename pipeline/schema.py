@@ -122,6 +122,7 @@ class Mention:
         return record
 
 
+_ENGAGEMENT_COUNTS: Final = ("likes", "reposts", "replies", "quotes")
 _KNOWN_KEYS: Final = frozenset(
     {"id", "text", "created_at", "source", "author", "url", "lang_hint", "engagement"}
 )
@@ -242,6 +243,8 @@ def parse_timestamp(value: Any) -> datetime:
         )
     try:
         parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is UTC:  # the usual case (a "+00:00" or "Z" offset): nothing to do
+            return parsed
     except ValueError:
         try:
             # _TWITTER_TIME carries %z, so the result is aware
@@ -339,13 +342,17 @@ def _author(value: Any) -> dict[str, Any]:
 
 
 def _engagement(value: Any) -> dict[str, int]:
+    if type(value) is dict:
+        counts = {name: value.get(name, 0) for name in _ENGAGEMENT_COUNTS}
+        # the usual shape: every count present (or absent) as a plain non-negative int
+        if all(type(count) is int and count >= 0 for count in counts.values()):
+            return counts
     if not isinstance(value, dict):
         raise InvalidMention(
             "wrong_type", f"engagement must be an object, got {type(value).__name__}"
         )
     return {
-        name: _count(value.get(name), f"engagement.{name}")
-        for name in ("likes", "reposts", "replies", "quotes")
+        name: _count(value.get(name), f"engagement.{name}") for name in _ENGAGEMENT_COUNTS
     }
 
 

@@ -89,7 +89,8 @@ def test_the_streaming_record_is_the_typed_mention_in_wire_form(raw: bytes) -> N
         ({"id": " "}, "bad_value"), ({"source": 3}, "wrong_type"), ({"url": 3}, "wrong_type"),
         ({"author": {"id": "a", "followers": True}}, "wrong_type"),
         ({"author": {"id": True}}, "wrong_type"), ({"engagement": "x"}, "wrong_type"),
-        ({"text": "\n\t "}, "empty_text"),
+        ({"text": "\n\t "}, "empty_text"), ({"engagement": {"likes": False}}, "wrong_type"),
+        ({"engagement": {"quotes": 0.0}}, "wrong_type"),
     ],
 )
 def test_values_off_the_fast_path_get_the_precise_reason(
