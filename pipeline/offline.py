@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,10 +18,8 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.schema import InvalidMention, dead_letter_record, decode_record
-from pipeline.stages.brands import BrandMatcher, load_brand_rules
-from pipeline.stages.dedup import DedupInput, Deduplicator, apply_verdict
-from pipeline.stages.ingest import Ingestor
-from pipeline.stages.language import build_language_detector
+from pipeline.stages.dedup import Deduplicator, mark_duplicates
+from pipeline.stages.ingest import build_ingestor
 from pipeline.stages.sentiment import CopyMemory, SentimentEngine, build_engine, score_mentions
 
 
@@ -50,12 +48,7 @@ class OfflinePipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ingestor = Ingestor(
-            BrandMatcher(load_brand_rules(settings.brands_file)),
-            max_text_chars=settings.max_text_chars,
-            max_record_bytes=settings.max_record_bytes,
-            language_detector=build_language_detector(settings),
-        )
+        self.ingestor = build_ingestor(settings)
         self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
         # the model loads only when the sentiment stage is asked for (PIPELINE_STAGES)
         self.sentiment: SentimentEngine | None = None
@@ -66,12 +59,7 @@ class OfflinePipeline:
     def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enrich validated mention records through every built stage, keeping their order."""
         records = self.ingestor.enrich(mentions)
-        verdicts = self.deduplicator.check([
-            DedupInput(record["id"], record["text"], datetime.fromisoformat(record["created_at"]))
-            for record in records
-        ])
-        for record, verdict in zip(records, verdicts, strict=True):
-            apply_verdict(record, verdict)
+        mark_duplicates(self.deduplicator, records)
         if self.sentiment is not None:
             plan = self.copies.plan(records)
             results = self.sentiment.score([str(records[i]["text"]) for i in plan[0]])

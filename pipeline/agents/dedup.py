@@ -37,11 +37,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.agents.app import WorkerContext
-from pipeline.stages.dedup import DedupInput, apply_verdict
+from pipeline.stages.dedup import mark_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
 from pipeline.transport.topics import encode_batch, group_by_partition
 
@@ -49,13 +49,6 @@ STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
 EXPIRE_EVERY = 200
 log = logging.getLogger(__name__)
-
-
-def _mention_time(mention: dict[str, Any]) -> datetime:
-    try:
-        return datetime.fromisoformat(str(mention["created_at"]))
-    except (KeyError, ValueError):
-        return datetime.now(UTC)
 
 
 class JournalledPartitions:
@@ -132,17 +125,11 @@ def register(context: WorkerContext) -> None:
             async def work(raw: bytes = raw, partition: int = partition) -> None:
                 mentions = await context.decode_in(STAGE, raw, source_topic)
                 journal = partitions.journal(partition)
-                times = [_mention_time(m) for m in mentions]
-                verdicts = journal.deduplicator.check([
-                    DedupInput(str(m["id"]), str(m["text"]), seen_at)
-                    for m, seen_at in zip(mentions, times, strict=True)
-                ])
-                for mention, verdict in zip(mentions, verdicts, strict=True):
-                    apply_verdict(mention, verdict)
+                verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
                 copies = Counter(v.kind for v in verdicts if v.kind != "unique")
                 for kind, count in copies.items():
                     metrics.duplicates.labels(kind=kind).inc(count)
-                partitions.save(journal, max(times, default=None))
+                partitions.save(journal, newest)
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
                 # would cap the agent at (mentions per event) / (round-trip time)

@@ -27,25 +27,12 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
 from pipeline.agents.app import WorkerContext
-from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.dedup import routing_key as dedup_routing_key
-from pipeline.stages.ingest import Ingestor
-from pipeline.stages.language import build_language_detector
+from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.transport.topics import encode_batch, group_by_partition
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
-
-
-def build_ingestor(context: WorkerContext) -> Ingestor:
-    """The ingest core for this worker's settings (brand rules are validated here)."""
-    settings = context.settings
-    return Ingestor(
-        BrandMatcher(load_brand_rules(settings.brands_file)),
-        max_text_chars=settings.max_text_chars,
-        max_record_bytes=settings.max_record_bytes,
-        language_detector=build_language_detector(settings),
-    )
 
 
 def routing_key(
@@ -190,6 +177,6 @@ class IngestService(Service):
 
 def register(context: WorkerContext) -> None:
     """Attach the ingest service to the app."""
-    service = IngestService(context, build_ingestor(context), loop=None)
+    service = IngestService(context, build_ingestor(context.settings), loop=None)
     context.app.service(service)
     context.readiness.checks["ingest_partitions_assigned"] = lambda: bool(service.assignment)

@@ -66,7 +66,7 @@ import math
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -303,6 +303,30 @@ def apply_verdict(mention: dict[str, Any], verdict: DedupVerdict) -> None:
     mention["copy_count"] = verdict.copy_count
     if verdict.similarity is not None:
         mention["duplicate_similarity"] = verdict.similarity
+
+
+def event_time(mention: dict[str, Any]) -> datetime:
+    """A mention record's ``created_at`` (validated at ingest); now, if it is unreadable."""
+    try:
+        return datetime.fromisoformat(str(mention["created_at"]))
+    except (KeyError, ValueError):
+        return datetime.now(UTC)
+
+
+def mark_duplicates(
+    deduplicator: Deduplicator, mentions: Sequence[dict[str, Any]],
+) -> tuple[list[DedupVerdict], datetime | None]:
+    """Check a micro-batch of mention records and write each verdict onto its record.
+
+    Returns the verdicts and the batch's newest event time (None for an empty batch), which
+    the caller's expiry runs at.
+    """
+    inputs = [DedupInput(str(mention["id"]), str(mention["text"]), event_time(mention))
+              for mention in mentions]
+    verdicts = deduplicator.check(inputs)
+    for mention, verdict in zip(mentions, verdicts, strict=True):
+        apply_verdict(mention, verdict)
+    return verdicts, max((item.created_at for item in inputs), default=None)
 
 
 class Deduplicator:

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipeline.config import Settings
 from pipeline.schema import InvalidMention, decode_record
-from pipeline.stages.brands import BrandMatcher
+from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.language import build_language_detector
 
 
 class LanguageGuessLike(Protocol):
@@ -110,3 +112,13 @@ class Ingestor:
         for record in self.enrich(records):
             (outcome.mentions if record["brands"] else outcome.unmatched).append(record)
         return outcome
+
+
+def build_ingestor(settings: Settings) -> Ingestor:
+    """The ingest core for ``settings``: brand rules loaded (and validated), language loaded."""
+    return Ingestor(
+        BrandMatcher(load_brand_rules(settings.brands_file)),
+        max_text_chars=settings.max_text_chars,
+        max_record_bytes=settings.max_record_bytes,
+        language_detector=build_language_detector(settings),
+    )
