@@ -227,6 +227,8 @@ def mention_of_record(record: dict[str, Any]) -> Mention:
 
 def parse_timestamp(value: Any) -> datetime:
     """Parse ``created_at`` into an aware UTC datetime; naive times are rejected, not guessed."""
+    if type(value) is str:  # the usual case first
+        return _parse_time_text(value)
     if value is None:
         raise InvalidMention("missing_field", "created_at is missing")
     if isinstance(value, bool):
@@ -241,6 +243,10 @@ def parse_timestamp(value: Any) -> datetime:
         raise InvalidMention(
             "wrong_type", f"created_at must be a string or a number, got {type(value).__name__}"
         )
+    return _parse_time_text(value)
+
+
+def _parse_time_text(value: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is UTC:  # the usual case (a "+00:00" or "Z" offset): nothing to do
@@ -343,10 +349,14 @@ def _author(value: Any) -> dict[str, Any]:
 
 def _engagement(value: Any) -> dict[str, int]:
     if type(value) is dict:
-        counts = {name: value.get(name, 0) for name in _ENGAGEMENT_COUNTS}
+        get = value.get
+        likes, reposts, replies, quotes = (
+            get("likes", 0), get("reposts", 0), get("replies", 0), get("quotes", 0),
+        )
         # the usual shape: every count present (or absent) as a plain non-negative int
-        if all(type(count) is int and count >= 0 for count in counts.values()):
-            return counts
+        if (type(likes) is type(reposts) is type(replies) is type(quotes) is int
+                and min(likes, reposts, replies, quotes) >= 0):
+            return {"likes": likes, "reposts": reposts, "replies": replies, "quotes": quotes}
     if not isinstance(value, dict):
         raise InvalidMention(
             "wrong_type", f"engagement must be an object, got {type(value).__name__}"

@@ -1,0 +1,122 @@
+"""CPU cost of the ingest and dedup cores per mention, in-process: no broker, no Faust.
+
+The end-to-end benchmark (``benchmarks/pipeline.py``) measures what a worker achieves; this
+one says where a worker's CPU goes, phase by phase, with the same code the worker runs on
+each micro-batch and the same synthetic firehose, timed with ``time.process_time`` (CPU
+time of this one thread, so other jobs on a shared machine disturb it less than they
+disturb wall-clock rates). Phases, per raw mention:
+
+- ``ingest``: :meth:`Ingestor.process` (parse + validate, language, brand rules);
+- ``route``: stamp, key and group into routed micro-batches, encode them (the ingest
+  service's sends, without the sends);
+- ``dedup decode``: each routed micro-batch back into records;
+- ``dedup``: :func:`mark_duplicates` on the partition's journal (the dedup agent's core);
+- ``journal``: the batch's delta taken and serialised as Faust's JSON serializer does;
+- ``unique encode``: grouped by mention id and encoded for ``mentions.unique``.
+
+The 20k mentions/s target of one worker process is a budget of 50 us of CPU per mention
+for everything: these phases plus Kafka client and Faust code, which this benchmark leaves
+out on purpose (the end-to-end one has them).
+
+Run: ``python -m benchmarks.cores [--mentions 40000] [--repeat 3]``; writes
+``benchmarks/results/cores.json``. Each repeat starts from fresh cores (empty caches and
+dedup memory) and the best repeat of each phase is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import orjson
+
+from benchmarks.common import write_results
+from benchmarks.pipeline import firehose
+from pipeline.agents.ingest import routing_key
+from pipeline.config import Settings, load_settings
+from pipeline.stages.dedup import mark_duplicates
+from pipeline.stages.dedup_journal import PartitionJournal
+from pipeline.stages.ingest import build_ingestor
+from pipeline.transport.topics import decode_batch, encode_batch, group_by_partition
+
+PHASES = ("ingest", "route", "dedup decode", "dedup", "journal", "unique encode")
+T = TypeVar("T")
+
+
+def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str, float]:
+    """CPU seconds per phase for one pass over ``raws`` with fresh cores."""
+    ingestor = build_ingestor(settings)
+    window = timedelta(hours=settings.dedup_window_hours)
+    journals = {partition: PartitionJournal(partition, window=window)
+                for partition in range(settings.partitions)}
+    seconds: dict[str, float] = defaultdict(float)
+
+    def timed(phase: str, work: Callable[..., T], *args: Any) -> T:
+        started = time.process_time()
+        result = work(*args)
+        seconds[phase] += time.process_time() - started
+        return result
+
+    def route(mentions: list[dict[str, Any]]) -> dict[int, bytes]:
+        now = time.time()
+        for mention in mentions:
+            mention["ingested_at"] = now
+        groups = group_by_partition(
+            mentions, lambda mention: routing_key(mention, settings.dedup_hot_brands),
+            settings.partitions,
+        )
+        return {partition: encode_batch(batch) for partition, batch in groups.items()}
+
+    def unique_records(mentions: list[dict[str, Any]]) -> list[bytes]:
+        groups = group_by_partition(
+            mentions, lambda mention: str(mention["id"]).encode(), settings.partitions,
+        )
+        return [encode_batch(batch) for batch in groups.values()]
+
+    def serialise_deltas(journal: PartitionJournal) -> list[bytes]:
+        return [orjson.dumps(delta) for _key, delta in journal.take_deltas()]
+
+    for start in range(0, len(raws), batch_size):
+        outcome = timed("ingest", ingestor.process, raws[start:start + batch_size])
+        for partition, record in timed("route", route, outcome.mentions).items():
+            mentions = timed("dedup decode", decode_batch, record)
+            journal = journals[partition]
+            timed("dedup", mark_duplicates, journal.deduplicator, mentions)
+            timed("journal", serialise_deltas, journal)
+            timed("unique encode", unique_records, mentions)
+    return dict(seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mentions", type=int, default=40_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="raw mentions per ingest batch (default: the worker's setting)")
+    args = parser.parse_args()
+    settings = load_settings()
+    batch_size = args.batch_size or settings.ingest_batch_size
+    raws = firehose(args.mentions)
+    passes = [one_pass(settings, raws, batch_size) for _ in range(args.repeat)]
+    best = {phase: min(run.get(phase, 0.0) for run in passes) for phase in PHASES}
+    per_mention_us = {phase: seconds / len(raws) * 1e6 for phase, seconds in best.items()}
+    total_us = sum(per_mention_us.values())
+    for phase, micros in per_mention_us.items():
+        print(f"{phase:14s} {micros:6.1f} us per raw mention")
+    print(f"{'all':14s} {total_us:6.1f} us = {1e6 / total_us:,.0f} mentions per CPU-second "
+          "(before Kafka client and Faust code)")
+    path = write_results("cores", {
+        "mentions": len(raws), "batch_size": batch_size, "repeats": args.repeat,
+        "us_per_mention": per_mention_us, "us_per_mention_all": total_us,
+        "mentions_per_cpu_s": 1e6 / total_us,
+        "passes_cpu_s": passes,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
