@@ -43,7 +43,7 @@ from typing import Any
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.dedup import mark_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.transport.topics import encode_batch, group_by_partition
+from pipeline.transport.topics import encode_batches, group_by_partition
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -136,7 +136,8 @@ def register(context: WorkerContext) -> None:
                 for target, batch in group_by_partition(
                     mentions, lambda m: str(m["id"]).encode(), settings.partitions,
                 ).items():
-                    await unique_topic.send(value=encode_batch(batch), partition=target)
+                    for record in encode_batches(batch):
+                        await unique_topic.send(value=record, partition=target)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

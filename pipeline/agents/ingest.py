@@ -29,7 +29,7 @@ from mode import Service
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.transport.topics import encode_batch, group_by_partition
+from pipeline.transport.topics import encode_batches, group_by_partition
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
@@ -160,7 +160,8 @@ class IngestService(Service):
         for partition, batch in group_by_partition(
             forwarded, lambda mention: routing_key(mention, hot_brands), settings.partitions,
         ).items():
-            pending.append(await routed.send(value=encode_batch(batch), partition=partition))
+            for record in encode_batches(batch):
+                pending.append(await routed.send(value=record, partition=partition))
         # the offsets are committed only after the broker has every micro-batch
         await asyncio.gather(*pending)
         context.observe_out(STAGE, forwarded)

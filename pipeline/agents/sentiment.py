@@ -22,7 +22,7 @@ from typing import Any
 
 from pipeline.agents.app import WorkerContext
 from pipeline.stages.sentiment import CopyMemory, SentimentBatcher, build_engine, score_mentions
-from pipeline.transport.topics import encode_batch, partition_for
+from pipeline.transport.topics import encode_batches, partition_for
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,8 @@ def register(context: WorkerContext) -> None:
                     for target in scored_partitions(mention, settings.partitions):
                         by_partition.setdefault(target, []).append(mention)
                 for target, batch in by_partition.items():
-                    await scored_topic.send(value=encode_batch(batch), partition=target)
+                    for record in encode_batches(batch):
+                        await scored_topic.send(value=record, partition=target)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

@@ -20,6 +20,11 @@ import orjson
 
 from pipeline.config import Settings
 
+# Largest micro-batch record: half of Kafka's default message.max.bytes and of Faust's
+# producer_max_request_size (both ~1 MB), leaving room for the record and request framing.
+# A bigger ingest batch or long posts would otherwise make a record the broker refuses.
+MICRO_BATCH_MAX_BYTES = 512 * 1024
+
 # (logical name, description); the full name is "<topic_prefix>.<name>"
 MENTION_TOPICS: tuple[tuple[str, str], ...] = (
     ("raw", "one raw mention per record, keyed by source id"),
@@ -110,6 +115,24 @@ def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
 def encode_batch(mentions: Sequence[dict[str, Any]]) -> bytes:
     """One internal-topic record: the mentions as a JSON array."""
     return orjson.dumps(mentions)
+
+
+def encode_batches(
+    mentions: Sequence[dict[str, Any]], max_bytes: int = MICRO_BATCH_MAX_BYTES,
+) -> list[bytes]:
+    """The mentions as records of at most ``max_bytes`` each (halved until they fit), in order.
+
+    Usually one record. A mention larger than ``max_bytes`` on its own is still one record.
+
+    >>> [len(record) for record in encode_batches([{"t": "x" * 10}] * 4, max_bytes=40)]
+    [39, 39]
+    """
+    encoded = orjson.dumps(mentions)
+    if len(encoded) <= max_bytes or len(mentions) <= 1:
+        return [encoded]
+    middle = len(mentions) // 2
+    return (encode_batches(mentions[:middle], max_bytes)
+            + encode_batches(mentions[middle:], max_bytes))
 
 
 def decode_batch(value: bytes) -> list[dict[str, Any]]:

@@ -1,0 +1,18 @@
+"""The micro-batch codec: records under the size limit, nothing lost, order kept."""
+
+from pipeline.transport.topics import decode_batch, encode_batches
+
+
+def test_a_large_batch_is_split_into_records_under_the_limit_in_order() -> None:
+    mentions = [{"id": str(number), "text": "x" * (50 + number % 400)} for number in range(300)]
+    records = encode_batches(mentions, max_bytes=4096)
+    assert len(records) > 1
+    assert all(len(record) <= 4096 for record in records)
+    assert [mention for record in records for mention in decode_batch(record)] == mentions
+
+
+def test_a_small_batch_is_one_record_and_an_oversized_mention_still_goes() -> None:
+    assert len(encode_batches([{"id": "1"}, {"id": "2"}], max_bytes=4096)) == 1
+    huge = {"id": "big", "text": "y" * 10_000}
+    records = encode_batches([{"id": "1"}, huge, {"id": "2"}], max_bytes=4096)
+    assert [decode_batch(record) for record in records] == [[{"id": "1"}], [huge], [{"id": "2"}]]
