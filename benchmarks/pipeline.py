@@ -453,8 +453,10 @@ def _describe(row: dict[str, Any]) -> str:
         f"{stage} {rate['mentions_per_s']:,.0f}/s ({rate['mentions_per_busy_s'] or 0:,.0f}/busy-s)"
         for stage, rate in row["stages"].items()
     )
+    cpu_us = row["worker_cpu_s"] / row["raw_records"] * 1e6
     return (f"{row['label']}: {row['mentions_per_s']:,.0f} mentions/s [{stages}], "
-            f"worker CPU {row['worker_cpu_share']:.2f} cores, load {row['load_avg_before'][0]:.2f}")
+            f"worker CPU {row['worker_cpu_share']:.2f} cores ({cpu_us:.0f} us per raw mention), "
+            f"load {row['load_avg_before'][0]:.2f}")
 
 
 def main() -> None:
