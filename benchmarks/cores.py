@@ -41,7 +41,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.stages.dedup import mark_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal
 from pipeline.stages.ingest import build_ingestor
-from pipeline.transport.topics import decode_batch, encode_batch, group_by_partition
+from pipeline.transport.topics import decode_batch, encode_batches, group_by_partition
 
 PHASES = ("ingest", "route", "dedup decode", "dedup", "journal", "unique encode")
 T = TypeVar("T")
@@ -61,7 +61,7 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
         seconds[phase] += time.process_time() - started
         return result
 
-    def route(mentions: list[dict[str, Any]]) -> dict[int, bytes]:
+    def route(mentions: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
         now = time.time()
         for mention in mentions:
             mention["ingested_at"] = now
@@ -69,20 +69,21 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
             mentions, lambda mention: routing_key(mention, settings.dedup_hot_brands),
             settings.partitions,
         )
-        return {partition: encode_batch(batch) for partition, batch in groups.items()}
+        return [(partition, record) for partition, batch in groups.items()
+                for record in encode_batches(batch)]
 
     def unique_records(mentions: list[dict[str, Any]]) -> list[bytes]:
         groups = group_by_partition(
             mentions, lambda mention: str(mention["id"]).encode(), settings.partitions,
         )
-        return [encode_batch(batch) for batch in groups.values()]
+        return [record for batch in groups.values() for record in encode_batches(batch)]
 
     def serialise_deltas(journal: PartitionJournal) -> list[bytes]:
         return [orjson.dumps(delta) for _key, delta in journal.take_deltas()]
 
     for start in range(0, len(raws), batch_size):
         outcome = timed("ingest", ingestor.process, raws[start:start + batch_size])
-        for partition, record in timed("route", route, outcome.mentions).items():
+        for partition, record in timed("route", route, outcome.mentions):
             mentions = timed("dedup decode", decode_batch, record)
             journal = journals[partition]
             timed("dedup", mark_duplicates, journal.deduplicator, mentions)

@@ -12,7 +12,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import dead_letter_record
 from pipeline.transport import faust_kafka
-from pipeline.transport.topics import decode_batch
+from pipeline.transport.topics import decode_batch, encode_batches
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,21 @@ def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tupl
         except ValueError as error:
             broken.append((value, str(error)))
     return mentions, broken
+
+
+async def send_micro_batches(
+    topic: Any, groups: Mapping[int, Sequence[dict[str, Any]]],
+) -> list[Awaitable[Any]]:
+    """Send each partition's mentions as micro-batch records; the broker acks to await.
+
+    A partition's mentions go as one record unless that would pass the record size cap
+    (:func:`~pipeline.transport.topics.encode_batches`).
+    """
+    acks = []
+    for partition, mentions in groups.items():
+        for record in encode_batches(mentions):
+            acks.append(await topic.send(value=record, partition=partition))
+    return acks
 
 
 def build_app(

@@ -40,10 +40,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.agents.app import WorkerContext
+from pipeline.agents.app import WorkerContext, send_micro_batches
 from pipeline.stages.dedup import mark_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.transport.topics import encode_batches, group_by_partition
+from pipeline.transport.topics import group_by_partition
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -133,11 +133,9 @@ def register(context: WorkerContext) -> None:
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
                 # would cap the agent at (mentions per event) / (round-trip time)
-                for target, batch in group_by_partition(
+                await send_micro_batches(unique_topic, group_by_partition(
                     mentions, lambda m: str(m["id"]).encode(), settings.partitions,
-                ).items():
-                    for record in encode_batches(batch):
-                        await unique_topic.send(value=record, partition=target)
+                ))
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

@@ -26,10 +26,10 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
-from pipeline.agents.app import WorkerContext
+from pipeline.agents.app import WorkerContext, send_micro_batches
 from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.transport.topics import encode_batches, group_by_partition
+from pipeline.transport.topics import group_by_partition
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
@@ -140,7 +140,6 @@ class IngestService(Service):
         metrics.stage_in.labels(stage=STAGE).inc(len(raws))
         metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
         outcome = self.ingestor.process(raws)
-        pending = []
         for reject in outcome.rejects:
             await context.dead_letter(
                 reject.raw, reject.reason, reject.detail, stage=STAGE,
@@ -157,13 +156,11 @@ class IngestService(Service):
             mention["ingested_at"] = ingested_at
         routed = context.topics["routed"]
         hot_brands = settings.dedup_hot_brands
-        for partition, batch in group_by_partition(
+        acks = await send_micro_batches(routed, group_by_partition(
             forwarded, lambda mention: routing_key(mention, hot_brands), settings.partitions,
-        ).items():
-            for record in encode_batches(batch):
-                pending.append(await routed.send(value=record, partition=partition))
+        ))
         # the offsets are committed only after the broker has every micro-batch
-        await asyncio.gather(*pending)
+        await asyncio.gather(*acks)
         context.observe_out(STAGE, forwarded)
 
     def _sample_lag(self, batches: dict[Any, list[Any]]) -> None:

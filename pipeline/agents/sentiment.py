@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.agents.app import WorkerContext
+from pipeline.agents.app import WorkerContext, send_micro_batches
 from pipeline.stages.sentiment import CopyMemory, SentimentBatcher, build_engine, score_mentions
-from pipeline.transport.topics import encode_batches, partition_for
+from pipeline.transport.topics import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +91,7 @@ def register(context: WorkerContext) -> None:
                 for mention in mentions:
                     for target in scored_partitions(mention, settings.partitions):
                         by_partition.setdefault(target, []).append(mention)
-                for target, batch in by_partition.items():
-                    for record in encode_batches(batch):
-                        await scored_topic.send(value=record, partition=target)
+                await send_micro_batches(scored_topic, by_partition)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

@@ -32,6 +32,8 @@ from typing import Any, Literal
 import ahocorasick
 import yaml
 
+from pipeline.caching import BoundedCache
+
 # --------------------------------------------------------------------------------------------
 # Normalisation and tokens
 # --------------------------------------------------------------------------------------------
@@ -471,8 +473,7 @@ class BrandMatcher:
         self.rules = list(rules)
         # verdicts of the last ``cache_size`` (text, language) pairs: a retweet is the text
         # it copies, and on the firehose most mentions are texts seen moments ago
-        self.cache_size = cache_size
-        self._verdicts: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self._verdicts = BoundedCache[tuple[str, str | None], tuple[str, ...]](cache_size)
         self._term_ids: dict[Term, int] = {}
         self._compiled: list[_CompiledRule] = []
         # rule indices to check when a term hits (only positive terms trigger a check)
@@ -537,11 +538,7 @@ class BrandMatcher:
         key = (text, lang)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = tuple(self._match(text, lang))
-            if self.cache_size > 0:
-                if len(self._verdicts) >= self.cache_size:
-                    del self._verdicts[next(iter(self._verdicts))]
-                self._verdicts[key] = verdict
+            verdict = self._verdicts.remember(key, tuple(self._match(text, lang)))
         return list(verdict)
 
     def _match(self, text: str, lang: str | None) -> list[str]:

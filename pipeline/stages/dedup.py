@@ -369,19 +369,18 @@ class Deduplicator:
         matched = [matching_and_fingerprint(item.text) for item in batch]
         # a text that a conversation or a memoised variant already explains is an exact
         # repeat and needs no MinHash signature; on a retweet-heavy firehose that is most
-        # of them. The store only grows within a batch, so a repeat stays one.
-        unexplained = [index for index, (_text, print_) in enumerate(matched)
-                       if self._explained(print_) is None]
+        # of them. The stores only grow within a batch, so what is explained here stays so.
+        known = [self._explained(print_) for _text, print_ in matched]
+        unexplained = [index for index, explained in enumerate(known) if explained is None]
         sigs = signatures([matched[index][0] for index in unexplained])
         keys = band_keys(sigs).tolist()
-        row_of = {index: row for row, index in enumerate(unexplained)}
-        verdicts = []
-        for index, (item, (text, print_)) in enumerate(zip(batch, matched, strict=True)):
-            row = row_of.get(index)
-            verdicts.append(self._check_one(
-                item, text, print_, None if row is None else (sigs[row], keys[row]),
-            ))
-        return verdicts
+        signed: list[tuple[Signatures, list[int]] | None] = [None] * len(batch)
+        for row, index in enumerate(unexplained):
+            signed[index] = sigs[row], keys[row]
+        return [
+            self._check_one(item, text, print_, known[index], signed[index])
+            for index, (item, (text, print_)) in enumerate(zip(batch, matched, strict=True))
+        ]
 
     def _explained(self, print_: str) -> tuple[str, DuplicateKind, float] | None:
         """The conversation (first id, kind, similarity) a text's fingerprint already has."""
@@ -401,8 +400,14 @@ class Deduplicator:
 
     def _check_one(
         self, item: DedupInput, matching: str, print_: str,
+        known: tuple[str, DuplicateKind, float] | None,
         signed: tuple[Signatures, list[int]] | None,
     ) -> DedupVerdict:
+        """The verdict of one item.
+
+        ``known`` is what explained its text before the batch; ``signed`` is its signature
+        and band keys when nothing did.
+        """
         stored = self.mentions.get(item.mention_id)
         if stored is not None:
             return self._verdict_again(item, stored)
@@ -411,12 +416,13 @@ class Deduplicator:
             # a first copy redelivered after its record expired: still not its own copy
             return DedupVerdict(None, "unique", int(own["n"]), None)
         seen_at = item.created_at.timestamp()
-        known = self._explained(print_)
+        if known is None:
+            # an earlier item of this batch may have started this text's conversation
+            known = self._explained(print_)
         if known is not None:
             return self._record_copy(item, known[0], known[1], known[2], seen_at)
-        if signed is None:  # not expected (see check), but a verdict must not depend on it
-            sig = signatures([matching])[0]
-            signed = sig, band_keys(sig.reshape(1, NUM_PERM))[0].tolist()
+        if signed is None:
+            raise AssertionError("check() signs every text that was not explained")
         sig, keys = signed
         indexed = len(matching) >= self.min_near_chars
         if indexed:

@@ -44,6 +44,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.caching import BoundedCache
+
 if TYPE_CHECKING:
     from pipeline.config import Settings
 
@@ -183,8 +185,8 @@ class LanguageDetector:
         # text it copies (RT prefix, handles and links go), and the guess is a pure function
         # of the cleaned text, so a copy costs a lookup instead of the models
         self.cache_size = cache_size
-        self._cache: dict[str, LanguageGuess] = {}  # by cleaned text
-        self._raw_cache: dict[str, LanguageGuess] = {}  # by text as received
+        self._cache = BoundedCache[str, LanguageGuess](cache_size)  # by cleaned text
+        self._raw_cache = BoundedCache[str, LanguageGuess](cache_size)  # by text as received
 
     @cached_property
     def _fasttext(self) -> Any:
@@ -291,17 +293,10 @@ class LanguageDetector:
                 if guess is None:
                     guess = (UNDETERMINED if _letter_count(cleaned) < self.min_letters
                              else self._one(cleaned))
-                    self._remember(cache, cleaned, guess)
-                self._remember(raw_cache, text, guess)
+                    cache.remember(cleaned, guess)
+                raw_cache.remember(text, guess)
             results.append(guess)
         return results
-
-    def _remember(self, cache: dict[str, LanguageGuess], key: str, guess: LanguageGuess) -> None:
-        # bounded, oldest first out (dicts keep insertion order)
-        if self.cache_size > 0:
-            if len(cache) >= self.cache_size:
-                del cache[next(iter(cache))]
-            cache[key] = guess
 
     def detect(self, text: str) -> LanguageGuess:
         """The guess for one text."""

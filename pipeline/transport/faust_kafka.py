@@ -22,30 +22,27 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    fetch_max_wait_ms: int = 1500
-
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms
         return consumer
 
 
-def transport_class(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transport]:
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(faust_aiokafka.Transport):
     """Faust's aiokafka transport whose worker consumers wait at most ``fetch_max_wait_ms``."""
-    thread_class = type("ConsumerThread", (_ConsumerThread,),
-                        {"fetch_max_wait_ms": fetch_max_wait_ms})
 
-    class Consumer(faust_aiokafka.Consumer):
-        def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-            return thread_class(self, loop=self.loop, beacon=self.beacon)
+    Consumer = _Consumer
 
-    class Transport(faust_aiokafka.Transport):
-        pass
-
-    Transport.Consumer = Consumer
-    return Transport
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fetch_max_wait_ms = fetch_max_wait_ms
 
 
 def install(app: Any, fetch_max_wait_ms: int) -> None:
-    """Make ``app`` consume through :func:`transport_class` (before the worker starts)."""
-    app.transport = transport_class(fetch_max_wait_ms)(app.conf.broker_consumer, app)
+    """Make ``app`` consume through :class:`Transport` (before the worker starts)."""
+    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=fetch_max_wait_ms)

@@ -127,7 +127,7 @@ def encode_batches(
     >>> [len(record) for record in encode_batches([{"t": "x" * 10}] * 4, max_bytes=40)]
     [39, 39]
     """
-    encoded = orjson.dumps(mentions)
+    encoded = encode_batch(mentions)
     if len(encoded) <= max_bytes or len(mentions) <= 1:
         return [encoded]
     middle = len(mentions) // 2
