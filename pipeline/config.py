@@ -121,7 +121,9 @@ class Settings(BaseSettings):
         "(PIPELINE_GC_YOUNG_THRESHOLD).",
     )
     ingest_batch_size: int = Field(
-        500, ge=1, description="Raw mentions taken per ingest batch (PIPELINE_INGEST_BATCH_SIZE).",
+        2000, ge=1, description="Most raw mentions taken per ingest batch: a batch holds what "
+        "arrived within the wait, so only a backlog fills it, and then a bigger batch spreads "
+        "each batch's sends and commit over more mentions (PIPELINE_INGEST_BATCH_SIZE).",
     )
     ingest_batch_wait_s: float = Field(
         0.05, gt=0, description="Longest wait to fill an ingest batch, seconds "

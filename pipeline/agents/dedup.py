@@ -17,11 +17,11 @@ Why a journal and not one table entry per store key (the previous design): each 
 wrote 2-3 table entries, so 2-3 changelog records, and Faust's producer sends changelog
 records one at a time from a buffer; draining a backlog of 10k-60k mentions it logged
 "producer buffer full" and stopped making progress on the embedded broker. One record per
-micro-batch (~125 mentions at the default ingest batch) is ~0.01 changelog records per
-mention. Measured (``benchmarks/pipeline.py`` and ``benchmarks/cores.py``, 2 cores shared
-with the broker, benchmarks/README.md): the agent alone drains a 100k-mention backlog at
-24-31k mentions/s in one worker process, 29-38 us of worker CPU per mention, the core itself
-~10 us. Why a Faust table of deltas rather than a compacted topic of our own:
+micro-batch (~500 mentions under a backlog at the default ingest batch) is ~0.002 changelog
+records per mention. Measured (``benchmarks/pipeline.py`` and ``benchmarks/cores.py``, 2
+cores shared with the broker, benchmarks/README.md): the agent alone drains a 100k-mention
+backlog at 24-31k mentions/s in one worker process, 29-38 us of worker CPU per mention, the
+core itself ~10 us. Why a Faust table of deltas rather than a compacted topic of our own:
 the same record count, but Faust already does the recovery (it pauses the partition's
 streams until the changelog is read, so the old owner's last delta is in), standby replicas,
 and the RocksDB store for production; a topic of our own would need its own recovery
