@@ -95,6 +95,9 @@ class IngestService(Service):
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=settings.ingest_batch_size,
+            # aiokafka's 500 ms default would be the ingest latency on the embedded broker,
+            # which answers an empty fetch only at this deadline (see the Faust transport)
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             session_timeout_ms=int(settings.group_session_timeout_s * 1000),
             rebalance_timeout_ms=int(settings.group_rebalance_timeout_s * 1000),
             heartbeat_interval_ms=int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
