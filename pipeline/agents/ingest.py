@@ -27,6 +27,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
 from pipeline.agents.app import WorkerContext, send_micro_batches
+from pipeline.config import Settings
 from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.transport.topics import group_by_partition
@@ -71,6 +72,23 @@ def aiokafka_options(context: WorkerContext) -> dict[str, Any]:
     return options
 
 
+def raw_consumer_options(settings: Settings) -> dict[str, Any]:
+    """The ingest service's consumer group on the raw topic: manual commits, batch-sized polls."""
+    return {
+        "group_id": f"{settings.app_id}-ingest",
+        "client_id": f"{settings.app_id}-ingest",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": settings.ingest_batch_size,
+        # aiokafka's 500 ms default would be the ingest latency on the embedded broker, which
+        # answers an empty fetch only at this deadline (see pipeline.transport.faust_kafka)
+        "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
+        "session_timeout_ms": int(settings.group_session_timeout_s * 1000),
+        "rebalance_timeout_ms": int(settings.group_rebalance_timeout_s * 1000),
+        "heartbeat_interval_ms": int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
+    }
+
+
 class IngestService(Service):
     """Batched consumer of the raw topic feeding the ingest core (see the module docstring)."""
 
@@ -89,18 +107,7 @@ class IngestService(Service):
         """Join the ingest consumer group on the raw topic."""
         settings = self.context.settings
         self.consumer = AIOKafkaConsumer(
-            settings.topic("raw"),
-            group_id=f"{settings.app_id}-ingest",
-            client_id=f"{settings.app_id}-ingest",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_poll_records=settings.ingest_batch_size,
-            # aiokafka's 500 ms default would be the ingest latency on the embedded broker,
-            # which answers an empty fetch only at this deadline (see the Faust transport)
-            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
-            session_timeout_ms=int(settings.group_session_timeout_s * 1000),
-            rebalance_timeout_ms=int(settings.group_rebalance_timeout_s * 1000),
-            heartbeat_interval_ms=int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
+            settings.topic("raw"), **raw_consumer_options(settings),
             **aiokafka_options(self.context),
         )
         await self.consumer.start()

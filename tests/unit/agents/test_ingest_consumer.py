@@ -1,0 +1,28 @@
+"""The ingest service's raw-topic consumer options (no broker: the consumer is not started)."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer
+
+from pipeline.agents.ingest import raw_consumer_options
+from pipeline.config import Settings
+
+
+def test_fetch_wait_and_poll_size_follow_the_settings() -> None:
+    options = raw_consumer_options(Settings(
+        app_id="acme", consumer_fetch_max_wait_ms=40, ingest_batch_size=1234,
+    ))
+    assert options["fetch_max_wait_ms"] == 40
+    assert options["max_poll_records"] == 1234
+    assert options["group_id"] == "acme-ingest"
+    assert options["enable_auto_commit"] is False
+
+
+async def test_aiokafka_takes_every_option() -> None:
+    consumer = AIOKafkaConsumer(
+        "mentions.raw", bootstrap_servers="127.0.0.1:1",
+        **raw_consumer_options(Settings(consumer_fetch_max_wait_ms=40)),
+    )
+    # aiokafka keeps the wait on the consumer and hands it to its fetcher at start()
+    assert consumer._fetch_max_wait_ms == 40
+    assert consumer._enable_auto_commit is False
