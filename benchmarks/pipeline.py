@@ -466,7 +466,7 @@ def main() -> None:
                         help="stages to run, in order (default: %(default)s)")
     parser.add_argument("--latency-rate", type=float, default=2000.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
-    parser.add_argument("--batch-sizes", default="64,256,1024,4096")
+    parser.add_argument("--batch-sizes", default="64,256,500,1024,4096")
     parser.add_argument("--quick", action="store_true",
                         help="only the 1-worker pipeline run (no ceilings, sweep or latency)")
     args = parser.parse_args()
