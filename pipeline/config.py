@@ -81,10 +81,9 @@ class Settings(BaseSettings):
         "correct end offsets (PIPELINE_PRODUCER_BATCH_BYTES).",
     )
     consumer_fetch_max_wait_ms: int = Field(
-        100, ge=1, le=60_000, description="Longest a consumer's fetch waits for data, "
-        "the Faust agents' and the ingest service's (Faust hard-codes 1500, aiokafka 500; "
-        "Kafka answers earlier when data arrives, the embedded Tansu broker does not) "
-        "(PIPELINE_CONSUMER_FETCH_MAX_WAIT_MS).",
+        100, ge=1, le=60_000, description="Longest a Faust agent's fetch waits for data "
+        "(Faust hard-codes 1500; Kafka answers earlier when data arrives, the embedded Tansu "
+        "broker does not) (PIPELINE_CONSUMER_FETCH_MAX_WAIT_MS).",
     )
 
     group_session_timeout_s: float = Field(

@@ -8,11 +8,11 @@ from pipeline.agents.ingest import raw_consumer_options
 from pipeline.config import Settings
 
 
-def test_fetch_wait_and_poll_size_follow_the_settings() -> None:
+def test_poll_size_follows_the_settings_and_the_fetch_wait_stays_aiokafkas() -> None:
     options = raw_consumer_options(Settings(
         app_id="acme", consumer_fetch_max_wait_ms=40, ingest_batch_size=1234,
     ))
-    assert options["fetch_max_wait_ms"] == 40
+    assert "fetch_max_wait_ms" not in options
     assert options["max_poll_records"] == 1234
     assert options["group_id"] == "acme-ingest"
     assert options["enable_auto_commit"] is False
@@ -21,8 +21,7 @@ def test_fetch_wait_and_poll_size_follow_the_settings() -> None:
 async def test_aiokafka_takes_every_option() -> None:
     consumer = AIOKafkaConsumer(
         "mentions.raw", bootstrap_servers="127.0.0.1:1",
-        **raw_consumer_options(Settings(consumer_fetch_max_wait_ms=40)),
+        **raw_consumer_options(Settings(ingest_batch_size=1234)),
     )
-    # aiokafka keeps the wait on the consumer and hands it to its fetcher at start()
-    assert consumer._fetch_max_wait_ms == 40
+    assert consumer._max_poll_records == 1234
     assert consumer._enable_auto_commit is False
