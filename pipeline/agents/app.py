@@ -81,12 +81,13 @@ class WorkerContext:
 
     async def dead_letter(
         self, raw: bytes, reason: str, detail: str, *, stage: str, source_topic: str,
-    ) -> None:
-        """Send one record to the dead-letter topic and count it."""
-        await self.topics["deadletter"].send(
+    ) -> Awaitable[Any]:
+        """Send one record to the dead-letter topic and count it; the broker's ack to await."""
+        ack = await self.topics["deadletter"].send(
             value=dead_letter_record(raw, reason, detail, stage=stage, source_topic=source_topic)
         )
         self.metrics.deadlettered.labels(stage=stage, reason=reason).inc()
+        return ack
 
     async def guarded(
         self, stage: str, raw_values: list[bytes], source_topic: str,
