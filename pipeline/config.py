@@ -125,11 +125,6 @@ class Settings(BaseSettings):
         "arrived within the wait, so only a backlog fills it, and then a bigger batch spreads "
         "each batch's sends and commit over more mentions (PIPELINE_INGEST_BATCH_SIZE).",
     )
-    ingest_max_unsettled_batches: int = Field(
-        2, ge=1, description="Most ingest batches handed over to await the broker's "
-        "acknowledgements and their offset commit while ingest works on the next batch "
-        "(PIPELINE_INGEST_MAX_UNSETTLED_BATCHES).",
-    )
     ingest_batch_wait_s: float = Field(
         0.05, gt=0, description="Longest wait to fill an ingest batch, seconds "
         "(PIPELINE_INGEST_BATCH_WAIT_S).",

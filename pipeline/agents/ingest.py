@@ -7,10 +7,8 @@ Faust's per-event machinery at all: this service reads the raw topic with its ow
 aiokafka consumer (``getmany``, thousands of records per call), hands each batch to
 :class:`pipeline.stages.ingest.Ingestor` in one call, sends rejects to the dead-letter topic
 and valid mentions to ``mentions.routed`` as one micro-batch per target partition, waits
-until the broker acknowledged every send, and only then commits the raw offsets
+until the broker acknowledged every send (dead letters too), and only then commits the raw offsets
 (at-least-once: a crash replays the batch, and downstream state is idempotent by mention id).
-That wait runs beside the next batch's processing, not in front of it (see
-:class:`IngestService`).
 The stateful stages downstream stay Faust agents: on micro-batch topics Faust's per-record
 cost is paid once per batch.
 """
@@ -18,24 +16,20 @@ cost is paid once per batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError, KafkaError
 from mode import Service
 
 from pipeline.agents.app import WorkerContext, send_micro_batches
 from pipeline.config import Settings
 from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.transport.inflight import InOrderSettler
 from pipeline.transport.topics import group_by_partition
 
 STAGE = "ingest"
@@ -96,36 +90,14 @@ def raw_consumer_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-@dataclass(slots=True)
-class SentBatch:
-    """One ingest batch after its sends: what settling it needs."""
-
-    raws: list[bytes]
-    # per raw-topic partition, the offset to commit (the batch's last offset + 1)
-    offsets: dict[TopicPartition, int]
-    forwarded: list[dict[str, Any]] = field(default_factory=list)
-    # the broker's acknowledgements of every record the batch produced
-    acks: list[Awaitable[Any]] = field(default_factory=list)
-
-
 class IngestService(Service):
-    """Batched consumer of the raw topic feeding the ingest core (see the module docstring).
-
-    One task fetches, processes and sends batch after batch; a second one settles them in
-    order (awaits the acks, commits the offsets) through an
-    :class:`~pipeline.transport.inflight.InOrderSettler`, so the broker's round trips overlap
-    the next batch's processing instead of idling the worker.
-    """
+    """Batched consumer of the raw topic feeding the ingest core (see the module docstring)."""
 
     def __init__(self, context: WorkerContext, ingestor: Ingestor, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.context = context
         self.ingestor = ingestor
         self.consumer: AIOKafkaConsumer | None = None
-        self.settler = InOrderSettler(
-            self._settle, limit=context.settings.ingest_max_unsettled_batches,
-        )
-        self._consuming_stopped = asyncio.Event()
 
     @property
     def assignment(self) -> set[Any]:
@@ -136,22 +108,13 @@ class IngestService(Service):
         """Join the ingest consumer group on the raw topic."""
         settings = self.context.settings
         self.consumer = AIOKafkaConsumer(
-            **raw_consumer_options(settings), **aiokafka_options(self.context),
+            settings.topic("raw"), **raw_consumer_options(settings),
+            **aiokafka_options(self.context),
         )
-        self.consumer.subscribe([settings.topic("raw")], listener=SettleBeforeRevoke(self))
         await self.consumer.start()
 
     async def on_stop(self) -> None:
-        """Settle what was sent, then leave the group (its partitions move on at once).
-
-        ``on_stop`` runs before the tasks are cancelled: the consuming task finishes its batch,
-        the settling task commits it, so a clean stop replays nothing.
-        """
-        timeout_s = self.context.settings.group_rebalance_timeout_s / 2
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._consuming_stopped.wait(), timeout_s)
-        if not await self.settler.drain(timeout_s):
-            log.warning("ingest: stopping with unsettled batches; they will be replayed")
+        """Leave the consumer group (its partitions move to the other workers at once)."""
         if self.consumer is not None:
             await self.consumer.stop()
 
@@ -160,45 +123,41 @@ class IngestService(Service):
         settings = self.context.settings
         assert self.consumer is not None
         wait_ms = int(settings.ingest_batch_wait_s * 1000)
-        try:
-            while not self.should_stop:
-                try:
-                    batches = await self.consumer.getmany(
-                        timeout_ms=wait_ms, max_records=settings.ingest_batch_size,
-                    )
-                except KafkaError:
-                    log.exception("ingest: fetching from the raw topic failed; retrying")
-                    await asyncio.sleep(1.0)
-                    continue
-                if not batches:
-                    continue
-                sent = SentBatch(
-                    raws=[record.value for records in batches.values() for record in records],
-                    offsets={tp: records[-1].offset + 1 for tp, records in batches.items()},
+        while not self.should_stop:
+            try:
+                batches = await self.consumer.getmany(
+                    timeout_ms=wait_ms, max_records=settings.ingest_batch_size,
                 )
-                await self.context.guarded(
-                    STAGE, sent.raws, settings.topic("raw"), functools.partial(self._handle, sent),
-                )
-                await self.settler.put(sent)
-                self._sample_lag(batches)
-        finally:
-            self._consuming_stopped.set()
+            except KafkaError:
+                log.exception("ingest: fetching from the raw topic failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not batches:
+                continue
+            raws = [record.value for records in batches.values() for record in records]
+            await self.context.guarded(
+                STAGE, raws, settings.topic("raw"), functools.partial(self._handle, raws),
+            )
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            try:
+                await self.consumer.commit(offsets)
+            except CommitFailedError:
+                # a rebalance took the partitions away: the new owner replays the batch
+                log.warning("ingest: offsets not committed (rebalance); batch will be replayed")
+            self._sample_lag(batches)
 
-    @Service.task
-    async def _settle_in_order(self) -> None:
-        await self.settler.run()
-
-    async def _handle(self, sent: SentBatch) -> None:
+    async def _handle(self, raws: list[bytes]) -> None:
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
-        raws = sent.raws
         metrics.stage_in.labels(stage=STAGE).inc(len(raws))
         metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
         outcome = self.ingestor.process(raws)
-        for reject in outcome.rejects:
-            sent.acks.append(await context.dead_letter(
+        acks = [
+            await context.dead_letter(
                 reject.raw, reject.reason, reject.detail, stage=STAGE,
                 source_topic=settings.topic("raw"),
-            ))
+            )
+            for reject in outcome.rejects
+        ]
         metrics.unmatched.inc(len(outcome.unmatched))
         # one increment per brand per batch: a labelled inc costs ~3 us, per mention it showed
         brand_counts = Counter(brand for mention in outcome.mentions for brand in mention["brands"])
@@ -208,43 +167,15 @@ class IngestService(Service):
         ingested_at = time.time()
         for mention in forwarded:
             mention["ingested_at"] = ingested_at
+        routed = context.topics["routed"]
         hot_brands = settings.dedup_hot_brands
-        sent.acks += await send_micro_batches(context.topics["routed"], group_by_partition(
+        acks += await send_micro_batches(routed, group_by_partition(
             forwarded, lambda mention: routing_key(mention, hot_brands), settings.partitions,
         ))
-        sent.forwarded = forwarded
-
-    async def _settle(self, sent: SentBatch) -> None:
-        """Once the broker has everything the batch produced, commit its raw offsets."""
-        context = self.context
-        try:
-            await asyncio.gather(*sent.acks)
-        except Exception as error:
-            # the batch's output may be partly lost: the dead-letter topic keeps its raw
-            # records for a replay (downstream state is idempotent by mention id)
-            log.exception("ingest: the broker did not take a batch of %d records", len(sent.raws))
-            context.metrics.stage_failures.labels(stage=STAGE, reason=type(error).__name__).inc()
-            await asyncio.gather(*[
-                await context.dead_letter(
-                    raw, "internal_error", f"sending failed: {type(error).__name__}: {error}",
-                    stage=STAGE, source_topic=context.settings.topic("raw"),
-                )
-                for raw in sent.raws
-            ])
-        else:
-            context.observe_out(STAGE, sent.forwarded)
-        assert self.consumer is not None
-        # a rebalance may have moved partitions away since the batch was fetched: their new
-        # owner replays the batch from the last commit (aiokafka refuses to commit them)
-        owned = self.consumer.assignment()
-        offsets = {tp: offset for tp, offset in sent.offsets.items() if tp in owned}
-        try:
-            if offsets:
-                await self.consumer.commit(offsets)
-        except (CommitFailedError, IllegalStateError):
-            offsets = {}
-        if len(offsets) < len(sent.offsets):
-            log.warning("ingest: offsets not committed (rebalance); batch will be replayed")
+        # the offsets are committed only after the broker has every micro-batch and every
+        # dead letter: a reject whose dead letter was lost would otherwise vanish
+        await asyncio.gather(*acks)
+        context.observe_out(STAGE, forwarded)
 
     def _sample_lag(self, batches: dict[Any, list[Any]]) -> None:
         assert self.consumer is not None
@@ -254,25 +185,6 @@ class IngestService(Service):
                 self.context.metrics.consumer_lag.labels(
                     topic=tp.topic, partition=str(tp.partition),
                 ).set(max(0, highwater - (records[-1].offset + 1)))
-
-
-class SettleBeforeRevoke(ConsumerRebalanceListener):
-    """Before the group takes raw partitions away, settle what was sent from them.
-
-    Otherwise the new owner would start from offsets this worker was about to commit and
-    produce those mentions a second time.
-    """
-
-    def __init__(self, service: IngestService) -> None:
-        self.service = service
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:  # noqa: D102
-        timeout_s = self.service.context.settings.group_rebalance_timeout_s / 2
-        if not await self.service.settler.drain(timeout_s):
-            log.warning("ingest: partitions revoked with unsettled batches; they will be replayed")
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:  # noqa: D102
-        return None
 
 
 def register(context: WorkerContext) -> None:
