@@ -8,6 +8,7 @@ port.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 import ssl
@@ -104,11 +105,16 @@ class WorkerContext:
         except Exception as error:
             log.exception("stage %s failed on a batch of %d records", stage, len(raw_values))
             self.metrics.stage_failures.labels(stage=stage, reason=type(error).__name__).inc()
-            for raw in raw_values:
+            acks = [
                 await self.dead_letter(
                     raw, "internal_error", f"{type(error).__name__}: {error}",
                     stage=stage, source_topic=source_topic,
                 )
+                for raw in raw_values
+            ]
+            # the caller commits the batch's offsets next: only once its dead letters are in
+            # (if the broker refuses them, this raises and the batch is replayed instead)
+            await asyncio.gather(*acks)
         finally:
             self.metrics.stage_batch_seconds.labels(stage=stage).observe(
                 time.perf_counter() - started
