@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,12 @@ from benchmarks.common import RESULTS_DIR, write_results
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.connectors.replay import produce_records
-from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
+from pipeline.transport.broker import (
+    PRODUCER_BATCH_BYTES,
+    EmbeddedBroker,
+    free_port,
+    wait_for_port,
+)
 from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
 
 
@@ -459,6 +465,30 @@ def _describe(row: dict[str, Any]) -> str:
             f"load {row['load_avg_before'][0]:.2f}")
 
 
+@contextlib.contextmanager
+def broker_for(delay_ms: float, workdir: Path) -> Iterator[str]:
+    """A fresh embedded broker, behind a slow link when ``delay_ms``; yields its bootstrap."""
+    if not delay_ms:
+        with EmbeddedBroker.start(log_path=workdir / "broker.log") as broker:
+            yield broker.bootstrap
+        return
+    relay_port = free_port()
+    with EmbeddedBroker.start(
+        log_path=workdir / "broker.log", advertised_port=relay_port,
+    ) as broker:
+        relay = subprocess.Popen([
+            sys.executable, "-m", "benchmarks.slow_link", "--listen", f"127.0.0.1:{relay_port}",
+            "--target", broker.bootstrap, "--delay-ms", str(delay_ms),
+        ])
+        try:
+            if not wait_for_port("127.0.0.1", relay_port, 20):
+                raise RuntimeError("the slow link did not start")
+            yield f"127.0.0.1:{relay_port}"
+        finally:
+            relay.terminate()
+            relay.wait(timeout=10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mentions", type=int, default=100_000)
@@ -469,13 +499,19 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="64,256,500,1024,4096")
     parser.add_argument("--quick", action="store_true",
                         help="only the 1-worker pipeline run (no ceilings, sweep or latency)")
+    parser.add_argument("--broker-delay-ms", type=float, default=0.0,
+                        help="put benchmarks/slow_link.py in front of the broker: every byte "
+                        "waits this long each way (a broker across a network)")
     args = parser.parse_args()
     stages = [stage.strip() for stage in args.stages.split(",") if stage.strip()]
     records = firehose(args.mentions)
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
-    results: dict[str, Any] = {"mentions": args.mentions, "stages": stages, "workdir": str(workdir)}
+    results: dict[str, Any] = {
+        "mentions": args.mentions, "stages": stages, "workdir": str(workdir),
+        "broker_delay_ms": args.broker_delay_ms,
+    }
     log: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731
-    with EmbeddedBroker.start(log_path=workdir / "broker.log") as broker:
+    with broker_for(args.broker_delay_ms, workdir) as bootstrap:
         runs = [
             ("pipeline, 1 worker", 1, {}),
             ("pipeline, 2 workers", 2, {}),
@@ -490,34 +526,34 @@ def main() -> None:
             runs = runs[:1]
         else:
             results["ceilings"] = {
-                "aiokafka_passthrough": transport_ceiling(broker.bootstrap, records),
-                "faust_noop": faust_ceiling(broker.bootstrap, records, send=False),
-                "faust_send_per_event": faust_ceiling(broker.bootstrap, records, send=True),
+                "aiokafka_passthrough": transport_ceiling(bootstrap, records),
+                "faust_noop": faust_ceiling(bootstrap, records, send=False),
+                "faust_send_per_event": faust_ceiling(bootstrap, records, send=True),
             }
             log(f"ceilings: {results['ceilings']}")
         results["runs"] = []
         for label, workers, env in runs:
             row = {"label": label, **pipeline_throughput(
-                broker.bootstrap, records, workers, workdir, stages, **env)}
+                bootstrap, records, workers, workdir, stages, **env)}
             results["runs"].append(row)
             log(_describe(row))
         results["stage_alone"] = []
         for label, workers, upstream, measured in alone:
             row = {"label": label, **pipeline_throughput(
-                broker.bootstrap, records, workers, workdir, measured, upstream=upstream)}
+                bootstrap, records, workers, workdir, measured, upstream=upstream)}
             results["stage_alone"].append(row)
             log(_describe(row))
         if not args.quick:
             results["batch_size_sweep"] = []
             for batch_size in (int(size) for size in args.batch_sizes.split(",")):
                 row = {"label": f"ingest batch {batch_size}", **pipeline_throughput(
-                    broker.bootstrap, records, 1, workdir, stages,
+                    bootstrap, records, 1, workdir, stages,
                     PIPELINE_INGEST_BATCH_SIZE=str(batch_size),
                 )}
                 results["batch_size_sweep"].append({"batch_size": batch_size, **row})
                 log(_describe(row))
             results["latency"] = latency_run(
-                broker.bootstrap, stages, args.latency_rate, args.latency_seconds, workdir,
+                bootstrap, stages, args.latency_rate, args.latency_seconds, workdir,
             )
             for stage, summary in results["latency"]["stages"].items():
                 log(f"latency to {stage} out: p50 {summary['p50_s']} s, p99 {summary['p99_s']} s")

@@ -82,16 +82,21 @@ class EmbeddedBroker:
     @classmethod
     def start(
         cls, *, host: str = "127.0.0.1", port: int = 0, log_path: Path | None = None,
-        timeout_s: float = 20.0,
+        timeout_s: float = 20.0, advertised_port: int | None = None,
     ) -> EmbeddedBroker:
-        """Start Tansu on ``host:port`` (0 picks a free port) and wait until it answers."""
+        """Start Tansu on ``host:port`` (0 picks a free port) and wait until it answers.
+
+        ``advertised_port``: the port Tansu tells clients to connect to, when a relay in front
+        of it listens there (``benchmarks/slow_link.py``); by default its own.
+        """
         port = port or free_port(host)
         url = f"tcp://{host}:{port}"
+        advertised_url = f"tcp://{host}:{advertised_port or port}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         process = subprocess.Popen(
             [
                 str(tansu_binary()), "broker",
-                "--listener-url", url, "--advertised-listener-url", url,
+                "--listener-url", url, "--advertised-listener-url", advertised_url,
                 "--storage-engine", "memory://tansu/",
             ],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
