@@ -57,14 +57,18 @@ class Pacer:
 
 def produce_records(
     settings: Settings, records: Iterable[bytes], *, rate_per_s: float | None = None,
-    topic: str | None = None, on_progress: Any = None,
+    topic: str | None = None, on_progress: Any = None, batch_bytes: int | None = None,
 ) -> int:
-    """Send raw records to the raw topic (kafka-python producer); return how many were sent."""
+    """Send raw records to the raw topic (kafka-python producer); return how many were sent.
+
+    ``batch_bytes`` overrides the producer batch size chosen from the settings.
+    """
     from kafka import KafkaProducer
 
     # a feeder's records are small, so it batches widely, unless the broker needs one record
     # per batch (see Settings.producer_batch_bytes)
-    batch_bytes = 1 if settings.producer_batch_bytes == 1 else 256 * 1024
+    if batch_bytes is None:
+        batch_bytes = 1 if settings.producer_batch_bytes == 1 else 256 * 1024
     producer = KafkaProducer(
         client_id=f"{settings.app_id}-replay", linger_ms=5, batch_size=batch_bytes,
         # leader acks are enough for a feeder; idempotence would need acks=all
