@@ -45,7 +45,7 @@ import orjson
 from benchmarks.common import RESULTS_DIR, write_results
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import FirehoseGenerator
-from pipeline.connectors.replay import produce_records
+from pipeline.connectors.replay import WIDE_BATCH_BYTES, produce_records
 from pipeline.transport.broker import (
     PRODUCER_BATCH_BYTES,
     EmbeddedBroker,
@@ -258,7 +258,7 @@ def wait_drained(
     """Wait until each stage, in order, has committed everything on its input topic.
 
     ``raw_records``: how many records the raw topic holds, when it was fed in multi-record
-    batches, whose end offsets the embedded broker reports short (see FEEDER_BATCH_BYTES).
+    batches, whose end offsets the embedded broker reports short (see :func:`latency_run`).
     """
     from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient
@@ -271,9 +271,10 @@ def wait_drained(
             spec = STAGES[stage]
             group, topic = settings.app_id + spec.group_suffix, settings.topic(spec.source)
             # the upstream stage is done, so the input topic is complete
-            end = sum(consumer.end_offsets(_topic_partitions(consumer, topic)).values())
             if spec.source == "raw" and raw_records is not None:
                 end = raw_records
+            else:
+                end = sum(consumer.end_offsets(_topic_partitions(consumer, topic)).values())
             while committed(admin, group, topic) < end:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{stage} did not drain {topic} in {timeout_s}s")
@@ -401,13 +402,6 @@ def pipeline_throughput(
     }
 
 
-# The latency run's feeder batches like an upstream connector would. With one record per
-# batch (what the embedded broker needs for exact end offsets, hence the raw-topic counts
-# passed around above) kafka-python sent at most ~2,450 records/s here, so a 2,000/s feed
-# queued in the feeder itself, and that queueing was measured as pipeline latency.
-FEEDER_BATCH_BYTES = 256 * 1024
-
-
 def latency_run(
     bootstrap: str, stages: Sequence[str], rate_per_s: float, seconds: float, workdir: Path,
 ) -> dict[str, Any]:
@@ -417,7 +411,11 @@ def latency_run(
     try:
         wait_all_ready(started)
         records = firehose(int(rate_per_s * seconds), seed=5)
-        produce_records(settings, records, rate_per_s=rate_per_s, batch_bytes=FEEDER_BATCH_BYTES)
+        # The feeder batches like an upstream connector would. With one record per batch
+        # (what the embedded broker needs for exact end offsets, hence the raw-topic counts
+        # below) kafka-python sent at most ~2,450 records/s here, so a 2,000/s feed queued in
+        # the feeder itself, and that queue was measured as pipeline latency.
+        produce_records(settings, records, rate_per_s=rate_per_s, batch_bytes=WIDE_BATCH_BYTES)
         wait_drained(settings, stages, timeout_s=120, raw_records=len(records))
     finally:
         stop_workers(started)

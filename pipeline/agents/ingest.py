@@ -7,10 +7,10 @@ Faust's per-event machinery at all: this service reads the raw topic with its ow
 aiokafka consumer (``getmany``, thousands of records per call), hands each batch to
 :class:`pipeline.stages.ingest.Ingestor` in one call, sends rejects to the dead-letter topic
 and valid mentions to ``mentions.routed`` as one micro-batch per target partition, waits
-until the broker acknowledged every send (dead letters too), and only then commits the raw offsets
-(at-least-once: a crash replays the batch, and downstream state is idempotent by mention id).
-The stateful stages downstream stay Faust agents: on micro-batch topics Faust's per-record
-cost is paid once per batch.
+until the broker acknowledged every send (dead letters too), and only then commits the raw
+offsets (at-least-once: a crash replays the batch, and downstream state is idempotent by
+mention id). The stateful stages downstream stay Faust agents: on micro-batch topics Faust's
+per-record cost is paid once per batch.
 """
 
 from __future__ import annotations

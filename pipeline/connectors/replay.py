@@ -55,6 +55,10 @@ class Pacer:
             time.sleep(ahead)
 
 
+# a feeder's records are small, so it batches widely (kafka-python's batch_size, per partition)
+WIDE_BATCH_BYTES = 256 * 1024
+
+
 def produce_records(
     settings: Settings, records: Iterable[bytes], *, rate_per_s: float | None = None,
     topic: str | None = None, on_progress: Any = None, batch_bytes: int | None = None,
@@ -65,10 +69,9 @@ def produce_records(
     """
     from kafka import KafkaProducer
 
-    # a feeder's records are small, so it batches widely, unless the broker needs one record
-    # per batch (see Settings.producer_batch_bytes)
+    # wide batches, unless the broker needs one record per batch (Settings.producer_batch_bytes)
     if batch_bytes is None:
-        batch_bytes = 1 if settings.producer_batch_bytes == 1 else 256 * 1024
+        batch_bytes = 1 if settings.producer_batch_bytes == 1 else WIDE_BATCH_BYTES
     producer = KafkaProducer(
         client_id=f"{settings.app_id}-replay", linger_ms=5, batch_size=batch_bytes,
         # leader acks are enough for a feeder; idempotence would need acks=all

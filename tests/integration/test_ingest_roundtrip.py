@@ -8,6 +8,7 @@ import orjson
 import pytest
 from kafka.admin import KafkaAdminClient
 
+from benchmarks.pipeline import committed
 from pipeline.config import Settings
 from pipeline.transport.topics import decode_batch, kafka_client_options
 from tests.integration.conftest import RunningWorker, consume_until, produce
@@ -61,21 +62,17 @@ def test_ingest_tags_forwards_and_dead_letters(
     assert 'mentions_brand_volume_total{brand="acme-mobile"} 40.0' in metrics
     assert 'mentions_deadlettered_total{reason="not_json",stage="ingest"} 1.0' in metrics
 
-    # a clean stop settles the last batch and commits it: a restart would replay nothing
+    # every batch was committed once the broker had its output: a restart replays nothing
     worker.process.terminate()
     worker.process.wait(timeout=60)
-    assert committed_raw_offsets(pipeline_settings) == len(valid + unmatched + invalid)
-
-
-def committed_raw_offsets(settings: Settings) -> int:
-    """The ingest group's committed offsets on the raw topic, summed over partitions."""
-    admin = KafkaAdminClient(**kafka_client_options(settings))
+    admin = KafkaAdminClient(**kafka_client_options(pipeline_settings))
     try:
-        group = f"{settings.app_id}-ingest"
-        offsets = admin.list_group_offsets(group)[group]
+        raw_committed = committed(
+            admin, f"{pipeline_settings.app_id}-ingest", pipeline_settings.topic("raw"),
+        )
     finally:
         admin.close()
-    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic("raw"))
+    assert raw_committed == len(valid + unmatched + invalid)
 
 
 def test_dedup_marks_copies_and_survives_a_worker_restart(

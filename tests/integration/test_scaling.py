@@ -60,7 +60,7 @@ def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
     # joins while the first one is busy: the group takes partitions away from it
     start_worker(settings, "ingest,dedup")
     time.sleep(2)
-    # dies mid-stream, maybe with batches sent and not settled: replayed from the last commit
+    # dies mid-stream, maybe with batches sent and not committed: replayed from the last commit
     os.kill(first.process.pid, signal.SIGKILL)
     first.process.wait(timeout=10)
     time.sleep(3)
