@@ -15,9 +15,10 @@ band index from the clusters. Deletions are never journaled: the core deletes on
 expires old entries, and that is a deterministic function of the state and the expiry time,
 so a delta records *that* an expiry ran (``"x"``: its time) instead of one tombstone per key.
 
-Bounded: every delta carries ``"d"``, the event time after which everything it wrote has
-expired (the latest ``seen at + redelivery window`` of its mention records and ``first seen
-+ window`` of its conversations; an expiry marker lives one window). After each expiry,
+Bounded: every delta carries ``"d"``, the event time after which everything its batch wrote
+has expired (the latest ``seen at + redelivery window`` of its mention records and ``first
+seen + window`` of its conversations; an expiry marker lives one window; all records of a
+split batch share it). After each expiry,
 :meth:`PartitionJournal.collectable` names the deltas past that time, and the agent deletes
 them (one tombstone each, and the compacted changelog forgets them). A later delta may
 re-state an expired conversation (a copy's count update carries the whole cluster); the
@@ -184,12 +185,15 @@ class PartitionJournal:
             records.append(delta)
         if expired_at is not None:
             records[-1]["x"] = expired_at
+        # one time for the whole batch: a split can leave a record with only exact or variant
+        # entries, which must live as long as the conversations in its sibling records
+        dies_at = max(self._dies_at(delta) for delta in records)
         result = []
         for delta in records:
-            delta["d"] = self._dies_at(delta)
+            delta["d"] = dies_at
             key = delta_key(self.partition, self.next_sequence)
             self.next_sequence += 1
-            self.live[key] = delta["d"]
+            self.live[key] = dies_at
             result.append((key, delta))
         return result
 
@@ -201,7 +205,9 @@ class PartitionJournal:
         # an expiry marker is kept for a window, so that the newest one survives
         if "x" in delta:
             ends.append(delta["x"] + self.window_s)
-        return max(ends, default=float("-inf"))
+        # nothing that expires (never so for a whole batch): collectable at the next expiry;
+        # 0, not -inf, which JSON cannot carry
+        return max(ends, default=0.0)
 
     def replay(self, deltas: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """Rebuild the memory from this partition's deltas (any order); return how many.
@@ -218,7 +224,10 @@ class PartitionJournal:
                 stores[name].update(delta.get(name) or {})
             if delta.get("x") is not None:
                 expired_at = max(expired_at or delta["x"], delta["x"])
-            self.live[key] = float(delta.get("d", float("inf")))
+            # null: a split record saved with -inf before every record of a batch shared one
+            # time; kept, since its entries may belong to conversations still alive
+            dies_at = delta.get("d")
+            self.live[key] = float("inf") if dies_at is None else float(dies_at)
             self.next_sequence = max(self.next_sequence, parse_delta_key(key)[1] + 1)
         if expired_at is not None:
             self.deduplicator.expire(datetime.fromtimestamp(expired_at, UTC))
