@@ -26,6 +26,7 @@ from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import dead_letter_record
 from pipeline.transport import faust_kafka
+from pipeline.transport.faust_recovery import TableManager
 from pipeline.transport.topics import decode_batch, encode_batches
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,8 @@ def build_app(
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,
+        # resumes the agents' partitions only after seeking them (pipeline.transport.faust_recovery)
+        TableManager=TableManager,
         producer_max_batch_size=settings.producer_batch_bytes,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_rebalance_timeout_s,
