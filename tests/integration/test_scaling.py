@@ -46,11 +46,50 @@ class Feed(threading.Thread):
             producer.close()
 
 
-@pytest.mark.skip(reason=(
-    "open: in 1 of 6 runs 109 of ~11.5k mentions had not reached mentions.unique 120 s after "
-    "the kill, with no error logged; not yet known whether lost or stalled (see the closing "
-    "note of 2026-11-29). Remove this mark to reproduce it."
-))
+def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
+    """The offsets ``group`` has committed, by (topic, partition)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(**kafka_client_options(settings))
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
+
+
+def uncommitted_routed(settings: Settings) -> dict[int, int]:
+    """Records of ``mentions.routed`` past the dedup group's committed offsets, by partition."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    topic = settings.topic("routed")
+    consumer = KafkaConsumer(**kafka_client_options(settings))
+    try:
+        ends = consumer.end_offsets(
+            [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        )
+    finally:
+        consumer.close()
+    committed = committed_offsets(settings, settings.app_id)
+    return {tp.partition: end - max(0, committed.get((topic, tp.partition), 0))
+            for tp, end in ends.items()}
+
+
+def where_they_are(settings: Settings, missing: set[str]) -> str:
+    """For a failure message: the routed records holding the missing mentions, and how far
+    both consumer groups have committed."""
+    routed = consume_until(settings, settings.topic("routed"), lambda rs: False, timeout_s=10)
+    holding: dict[tuple[int, int], int] = {}
+    for record in routed:
+        hits = sum(m["id"] in missing for m in decode_batch(record.value))
+        if hits:
+            holding[(record.partition, record.offset)] = hits
+    groups = {group: committed_offsets(settings, group)
+              for group in (settings.app_id, f"{settings.app_id}-ingest")}
+    return (f"missing mentions per routed record (partition, offset): {holding}, "
+            f"of {len(routed)} records; committed offsets: {groups}")
+
+
 def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
@@ -84,6 +123,17 @@ def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
         timeout_s=120,
     )
     missing = expected - unique_ids(records)
-    assert not missing, f"{len(missing)} of {len(expected)} lost, e.g. {sorted(missing)[:5]}"
+    assert not missing, (
+        f"{len(missing)} of {len(expected)} lost, e.g. {sorted(missing)[:5]}\n"
+        + where_they_are(settings, missing)
+    )
+    # and the dedup group commits past every routed record: a record skipped but not lost
+    # (processed by the killed worker) would still hold its partition's commit back for good
+    deadline = time.monotonic() + 30
+    behind = uncommitted_routed(settings)
+    while any(behind.values()) and time.monotonic() < deadline:
+        time.sleep(1)
+        behind = uncommitted_routed(settings)
+    assert not any(behind.values()), f"routed records never committed, by partition: {behind}"
     dead = consume_until(settings, settings.topic("deadletter"), lambda rs: False, timeout_s=2)
     assert dead == []
