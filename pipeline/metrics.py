@@ -226,6 +226,12 @@ class PipelineMetrics:
             "mentions_brand_mentions", "Scored mentions per brand and sentiment (brands beyond "
             "the cap count as 'other').", ["brand", "sentiment"], registry=registry,
         )
+        self.consumer_rewinds = Counter(
+            "mentions_consumer_rewinds", "Records of a stream topic that a worker's consumer "
+            "found passed over by Faust: read again (outcome=reread) or, after three tries, "
+            "given up as deleted from the broker (outcome=given_up).",
+            ["topic", "outcome"], registry=registry,
+        )
         self.stage_failures = Counter(
             "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
             ["stage", "reason"], registry=registry,

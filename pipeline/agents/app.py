@@ -214,10 +214,15 @@ def build_app(
         # the worker's own start-up banner would drown the demo's progress line
         worker_redirect_stdouts=False,
     )
-    faust_kafka.install(app, settings.consumer_fetch_max_wait_ms)
+    metrics = PipelineMetrics(registry)
+    faust_kafka.install(
+        app, settings.consumer_fetch_max_wait_ms,
+        on_rewind=lambda topic, outcome: metrics.consumer_rewinds.labels(
+            topic=topic, outcome=outcome,
+        ).inc(),
+    )
     context = WorkerContext(
-        settings=settings, app=app, metrics=PipelineMetrics(registry), registry=registry,
-        readiness=Readiness(),
+        settings=settings, app=app, metrics=metrics, registry=registry, readiness=Readiness(),
     )
     for name in ("raw", "routed", "unique", "scored", "deadletter"):
         context.topics[name] = app.topic(

@@ -28,9 +28,9 @@ seeks back to the first one missing instead of delivering it.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -40,17 +40,21 @@ log = logging.getLogger(__name__)
 
 # rewinds to one offset before the records are taken as gone from the broker
 REWINDS_BEFORE_GIVING_UP = 3
+# the guard's verdicts on a record
+DELIVER, REWIND, DROP, GIVE_UP = "deliver", "rewind", "drop", "give_up"
+# called with (topic, outcome): "reread" after a rewind, "given_up" when records are gone
+RewindListener = Callable[[str, str], None]
 
 
 @dataclass
 class OffsetGuard:
     """The next offset each stream partition must deliver, and what to do with a record.
 
-    :meth:`deliver` answers "deliver"; "rewind" (records before this one were passed over:
-    seek back to :meth:`next_offset`); or "drop" (the rest of the partition's records in a
-    fetch result after a rewind: they come again). After a few rewinds to one offset, a
-    record still past it means the records are gone from the broker (retention): it is
-    delivered, and the loss is logged as an error.
+    :meth:`deliver` answers ``DELIVER``; ``REWIND`` (records before this one were passed
+    over: seek back to :meth:`next_offset`); ``DROP`` (the rest of the partition's records
+    in a fetch result after a rewind: they come again); or ``GIVE_UP`` (deliver it: after a
+    few rewinds to one offset, a record still past it means the records before it are gone
+    from the broker, deleted by retention; the loss is logged as an error).
     """
 
     expected: dict[TP, int] = field(default_factory=dict)
@@ -77,24 +81,24 @@ class OffsetGuard:
     def deliver(self, partition: TP, offset: int) -> str:
         """The verdict for the record at ``offset`` of ``partition``."""
         if partition in self.rewinding:
-            return "drop"
+            return DROP
         expected = self.expected.get(partition)
         if expected is None or offset == expected:
             self.expected[partition] = offset + 1
-            return "deliver"
+            return DELIVER
         if offset < expected:
             # a record read again: Faust's own read offset tells whether it was delivered
-            return "deliver"
+            return DELIVER
         rewound_to, times = self.rewinds.get(partition, (expected, 0))
         times = times + 1 if rewound_to == expected else 1
         if times > REWINDS_BEFORE_GIVING_UP:
             log.error("%s: records %d-%d are no longer on the broker; going on from %d",
                       partition, expected, offset - 1, offset)
             self.expected[partition] = offset + 1
-            return "deliver"
+            return GIVE_UP
         self.rewinds[partition] = (expected, times)
         self.rewinding.add(partition)
-        return "rewind"
+        return REWIND
 
     def fetch_done(self) -> None:
         """One fetch result has been handed out: after a rewind, the next one is fresh."""
@@ -141,13 +145,16 @@ class _Consumer(faust_aiokafka.Consumer):
                     yield partition, message
                     continue
                 verdict = guard.deliver(partition, message.offset)
-                if verdict == "deliver":
+                if verdict in (DELIVER, GIVE_UP):
                     yield partition, message
-                elif verdict == "rewind":
+                if verdict == REWIND:
                     log.warning("%s: records from %d were passed over (now at %d); reading "
                                 "them again", partition, guard.next_offset(partition),
                                 message.offset)
                     await self.seek(partition, guard.next_offset(partition))
+                listener = cast(Transport, self.transport).on_rewind
+                if verdict in (REWIND, GIVE_UP) and listener is not None:
+                    listener(partition.topic, "reread" if verdict == REWIND else "given_up")
         finally:
             guard.fetch_done()
 
@@ -157,11 +164,17 @@ class Transport(faust_aiokafka.Transport):
 
     Consumer = _Consumer
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int, on_rewind: RewindListener | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.on_rewind = on_rewind
 
 
-def install(app: Any, fetch_max_wait_ms: int) -> None:
+def install(app: Any, fetch_max_wait_ms: int, on_rewind: RewindListener | None = None) -> None:
     """Make ``app`` consume through :class:`Transport` (before the worker starts)."""
-    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=fetch_max_wait_ms)
+    app.transport = Transport(
+        app.conf.broker_consumer, app, fetch_max_wait_ms=fetch_max_wait_ms, on_rewind=on_rewind,
+    )

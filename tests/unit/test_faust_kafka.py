@@ -13,7 +13,14 @@ from faust.types import TP
 
 from pipeline.agents.app import build_app
 from pipeline.config import load_settings
-from pipeline.transport.faust_kafka import REWINDS_BEFORE_GIVING_UP, OffsetGuard
+from pipeline.transport.faust_kafka import (
+    DELIVER,
+    DROP,
+    GIVE_UP,
+    REWIND,
+    REWINDS_BEFORE_GIVING_UP,
+    OffsetGuard,
+)
 
 
 def test_worker_consumers_get_the_configured_fetch_wait() -> None:
@@ -51,9 +58,9 @@ def hand_out(guard: OffsetGuard, fetch: list[tuple[TP, int]]) -> list[str]:
 def test_contiguous_records_are_delivered_and_re_read_ones_left_to_faust() -> None:
     guard = OffsetGuard()
     guard.start_at(ROUTED_0, 10)
-    assert hand_out(guard, [(ROUTED_0, 10), (ROUTED_0, 11)]) == ["deliver", "deliver"]
+    assert hand_out(guard, [(ROUTED_0, 10), (ROUTED_0, 11)]) == [DELIVER, DELIVER]
     # read again after a seek back: Faust's read offset decides, the guard lets it through
-    assert hand_out(guard, [(ROUTED_0, 10)]) == ["deliver"]
+    assert hand_out(guard, [(ROUTED_0, 10)]) == [DELIVER]
     assert guard.next_offset(ROUTED_0) == 12
 
 
@@ -63,17 +70,17 @@ def test_records_passed_over_are_read_again_instead_of_skipped() -> None:
     guard.start_at(ROUTED_1, 7)
     # the fetch Faust handed out in the scale-out test: 25-41 passed over, 42-49 delivered
     fetch = [(ROUTED_0, 42), (ROUTED_1, 7), (ROUTED_0, 43), (ROUTED_1, 8)]
-    assert hand_out(guard, fetch) == ["rewind", "deliver", "drop", "deliver"]
+    assert hand_out(guard, fetch) == [REWIND, DELIVER, DROP, DELIVER]
     assert guard.next_offset(ROUTED_0) == 25
-    assert hand_out(guard, [(ROUTED_0, 25), (ROUTED_0, 26)]) == ["deliver", "deliver"]
+    assert hand_out(guard, [(ROUTED_0, 25), (ROUTED_0, 26)]) == [DELIVER, DELIVER]
 
 
 def test_a_partition_with_no_known_position_takes_what_comes() -> None:
     guard = OffsetGuard()
     guard.start_at(ROUTED_0, None)
-    assert hand_out(guard, [(ROUTED_0, 500), (ROUTED_0, 501)]) == ["deliver", "deliver"]
+    assert hand_out(guard, [(ROUTED_0, 500), (ROUTED_0, 501)]) == [DELIVER, DELIVER]
     guard.forget()
-    assert hand_out(guard, [(ROUTED_0, 900)]) == ["deliver"]
+    assert hand_out(guard, [(ROUTED_0, 900)]) == [DELIVER]
 
 
 def test_records_gone_from_the_broker_are_given_up_loudly(
@@ -82,8 +89,8 @@ def test_records_gone_from_the_broker_are_given_up_loudly(
     guard = OffsetGuard()
     guard.start_at(ROUTED_0, 100)
     for _ in range(REWINDS_BEFORE_GIVING_UP):
-        assert hand_out(guard, [(ROUTED_0, 180)]) == ["rewind"]
-    assert hand_out(guard, [(ROUTED_0, 180), (ROUTED_0, 181)]) == ["deliver", "deliver"]
+        assert hand_out(guard, [(ROUTED_0, 180)]) == [REWIND]
+    assert hand_out(guard, [(ROUTED_0, 180), (ROUTED_0, 181)]) == [GIVE_UP, DELIVER]
     assert "records 100-179 are no longer on the broker" in caplog.text
 
 
@@ -101,9 +108,11 @@ def test_the_worker_consumer_seeks_back_instead_of_handing_out_a_hole(
 
     monkeypatch.setattr(faust_consumer.Consumer, "getmany", faust_getmany)
     seeks: list[tuple[TP, int]] = []
+    registry: list[Any] = []
 
     async def run() -> list[int]:
-        app, _context = build_app(settings)
+        app, context = build_app(settings)
+        registry.append(context.registry)
 
         async def seek_in_aiokafka(partition: TP, offset: int) -> None:
             seeks.append((partition, offset))
@@ -114,3 +123,6 @@ def test_the_worker_consumer_seeks_back_instead_of_handing_out_a_hole(
 
     assert asyncio.run(run()) == []
     assert seeks == [(routed, 25)]
+    assert registry[0].get_sample_value(
+        "mentions_consumer_rewinds_total", {"topic": routed.topic, "outcome": "reread"},
+    ) == 1
