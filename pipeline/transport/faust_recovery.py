@@ -39,8 +39,12 @@ from faust.tables.recovery import Recovery
 class SeekFirstRecovery(Recovery):
     """Faust's recovery service, resuming stream partitions after seeking them."""
 
-    async def _seek_then_resume_streams(self) -> None:
+    async def _hand_streams_back(self, generation_id: int, *, standbys_ready: bool) -> None:
         app, consumer = self.app, self.app.consumer
+        if app.consumer_generation_id != generation_id:
+            self.log.warning("Recovery of generation %s overtaken by generation %s",
+                             generation_id, app.consumer_generation_id)
+            return
         assignment = consumer.assignment()
         if assignment:
             self.log.info("Seek stream partitions to committed offsets.")
@@ -50,12 +54,19 @@ class SeekFirstRecovery(Recovery):
         else:
             self.log.info("Resuming streams with empty assignment")
         self.completed.set()
-        # from here to the end no await: the queues are emptied of anything read before the
-        # seek, and the partitions resume from the committed offsets, as one step
+        # from here to the resume no await: the queues are emptied of anything read before
+        # the seek, and the partitions resume from the committed offsets, as one step
         app.flow_control.resume()
         consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         consumer.resume_flow()
         self.log.info("Stream partitions resumed from their committed offsets")
+        # AppT does not declare the fetcher; Faust's own recovery casts the same way
+        await cast(FaustApp, app)._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if standbys_ready:
+            self.tables.on_standbys_ready()
+        app.on_rebalance_end()
+        self.log.info("Worker ready")
 
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         """The tables are recovered: hand the stream partitions to the agents."""
@@ -70,33 +81,14 @@ class SeekFirstRecovery(Recovery):
         ]
         if table_callbacks:
             await asyncio.wait(table_callbacks)
-        if self.app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery of generation %s overtaken by generation %s",
-                             generation_id, self.app.consumer_generation_id)
-            return
-        await self._seek_then_resume_streams()
-        # AppT does not declare the fetcher; Faust's own recovery casts the same way
-        await cast(FaustApp, self.app)._fetcher.maybe_start()
-        self.tables.on_actives_ready()
-        if not self.app.assignor.assigned_standbys():
-            self.tables.on_standbys_ready()
-        self.app.on_rebalance_end()
-        self.log.info("Worker ready")
+        await self._hand_streams_back(
+            generation_id, standbys_ready=not self.app.assignor.assigned_standbys(),
+        )
 
     async def _resume_streams(self, generation_id: int = 0) -> None:
         # Faust's path for an app without tables (the sentiment worker): the same fix
         await self.app.on_rebalance_complete.send()
-        if self.app.consumer_generation_id != generation_id:
-            self.log.warning("Recovery of generation %s overtaken by generation %s",
-                             generation_id, self.app.consumer_generation_id)
-            return
-        await self._seek_then_resume_streams()
-        # AppT does not declare the fetcher; Faust's own recovery casts the same way
-        await cast(FaustApp, self.app)._fetcher.maybe_start()
-        self.tables.on_actives_ready()
-        self.tables.on_standbys_ready()
-        self.app.on_rebalance_end()
-        self.log.info("Worker ready")
+        await self._hand_streams_back(generation_id, standbys_ready=True)
 
 
 class TableManager(FaustTableManager):
