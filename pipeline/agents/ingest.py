@@ -80,10 +80,9 @@ def raw_consumer_options(settings: Settings) -> dict[str, Any]:
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": settings.ingest_batch_size,
-        # aiokafka's 500 ms fetch wait stays: the raw topic is the one upstream fills with
-        # small record batches, and on the embedded broker 100 ms (the agents' setting) made
-        # the fetches cost more than the feed, 2,000 mentions/s fell behind (p50 10.7 s
-        # against 1.1 s; benchmarks/README.md)
+        # aiokafka's 500 ms fetch wait stays: at 100 ms (the agents' setting) ingest's own p99
+        # at 2,000 mentions/s fell from 0.29 s to 0.09 s, but dedup behind it fell behind
+        # (p50 1.7-2.4 s against 0.18-0.22 s; benchmarks/README.md)
         "session_timeout_ms": int(settings.group_session_timeout_s * 1000),
         "rebalance_timeout_ms": int(settings.group_rebalance_timeout_s * 1000),
         "heartbeat_interval_ms": int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
