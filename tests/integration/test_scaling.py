@@ -1,5 +1,8 @@
 """Nothing is lost while the consumer groups change: a worker joining mid-stream, another
-one killed mid-stream (SIGKILL, no goodbye), and mentions arriving all the while."""
+one killed mid-stream (SIGKILL, no goodbye), and mentions arriving all the while.
+
+Two worker kinds: ingest + dedup (the dedup agent keeps a Faust table, so a rebalance goes
+through table recovery) and sentiment (no table: Faust's other hand-back path)."""
 
 import os
 import signal
@@ -7,6 +10,8 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -15,35 +20,55 @@ from kafka import KafkaProducer
 from pipeline.config import Settings
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.stages.ingest import build_ingestor
-from pipeline.transport.topics import decode_batch, kafka_client_options
+from pipeline.transport.topics import decode_batch, encode_batch, kafka_client_options
 from tests.integration.conftest import RunningWorker, consume_until
 
 pytestmark = pytest.mark.integration
 
-# a steady feed of ~500 mentions/s, so batches are in flight at every membership change
-CHUNK, CHUNK_EVERY_S = 50, 0.1
+CHUNK_EVERY_S = 0.1
+START = datetime(2026, 11, 2, 12, tzinfo=UTC)
 
 
 class Feed(threading.Thread):
-    """Sends the records in chunks until stopped (or out of records); ``sent`` counts them."""
+    """Sends ``chunk`` records every 0.1 s to ``topic`` until stopped (or out of records), so
+    batches are in flight at every membership change; ``sent`` counts them."""
 
-    def __init__(self, settings: Settings, raws: list[bytes]) -> None:
+    def __init__(self, settings: Settings, values: list[bytes], topic: str, chunk: int) -> None:
         super().__init__(daemon=True)
-        self.settings, self.raws = settings, raws
+        self.settings, self.values, self.topic, self.chunk = settings, values, topic, chunk
         self.sent = 0
         self.stop = threading.Event()
 
     def run(self) -> None:
         producer = KafkaProducer(**kafka_client_options(self.settings))
         try:
-            while not self.stop.is_set() and self.sent < len(self.raws):
-                for raw in self.raws[self.sent:self.sent + CHUNK]:
-                    producer.send(self.settings.topic("raw"), value=raw)
-                self.sent = min(len(self.raws), self.sent + CHUNK)
+            while not self.stop.is_set() and self.sent < len(self.values):
+                for value in self.values[self.sent:self.sent + self.chunk]:
+                    producer.send(self.topic, value=value)
+                self.sent = min(len(self.values), self.sent + self.chunk)
                 time.sleep(CHUNK_EVERY_S)
             producer.flush()
         finally:
             producer.close()
+
+
+def join_then_kill(
+    start_worker: Callable[..., RunningWorker], settings: Settings, stages: str, feed: Feed,
+) -> None:
+    """While ``feed`` runs: a second worker joins the first, then the first is SIGKILLed."""
+    first = start_worker(settings, stages)
+    feed.start()
+    time.sleep(2)
+    # joins while the first one is busy: the group takes partitions away from it
+    start_worker(settings, stages)
+    time.sleep(2)
+    # dies mid-stream, maybe with batches sent and not committed: replayed from the last commit
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(timeout=10)
+    time.sleep(3)
+    feed.stop.set()
+    feed.join(timeout=30)
+    assert not feed.is_alive() and feed.sent < len(feed.values), "the feed ended too soon"
 
 
 def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], int]:
@@ -58,11 +83,10 @@ def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], i
     return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
 
-def uncommitted_routed(settings: Settings) -> dict[int, int]:
-    """Records of ``mentions.routed`` past the dedup group's committed offsets, by partition."""
+def uncommitted(settings: Settings, topic: str) -> dict[int, int]:
+    """Records of ``topic`` past the worker group's committed offsets, by partition."""
     from kafka import KafkaConsumer, TopicPartition
 
-    topic = settings.topic("routed")
     consumer = KafkaConsumer(**kafka_client_options(settings))
     try:
         ends = consumer.end_offsets(
@@ -73,6 +97,22 @@ def uncommitted_routed(settings: Settings) -> dict[int, int]:
     committed = committed_offsets(settings, settings.app_id)
     return {tp.partition: end - max(0, committed.get((topic, tp.partition), 0))
             for tp, end in ends.items()}
+
+
+def assert_all_committed(settings: Settings, topic: str) -> None:
+    """The worker group commits past every record of ``topic`` (within 30 s): a record
+    skipped but not lost (processed by the killed worker) would hold its partition's commit
+    back for good."""
+    deadline = time.monotonic() + 30
+    behind = uncommitted(settings, topic)
+    while any(behind.values()) and time.monotonic() < deadline:
+        time.sleep(1)
+        behind = uncommitted(settings, topic)
+    assert not any(behind.values()), f"records of {topic} never committed: {behind}"
+
+
+def ids_in(records: list[Any]) -> set[str]:
+    return {m["id"] for record in records for m in decode_batch(record.value)}
 
 
 def where_they_are(settings: Settings, missing: set[str]) -> str:
@@ -94,46 +134,44 @@ def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
     settings = pipeline_settings.model_copy(update={"group_session_timeout_s": 6.0})
-    start = datetime(2026, 11, 2, 12, tzinfo=UTC)
-    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=7, start=start).mentions(40_000)]
-
-    first = start_worker(settings, "ingest,dedup")
-    feed = Feed(settings, raws)
-    feed.start()
-    time.sleep(2)
-    # joins while the first one is busy: the group takes partitions away from it
-    start_worker(settings, "ingest,dedup")
-    time.sleep(2)
-    # dies mid-stream, maybe with batches sent and not committed: replayed from the last commit
-    os.kill(first.process.pid, signal.SIGKILL)
-    first.process.wait(timeout=10)
-    time.sleep(3)
-    feed.stop.set()
-    feed.join(timeout=30)
-    assert not feed.is_alive() and feed.sent < len(raws), "the feed ended before the changes"
+    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=7, start=START).mentions(40_000)]
+    # ~500 mentions/s
+    feed = Feed(settings, raws, settings.topic("raw"), chunk=50)
+    join_then_kill(start_worker, settings, "ingest,dedup", feed)
     # the oracle: what the ingest core forwards, run offline on the records sent
     expected = {m["id"] for m in build_ingestor(settings).process(raws[:feed.sent]).mentions}
     assert len(expected) > feed.sent // 2
 
-    def unique_ids(records: list) -> set[str]:
-        return {m["id"] for record in records for m in decode_batch(record.value)}
-
     records = consume_until(
-        settings, settings.topic("unique"), lambda rs: expected <= unique_ids(rs),
-        timeout_s=120,
+        settings, settings.topic("unique"), lambda rs: expected <= ids_in(rs), timeout_s=120,
     )
-    missing = expected - unique_ids(records)
+    missing = expected - ids_in(records)
     assert not missing, (
         f"{len(missing)} of {len(expected)} lost, e.g. {sorted(missing)[:5]}\n"
         + where_they_are(settings, missing)
     )
-    # and the dedup group commits past every routed record: a record skipped but not lost
-    # (processed by the killed worker) would still hold its partition's commit back for good
-    deadline = time.monotonic() + 30
-    behind = uncommitted_routed(settings)
-    while any(behind.values()) and time.monotonic() < deadline:
-        time.sleep(1)
-        behind = uncommitted_routed(settings)
-    assert not any(behind.values()), f"routed records never committed, by partition: {behind}"
+    assert_all_committed(settings, settings.topic("routed"))
+    dead = consume_until(settings, settings.topic("deadletter"), lambda rs: False, timeout_s=2)
+    assert dead == []
+
+
+def test_no_mention_is_lost_when_a_sentiment_worker_joins_and_another_is_killed(
+    pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
+) -> None:
+    settings = pipeline_settings.model_copy(update={"group_session_timeout_s": 6.0})
+    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=9, start=START).mentions(8_000)]
+    mentions = build_ingestor(settings).process(raws).mentions
+    # ~160 mentions/s in micro-batches of 16, about what one CPU worker scores
+    batches = [encode_batch(mentions[i:i + 16]) for i in range(0, len(mentions), 16)]
+    feed = Feed(settings, batches, settings.topic("unique"), chunk=1)
+    join_then_kill(start_worker, settings, "sentiment", feed)
+    expected = ids_in([SimpleNamespace(value=batch) for batch in batches[:feed.sent]])
+
+    records = consume_until(
+        settings, settings.topic("scored"), lambda rs: expected <= ids_in(rs), timeout_s=180,
+    )
+    missing = expected - ids_in(records)
+    assert not missing, f"{len(missing)} of {len(expected)} lost, e.g. {sorted(missing)[:5]}"
+    assert_all_committed(settings, settings.topic("unique"))
     dead = consume_until(settings, settings.topic("deadletter"), lambda rs: False, timeout_s=2)
     assert dead == []
