@@ -22,7 +22,10 @@ commits past them. Seen in the scale-out test after a rebalance: one worker pass
 offsets 25-41, delivered 42-49, and the commit went past 41; 13 micro-batches were never
 processed. Our stream topics are never compacted nor transactional, so their offsets have
 no gaps: a record that comes after a hole means records were passed over, and the consumer
-seeks back to the first one missing instead of delivering it.
+seeks back to the first one missing instead of delivering it. (Topics that may have gaps
+are Faust's changelogs, which the guard leaves alone, and any topic written with
+transactions, whose commit markers take offsets: Faust's exactly-once mode, which this app
+does not use, would need the guard to learn about those.)
 """
 
 from __future__ import annotations
