@@ -39,7 +39,12 @@ from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker
-from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
+from pipeline.transport.topics import (
+    decode_batch,
+    ensure_topics,
+    kafka_client_options,
+    uncommitted_by_partition,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,24 +128,12 @@ class TopicTail:
 
 def consumer_lag(settings: Settings, admin: Any, consumer: Any) -> int | None:
     """Raw-topic records not yet committed by the pipeline's consumer group."""
-    from kafka import TopicPartition
-
     try:
-        group = f"{settings.app_id}-ingest"
-        committed = admin.list_group_offsets(group).get(group, {})
-        topic = settings.topic("raw")
-        partitions = [
-            TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        ends = consumer.end_offsets(partitions)
+        return sum(uncommitted_by_partition(
+            admin, consumer, f"{settings.app_id}-ingest", settings.topic("raw"),
+        ).values())
     except Exception:
         return None
-    lag = 0
-    for tp, end in ends.items():
-        meta = committed.get(tp)
-        done = meta.offset if meta is not None and meta.offset >= 0 else 0
-        lag += max(0, end - done)
-    return lag
 
 
 def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> bool:

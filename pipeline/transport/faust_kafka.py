@@ -148,18 +148,24 @@ class _Consumer(faust_aiokafka.Consumer):
                     yield partition, message
                     continue
                 verdict = guard.deliver(partition, message.offset)
-                if verdict in (DELIVER, GIVE_UP):
+                if verdict == DELIVER:
                     yield partition, message
-                if verdict == REWIND:
+                elif verdict == GIVE_UP:
+                    self._report_rewind(partition, "given_up")
+                    yield partition, message
+                elif verdict == REWIND:
+                    back_to = guard.next_offset(partition)
                     log.warning("%s: records from %d were passed over (now at %d); reading "
-                                "them again", partition, guard.next_offset(partition),
-                                message.offset)
-                    await self.seek(partition, guard.next_offset(partition))
-                listener = cast(Transport, self.transport).on_rewind
-                if verdict in (REWIND, GIVE_UP) and listener is not None:
-                    listener(partition.topic, "reread" if verdict == REWIND else "given_up")
+                                "them again", partition, back_to, message.offset)
+                    await self.seek(partition, back_to)
+                    self._report_rewind(partition, "reread")
         finally:
             guard.fetch_done()
+
+    def _report_rewind(self, partition: TP, outcome: str) -> None:
+        listener = cast(Transport, self.transport).on_rewind
+        if listener is not None:
+            listener(partition.topic, outcome)
 
 
 class Transport(faust_aiokafka.Transport):

@@ -157,3 +157,23 @@ def group_by_partition(
     for mention in mentions:
         groups.setdefault(partition_for(key_of(mention), partitions), []).append(mention)
     return groups
+
+
+def uncommitted_by_partition(
+    admin: Any, consumer: Any, group: str, topic: str,
+) -> dict[int, int]:
+    """Records of ``topic`` past ``group``'s committed offsets, by partition.
+
+    ``admin`` and ``consumer`` are kafka-python clients; a partition with no commit counts
+    from offset 0.
+    """
+    from kafka import TopicPartition
+
+    committed = admin.list_group_offsets(group).get(group, {})
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    behind = {}
+    for tp, end in consumer.end_offsets(partitions).items():
+        meta = committed.get(tp)
+        done = meta.offset if meta is not None and meta.offset >= 0 else 0
+        behind[tp.partition] = max(0, end - done)
+    return behind

@@ -20,7 +20,12 @@ from kafka import KafkaProducer
 from pipeline.config import Settings
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.stages.ingest import build_ingestor
-from pipeline.transport.topics import decode_batch, encode_batch, kafka_client_options
+from pipeline.transport.topics import (
+    decode_batch,
+    encode_batch,
+    kafka_client_options,
+    uncommitted_by_partition,
+)
 from tests.integration.conftest import RunningWorker, consume_until
 
 pytestmark = pytest.mark.integration
@@ -85,18 +90,16 @@ def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], i
 
 def uncommitted(settings: Settings, topic: str) -> dict[int, int]:
     """Records of ``topic`` past the worker group's committed offsets, by partition."""
-    from kafka import KafkaConsumer, TopicPartition
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient
 
+    admin = KafkaAdminClient(**kafka_client_options(settings))
     consumer = KafkaConsumer(**kafka_client_options(settings))
     try:
-        ends = consumer.end_offsets(
-            [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        )
+        return uncommitted_by_partition(admin, consumer, settings.app_id, topic)
     finally:
         consumer.close()
-    committed = committed_offsets(settings, settings.app_id)
-    return {tp.partition: end - max(0, committed.get((topic, tp.partition), 0))
-            for tp, end in ends.items()}
+        admin.close()
 
 
 def assert_all_committed(settings: Settings, topic: str) -> None:
