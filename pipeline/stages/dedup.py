@@ -65,9 +65,8 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -274,8 +273,10 @@ def hot_brand_spread(
     return spread
 
 
-@dataclass(frozen=True, slots=True)
-class DedupInput:
+# DedupInput and DedupVerdict are NamedTuples, not frozen dataclasses: two are built per
+# mention, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~1.1 us
+# here against ~0.4 us for a NamedTuple, just as immutable.
+class DedupInput(NamedTuple):
     """What the dedup stage needs of a mention (``created_at`` timezone-aware)."""
 
     mention_id: str
@@ -283,8 +284,7 @@ class DedupInput:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class DedupVerdict:
+class DedupVerdict(NamedTuple):
     """``duplicate_of`` is the first copy's id (None when this is the first).
 
     ``copy_count`` is the first copy's running count of copies, this one included.
