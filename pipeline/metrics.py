@@ -9,10 +9,12 @@ ones), and per-brand series are capped with an ``other`` bucket.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -236,3 +238,20 @@ class PipelineMetrics:
             "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
             ["stage", "reason"], registry=registry,
         )
+
+    def keep_lag_only_for(self, owned: Iterable[Any], of_topic: Callable[[str], bool]) -> None:
+        """Drop the lag series of partitions (of topics ``of_topic`` accepts) not in ``owned``.
+
+        A gauge keeps its last value until removed: a partition that a rebalance moved to
+        another worker would go on reporting its old lag from here, summed with the new
+        owner's, and a stale non-zero lag on a quiet night fires MentionsPipelineStalled.
+        """
+        keep = {(tp.topic, str(tp.partition)) for tp in owned}
+        stale = {
+            (sample.labels["topic"], sample.labels["partition"])
+            for family in self.consumer_lag.collect() for sample in family.samples
+            if of_topic(sample.labels["topic"])
+        } - keep
+        for topic, partition in stale:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, partition)

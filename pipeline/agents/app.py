@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import numpy as np
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
@@ -303,16 +304,31 @@ def _register_web(app: Any, context: WorkerContext) -> None:
         ready = all(checks.values())
         return web.json({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
+    # the ingest service samples (and forgets) the raw topic's lag itself
+    raw_topic = context.settings.topic("raw")
+
+    def not_raw(topic: str) -> bool:
+        return topic != raw_topic
+
+    @app.on_partitions_assigned.connect
+    async def forget_moved_partitions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        context.metrics.keep_lag_only_for(assigned, not_raw)
+
     @app.timer(interval=5.0)
     async def sample_consumer_lag() -> None:
         assigned = app.consumer.assignment()
         context.metrics.assigned_partitions.set(len(assigned))
-        if not assigned:
-            return
         for tp in assigned:
+            # a rebalance during an await below may take ``tp`` away, and the consumer
+            # asserts (or raises) on a partition it does not own: checked before each use
+            if tp not in app.consumer.assignment():
+                continue
             highwater = app.consumer.highwater(tp)
-            position = await app.consumer.position(tp)
-            if highwater is None or position is None:
+            try:
+                position = await app.consumer.position(tp)
+            except KafkaError:
+                continue
+            if highwater is None or position is None or tp not in app.consumer.assignment():
                 continue
             context.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, highwater - position)

@@ -20,14 +20,16 @@ import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.agents.app import WorkerContext, send_micro_batches
 from pipeline.config import Settings
+from pipeline.metrics import PipelineMetrics
 from pipeline.stages.dedup import routing_key as dedup_routing_key
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.transport.topics import group_by_partition
@@ -47,6 +49,20 @@ def routing_key(
     return dedup_routing_key(
         str(mention["text"]), mention.get("brands") or (), hot_brands=hot_brands,
     )
+
+
+def owned_next_offsets(
+    batches: Mapping[Any, Sequence[Any]], owned: Set[Any],
+) -> dict[Any, int]:
+    """Offsets to commit after a fetched batch: the next one, for the partitions still owned.
+
+    >>> from collections import namedtuple
+    >>> Record = namedtuple("Record", "offset")
+    >>> owned_next_offsets({"p0": [Record(7), Record(8)], "p1": [Record(3)]}, {"p0"})
+    {'p0': 9}
+    """
+    return {tp: records[-1].offset + 1 for tp, records in batches.items()
+            if tp in owned and records}
 
 
 def aiokafka_options(context: WorkerContext) -> dict[str, Any]:
@@ -89,6 +105,20 @@ def raw_consumer_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+class _ForgetMovedPartitions(ConsumerRebalanceListener):
+    """After each rebalance, drops the lag series of raw partitions this worker lost."""
+
+    def __init__(self, metrics: PipelineMetrics, of_topic: Callable[[str], bool]) -> None:
+        self.metrics, self.of_topic = metrics, of_topic
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing: the partitions kept are known only once the new assignment arrives."""
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        """Keep the lag series of ``assigned`` only."""
+        self.metrics.keep_lag_only_for(assigned, self.of_topic)
+
+
 class IngestService(Service):
     """Batched consumer of the raw topic feeding the ingest core (see the module docstring)."""
 
@@ -107,10 +137,13 @@ class IngestService(Service):
         """Join the ingest consumer group on the raw topic."""
         settings = self.context.settings
         self.consumer = AIOKafkaConsumer(
-            settings.topic("raw"), **raw_consumer_options(settings),
-            **aiokafka_options(self.context),
+            **raw_consumer_options(settings), **aiokafka_options(self.context),
         )
         await self.consumer.start()
+        raw_topic = settings.topic("raw")
+        self.consumer.subscribe([raw_topic], listener=_ForgetMovedPartitions(
+            self.context.metrics, lambda topic: topic == raw_topic,
+        ))
 
     async def on_stop(self) -> None:
         """Leave the consumer group (its partitions move to the other workers at once)."""
@@ -137,13 +170,23 @@ class IngestService(Service):
             await self.context.guarded(
                 STAGE, raws, settings.topic("raw"), functools.partial(self._handle, raws),
             )
-            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            # a rebalance during the batch's sends may have moved some of its partitions to
+            # another worker: aiokafka refuses (raises on) offsets or lag of a partition this
+            # consumer no longer owns, and the new owner replays those records anyway
+            owned = self.assignment
+            offsets = owned_next_offsets(batches, owned)
+            if len(offsets) < len(batches):
+                log.warning("ingest: %d partition(s) of the batch moved away in a rebalance; "
+                            "their new owner replays them", len(batches) - len(offsets))
             try:
-                await self.consumer.commit(offsets)
-            except CommitFailedError:
-                # a rebalance took the partitions away: the new owner replays the batch
-                log.warning("ingest: offsets not committed (rebalance); batch will be replayed")
-            self._sample_lag(batches)
+                if offsets:
+                    await self.consumer.commit(offsets)
+            except KafkaError as error:
+                # a rebalance took the partitions away (CommitFailedError): their new owner
+                # replays them from the last commit; otherwise the next batch's commit covers
+                # these records too (offsets are positions)
+                log.warning("ingest: offsets not committed (%r)", error)
+            self._sample_lag({tp: batches[tp] for tp in offsets if tp in self.assignment})
 
     async def _handle(self, raws: list[bytes]) -> None:
         context, settings, metrics = self.context, self.context.settings, self.context.metrics

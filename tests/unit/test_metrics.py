@@ -73,3 +73,25 @@ def test_pipeline_latencies_are_batch_histograms() -> None:
     assert registry.get_sample_value(
         "mentions_end_to_end_latency_seconds_sum", {"stage": "ingest"},
     ) == 0.2
+
+
+def test_a_partition_that_moved_away_stops_reporting_lag_here() -> None:
+    from aiokafka import TopicPartition
+
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    for topic, partition, lag in (("raw", 0, 40), ("raw", 1, 7), ("routed", 0, 3)):
+        metrics.consumer_lag.labels(topic=topic, partition=str(partition)).set(lag)
+
+    # a rebalance left this consumer of "raw" with partition 1 only
+    metrics.keep_lag_only_for({TopicPartition("raw", 1)}, lambda topic: topic == "raw")
+
+    def lag(topic: str, partition: int) -> float | None:
+        return registry.get_sample_value(
+            "mentions_consumer_lag_messages", {"topic": topic, "partition": str(partition)},
+        )
+
+    assert lag("raw", 0) is None
+    assert lag("raw", 1) == 7
+    # another consumer's topic is not this one's to forget
+    assert lag("routed", 0) == 3
