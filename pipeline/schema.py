@@ -186,7 +186,9 @@ def validated_record(document: dict[str, Any], *, max_text_chars: int) -> dict[s
     text = get("text")
     if type(text) is not str or len(text) > max_text_chars or not text or text.isspace():
         text = _text(text, max_text_chars)
-    created_at = parse_timestamp(get("created_at")).isoformat()
+    created_at = get("created_at")
+    if type(created_at) is not str or not _is_canonical_utc(created_at):
+        created_at = parse_timestamp(created_at).isoformat()
     source = get("source")
     if type(source) is not str or not source or source.isspace():
         source = _required_str(document, "source")
@@ -244,6 +246,40 @@ def parse_timestamp(value: Any) -> datetime:
             "wrong_type", f"created_at must be a string or a number, got {type(value).__name__}"
         )
     return _parse_time_text(value)
+
+
+def _is_canonical_utc(text: str) -> bool:
+    """Whether ``text`` is already what validation makes of a time (ISO 8601 in UTC).
+
+    ``datetime.isoformat`` writes an aware UTC time as ``YYYY-MM-DDTHH:MM:SS+00:00``, with
+    ``.ffffff`` after the seconds unless they are whole. A string of exactly that shape that
+    parses is kept as it is, so nearly every mention of a normalised feed skips a
+    parse-and-format round trip (~2 us of ~2.8 here).
+
+    >>> _is_canonical_utc("2026-11-02T12:00:05+00:00"), _is_canonical_utc("2026-11-02T12:00:05Z")
+    (True, False)
+    >>> _is_canonical_utc("2026-11-02T12:00:05.250000+00:00")
+    True
+    >>> _is_canonical_utc("2026-11-02T12:00:05.000000+00:00")  # isoformat drops a zero fraction
+    False
+    >>> _is_canonical_utc("2026-13-02T12:00:05+00:00")  # the right shape, but no such month
+    False
+    """
+    length = len(text)
+    if length == 25:
+        offset_at = 19
+    elif length == 32 and text[19] == "." and text[20:26] != "000000":
+        offset_at = 26
+    else:
+        return False
+    if (text[offset_at:] != "+00:00" or text[10] != "T" or text[4] != "-" or text[7] != "-"
+            or text[13] != ":" or text[16] != ":"):
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_time_text(value: str) -> datetime:

@@ -112,3 +112,36 @@ def test_dead_letter_keeps_the_original_bytes() -> None:
     assert utf8["original"] == "broken {" and utf8["reason"] == "not_json"
     binary = orjson.loads(dead_letter_record(b"\xff\x00", "invalid_utf8", "x", stage="ingest"))
     assert binary["original_b64"] == "/wA="
+
+
+@pytest.mark.parametrize("created_at", [
+    "2026-11-02T12:00:05+00:00",  # canonical: kept as it is
+    "2026-02-30T12:00:05+00:00",  # canonical shape, no such day
+    "2026-11-02T24:00:05+00:00",  # canonical shape, no such hour
+    "2026-W44-1T12:00:05+00:00",  # an ISO week date of the same length
+    "2026-11-02T120005.5+00:00",  # basic-format time of the same length
+    "2026-11-02 12:00:05+00:00",  # space separator
+    "2026-11-02T12:00:05+01:00",
+    "2026-11-02T12:00:05-00:00",
+    "2026-11-02T12:00:05Z",
+    "2026-11-02T12:00:05.250+00:00",
+    "2026-11-02T12:00:05.250000+00:00",  # canonical with microseconds
+    "2026-11-02T12:00:05.000000+00:00",  # isoformat would drop the zero fraction
+    "2026-11-02T12:00:05,250000+00:00",
+    "2026-11-02T12:00:05.25000a+00:00",
+    "2026-11-02T12:00:05",
+    "Mon Nov 02 12:00:05 +0000 2026",
+])
+def test_the_canonical_time_shortcut_agrees_with_parsing(created_at: str) -> None:
+    from pipeline.schema import parse_timestamp
+
+    try:
+        expected: str | tuple[str, str] = parse_timestamp(created_at).isoformat()
+    except InvalidMention as error:
+        expected = (error.reason, error.detail)
+    try:
+        got: str | tuple[str, str] = decode_record(mention(created_at=created_at), **LIMITS)[
+            "created_at"]
+    except InvalidMention as error:
+        got = (error.reason, error.detail)
+    assert got == expected
