@@ -127,6 +127,24 @@ def assert_all_committed(settings: Settings, topic: str) -> None:
     assert not any(behind.values()), f"records of {topic} never committed: {behind}"
 
 
+def quick_failover(settings: Settings) -> Settings:
+    """``settings`` with a 6 s group session, so a killed worker's partitions move soon."""
+    return settings.model_copy(update={"group_session_timeout_s": 6.0})
+
+
+def firehose(*, seed: int, count: int) -> list[bytes]:
+    """``count`` synthetic raw mention records."""
+    return [orjson.dumps(m) for m in FirehoseGenerator(seed=seed, start=START).mentions(count)]
+
+
+def raw_feed(
+    settings: Settings, *, seed: int, count: int, chunk: int,
+) -> tuple[list[bytes], Feed]:
+    """``count`` firehose mentions and a (not yet started) feed of them to the raw topic."""
+    raws = firehose(seed=seed, count=count)
+    return raws, Feed(settings, raws, settings.topic("raw"), chunk=chunk)
+
+
 def ids_in(records: list[Any]) -> set[str]:
     return {m["id"] for record in records for m in decode_batch(record.value)}
 
@@ -149,10 +167,8 @@ def where_they_are(settings: Settings, missing: set[str]) -> str:
 def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
-    settings = pipeline_settings.model_copy(update={"group_session_timeout_s": 6.0})
-    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=7, start=START).mentions(40_000)]
-    # ~500 mentions/s
-    feed = Feed(settings, raws, settings.topic("raw"), chunk=50)
+    settings = quick_failover(pipeline_settings)
+    raws, feed = raw_feed(settings, seed=7, count=40_000, chunk=50)  # ~500 mentions/s
     join_then_kill(start_worker, settings, "ingest,dedup", feed)
     # the oracle: what the ingest core forwards, run offline on the records sent
     expected = {m["id"] for m in build_ingestor(settings).process(raws[:feed.sent]).mentions}
@@ -174,11 +190,10 @@ def test_no_mention_is_lost_when_a_worker_joins_and_another_is_killed(
 def test_a_worker_joining_under_load_neither_crashes_the_other_nor_loses_mentions(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
-    settings = pipeline_settings.model_copy(update={"group_session_timeout_s": 6.0})
-    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=11, start=START).mentions(60_000)]
+    settings = quick_failover(pipeline_settings)
     # ~3,000 mentions/s in batches of 10 keep the first worker busy all the time, so the group
     # moves a partition away from it between some batch's fetch and its commit
-    feed = Feed(settings, raws, settings.topic("raw"), chunk=300)
+    raws, feed = raw_feed(settings, seed=11, count=60_000, chunk=300)
     small = {"PIPELINE_INGEST_BATCH_SIZE": "10"}
     first = start_worker(settings, "ingest", **small)
     feed.start()
@@ -219,8 +234,8 @@ def lag_partitions(worker: RunningWorker, topic: str) -> set[str]:
 def test_no_mention_is_lost_when_a_sentiment_worker_joins_and_another_is_killed(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
-    settings = pipeline_settings.model_copy(update={"group_session_timeout_s": 6.0})
-    raws = [orjson.dumps(m) for m in FirehoseGenerator(seed=9, start=START).mentions(8_000)]
+    settings = quick_failover(pipeline_settings)
+    raws = firehose(seed=9, count=8_000)
     mentions = build_ingestor(settings).process(raws).mentions
     # ~160 mentions/s in micro-batches of 16, about what one CPU worker scores
     batches = [encode_batch(mentions[i:i + 16]) for i in range(0, len(mentions), 16)]
