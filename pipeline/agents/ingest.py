@@ -173,8 +173,7 @@ class IngestService(Service):
             # a rebalance during the batch's sends may have moved some of its partitions to
             # another worker: aiokafka refuses (raises on) offsets or lag of a partition this
             # consumer no longer owns, and the new owner replays those records anyway
-            owned = self.assignment
-            offsets = owned_next_offsets(batches, owned)
+            offsets = owned_next_offsets(batches, self.assignment)
             if len(offsets) < len(batches):
                 log.warning("ingest: %d partition(s) of the batch moved away in a rebalance; "
                             "their new owner replays them", len(batches) - len(offsets))
@@ -186,7 +185,7 @@ class IngestService(Service):
                 # replays them from the last commit; otherwise the next batch's commit covers
                 # these records too (offsets are positions)
                 log.warning("ingest: offsets not committed (%r)", error)
-            self._sample_lag({tp: batches[tp] for tp in offsets if tp in self.assignment})
+            self._sample_lag(offsets)
 
     async def _handle(self, raws: list[bytes]) -> None:
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
@@ -219,14 +218,20 @@ class IngestService(Service):
         await asyncio.gather(*acks)
         context.observe_out(STAGE, forwarded)
 
-    def _sample_lag(self, batches: dict[Any, list[Any]]) -> None:
+    def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:
+        """Lag of each partition at its next offset, for those this consumer still owns.
+
+        The commit before this awaits, so a rebalance may have taken partitions away since,
+        and aiokafka asserts on the highwater of a partition it does not own.
+        """
         assert self.consumer is not None
-        for tp, records in batches.items():
-            highwater = self.consumer.highwater(tp)
+        owned = self.assignment
+        for tp, next_offset in next_offsets.items():
+            highwater = self.consumer.highwater(tp) if tp in owned else None
             if highwater is not None:
                 self.context.metrics.consumer_lag.labels(
                     topic=tp.topic, partition=str(tp.partition),
-                ).set(max(0, highwater - (records[-1].offset + 1)))
+                ).set(max(0, highwater - next_offset))
 
 
 def register(context: WorkerContext) -> None:
