@@ -131,31 +131,47 @@ class WorkerContext:
         for value, reason in broken:
             await self.dead_letter(value, "bad_value", reason, stage=stage,
                                    source_topic=source_topic)
-        self.metrics.stage_in.labels(stage=stage).inc(len(mentions))
-        self.metrics.stage_batch_size.labels(stage=stage).observe(len(mentions))
+        self.count_in(stage, len(mentions))
         return mentions
+
+    def count_in(self, stage: str, mentions: int) -> None:
+        """Count one batch of ``mentions`` into ``stage``."""
+        self.metrics.stage_in.labels(stage=stage).inc(mentions)
+        self.metrics.stage_batch_size.labels(stage=stage).observe(mentions)
 
     def observe_out(self, stage: str, mentions: list[dict[str, Any]]) -> None:
         """Count mentions leaving a stage and record their latencies."""
-        if not mentions:
-            return
-        self.metrics.stage_out.labels(stage=stage).inc(len(mentions))
-        now = time.time()
-        since_ingest = [now - ingested for mention in mentions
-                        if isinstance(ingested := mention.get("ingested_at"), int | float)]
-        ages = []
+        created_at = []
         for mention in mentions:
             created = mention.get("created_at")
             if isinstance(created, str):
                 try:
-                    ages.append(now - datetime.fromisoformat(created).timestamp())
+                    created_at.append(datetime.fromisoformat(created).timestamp())
                 except ValueError:
                     continue
+        self.observe_latencies(
+            stage, [mention.get("ingested_at") for mention in mentions], created_at,
+        )
+
+    def observe_latencies(
+        self, stage: str, ingested_at: Sequence[object], created_at: Sequence[float],
+    ) -> None:
+        """Count a batch leaving ``stage``: its mentions' ingest and event times (Unix s).
+
+        ``ingested_at`` has one entry per mention (None, or anything not a number, where a
+        mention has no ingest time); ``created_at`` has the readable event times only.
+        """
+        if not ingested_at:
+            return
+        self.metrics.stage_out.labels(stage=stage).inc(len(ingested_at))
+        now = time.time()
+        since_ingest = [now - ingested for ingested in ingested_at
+                        if isinstance(ingested, int | float)]
         # clocks of other hosts may run ahead: a negative age counts as 0
         self.metrics.end_to_end_seconds.labels(stage=stage).observe_many(
             np.maximum(np.asarray(since_ingest, dtype=np.float64), 0.0))
         self.metrics.event_age_seconds.labels(stage=stage).observe_many(
-            np.maximum(np.asarray(ages, dtype=np.float64), 0.0))
+            np.maximum(now - np.asarray(created_at, dtype=np.float64), 0.0))
 
 
 def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]]]:
@@ -178,10 +194,19 @@ async def send_micro_batches(
     A partition's mentions go as one record unless that would pass the record size cap
     (:func:`~pipeline.transport.topics.encode_batches`).
     """
+    return await send_records(topic, {
+        partition: encode_batches(mentions) for partition, mentions in groups.items()
+    })
+
+
+async def send_records(
+    topic: Any, records: Mapping[int, Sequence[bytes]],
+) -> list[Awaitable[Any]]:
+    """Send each partition's records, in order; the broker acks to await."""
     acks = []
-    for partition, mentions in groups.items():
-        for record in encode_batches(mentions):
-            acks.append(await topic.send(value=record, partition=partition))
+    for partition, values in records.items():
+        for value in values:
+            acks.append(await topic.send(value=value, partition=partition))
     return acks
 
 

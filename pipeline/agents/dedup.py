@@ -40,10 +40,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.agents.app import WorkerContext, send_micro_batches
-from pipeline.stages.dedup import mark_duplicates
+from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
+from pipeline.stages.dedup import DedupVerdict, mark_duplicates, mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.transport.topics import group_by_partition
+from pipeline.transport.topics import group_by_partition, join_batches, partition_for
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -116,6 +116,21 @@ def register(context: WorkerContext) -> None:
         app.consumer.assignment()
     )
 
+    def count_copies(verdicts: list[DedupVerdict]) -> None:
+        copies = Counter(verdict.kind for verdict in verdicts if verdict.kind != "unique")
+        for kind, count in copies.items():
+            metrics.duplicates.labels(kind=kind).inc(count)
+
+    async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
+        mentions = await context.decode_in(STAGE, raw, source_topic)
+        verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
+        count_copies(verdicts)
+        partitions.save(journal, newest)
+        await send_micro_batches(unique_topic, group_by_partition(
+            mentions, lambda m: str(m["id"]).encode(), settings.partitions,
+        ))
+        context.observe_out(STAGE, mentions)
+
     @app.agent(context.topics["routed"], name=f"{settings.app_id}.dedup")
     async def dedup(stream: Any) -> None:
         async for event in stream.events():
@@ -123,19 +138,29 @@ def register(context: WorkerContext) -> None:
             partition = event.message.partition
 
             async def work(raw: bytes = raw, partition: int = partition) -> None:
-                mentions = await context.decode_in(STAGE, raw, source_topic)
                 journal = partitions.journal(partition)
-                verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
-                copies = Counter(v.kind for v in verdicts if v.kind != "unique")
-                for kind, count in copies.items():
-                    metrics.duplicates.labels(kind=kind).inc(count)
-                partitions.save(journal, newest)
+                marked = mark_encoded_duplicates(journal.deduplicator, raw)
+                if marked is None:
+                    # not the usual shape: decoded whole (a broken record is dead-lettered)
+                    await mark_decoded(raw, journal)
+                    return
+                context.count_in(STAGE, len(marked.encoded))
+                count_copies(marked.verdicts)
+                partitions.save(journal, marked.newest)
+                by_partition: dict[int, list[bytes]] = {}
+                for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
+                    by_partition.setdefault(
+                        partition_for(mention_id.encode(), settings.partitions), [],
+                    ).append(encoded)
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
                 # would cap the agent at (mentions per event) / (round-trip time)
-                await send_micro_batches(unique_topic, group_by_partition(
-                    mentions, lambda m: str(m["id"]).encode(), settings.partitions,
-                ))
-                context.observe_out(STAGE, mentions)
+                await send_records(unique_topic, {
+                    target: join_batches(encoded) for target, encoded in by_partition.items()
+                })
+                context.observe_latencies(
+                    STAGE, marked.ingested_at,
+                    [created.timestamp() for created in marked.created_at],
+                )
 
             await context.guarded(STAGE, [raw], source_topic, work)

@@ -14,7 +14,7 @@ import contextlib
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -24,6 +24,7 @@ from pipeline.config import Settings
 # producer_max_request_size (both ~1 MB), leaving room for the record and request framing.
 # A bigger ingest batch or long posts would otherwise make a record the broker refuses.
 MICRO_BATCH_MAX_BYTES = 512 * 1024
+T = TypeVar("T")
 
 # (logical name, description); the full name is "<topic_prefix>.<name>"
 MENTION_TOPICS: tuple[tuple[str, str], ...] = (
@@ -127,12 +128,36 @@ def encode_batches(
     >>> [len(record) for record in encode_batches([{"t": "x" * 10}] * 4, max_bytes=40)]
     [39, 39]
     """
-    encoded = encode_batch(mentions)
-    if len(encoded) <= max_bytes or len(mentions) <= 1:
+    return _records_within(mentions, encode_batch, max_bytes)
+
+
+def join_batches(
+    encoded_mentions: Sequence[bytes], max_bytes: int = MICRO_BATCH_MAX_BYTES,
+) -> list[bytes]:
+    """Like :func:`encode_batches`, for mentions already encoded one by one (JSON objects).
+
+    ``orjson`` writes an array as its items' own encodings joined by commas, so this makes
+    the same records as encoding the decoded mentions again, without decoding them.
+
+    >>> join_batches([b'{"id":"1"}', b'{"id":"2"}'])
+    [b'[{"id":"1"},{"id":"2"}]']
+    """
+    return _records_within(encoded_mentions, _json_array, max_bytes)
+
+
+def _json_array(encoded_items: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(encoded_items) + b"]"
+
+
+def _records_within(
+    items: Sequence[T], encode: Callable[[Sequence[T]], bytes], max_bytes: int,
+) -> list[bytes]:
+    encoded = encode(items)
+    if len(encoded) <= max_bytes or len(items) <= 1:
         return [encoded]
-    middle = len(mentions) // 2
-    return (encode_batches(mentions[:middle], max_bytes)
-            + encode_batches(mentions[middle:], max_bytes))
+    middle = len(items) // 2
+    return (_records_within(items[:middle], encode, max_bytes)
+            + _records_within(items[middle:], encode, max_bytes))
 
 
 def decode_batch(value: bytes) -> list[dict[str, Any]]:

@@ -113,12 +113,15 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
                 worker.process.wait()
 
 
-def produce(settings: Settings, values: list[bytes], topic: str | None = None) -> None:
+def produce(
+    settings: Settings, values: list[bytes], topic: str | None = None,
+    partition: int | None = None,
+) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(**kafka_client_options(settings))
     for value in values:
-        producer.send(topic or settings.topic("raw"), value=value)
+        producer.send(topic or settings.topic("raw"), value=value, partition=partition)
     producer.flush()
     producer.close()
 

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -7,6 +8,8 @@ import numpy as np
 import orjson
 import pytest
 
+from pipeline.connectors.generator import FirehoseGenerator
+from pipeline.schema import validated_record
 from pipeline.stages import dedup as dedup_module
 from pipeline.stages.dedup import (
     NEAR_THRESHOLD,
@@ -17,12 +20,15 @@ from pipeline.stages.dedup import (
     encode_signature,
     fingerprint,
     hot_brand_spread,
+    mark_duplicates,
+    mark_encoded_duplicates,
     normalise_for_matching,
     routing_key,
     shingle_hashes,
     signature,
     signatures,
 )
+from pipeline.transport.topics import encode_batch, join_batches
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 TWEET = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzoso"
@@ -235,3 +241,50 @@ def test_signatures_and_routing_are_the_same_in_every_process() -> None:
     }
     assert len(outputs) == 1
     assert str(signature(normalise_for_matching(TWEET))[:4]) in outputs.pop()
+
+
+def routed_batches() -> list[list[dict[str, Any]]]:
+    """Synthetic firehose mentions as ingest forwards them, in micro-batches of 50."""
+    generator = FirehoseGenerator(seed=5, start=T0)
+    mentions = [validated_record(mention, max_text_chars=10_000)
+                for mention in generator.mentions(600)]
+    for number, mention in enumerate(mentions):
+        mention.update(brands=["acme"], lang="es", ingested_at=1_795_000_000 + number / 3)
+    return [mentions[start:start + 50] for start in range(0, len(mentions), 50)]
+
+
+def test_marking_an_encoded_batch_gives_the_bytes_marking_the_decoded_one_gives() -> None:
+    decoded_side, encoded_side = Deduplicator(), Deduplicator()
+    kinds: Counter[str] = Counter()
+    for batch in routed_batches():
+        marked = mark_encoded_duplicates(encoded_side, encode_batch(batch))
+        assert marked is not None
+        verdicts, newest = mark_duplicates(decoded_side, batch)
+        assert marked.verdicts == verdicts and marked.newest == newest
+        assert join_batches(marked.encoded) == [encode_batch(batch)]
+        assert marked.mention_ids == [mention["id"] for mention in batch]
+        assert marked.ingested_at == [mention["ingested_at"] for mention in batch]
+        kinds.update(verdict.kind for verdict in verdicts)
+    # the firehose repeats itself: all three kinds of verdict were spliced in
+    assert set(kinds) == {"unique", "exact", "near"}
+    for name in STORE_NAMES:
+        assert getattr(encoded_side, name) == getattr(decoded_side, name)
+
+
+@pytest.mark.parametrize("micro_batch", [
+    b'{"id": "1"}',  # not an array
+    b'[{"id": "1", "text": "acme", "created_at": "2026-11-22T10:00:00+00:00"}, 7]',
+    b'[{"id": 1, "text": "acme", "created_at": "2026-11-22T10:00:00+00:00"}]',
+    b'[{"id": "1", "text": "acme", "created_at": "yesterday"}]',
+    b'[{"id": "1", "text": "acme", "created_at": "2026-11-22T10:00:00+00:00",'
+    b' "ingested_at": "soon"}]',
+    b'[{"id": "1", "text": "acme", "created_at": "2026-11-22T10:00:00+00:00",'
+    b' "copy_count": 3}]',  # marked before: the decoded path overwrites the old verdict
+    b"[{oops",
+])
+def test_an_unusual_encoded_batch_is_left_to_the_decoded_path_untouched(
+    micro_batch: bytes,
+) -> None:
+    deduplicator = Deduplicator()
+    assert mark_encoded_duplicates(deduplicator, micro_batch) is None
+    assert all(not getattr(deduplicator, name) for name in STORE_NAMES)
