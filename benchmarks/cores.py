@@ -6,9 +6,10 @@ each micro-batch and the same synthetic firehose, timed with ``time.process_time
 time of this one thread, so other jobs on a shared machine disturb it less than they
 disturb wall-clock rates). Phases, per raw mention:
 
-- ``ingest``: :meth:`Ingestor.process` (parse + validate, language, brand rules);
-- ``route``: stamp, key and group into routed micro-batches, encode them (the ingest
-  service's sends, without the sends);
+- ``ingest``: :meth:`Ingestor.process_encoded` (parse + validate, language, brand rules,
+  each mention encoded with its ingest time);
+- ``route``: key and group into routed micro-batch records (the ingest service's sends,
+  without the sends);
 - ``dedup``: :func:`mark_encoded_duplicates` on each routed micro-batch and the partition's
   journal (the dedup agent's core: the fields it needs decoded, verdicts spliced in);
 - ``journal``: the batch's delta taken and serialised as Faust's JSON serializer does;
@@ -36,17 +37,12 @@ import orjson
 
 from benchmarks.common import write_results
 from benchmarks.pipeline import firehose
-from pipeline.agents.ingest import routing_key
+from pipeline.agents.dedup import unique_records
+from pipeline.agents.ingest import routed_records
 from pipeline.config import Settings, load_settings
-from pipeline.stages.dedup import EncodedVerdicts, mark_encoded_duplicates
+from pipeline.stages.dedup import mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal
-from pipeline.stages.ingest import build_ingestor
-from pipeline.transport.topics import (
-    encode_batches,
-    group_by_partition,
-    join_batches,
-    partition_for,
-)
+from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingestor
 
 PHASES = ("ingest", "route", "dedup", "journal", "unique encode")
 T = TypeVar("T")
@@ -66,36 +62,26 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
         seconds[phase] += time.process_time() - started
         return result
 
-    def route(mentions: list[dict[str, Any]]) -> list[tuple[int, bytes]]:
-        now = time.time()
-        for mention in mentions:
-            mention["ingested_at"] = now
-        groups = group_by_partition(
-            mentions, lambda mention: routing_key(mention, settings.dedup_hot_brands),
-            settings.partitions,
-        )
-        return [(partition, record) for partition, batch in groups.items()
-                for record in encode_batches(batch)]
+    def ingest(raws: list[bytes]) -> EncodedOutcome:
+        return ingestor.process_encoded(raws, ingested_at=time.time())
 
-    def unique_records(marked: EncodedVerdicts) -> list[bytes]:
-        groups: dict[int, list[bytes]] = {}
-        for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
-            groups.setdefault(partition_for(mention_id.encode(), settings.partitions),
-                              []).append(encoded)
-        return [record for batch in groups.values() for record in join_batches(batch)]
+    def route(mentions: list[EncodedMention]) -> list[tuple[int, bytes]]:
+        return [(partition, record)
+                for partition, records in routed_records(mentions, settings).items()
+                for record in records]
 
     def serialise_deltas(journal: PartitionJournal) -> list[bytes]:
         return [orjson.dumps(delta) for _key, delta in journal.take_deltas()]
 
     for start in range(0, len(raws), batch_size):
-        outcome = timed("ingest", ingestor.process, raws[start:start + batch_size])
+        outcome = timed("ingest", ingest, raws[start:start + batch_size])
         for partition, record in timed("route", route, outcome.mentions):
             journal = journals[partition]
             marked = timed("dedup", mark_encoded_duplicates, journal.deduplicator, record)
             if marked is None:
                 raise RuntimeError("a routed micro-batch did not take the encoded path")
             timed("journal", serialise_deltas, journal)
-            timed("unique encode", unique_records, marked)
+            timed("unique encode", unique_records, marked, settings.partitions)
     return dict(seconds)
 
 

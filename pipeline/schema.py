@@ -25,9 +25,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
+import msgspec
 import orjson
+from msgspec import UnsetType
 
 REJECT_REASONS: Final = (
     "record_too_large",
@@ -164,6 +166,80 @@ def decode_record(raw: bytes, *, max_text_chars: int, max_record_bytes: int) -> 
     if not isinstance(document, dict):
         raise InvalidMention("not_an_object", f"top level is {type(document).__name__}")
     return validated_record(document, max_text_chars=max_text_chars)
+
+
+# Counts above this are left to the precise path: orjson reads a JSON integer beyond 64 bits
+# as a float (which validation rejects), msgspec as a Python int.
+_LARGEST_COUNT: Final = 2**63 - 1
+_Count = Annotated[int, msgspec.Meta(ge=0, le=_LARGEST_COUNT)]
+
+
+class _UsualAuthor(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    id: str
+    handle: str | None = None
+    followers: _Count | None = None
+
+
+class _UsualEngagement(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    likes: _Count = 0
+    reposts: _Count = 0
+    replies: _Count = 0
+    quotes: _Count = 0
+
+
+class UsualMention(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A raw record in the usual shape, typed; it encodes to its wire form.
+
+    Fields are in the wire form's key order; an ``UNSET`` field is left out of the encoding
+    (an absent ``engagement`` stays absent, and the ingest stage's tags are set before it
+    encodes). Built only by :func:`decode_usual_mention`.
+    """
+
+    id: str
+    text: str
+    created_at: str
+    source: str
+    author: _UsualAuthor
+    url: str | None = None
+    lang_hint: str | None = None
+    engagement: _UsualEngagement | UnsetType = msgspec.UNSET
+    # the ingest stage's tags: a raw record that already has one takes the precise path
+    lang: str | UnsetType = msgspec.UNSET
+    lang_score: float | UnsetType = msgspec.UNSET
+    brands: list[str] | UnsetType = msgspec.UNSET
+    ingested_at: float | UnsetType = msgspec.UNSET
+
+
+_USUAL_MENTION = msgspec.json.Decoder(UsualMention)
+encode_usual_mention: Final = msgspec.json.Encoder().encode
+
+
+def decode_usual_mention(raw: bytes, *, max_text_chars: int) -> UsualMention | None:
+    """``raw`` decoded and validated in one pass in C, when it is a mention in the usual shape.
+
+    The usual shape: only the known keys, every value of its expected type and already
+    normal (a non-blank id, text and source within limits, ``created_at`` already ISO 8601
+    in UTC as validation writes it, a string author id, counts that are plain non-negative
+    integers). Then the result encodes to exactly what :func:`decode_record` makes of
+    ``raw`` (a test holds the two paths to that). Anything else, valid or not, is None:
+    the caller takes :func:`decode_record`, which normalises it or says what is wrong. Most
+    of a firehose is the usual shape, and this path builds ~5 objects per mention instead
+    of the ~30 of a decoded dict (~1 us against ~4.5 us for ``orjson.loads`` alone here).
+    """
+    try:
+        mention = _USUAL_MENTION.decode(raw)
+    except msgspec.MsgspecError:
+        return None
+    text, author = mention.text, mention.author
+    if (not text or len(text) > max_text_chars or text.isspace()
+            or not mention.id or mention.id.isspace()
+            or not mention.source or mention.source.isspace()
+            or not author.id
+            or not _is_canonical_utc(mention.created_at)
+            or not (mention.lang is mention.lang_score is mention.brands
+                    is mention.ingested_at is msgspec.UNSET)):
+        return None
+    return mention
 
 
 def mention_from_dict(document: dict[str, Any], *, max_text_chars: int) -> Mention:

@@ -41,7 +41,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
-from pipeline.stages.dedup import DedupVerdict, mark_duplicates, mark_encoded_duplicates
+from pipeline.stages.dedup import (
+    DedupVerdict,
+    EncodedVerdicts,
+    mark_duplicates,
+    mark_encoded_duplicates,
+)
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
 from pipeline.transport.topics import group_by_partition, join_batches, partition_for
 
@@ -49,6 +54,17 @@ STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
 EXPIRE_EVERY = 200
 log = logging.getLogger(__name__)
+
+
+def unique_records(marked: EncodedVerdicts, partitions: int) -> dict[int, list[bytes]]:
+    """The micro-batch records of a marked batch on ``mentions.unique``, by partition.
+
+    Keyed by mention id, as the decoded path keys its mentions.
+    """
+    by_partition: dict[int, list[bytes]] = {}
+    for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
+        by_partition.setdefault(partition_for(mention_id.encode(), partitions), []).append(encoded)
+    return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}
 
 
 class JournalledPartitions:
@@ -147,17 +163,10 @@ def register(context: WorkerContext) -> None:
                 context.count_in(STAGE, len(marked.encoded))
                 count_copies(marked.verdicts)
                 partitions.save(journal, marked.newest)
-                by_partition: dict[int, list[bytes]] = {}
-                for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
-                    by_partition.setdefault(
-                        partition_for(mention_id.encode(), settings.partitions), [],
-                    ).append(encoded)
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
                 # would cap the agent at (mentions per event) / (round-trip time)
-                await send_records(unique_topic, {
-                    target: join_batches(encoded) for target, encoded in by_partition.items()
-                })
+                await send_records(unique_topic, unique_records(marked, settings.partitions))
                 context.observe_latencies(
                     STAGE, marked.ingested_at,
                     [created.timestamp() for created in marked.created_at],

@@ -21,34 +21,39 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Set
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.agents.app import WorkerContext, send_micro_batches
+from pipeline.agents.app import WorkerContext, send_records
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
-from pipeline.stages.dedup import routing_key as dedup_routing_key
-from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.transport.topics import group_by_partition
+from pipeline.stages.dedup import routing_key
+from pipeline.stages.ingest import EncodedMention, Ingestor, build_ingestor
+from pipeline.transport.topics import join_batches, partition_for
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
 
 
-def routing_key(
-    mention: dict[str, Any], hot_brands: dict[str, int] | None = None,
-) -> bytes:
-    """Key of a mention on ``mentions.routed``: copies of one text meet on one partition.
+def routed_records(
+    mentions: Sequence[EncodedMention], settings: Settings,
+) -> dict[int, list[bytes]]:
+    """The micro-batch records of ``mentions`` on ``mentions.routed``, by partition.
 
-    Keyed by brand (copies name the same brands); a hot brand is split into sub-keys by a
-    content bucket (see :func:`pipeline.stages.dedup.routing_key`).
+    Keyed so that copies of one text meet on one partition: by brand (copies name the same
+    brands), a hot brand split into sub-keys by a content bucket (see
+    :func:`pipeline.stages.dedup.routing_key`).
     """
-    return dedup_routing_key(
-        str(mention["text"]), mention.get("brands") or (), hot_brands=hot_brands,
-    )
+    hot_brands, partitions = settings.dedup_hot_brands, settings.partitions
+    by_partition: dict[int, list[bytes]] = {}
+    for mention in mentions:
+        key = routing_key(mention.text, mention.brands, hot_brands=hot_brands)
+        by_partition.setdefault(partition_for(key, partitions), []).append(mention.encoded)
+    return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}
 
 
 def owned_next_offsets(
@@ -191,7 +196,8 @@ class IngestService(Service):
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
         metrics.stage_in.labels(stage=STAGE).inc(len(raws))
         metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
-        outcome = self.ingestor.process(raws)
+        ingested_at = time.time()
+        outcome = self.ingestor.process_encoded(raws, ingested_at=ingested_at)
         acks = [
             await context.dead_letter(
                 reject.raw, reject.reason, reject.detail, stage=STAGE,
@@ -201,22 +207,18 @@ class IngestService(Service):
         ]
         metrics.unmatched.inc(len(outcome.unmatched))
         # one increment per brand per batch: a labelled inc costs ~3 us, per mention it showed
-        brand_counts = Counter(brand for mention in outcome.mentions for brand in mention["brands"])
+        brand_counts = Counter(brand for mention in outcome.mentions for brand in mention.brands)
         for brand, count in brand_counts.items():
             metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc(count)
         forwarded = outcome.mentions + (outcome.unmatched if settings.forward_unmatched else [])
-        ingested_at = time.time()
-        for mention in forwarded:
-            mention["ingested_at"] = ingested_at
-        routed = context.topics["routed"]
-        hot_brands = settings.dedup_hot_brands
-        acks += await send_micro_batches(routed, group_by_partition(
-            forwarded, lambda mention: routing_key(mention, hot_brands), settings.partitions,
-        ))
+        acks += await send_records(context.topics["routed"], routed_records(forwarded, settings))
         # the offsets are committed only after the broker has every micro-batch and every
         # dead letter: a reject whose dead letter was lost would otherwise vanish
         await asyncio.gather(*acks)
-        context.observe_out(STAGE, forwarded)
+        context.observe_latencies(
+            STAGE, [ingested_at] * len(forwarded),
+            [datetime.fromisoformat(mention.created_at).timestamp() for mention in forwarded],
+        )
 
     def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:
         """Lag of each partition at its next offset, for those this consumer still owns.

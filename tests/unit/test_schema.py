@@ -3,7 +3,15 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from pipeline.schema import InvalidMention, dead_letter_record, decode_mention, decode_record
+from pipeline.connectors.generator import FirehoseGenerator
+from pipeline.schema import (
+    InvalidMention,
+    dead_letter_record,
+    decode_mention,
+    decode_record,
+    decode_usual_mention,
+    encode_usual_mention,
+)
 
 LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
 
@@ -145,3 +153,48 @@ def test_the_canonical_time_shortcut_agrees_with_parsing(created_at: str) -> Non
     except InvalidMention as error:
         got = (error.reason, error.detail)
     assert got == expected
+
+
+def usual(**changes: object) -> bytes:
+    """A mention in the usual shape (no unknown key, time already canonical), changed."""
+    return mention(**{"campaign": None, "created_at": "2026-11-22T09:15:00+00:00", **changes})
+
+
+# every entry is valid or not, in the usual shape or not; each is decoded both ways
+SHAPES = [
+    usual(), usual(engagement=None, url=None, lang_hint=None), mention(),
+    usual(created_at="2026-11-22T09:15:00.250000+00:00"), usual(created_at="2026-11-22T09:15:00Z"),
+    usual(created_at=1_700_000_000), usual(author={"id": 42}), usual(author={"id": ""}),
+    usual(author={"id": " "}), usual(author={"id": "u", "handle": None, "followers": None}),
+    usual(author={"id": "u", "followers": True}), usual(author={"id": "u", "followers": 2**63}),
+    usual(author={"id": "u", "followers": 2**63 - 1}), usual(author={"id": "u", "followers": 1.0}),
+    usual(author={"id": "u", "verified": True}), usual(engagement={}),
+    usual(engagement={"likes": None}), usual(engagement={"likes": -1}),
+    usual(engagement={"likes": 1, "bookmarks": 3}), usual(id=" "), usual(id=""), usual(id=7),
+    usual(text="x" * 280), usual(text="x" * 281), usual(text=" \n"), usual(text="\u00a0Acme\t"),
+    usual(source=""), usual(url=3), usual(lang_hint=["es"]), usual(lang="fr"),
+    usual(brands=["acme"]), usual(ingested_at=1.5), usual(lang_score=0.5),
+    usual(text="é😀\u2028\\\"/<\x00"), usual()[:-1] + b',"id":"tw:2"}',
+    usual()[:-1] + b',"engagement":null}', usual()[:-1] + b',"url":null}',
+    b"[1]", b"not json", b'{"text": "\xff"}', b'{"text":"\\ud800"}',
+]
+
+
+@pytest.mark.parametrize("raw", SHAPES)
+def test_the_usual_shape_decodes_to_what_validation_makes_of_it(raw: bytes) -> None:
+    usual_mention = decode_usual_mention(raw, max_text_chars=LIMITS["max_text_chars"])
+    try:
+        record = decode_record(raw, **LIMITS)
+    except InvalidMention:
+        assert usual_mention is None
+        return
+    if usual_mention is not None:
+        assert orjson.loads(encode_usual_mention(usual_mention)) == record
+
+
+def test_the_usual_shapes_and_the_synthetic_firehose_take_the_usual_path() -> None:
+    generator = FirehoseGenerator(seed=3, start=datetime(2026, 11, 22, tzinfo=UTC))
+    raws = [usual(), usual(engagement=None), usual(url=None, lang_hint=None),
+            usual(created_at="2026-11-22T09:15:00.250000+00:00"),
+            *(orjson.dumps(mention) for mention in generator.mentions(300))]
+    assert all(decode_usual_mention(raw, max_text_chars=280) is not None for raw in raws)

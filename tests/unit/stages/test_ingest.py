@@ -49,3 +49,22 @@ def test_language_restricts_brand_queries() -> None:
     outcome = ingestor(FixedLanguage()).process([raw("1", "en lumo rocks"), raw("2", "es lumo")])
     assert [(m["id"], m["lang"], m["brands"]) for m in outcome.mentions] == [("2", "es", ["lumo"])]
     assert outcome.unmatched[0]["lang"] == "en"
+
+
+def test_encoded_mentions_are_the_enriched_records_in_input_order_stamped() -> None:
+    """Usual records (decoded in C) and the rest (normalised in Python) come out alike."""
+    unusual = orjson.dumps({
+        "id": "5", "text": "es acme y lumo", "created_at": 1_795_000_000, "source": "x",
+        "author": {"id": 9}, "campaign": "launch", "lang": "stale",
+    })
+    raws = [raw("1", "en acme"), unusual, b"{oops", raw("2", "en nothing"), raw("3", "es lumo")]
+    core = ingestor(FixedLanguage())
+    outcome = core.process_encoded(raws, ingested_at=1_795_000_001.25)
+    records, _rejects = core.decode(raws)
+    expected = [{**record, "ingested_at": 1_795_000_001.25} for record in core.enrich(records)]
+    encoded = [orjson.loads(m.encoded) for m in outcome.mentions + outcome.unmatched]
+    assert sorted(encoded, key=lambda m: m["id"]) == sorted(expected, key=lambda m: m["id"])
+    assert [m.text for m in outcome.mentions] == ["en acme", "es acme y lumo", "es lumo"]
+    assert [m.brands for m in outcome.mentions] == [["acme"], ["acme", "lumo"], ["lumo"]]
+    assert outcome.mentions[1].created_at == "2026-11-18T11:06:40+00:00"
+    assert [r.reason for r in outcome.rejects] == ["not_json"]
