@@ -300,11 +300,18 @@ class DedupVerdict(NamedTuple):
 
 def apply_verdict(mention: dict[str, Any], verdict: DedupVerdict) -> None:
     """Write a verdict onto a mention record (``duplicate_of``, ``copy_count``...)."""
-    mention["duplicate_of"] = verdict.duplicate_of
-    mention["duplicate_kind"] = verdict.kind
-    mention["copy_count"] = verdict.copy_count
+    mention.update(verdict_keys(verdict))
+
+
+def verdict_keys(verdict: DedupVerdict) -> dict[str, Any]:
+    """The keys a verdict adds to a mention record, in order (similarity for copies only)."""
+    keys: dict[str, Any] = {
+        "duplicate_of": verdict.duplicate_of, "duplicate_kind": verdict.kind,
+        "copy_count": verdict.copy_count,
+    }
     if verdict.similarity is not None:
-        mention["duplicate_similarity"] = verdict.similarity
+        keys["duplicate_similarity"] = verdict.similarity
+    return keys
 
 
 def event_time(mention: dict[str, Any]) -> datetime:
@@ -401,13 +408,7 @@ def mark_encoded_duplicates(
 
 def _verdict_suffix(verdict: DedupVerdict) -> bytes:
     """``,"duplicate_of":...}``: the keys :func:`apply_verdict` adds, closing the object."""
-    keys: dict[str, Any] = {
-        "duplicate_of": verdict.duplicate_of, "duplicate_kind": verdict.kind,
-        "copy_count": verdict.copy_count,
-    }
-    if verdict.similarity is not None:
-        keys["duplicate_similarity"] = verdict.similarity
-    return b"," + orjson.dumps(keys)[1:]
+    return b"," + orjson.dumps(verdict_keys(verdict))[1:]
 
 
 class Deduplicator:

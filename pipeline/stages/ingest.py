@@ -124,11 +124,8 @@ class Ingestor:
         The records are enriched in place and returned as a list.
         """
         guesses, brands = self._tags([record["text"] for record in records])
-        if guesses is not None:
-            for record, (lang, score) in zip(records, guesses, strict=True):
-                record["lang"], record["lang_score"] = lang, score
-        for record, tags in zip(records, brands, strict=True):
-            record["brands"] = tags
+        for index, (record, tags) in enumerate(zip(records, brands, strict=True)):
+            _tag_record(record, None if guesses is None else guesses[index], tags, None)
         return list(records)
 
     def _tags(
@@ -168,48 +165,48 @@ class Ingestor:
         :func:`~pipeline.schema.decode_record`, which normalises it or rejects it.
         """
         outcome = EncodedOutcome()
-        usual: list[UsualMention | None] = []
-        records: list[dict[str, Any] | None] = []
-        texts: list[str] = []
+        decoded: list[UsualMention | dict[str, Any]] = []
         for raw in raws:
             mention = (decode_usual_mention(raw, max_text_chars=self.max_text_chars)
                        if len(raw) <= self.max_record_bytes else None)
-            record = None
             if mention is not None:
-                texts.append(mention.text)
-            else:
-                try:
-                    record = decode_record(raw, max_text_chars=self.max_text_chars,
-                                           max_record_bytes=self.max_record_bytes)
-                except InvalidMention as error:
-                    outcome.rejects.append(Reject(raw, error.reason, error.detail))
-                    continue
-                texts.append(record["text"])
-            usual.append(mention)
-            records.append(record)
+                decoded.append(mention)
+                continue
+            try:
+                decoded.append(decode_record(raw, max_text_chars=self.max_text_chars,
+                                             max_record_bytes=self.max_record_bytes))
+            except InvalidMention as error:
+                outcome.rejects.append(Reject(raw, error.reason, error.detail))
+        texts = [item["text"] if isinstance(item, dict) else item.text for item in decoded]
         guesses, brands = self._tags(texts)
-        for index, (mention, record, tags) in enumerate(zip(usual, records, brands, strict=True)):
-            if mention is not None:
-                if guesses is not None:
-                    mention.lang, mention.lang_score = guesses[index]
-                mention.brands = tags
-                if ingested_at is not None:
-                    mention.ingested_at = ingested_at
-                encoded = encode_usual_mention(mention)
-                created_at = mention.created_at
+        for index, (item, tags) in enumerate(zip(decoded, brands, strict=True)):
+            guess = None if guesses is None else guesses[index]
+            if isinstance(item, dict):
+                _tag_record(item, guess, tags, ingested_at)
+                encoded, created_at = orjson.dumps(item), item["created_at"]
             else:
-                assert record is not None
-                if guesses is not None:
-                    record["lang"], record["lang_score"] = guesses[index]
-                record["brands"] = tags
+                if guess is not None:
+                    item.lang, item.lang_score = guess
+                item.brands = tags
                 if ingested_at is not None:
-                    record["ingested_at"] = ingested_at
-                encoded = orjson.dumps(record)
-                created_at = record["created_at"]
+                    item.ingested_at = ingested_at
+                encoded, created_at = encode_usual_mention(item), item.created_at
             (outcome.mentions if tags else outcome.unmatched).append(
                 EncodedMention(texts[index], tags, created_at, encoded),
             )
         return outcome
+
+
+def _tag_record(
+    record: dict[str, Any], guess: tuple[str, float] | None, brands: list[str],
+    ingested_at: float | None,
+) -> None:
+    """Write the stage's tags onto a record (a language only when detection is on)."""
+    if guess is not None:
+        record["lang"], record["lang_score"] = guess
+    record["brands"] = brands
+    if ingested_at is not None:
+        record["ingested_at"] = ingested_at
 
 
 def build_ingestor(settings: Settings) -> Ingestor:
