@@ -79,6 +79,13 @@ STAGES: dict[str, StageSpec] = {
 }
 # the CPU stages: the default of ``--stages`` (sentiment has its own benchmark and wants a GPU)
 CPU_STAGES = ("ingest", "dedup")
+# The raw topic is fed as an upstream producer feeds it: one mention per record, records
+# batched per partition (kafka-python's batch_size; Kafka's producers batch by default). The
+# workers' own producers still send one record per batch (PRODUCER_BATCH_BYTES, which the
+# embedded broker's end offsets need); the raw topic needs no exact end offsets, because the
+# benchmark knows how many records it fed. Runs before 2026-11-29 (evening) fed the raw topic
+# one record per batch too; ``--raw-batch-bytes 1`` does that again (benchmarks/README.md).
+RAW_BATCH_BYTES = WIDE_BATCH_BYTES
 
 
 def firehose(count: int, seed: int = 1) -> list[bytes]:
@@ -131,18 +138,23 @@ async def _aiokafka_passthrough(bootstrap: str, topic: str, count: int) -> float
         await producer.stop()
 
 
-def transport_ceiling(bootstrap: str, records: list[bytes]) -> dict[str, float]:
+def transport_ceiling(
+    bootstrap: str, records: list[bytes], *, raw_batch_bytes: int = RAW_BATCH_BYTES,
+) -> dict[str, float]:
     """Raw aiokafka consume-and-produce, records/s."""
     settings = fresh_settings(bootstrap, 4)
-    produce_records(settings, records)
+    produce_records(settings, records, batch_bytes=raw_batch_bytes)
     rate = asyncio.run(_aiokafka_passthrough(bootstrap, settings.topic("raw"), len(records)))
     return {"records_per_s": rate}
 
 
-def faust_ceiling(bootstrap: str, records: list[bytes], *, send: bool) -> dict[str, float]:
+def faust_ceiling(
+    bootstrap: str, records: list[bytes], *, send: bool,
+    raw_batch_bytes: int = RAW_BATCH_BYTES,
+) -> dict[str, float]:
     """A per-event Faust agent that does nothing (or one send per event), events/s."""
     settings = fresh_settings(bootstrap, 4)
-    produce_records(settings, records)
+    produce_records(settings, records, batch_bytes=raw_batch_bytes)
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.faust_baseline", "--broker", bootstrap,
          "--topic", settings.topic("raw"), "--count", str(len(records)),
@@ -347,7 +359,7 @@ def sustained_rate(arrivals: list[tuple[int, int]], since_ms: int) -> dict[str, 
 
 def pipeline_throughput(
     bootstrap: str, records: list[bytes], workers: int, workdir: Path, stages: Sequence[str],
-    *, upstream: Sequence[str] = (), **env: str,
+    *, upstream: Sequence[str] = (), raw_batch_bytes: int = RAW_BATCH_BYTES, **env: str,
 ) -> dict[str, Any]:
     """Pre-load the raw topic, start ``workers`` workers, measure the drain of every stage.
 
@@ -357,14 +369,17 @@ def pipeline_throughput(
     spent inside that stage's batches (core + sends), from their /metrics. With
     ``upstream`` stages, a worker running those fills the measured stages' input first and
     is stopped: the measured stages then drain a backlog on their own.
+
+    ``raw_batch_bytes`` is the producer batch size the raw topic is fed with (see
+    :data:`RAW_BATCH_BYTES`).
     """
     settings = fresh_settings(bootstrap, 4)
-    produce_records(settings, records)
+    produce_records(settings, records, batch_bytes=raw_batch_bytes)
     if upstream:
         feeders = start_workers(settings, 1, upstream, workdir, **env)
         try:
             wait_all_ready(feeders)
-            wait_drained(settings, upstream)
+            wait_drained(settings, upstream, raw_records=len(records))
         finally:
             stop_workers(feeders)
     load_before = os.getloadavg()
@@ -372,7 +387,7 @@ def pipeline_throughput(
     try:
         ready_at = wait_all_ready(started)
         cpu_at_ready = sum(cpu_seconds(worker.process.pid) for worker in started)
-        wait_drained(settings, stages)
+        wait_drained(settings, stages, raw_records=len(records))
         drained_at = time.time()
         cpu = sum(cpu_seconds(worker.process.pid) for worker in started) - cpu_at_ready
         metrics = stage_metrics(started, stages)
@@ -392,7 +407,7 @@ def pipeline_throughput(
         STAGES[stages[0]].output)]), default=since_ms)
     window_s = max(1e-3, drained_at - max(first_out, since_ms) / 1000)
     return {
-        "workers": workers, "stages": rates, "env": env,
+        "workers": workers, "stages": rates, "env": env, "raw_batch_bytes": raw_batch_bytes,
         # the whole pipeline: what leaves the last stage, per second of the steady window
         "mentions_per_s": last["mentions_per_s"],
         "raw_records": len(records),
@@ -525,6 +540,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="64,256,500,1024,4096")
     parser.add_argument("--quick", action="store_true",
                         help="only the 1-worker pipeline run (no ceilings, sweep or latency)")
+    parser.add_argument("--raw-batch-bytes", type=int, default=RAW_BATCH_BYTES,
+                        help="producer batch size the raw topic is fed with (default "
+                        "%(default)s; 1: one record per batch, as runs before 2026-11-29)")
     parser.add_argument("--broker-delay-ms", type=float, default=0.0,
                         help="put benchmarks/slow_link.py in front of the broker: every byte "
                         "waits this long each way (a broker across a network)")
@@ -534,15 +552,20 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     results: dict[str, Any] = {
         "mentions": args.mentions, "stages": stages, "workdir": str(workdir),
-        "broker_delay_ms": args.broker_delay_ms,
+        "broker_delay_ms": args.broker_delay_ms, "raw_batch_bytes": args.raw_batch_bytes,
     }
+    raw_batches = {"raw_batch_bytes": args.raw_batch_bytes}
     log: Callable[[str], None] = lambda text: print(text, flush=True)  # noqa: E731
     with broker_for(args.broker_delay_ms, workdir) as bootstrap:
-        runs = [
+        runs: list[tuple[str, int, dict[str, Any]]] = [
             ("pipeline, 1 worker", 1, {}),
             ("pipeline, 2 workers", 2, {}),
             ("pipeline without language ID, 1 worker", 1, {"PIPELINE_DETECT_LANGUAGE": "false"}),
         ]
+        if args.raw_batch_bytes != 1:
+            # the raw topic as runs before 2026-11-29 fed it, for comparison with them
+            runs.append(("pipeline, 1 worker, raw topic in one-record batches", 1,
+                         {"raw_batch_bytes": 1}))
         # each stage alone, draining the backlog its upstream stages left
         alone = [] if args.quick else [
             (f"{stage} alone, {workers} worker(s)", workers, stages[:index], [stage])
@@ -552,21 +575,23 @@ def main() -> None:
             runs = runs[:1]
         else:
             results["ceilings"] = {
-                "aiokafka_passthrough": transport_ceiling(bootstrap, records),
-                "faust_noop": faust_ceiling(bootstrap, records, send=False),
-                "faust_send_per_event": faust_ceiling(bootstrap, records, send=True),
+                "aiokafka_passthrough": transport_ceiling(bootstrap, records, **raw_batches),
+                "faust_noop": faust_ceiling(bootstrap, records, send=False, **raw_batches),
+                "faust_send_per_event": faust_ceiling(
+                    bootstrap, records, send=True, **raw_batches),
             }
             log(f"ceilings: {results['ceilings']}")
         results["runs"] = []
-        for label, workers, env in runs:
+        for label, workers, options in runs:
             row = {"label": label, **pipeline_throughput(
-                bootstrap, records, workers, workdir, stages, **env)}
+                bootstrap, records, workers, workdir, stages, **{**raw_batches, **options})}
             results["runs"].append(row)
             log(_describe(row))
         results["stage_alone"] = []
         for label, workers, upstream, measured in alone:
             row = {"label": label, **pipeline_throughput(
-                bootstrap, records, workers, workdir, measured, upstream=upstream)}
+                bootstrap, records, workers, workdir, measured, upstream=upstream,
+                **raw_batches)}
             results["stage_alone"].append(row)
             log(_describe(row))
         if not args.quick:
@@ -574,7 +599,7 @@ def main() -> None:
             for batch_size in (int(size) for size in args.batch_sizes.split(",")):
                 row = {"label": f"ingest batch {batch_size}", **pipeline_throughput(
                     bootstrap, records, 1, workdir, stages,
-                    PIPELINE_INGEST_BATCH_SIZE=str(batch_size),
+                    PIPELINE_INGEST_BATCH_SIZE=str(batch_size), **raw_batches,
                 )}
                 results["batch_size_sweep"].append({"batch_size": batch_size, **row})
                 log(_describe(row))
