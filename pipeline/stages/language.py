@@ -37,6 +37,7 @@ buys 0.8 points of macro accuracy on XLM-T at 3/4 of the speed (both in the benc
 from __future__ import annotations
 
 import re
+import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -65,6 +66,12 @@ _REPEATS = re.compile(r"(.)\1\1+")
 # neither a letter, a mark, an apostrophe nor a space: digits, emoji, symbols, '#' marks
 _NOT_LETTERS = re.compile(r"[^\w\s'\u2019]+|[\d_]+")
 _APOSTROPHES = ("'", "\u2019")
+# What _NOT_LETTERS and the split after it do to ASCII text, byte-wise: a letter or an
+# apostrophe stays, anything else becomes a space (the split then drops the spaces). The
+# Unicode character class costs ~4 us per tweet here; the translation a fraction of that.
+_ASCII_LANGUAGE_BYTES = bytes(
+    byte if chr(byte) in string.ascii_letters + "'" else ord(" ") for byte in range(256)
+)
 
 
 def clean_for_language(text: str) -> str:
@@ -78,6 +85,8 @@ def clean_for_language(text: str) -> str:
     """
     text = _NOISE.sub(" ", text)
     text = _REPEATS.sub(r"\1\1", text)
+    if text.isascii():
+        return " ".join(text.encode().translate(_ASCII_LANGUAGE_BYTES).decode().split())
     return " ".join(_NOT_LETTERS.sub(" ", text).split())
 
 

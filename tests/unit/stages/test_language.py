@@ -30,6 +30,22 @@ def test_cleaning_removes_what_is_not_language() -> None:
     assert clean_for_language("c'est l\u2019été") == "c'est l\u2019été"
 
 
+def test_ascii_text_is_cleaned_as_any_other_text() -> None:
+    """ASCII text takes a byte-wise path; appending " é" sends the same text the other way."""
+    from datetime import UTC, datetime
+
+    from pipeline.connectors.generator import FirehoseGenerator
+
+    every_character = [f"ab{chr(code)}cd {chr(code) * 3}e{chr(code)}" for code in range(128)]
+    firehose = [mention["text"] for mention in FirehoseGenerator(
+        seed=3, start=datetime(2026, 11, 2, tzinfo=UTC)).mentions(3000)]
+    texts = [*every_character, *(text for text in firehose if text.isascii())]
+    assert len(texts) > 1000
+    for text in texts:
+        general = clean_for_language(text + " é")
+        assert (clean_for_language(text) + " é").strip() == general, text
+
+
 @pytest.mark.parametrize(
     ("text", "lang"),
     [
