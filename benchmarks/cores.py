@@ -19,9 +19,11 @@ The 20k mentions/s target of one worker process is a budget of 50 us of CPU per 
 for everything: these phases plus Kafka client and Faust code, which this benchmark leaves
 out on purpose (the end-to-end one has them).
 
-Run: ``python -m benchmarks.cores [--mentions 40000] [--repeat 3]``; writes
+Run: ``python -m benchmarks.cores [--mentions 40000] [--repeat 3] [--no-worker-gc]``; writes
 ``benchmarks/results/cores.json``. Each repeat starts from fresh cores (empty caches and
-dedup memory) and the best repeat of each phase is reported.
+dedup memory) and the best repeat of each phase is reported. The garbage collector is tuned
+as a worker tunes it (:func:`pipeline.agents.worker.tune_garbage_collector`) unless
+``--no-worker-gc``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from benchmarks.common import write_results
 from benchmarks.pipeline import firehose
 from pipeline.agents.dedup import unique_records
 from pipeline.agents.ingest import routed_records
+from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
 from pipeline.stages.dedup import mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal
@@ -91,10 +94,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="raw mentions per ingest batch (default: the worker's setting)")
+    parser.add_argument("--no-worker-gc", dest="worker_gc", action="store_false",
+                        help="keep CPython's default garbage collector thresholds")
     args = parser.parse_args()
     settings = load_settings()
     batch_size = args.batch_size or settings.ingest_batch_size
     raws = firehose(args.mentions)
+    if args.worker_gc:
+        # the collector as a worker sets it: with CPython's default, allocation-heavy lines
+        # pay for young collections the worker does not run
+        tune_garbage_collector(settings.gc_young_threshold)
     passes = [one_pass(settings, raws, batch_size) for _ in range(args.repeat)]
     best = {phase: min(run.get(phase, 0.0) for run in passes) for phase in PHASES}
     per_mention_us = {phase: seconds / len(raws) * 1e6 for phase, seconds in best.items()}
@@ -105,6 +114,7 @@ def main() -> None:
           "(before Kafka client and Faust code)")
     path = write_results("cores", {
         "mentions": len(raws), "batch_size": batch_size, "repeats": args.repeat,
+        "worker_gc": args.worker_gc,
         "us_per_mention": per_mention_us, "us_per_mention_all": total_us,
         "mentions_per_cpu_s": 1e6 / total_us,
         "passes_cpu_s": passes,
