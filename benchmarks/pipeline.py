@@ -83,7 +83,7 @@ CPU_STAGES = ("ingest", "dedup")
 # batched per partition (kafka-python's batch_size; Kafka's producers batch by default). The
 # workers' own producers still send one record per batch (PRODUCER_BATCH_BYTES, which the
 # embedded broker's end offsets need); the raw topic needs no exact end offsets, because the
-# benchmark knows how many records it fed. Runs before 2026-11-29 (evening) fed the raw topic
+# benchmark knows how many records it fed. Runs before 2026-11-29 20:00 UTC fed the raw topic
 # one record per batch too; ``--raw-batch-bytes 1`` does that again (benchmarks/README.md).
 RAW_BATCH_BYTES = WIDE_BATCH_BYTES
 
@@ -542,7 +542,7 @@ def main() -> None:
                         help="only the 1-worker pipeline run (no ceilings, sweep or latency)")
     parser.add_argument("--raw-batch-bytes", type=int, default=RAW_BATCH_BYTES,
                         help="producer batch size the raw topic is fed with (default "
-                        "%(default)s; 1: one record per batch, as runs before 2026-11-29)")
+                        "%(default)s; 1: one record per batch, as before 2026-11-29 20:00 UTC)")
     parser.add_argument("--broker-delay-ms", type=float, default=0.0,
                         help="put benchmarks/slow_link.py in front of the broker: every byte "
                         "waits this long each way (a broker across a network)")
