@@ -14,8 +14,9 @@ In one run, on one fresh Tansu broker:
    its batches) from the workers' /metrics; the workers' CPU time and the machine's load
    average are recorded beside them, because this box is shared;
 4. the ingest batch size swept (1 worker, every stage), for the throughput-vs-batch plot;
-5. latency at a sustained rate below capacity: per mention, from its raw record's timestamp
-   to the timestamp of the record that carries it out of each stage (p50/p99, CDF plot).
+5. latency at a sustained rate below capacity, with 1 and 2 workers: per mention, from its
+   raw record's timestamp to the timestamp of the record that carries it out of each stage
+   (p50/p99, CDF plot).
 
 Run: ``python -m benchmarks.pipeline [--mentions 100000] [--stages ingest,dedup]``
 (``--quick``: the 1-worker run only, nothing written). Writes
@@ -86,6 +87,8 @@ CPU_STAGES = ("ingest", "dedup")
 # benchmark knows how many records it fed. Runs before 2026-11-29 20:00 UTC fed the raw topic
 # one record per batch too; ``--raw-batch-bytes 1`` does that again (benchmarks/README.md).
 RAW_BATCH_BYTES = WIDE_BATCH_BYTES
+# seconds the latency run with several workers waits after they are all ready
+REBALANCE_SETTLE_S = 5.0
 
 
 def firehose(count: int, seed: int = 1) -> list[bytes]:
@@ -419,12 +422,18 @@ def pipeline_throughput(
 
 def latency_run(
     bootstrap: str, stages: Sequence[str], rate_per_s: float, seconds: float, workdir: Path,
+    *, workers: int = 1,
 ) -> dict[str, Any]:
     """Feed at a steady rate; per mention and stage, raw record time -> output record time."""
     settings = fresh_settings(bootstrap, 4)
-    started = start_workers(settings, 1, stages, workdir)
+    started = start_workers(settings, workers, stages, workdir)
     try:
         wait_all_ready(started)
+        if workers > 1:
+            # the consumer groups rebalance as each worker joins: settle before the feed, so
+            # that the start-up rebalance is not measured as latency
+            time.sleep(REBALANCE_SETTLE_S)
+            wait_all_ready(started)
         records = firehose(int(rate_per_s * seconds), seed=5)
         # The feeder batches like an upstream connector would. With one record per batch
         # (what the embedded broker needs for exact end offsets, hence the raw-topic counts
@@ -453,7 +462,7 @@ def latency_run(
             "cdf_s": [ordered[int(q / 100 * (len(ordered) - 1))] for q in range(101)]
             if ordered else [],
         }
-    return {"rate_per_s": rate_per_s, "seconds": seconds, "stages": summary}
+    return {"workers": workers, "rate_per_s": rate_per_s, "seconds": seconds, "stages": summary}
 
 
 def plot(results: dict[str, Any]) -> list[str]:
@@ -481,12 +490,15 @@ def plot(results: dict[str, Any]) -> list[str]:
     figure.savefig(path, dpi=110)
     written.append(str(path.relative_to(RESULTS_DIR.parent.parent)))
     figure, axis = plt.subplots(figsize=(6, 4))
-    for stage, summary in results["latency"]["stages"].items():
-        if summary["cdf_s"]:
-            axis.plot([v * 1000 for v in summary["cdf_s"]], range(101), label=f"to {stage} out")
+    for run in results["latency"]:
+        for stage, summary in run["stages"].items():
+            if summary["cdf_s"]:
+                axis.plot([v * 1000 for v in summary["cdf_s"]], range(101),
+                          ls="-" if run["workers"] == 1 else "--",
+                          label=f"to {stage} out, {run['workers']} worker(s)")
     axis.set_xlabel("latency from the raw record (ms)")
     axis.set_ylabel("percentile")
-    axis.set_title(f"Latency CDF at {results['latency']['rate_per_s']:.0f} mentions/s, 1 worker")
+    axis.set_title(f"Latency CDF at {results['latency'][0]['rate_per_s']:.0f} mentions/s")
     axis.legend()
     figure.tight_layout()
     path = RESULTS_DIR / "pipeline_latency_cdf.png"
@@ -603,11 +615,15 @@ def main() -> None:
                 )}
                 results["batch_size_sweep"].append({"batch_size": batch_size, **row})
                 log(_describe(row))
-            results["latency"] = latency_run(
-                bootstrap, stages, args.latency_rate, args.latency_seconds, workdir,
-            )
-            for stage, summary in results["latency"]["stages"].items():
-                log(f"latency to {stage} out: p50 {summary['p50_s']} s, p99 {summary['p99_s']} s")
+            results["latency"] = [
+                latency_run(bootstrap, stages, args.latency_rate, args.latency_seconds, workdir,
+                            workers=workers)
+                for workers in (1, 2)
+            ]
+            for run in results["latency"]:
+                for stage, summary in run["stages"].items():
+                    log(f"latency to {stage} out, {run['workers']} worker(s): "
+                        f"p50 {summary['p50_s']} s, p99 {summary['p99_s']} s")
     if args.quick:
         log(f"quick run, results not written (workdir {workdir})")
         return
