@@ -194,8 +194,7 @@ class IngestService(Service):
 
     async def _handle(self, raws: list[bytes]) -> None:
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
-        metrics.stage_in.labels(stage=STAGE).inc(len(raws))
-        metrics.stage_batch_size.labels(stage=STAGE).observe(len(raws))
+        context.count_in(STAGE, len(raws))
         ingested_at = time.time()
         outcome = self.ingestor.process_encoded(raws, ingested_at=ingested_at)
         acks = [

@@ -124,24 +124,27 @@ class Ingestor:
         The records are enriched in place and returned as a list.
         """
         guesses, brands = self._tags([record["text"] for record in records])
-        for index, (record, tags) in enumerate(zip(records, brands, strict=True)):
-            _tag_record(record, None if guesses is None else guesses[index], tags, None)
+        for record, guess, tags in zip(records, guesses, brands, strict=True):
+            _tag_record(record, guess, tags, None)
         return list(records)
 
     def _tags(
         self, texts: Sequence[str],
-    ) -> tuple[list[tuple[str, float]] | None, list[list[str]]]:
-        """Language (None when detection is off) and brands of each text.
+    ) -> tuple[list[tuple[str, float] | None], list[list[str]]]:
+        """Each text's language guess ((code, score); None when detection is off) and brands.
 
         Language comes first because a brand's query may be restricted to some languages.
         """
         if self.language_detector is None:
-            return None, [self.matcher.match(text, None) for text in texts]
-        guesses = [(guess.lang, round(float(guess.score), 4))
-                   for guess in self.language_detector.detect_batch(texts)]
+            return [None] * len(texts), [self.matcher.match(text, None) for text in texts]
+        detected = self.language_detector.detect_batch(texts)
         match = self.matcher.match
-        return guesses, [match(text, lang if lang != "und" else None)
-                         for text, (lang, _score) in zip(texts, guesses, strict=True)]
+        brands = [match(text, guess.lang if guess.lang != "und" else None)
+                  for text, guess in zip(texts, detected, strict=True)]
+        guesses: list[tuple[str, float] | None] = [
+            (guess.lang, round(float(guess.score), 4)) for guess in detected
+        ]
+        return guesses, brands
 
     def process(self, raws: Sequence[bytes]) -> IngestOutcome:
         """Validate, enrich and split one batch (see the module docstring).
@@ -179,8 +182,7 @@ class Ingestor:
                 outcome.rejects.append(Reject(raw, error.reason, error.detail))
         texts = [item["text"] if isinstance(item, dict) else item.text for item in decoded]
         guesses, brands = self._tags(texts)
-        for index, (item, tags) in enumerate(zip(decoded, brands, strict=True)):
-            guess = None if guesses is None else guesses[index]
+        for text, item, guess, tags in zip(texts, decoded, guesses, brands, strict=True):
             if isinstance(item, dict):
                 _tag_record(item, guess, tags, ingested_at)
                 encoded, created_at = orjson.dumps(item), item["created_at"]
@@ -192,7 +194,7 @@ class Ingestor:
                     item.ingested_at = ingested_at
                 encoded, created_at = encode_usual_mention(item), item.created_at
             (outcome.mentions if tags else outcome.unmatched).append(
-                EncodedMention(texts[index], tags, created_at, encoded),
+                EncodedMention(text, tags, created_at, encoded),
             )
         return outcome
 
