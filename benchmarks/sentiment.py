@@ -72,28 +72,23 @@ def summary(name: str, count: int, seconds: float, latencies: Sequence[float],
 
 
 def time_engine(name: str, engine: SentimentEngine, tweets: list[str]) -> dict[str, Any]:
-    """Score all tweets in one call; time every model batch inside it."""
+    """Score all tweets in one call; time every model batch inside it.
+
+    A batch's time runs from its padding until its probabilities are on the host, so on a
+    GPU it includes waiting behind the batch launched before it.
+    """
     latencies: list[float] = []
-    forward = engine._forward
-
-    def timed(rows: Sequence[Sequence[int]]) -> list[list[float]]:
-        started = time.perf_counter()
-        probabilities = forward(rows)
-        if engine.device.type == "cuda":
-            torch.cuda.synchronize(engine.device)
-        latencies.append(time.perf_counter() - started)
-        return probabilities
-
-    engine._forward = timed  # type: ignore[method-assign]
-    engine.score(tweets[: min(len(tweets), 2 * engine.max_batch_size)])  # warm-up
-    latencies.clear()
+    engine.warm_up()
+    engine.score(tweets[: min(len(tweets), 2 * engine.max_batch_size)])
+    engine.on_batch = lambda rows, seconds: latencies.append(seconds)
     started = time.perf_counter()
     engine.score(tweets)
     seconds = time.perf_counter() - started
-    engine._forward = forward  # type: ignore[method-assign]
+    engine.on_batch = None
     return summary(name, len(tweets), seconds, latencies,
                    batch_size=engine.max_batch_size, sorted=engine.sort_by_length,
-                   int8=engine.quantized)
+                   int8=engine.quantized, cuda_graphs=engine.cuda_graphs,
+                   tokenize_processes=engine.tokenize_processes)
 
 
 STAGE_ROWS = ("tokenisation only", "forward passes only (pre-tokenised)")
@@ -101,19 +96,18 @@ STAGE_ROWS = ("tokenisation only", "forward passes only (pre-tokenised)")
 
 def time_stages(engine: SentimentEngine, tweets: list[str]) -> list[dict[str, Any]]:
     """Tokenisation alone and the forward passes alone, to show which one bounds a run."""
+    engine.warm_up()
     started = time.perf_counter()
-    encoded = engine.encode(tweets)
+    packed = engine.encode_packed(tweets)
     tokenize_s = time.perf_counter() - started
     started = time.perf_counter()
-    engine.score_encoded(encoded)
-    if engine.device.type == "cuda":
-        torch.cuda.synchronize(engine.device)
+    engine._score_packed(packed)
     forward_s = time.perf_counter() - started
     return [
         summary(STAGE_ROWS[0], len(tweets), tokenize_s, [tokenize_s],
-                batch_size=len(tweets)),
+                batch_size=len(tweets), tokenize_processes=engine.tokenize_processes),
         summary(STAGE_ROWS[1], len(tweets), forward_s, [forward_s],
-                batch_size=engine.max_batch_size),
+                batch_size=engine.max_batch_size, cuda_graphs=engine.cuda_graphs),
     ]
 
 
@@ -185,11 +179,13 @@ def random_weight_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def print_table(rows: Sequence[dict[str, Any]]) -> None:
-    print(f"{'configuration':<44} {'batch':>5} {'mentions/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
+def print_table(rows: Sequence[dict[str, Any]], *, header: bool = True) -> None:
+    if header:
+        print(f"{'configuration':<50} {'batch':>5} {'mentions/s':>11} {'p50 ms':>9} "
+              f"{'p99 ms':>9}")
     for row in rows:
-        print(f"{row['config']:<44} {row['batch_size']:>5} {row['mentions_per_s']:>11.1f} "
-              f"{row['p50_batch_ms']:>9.1f} {row['p99_batch_ms']:>9.1f}")
+        print(f"{row['config']:<50} {row['batch_size']:>5} {row['mentions_per_s']:>11.1f} "
+              f"{row['p50_batch_ms']:>9.1f} {row['p99_batch_ms']:>9.1f}", flush=True)
 
 
 def main() -> None:
@@ -221,36 +217,54 @@ def main() -> None:
         model_dir = (random_weight_checkpoint(Path(scratch)) if args.random_weights
                      else DEFAULT_MODEL_DIR)
 
-        def engine(size: int, *, sort: bool = True, int8: bool | None = False
-                   ) -> SentimentEngine:
+        def engine(size: int, *, sort: bool = True, int8: bool | None = False,
+                   **options: Any) -> SentimentEngine:
             return SentimentEngine(model_dir, device=str(device), max_batch_size=size,
                                    max_batch_tokens=size * 128, sort_by_length=sort,
-                                   quantize_int8=int8)
+                                   quantize_int8=int8, **options)
+
+        rows: list[dict[str, Any]] = []
+
+        def measure(timing: Any, *args: Any, **engine_options: Any) -> None:
+            """Build an engine, time it, then stop its tokenising processes."""
+            size = engine_options.pop("size", batch_size)
+            with engine(size, **engine_options) as built:
+                measured = timing(*args, built, tweets)
+            for row in measured if isinstance(measured, list) else [measured]:
+                rows.append(row)
+                print_table([row], header=len(rows) == 1)
 
         # what the pipeline runs when nothing is configured: int8 on CPU for a calibrated
-        # model (the bundled one is), fp32 otherwise
-        shipped_int8 = engine(1, int8=None).quantized
-        rows: list[dict[str, Any]] = []
+        # model (the bundled one is), fp32 otherwise; on CUDA, CUDA graphs and a pool of
+        # tokenising processes
+        with engine(1, int8=None, tokenize_processes=0) as probe:
+            shipped_int8 = probe.quantized
         naive_n = min(args.naive_n, n)
         rows.append(time_naive(model_dir, device, tweets[:naive_n]))
-        rows.append(time_engine("engine", engine(batch_size), tweets))
+        print_table(rows)
+        measure(time_engine, "engine")
         if not on_cuda:
-            rows.append(time_engine("engine, int8", engine(batch_size, int8=True), tweets))
+            measure(time_engine, "engine, int8", int8=True)
         shipped = rows[-1] if shipped_int8 else rows[1]
         int8_tag = ", int8" if shipped_int8 else ""
-        rows.append(time_engine("engine, no length sorting" + int8_tag,
-                                engine(batch_size, sort=False, int8=shipped_int8), tweets))
-        rows += time_stages(engine(batch_size, int8=shipped_int8), tweets)
-        rows.append(time_batcher(engine(batch_size, int8=shipped_int8), tweets))
+        if on_cuda:
+            measure(time_engine, "engine, eager launches (no CUDA graphs)", cuda_graphs=False)
+            measure(time_engine, "engine, tokenising in threads (no process pool)",
+                    tokenize_processes=0)
+        measure(time_engine, "engine, no length sorting" + int8_tag, sort=False,
+                int8=shipped_int8)
+        measure(time_stages, int8=shipped_int8)
+        measure(time_batcher, int8=shipped_int8)
         for int8 in (False, True) if not on_cuda else (False,):
             for size in sweep:
-                rows.append(time_engine("engine sweep" + (", int8" if int8 else ""),
-                                        engine(size, int8=int8), tweets))
+                measure(time_engine, "engine sweep" + (", int8" if int8 else ""), size=size,
+                        int8=int8)
 
     naive = rows[0]["mentions_per_s"]
     # the headline counts only configurations that go from text to labels
     best = max((r for r in rows[1:] if r["config"] not in STAGE_ROWS),
                key=lambda r: r["mentions_per_s"])
+    print()
     print_table(rows)
     print(f"\nshipped default ({'int8' if shipped_int8 else 'fp32'}, batch {batch_size}): "
           f"{shipped['mentions_per_s']:.1f} mentions/s "

@@ -26,7 +26,6 @@ it reaches the model.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import re
@@ -44,22 +43,25 @@ import torch
 from pipeline.config import Settings
 from pipeline.stages.sentiment_int8 import CALIBRATION_FILE, load_calibration
 from pipeline.stages.sentiment_int8 import quantize_int8 as quantize_int8_layers
+from pipeline.stages.sentiment_tokens import (
+    CHARS_PER_TOKEN_BOUND,
+    PackedTokens,
+    TokenizerPool,
+    clean_for_sentiment,
+    encode_packed,
+    truncating_tokenizer,
+)
 
 logger = logging.getLogger(__name__)
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "sentiment-default"
 
-# Handles are replaced the way XLM-T's training data was anonymised.
-_HANDLE = re.compile(r"(?<![\w@])@\w+")
-# Control and zero-width/format characters: the tokenizer drops or blanks them anyway, and
-# a post made only of them has nothing to score.
-_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]")
-# Cheap guard on pathological inputs before tokenising: enough characters for any
-# realistic max_tokens, so a 100k-character post costs no more than a long tweet.
-_CHARS_PER_TOKEN_BOUND = 32
 # texts per tokenizer call when a large call is spread over threads
 _TOKENIZE_CHUNK = 1024
+# fewer texts than this are tokenised in the calling thread even when there is a process
+# pool: a round trip to a process costs about as much as tokenising a dozen tweets
+_POOL_MIN_TEXTS = 16
 _PAD_MULTIPLE = 8
 
 # Spellings of the three classes found in public sentiment checkpoints' id2label.
@@ -120,15 +122,6 @@ def label_mapping(id2label: Mapping[int, str],
     )
 
 
-def clean_for_sentiment(text: str) -> str:
-    """Anonymise handles to ``@user`` (as in the training data); drop invisible characters.
-
-    >>> clean_for_sentiment("RT  @acme_help   thanks!!\u200b")
-    'RT @user thanks!!'
-    """
-    return " ".join(_INVISIBLE.sub(" ", _HANDLE.sub("@user", text)).split())
-
-
 @dataclass(frozen=True, slots=True)
 class EncodedText:
     """Token ids of one cleaned text (empty when nothing was left to score)."""
@@ -164,7 +157,15 @@ class SentimentEngine:
             ``None``: on exactly when that calibration is there and was recorded on these
             weights.
         label_overrides: the checkpoint's label names -> negative/neutral/positive.
-        tokenize_threads: threads tokenising one large call (default: cores, at most 8).
+        tokenize_threads: threads tokenising one large call in this process (default:
+            cores, at most 8); used when there is no process pool.
+        tokenize_processes: processes tokenising large calls (:class:`TokenizerPool`).
+            ``None``: on CUDA all cores but two, at most 16 (tokenising is then the larger
+            cost of a mention); on CPU none (the model is, and needs the cores).
+        cuda_graphs: on CUDA, replay each padded width's full batch as a captured CUDA
+            graph instead of launching every kernel from Python. ``None``: on for CUDA.
+        on_batch: called with each forward's rows and seconds, from its padding until its
+            probabilities are on the host (waiting behind the previous batch included).
 
     """
 
@@ -180,6 +181,9 @@ class SentimentEngine:
         quantize_int8: bool | None = False,
         label_overrides: Mapping[str, str] | None = None,
         tokenize_threads: int | None = None,
+        tokenize_processes: int | None = None,
+        cuda_graphs: bool | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -196,23 +200,30 @@ class SentimentEngine:
             raise FileNotFoundError(f"no model at {model_path}{hint}")
         source = str(model_dir) if hub_id else model_path
         self.device = choose_device(device)
+        on_cuda = self.device.type == "cuda"
         self.max_tokens = max_tokens
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
+        self.on_batch = on_batch
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         if self.tokenizer.pad_token_id is None:
             raise ValueError(f"{source}: the tokenizer has no padding token")
         self.pad_id = int(self.tokenizer.pad_token_id)
-        self._backend = None
         self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
-        self._tokenize_pool: ThreadPoolExecutor | None = None
+        self._tokenize_thread_pool: ThreadPoolExecutor | None = None
+        self._backend: Any = None
+        self._tokenizer_pool: TokenizerPool | None = None
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and hasattr(backend, "encode_batch_fast"):
-            self._backend = copy.deepcopy(backend)
-            self._backend.no_padding()
-            self._backend.enable_truncation(max_tokens)
-        on_cuda = self.device.type == "cuda"
+            # The Rust tokenizer straight (no offsets, no BatchEncoding).
+            self._backend = truncating_tokenizer(backend.to_str(), max_tokens)
+            if tokenize_processes is None:
+                tokenize_processes = (max(0, min(16, (os.cpu_count() or 1) - 2))
+                                      if on_cuda else 0)
+            if tokenize_processes > 0:
+                self._tokenizer_pool = TokenizerPool(backend.to_str(), max_tokens,
+                                                     tokenize_processes)
         dtype = torch.float32
         if on_cuda:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -244,83 +255,132 @@ class SentimentEngine:
                 model = quantize_int8_layers(model, calibration.ranges, calibration.alpha)
         self.model = model.to(self.device)
         self.classes = label_mapping(model.config.id2label, label_overrides)
+        # the checkpoint's class probabilities -> ours: classes mapped onto one label add up
+        self._onto_labels = np.zeros((len(self.classes), len(LABELS)))
+        for index, label in enumerate(self.classes):
+            self._onto_labels[index, LABELS.index(label)] = 1.0
+        self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
+
+    @property
+    def tokenize_processes(self) -> int:
+        """Processes in the tokenising pool (0: tokenised in this process)."""
+        return 0 if self._tokenizer_pool is None else self._tokenizer_pool.processes
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
+        return self._graphs is not None and self._graphs.usable
+
+    def close(self) -> None:
+        """Stop the tokenising processes and threads (the engine still scores, in-process)."""
+        if self._tokenizer_pool is not None:
+            self._tokenizer_pool.close()
+            self._tokenizer_pool = None
+        if self._tokenize_thread_pool is not None:
+            self._tokenize_thread_pool.shutdown(wait=True)
+            self._tokenize_thread_pool = None
+
+    def __enter__(self) -> SentimentEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def warm_up(self) -> None:
+        """Start the tokenising processes, and on CUDA run every padded width once.
+
+        A width's first batch pays for loading its kernels (and capturing its graph): up to
+        hundreds of milliseconds each, measured as the p99 of a cold run on an H100.
+        """
+        if self._tokenizer_pool is not None:
+            self._tokenizer_pool.start()
+        if self.device.type != "cuda":
+            return
+        rows = max(1, min(self.max_batch_size, self.max_batch_tokens // 8))
+        for width in range(_PAD_MULTIPLE, _round_up(self.max_tokens) + 1, _PAD_MULTIPLE):
+            fitting = max(1, min(rows, self.max_batch_tokens // width))
+            for count in {fitting, max(1, fitting // 4)}:
+                lengths = np.full(count, width, dtype=np.int32)
+                ids = np.full(count * width, self.pad_id, dtype=np.int32)
+                self._score_packed(PackedTokens(ids, lengths))
 
     # --- tokenisation (any thread) ------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
         """Clean and tokenise; texts with nothing left get an empty encoding."""
-        cleaned = [clean_for_sentiment(t[: self.max_tokens * _CHARS_PER_TOKEN_BOUND])
+        return [EncodedText(row) for row in self.encode_packed(texts).rows()]
+
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
+        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
+        if self._tokenizer_pool is not None and len(texts) >= _POOL_MIN_TEXTS:
+            return self._tokenizer_pool.encode(texts)
+        if self._backend is None:
+            return self._encode_slow(texts)
+        if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
+            return encode_packed(self._backend, texts, self.max_tokens)
+        # The Rust tokenizer releases the GIL, so chunks go to a thread per core.
+        if self._tokenize_thread_pool is None:
+            self._tokenize_thread_pool = ThreadPoolExecutor(
+                self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
+        chunks = [texts[i : i + _TOKENIZE_CHUNK] for i in range(0, len(texts), _TOKENIZE_CHUNK)]
+        return PackedTokens.concat(self._tokenize_thread_pool.map(
+            lambda chunk: encode_packed(self._backend, chunk, self.max_tokens), chunks))
+
+    def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
+        """A tokenizer without a Rust backend: its own batch call."""
+        cleaned = [clean_for_sentiment(t[: self.max_tokens * CHARS_PER_TOKEN_BOUND])
                    for t in texts]
         present = [i for i, text in enumerate(cleaned) if text]
-        encoded = [EncodedText(())] * len(texts)
+        rows: list[Sequence[int]] = [()] * len(texts)
         if present:
-            ids = self._token_ids([cleaned[i] for i in present])
+            ids: list[list[int]] = self.tokenizer(
+                [cleaned[i] for i in present], truncation=True, max_length=self.max_tokens,
+                return_attention_mask=False, return_token_type_ids=False,
+            )["input_ids"]
             for index, row in zip(present, ids, strict=True):
-                encoded[index] = EncodedText(tuple(row))
-        return encoded
-
-    def _token_ids(self, texts: list[str]) -> list[list[int]]:
-        if self._backend is not None:
-            # The Rust tokenizer straight (no offsets, no BatchEncoding). Its own batch
-            # parallelism did not engage here (one core busy on a 16-core host), but it
-            # releases the GIL, so chunks go to a thread per core.
-            backend = self._backend
-            if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
-                return [e.ids for e in backend.encode_batch_fast(texts)]
-            chunks = [texts[i : i + _TOKENIZE_CHUNK]
-                      for i in range(0, len(texts), _TOKENIZE_CHUNK)]
-            if self._tokenize_pool is None:
-                self._tokenize_pool = ThreadPoolExecutor(
-                    self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
-            return [e.ids for part in self._tokenize_pool.map(backend.encode_batch_fast, chunks)
-                    for e in part]
-        ids: list[list[int]] = self.tokenizer(
-            texts, truncation=True, max_length=self.max_tokens,
-            return_attention_mask=False, return_token_type_ids=False,
-        )["input_ids"]
-        return ids
+                rows[index] = row
+        return PackedTokens.from_rows(rows)
 
     # --- inference (the owner thread) ---------------------------------------------
-    def score(self, texts: Sequence[str], *, chunk: int = 8192) -> list[SentimentResult]:
+    def score(self, texts: Sequence[str], *, chunk: int = 16384) -> list[SentimentResult]:
         """Sentiment of each text, in input order; never fails on odd text.
 
-        Long inputs go through in chunks, the next chunk tokenised on a helper thread while
-        the current one runs on the device.
+        Identical texts are scored once. Long inputs go through in chunks of distinct texts,
+        later chunks tokenised (by the process pool, or a helper thread) while the current
+        one runs on the device.
         """
-        if len(texts) <= chunk:
-            return self.score_encoded(self.encode(texts))
-        results: list[SentimentResult] = []
-        with ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize") as pool:
-            upcoming = pool.submit(self.encode, texts[:chunk])
-            for start in range(chunk, len(texts) + chunk, chunk):
-                encoded = upcoming.result()
-                if start < len(texts):
-                    upcoming = pool.submit(self.encode, texts[start : start + chunk])
-                results += self.score_encoded(encoded)
-        return results
+        first_of = {text: None for text in texts}
+        distinct = list(first_of)
+        windows = [distinct[i : i + chunk] for i in range(0, len(distinct), chunk)]
+        scored: list[SentimentResult] = []
+        if self._tokenizer_pool is not None and len(distinct) >= _POOL_MIN_TEXTS:
+            pending = [self._tokenizer_pool.submit(window) for window in windows]
+            for futures in pending:
+                scored += self._score_packed(PackedTokens.concat(f.result() for f in futures))
+        elif len(windows) <= 1:
+            scored = self._score_packed(self.encode_packed(distinct))
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize") as pool:
+                upcoming = pool.submit(self.encode_packed, windows[0])
+                for following in [*windows[1:], None]:
+                    packed = upcoming.result()
+                    if following is not None:
+                        upcoming = pool.submit(self.encode_packed, following)
+                    scored += self._score_packed(packed)
+        if len(distinct) == len(texts):
+            return scored
+        by_text = dict(zip(distinct, scored, strict=True))
+        return [by_text[text] for text in texts]
 
     def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
-        """Score already-tokenised texts (see :meth:`encode`), in input order."""
-        results: list[SentimentResult | None] = [None] * len(encoded)
+        """Score already-tokenised texts (see :meth:`encode`), in input order.
+
+        Identical token ids are scored once.
+        """
         first_of: dict[tuple[int, ...], int] = {}
-        unique: list[int] = []
-        for index, item in enumerate(encoded):
-            if not item.input_ids:
-                results[index] = _empty_result()
-            elif item.input_ids in first_of:
-                continue
-            else:
-                first_of[item.input_ids] = index
-                unique.append(index)
-        for batch in self.plan_batches([encoded[i].length for i in unique]):
-            rows = [unique[i] for i in batch]
-            probabilities = self._forward([encoded[i].input_ids for i in rows])
-            for row, probs in zip(rows, probabilities, strict=True):
-                results[row] = self._result(probs)
-        for index, item in enumerate(encoded):
-            if results[index] is None:
-                results[index] = results[first_of[item.input_ids]]
-        return [r for r in results if r is not None]
+        positions = [first_of.setdefault(item.input_ids, len(first_of)) for item in encoded]
+        scored = self._score_packed(PackedTokens.from_rows(list(first_of)))
+        return [scored[p] for p in positions]
 
     def plan_batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Group positions into batches within the engine's item and padded-token budgets."""
@@ -328,37 +388,203 @@ class SentimentEngine:
                             sort_by_length=self.sort_by_length)
 
     @torch.inference_mode()
-    def _forward(self, rows: Sequence[Sequence[int]]) -> list[list[float]]:
-        width = _round_up(max(len(r) for r in rows))
-        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        input_ids = torch.from_numpy(ids)
-        attention_mask = torch.from_numpy(
-            (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
-        )
+    def _score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
+        """Every text of ``packed`` scored, in order; empty texts are neutral.
+
+        Batches are launched ahead: while the device runs one, the host pads and launches
+        the next, and a batch's probabilities are read back only when one more is queued
+        behind it (on CPU every call simply runs to completion).
+        """
+        results: list[SentimentResult] = [_EMPTY_RESULT] * len(packed)
+        present = np.flatnonzero(packed.lengths)
+        if not len(present):
+            return results
+        starts = packed.starts
+        ahead = _BATCHES_IN_FLIGHT if self.device.type == "cuda" else 0
+        in_flight: deque[_Launched] = deque()
+        for batch in _plan(packed.lengths[present], self.max_batch_size,
+                           self.max_batch_tokens, sort_by_length=self.sort_by_length):
+            rows = present[batch]
+            in_flight.append(self._launch(packed.ids, starts[rows], packed.lengths[rows], rows))
+            if len(in_flight) > ahead:
+                self._collect(in_flight.popleft(), results)
+        while in_flight:
+            self._collect(in_flight.popleft(), results)
+        return results
+
+    def _launch(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                rows: np.ndarray) -> _Launched:
+        """Pad one batch and queue its forward pass; the probabilities stay on the device."""
+        began = time.perf_counter()
+        width = _round_up(int(lengths.max()))
+        graph = self._graphs.for_batch(len(rows), width) if self._graphs else None
+        padded_rows = graph.rows if graph is not None else len(rows)
+        columns = np.arange(width)
+        present = columns[None, :] < lengths[:, None]
+        input_ids = np.full((padded_rows, width), self.pad_id, dtype=np.int64)
+        input_ids[: len(rows)][present] = ids[(starts[:, None] + columns[None, :])[present]]
+        attention = np.zeros((padded_rows, width), dtype=np.int64)
+        attention[: len(rows)] = present
+        # rows that only pad a graph's fixed batch attend to their first token: a row that
+        # attends to nothing would be NaN (harmless, but noisy to anyone debugging)
+        attention[len(rows) :, 0] = 1
+        if graph is not None:
+            probabilities = graph.replay(input_ids, attention)[: len(rows)]
+        else:
+            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
+        return _Launched(rows, began, self._to_host(probabilities))
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (float32, on the device) of one padded batch."""
         if self.device.type == "cuda":
             input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
             attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        probabilities: list[list[float]] = torch.softmax(logits.float(), dim=-1).cpu().tolist()
-        return probabilities
+        return torch.softmax(logits.float(), dim=-1)
 
-    def _result(self, class_probabilities: Sequence[float]) -> SentimentResult:
-        scores = dict.fromkeys(LABELS, 0.0)
-        for label, probability in zip(self.classes, class_probabilities, strict=True):
-            scores[label] += probability
-        return SentimentResult(max(scores, key=scores.__getitem__), scores)
+    def _to_host(self, probabilities: torch.Tensor) -> _HostCopy:
+        if self.device.type != "cuda":
+            return _HostCopy(probabilities, None)
+        host = torch.empty(probabilities.shape, dtype=probabilities.dtype, pin_memory=True)
+        host.copy_(probabilities, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _HostCopy(host, done)
+
+    def _collect(self, launched: _Launched, results: list[SentimentResult]) -> None:
+        if launched.probabilities.done is not None:
+            launched.probabilities.done.synchronize()
+        scores = launched.probabilities.tensor.numpy().astype(np.float64) @ self._onto_labels
+        winners = scores.argmax(axis=1).tolist()
+        for row, triple, winner in zip(launched.rows.tolist(), scores.tolist(), winners,
+                                       strict=True):
+            results[row] = SentimentResult(LABELS[winner], dict(zip(LABELS, triple,
+                                                                    strict=True)))
+        if self.on_batch is not None:
+            self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
 
 
-def _empty_result() -> SentimentResult:
-    """Nothing left to read (empty, blank or invisible characters only): neutral."""
-    return SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
+@dataclass(frozen=True, slots=True)
+class _HostCopy:
+    """Probabilities on their way to the host: ``done`` is recorded after the copy (CUDA)."""
+
+    tensor: torch.Tensor
+    done: torch.cuda.Event | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Launched:
+    rows: np.ndarray
+    began: float
+    probabilities: _HostCopy
+
+
+class _CudaGraph:
+    """One padded width's forward pass captured for a fixed number of rows."""
+
+    def __init__(self, engine: SentimentEngine, rows: int, width: int,
+                 pool: Any) -> None:
+        self.rows = rows
+        device = engine.device
+        self.input_ids = torch.full((rows, width), engine.pad_id, dtype=torch.int64,
+                                    device=device)
+        self.attention = torch.zeros((rows, width), dtype=torch.int64, device=device)
+        self.attention[:, 0] = 1
+        # kernels are chosen and loaded outside the capture, on a side stream as the
+        # CUDA graph documentation asks
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                engine.model(input_ids=self.input_ids, attention_mask=self.attention)
+        torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            logits = engine.model(input_ids=self.input_ids,
+                                  attention_mask=self.attention).logits
+            self.probabilities = torch.softmax(logits.float(), dim=-1)
+
+    def replay(self, input_ids: np.ndarray, attention: np.ndarray) -> torch.Tensor:
+        """Run on new inputs; the result is overwritten by the next replay of this graph.
+
+        The copies in, the replay and the caller's copy out are all queued on one stream, so
+        a later replay never overwrites a result before it was read.
+        """
+        self.input_ids.copy_(torch.from_numpy(input_ids).pin_memory(), non_blocking=True)
+        self.attention.copy_(torch.from_numpy(attention).pin_memory(), non_blocking=True)
+        self.graph.replay()
+        return self.probabilities
+
+
+class _CudaGraphs:
+    """Captured forward passes, one per padded width, made on first use.
+
+    A batch uses its width's graph when it fills more than half of the graph's rows (the
+    last, partial batch of each width mostly); smaller ones run eagerly rather than pay for
+    a full batch of padding. If a capture fails (a model that synchronises inside its
+    forward, say), the engine logs it once and runs everything eagerly.
+    """
+
+    def __init__(self, engine: SentimentEngine) -> None:
+        self._engine = engine
+        self._graphs: dict[int, _CudaGraph] = {}
+        self._pool: Any = None
+        self.usable = True
+
+    def for_batch(self, rows: int, width: int) -> _CudaGraph | None:
+        if not self.usable:
+            return None
+        capacity = max(1, min(self._engine.max_batch_size,
+                              self._engine.max_batch_tokens // width))
+        if rows * 2 <= capacity:
+            return None
+        graph = self._graphs.get(width)
+        if graph is None:
+            try:
+                if self._pool is None:
+                    self._pool = torch.cuda.graph_pool_handle()
+                graph = _CudaGraph(self._engine, capacity, width, self._pool)
+            except RuntimeError:
+                logger.warning("capturing the sentiment model as a CUDA graph failed; "
+                               "running it eagerly", exc_info=True)
+                self.usable = False
+                return None
+            self._graphs[width] = graph
+        return graph
+
+
+_EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
+# Batches queued on the device ahead of the one being read back: two keep it busy while
+# the host pads, launches and reads; more would only hold more memory.
+_BATCHES_IN_FLIGHT = 2
 
 
 def _round_up(length: int) -> int:
     return max(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
+
+
+def _plan(lengths: np.ndarray, max_batch_size: int, max_batch_tokens: int, *,
+          sort_by_length: bool = True) -> list[np.ndarray]:
+    """Batches of positions, each within the item budget and the padded-token budget.
+
+    Greedy in (length-sorted, stable) order: a batch takes the next position while it has
+    fewer than ``max_batch_size`` and its padded width times its rows stays within
+    ``max_batch_tokens``; a single position is always a batch, however long.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
+    widths = np.maximum(_PAD_MULTIPLE, -(-lengths[order] // _PAD_MULTIPLE) * _PAD_MULTIPLE)
+    batches: list[np.ndarray] = []
+    start = 0
+    while start < len(order):
+        end = min(start + max_batch_size, len(order))
+        padded = np.maximum.accumulate(widths[start:end]) * np.arange(1, end - start + 1)
+        over = np.flatnonzero(padded > max_batch_tokens)
+        if len(over):
+            end = start + max(1, int(over[0]))
+        batches.append(order[start:end])
+        start = end
+    return batches
 
 
 def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: int, *,
@@ -370,23 +596,8 @@ def plan_batches(lengths: Sequence[int], max_batch_size: int, max_batch_tokens: 
     >>> plan_batches([30, 5, 12, 7], max_batch_size=2, max_batch_tokens=1024)
     [[1, 3], [2, 0]]
     """
-    order = list(range(len(lengths)))
-    if sort_by_length:
-        order.sort(key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    widest = 0
-    for index in order:
-        width = max(widest, _round_up(lengths[index]))
-        if current and (len(current) >= max_batch_size
-                        or width * (len(current) + 1) > max_batch_tokens):
-            batches.append(current)
-            current, width = [], _round_up(lengths[index])
-        current.append(index)
-        widest = width
-    if current:
-        batches.append(current)
-    return batches
+    return [batch.tolist() for batch in _plan(np.asarray(lengths), max_batch_size,
+                                              max_batch_tokens, sort_by_length=sort_by_length)]
 
 
 # The fastest batch size measured per device type (benchmarks/README.md): on the 2-core CPU
@@ -575,7 +786,10 @@ class SentimentBatcher:
         """Start the threads and the batching task on the running loop."""
         if self._task is not None:
             return
-        self._tokenizer_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize")
+        # with the engine's process pool behind them, one thread per process keeps every
+        # process busy (each thread mostly waits for its process)
+        threads = max(1, getattr(self.engine, "tokenize_processes", 0))
+        self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
         # One thread owns the model and the device: forward passes never overlap.
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
         self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")
@@ -627,7 +841,7 @@ class SentimentBatcher:
                 request.pending += 1
                 self._queue.put_nowait(_Item(request, position))
             else:
-                request.results[position] = _empty_result()
+                request.results[position] = _EMPTY_RESULT
         if request.pending == 0:
             return [r for r in request.results if r is not None]
         return await request.future

@@ -1,0 +1,131 @@
+"""Packed token ids, the tokenising process pool, and the engine's batch planning and paths."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.stages.sentiment import LABELS, SentimentEngine, plan_batches
+from pipeline.stages.sentiment_tokens import (
+    PackedTokens,
+    TokenizerPool,
+    encode_packed,
+    truncating_tokenizer,
+)
+from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ODD_TEXTS = ["", " \t", "\u200b", "😍", "x" * 10_000, "good " * 500, "@acme is good",
+             "mixed скрипт 混合", "bad"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"), {0: "Bad", 1: "Meh", 2: "Good"})
+
+
+def tiny_engine(folder: Path, **options: object) -> SentimentEngine:
+    return SentimentEngine(folder, device="cpu", max_tokens=16, max_batch_size=4,
+                           label_overrides={"Meh": "neutral"}, **options)  # type: ignore[arg-type]
+
+
+def test_packed_tokens_round_trip() -> None:
+    rows = [(0, 5, 2), (), (0, 9, 9, 9, 2), (0, 2)]
+    packed = PackedTokens.from_rows(rows)
+    assert packed.rows() == rows
+    assert [packed.row(i) for i in range(len(rows))] == rows
+    assert packed.starts.tolist() == [0, 3, 3, 8]
+    halves = PackedTokens.concat([PackedTokens.from_rows(rows[:1]),
+                                  PackedTokens.from_rows(rows[1:])])
+    assert halves.rows() == rows
+    assert len(PackedTokens.concat([])) == 0
+
+
+def greedy_reference(lengths: Sequence[int], max_rows: int, max_tokens: int,
+                     sort: bool) -> list[list[int]]:
+    """The batching rule written the obvious way, one position at a time."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort else range(len(lengths))
+    batches: list[list[int]] = []
+    current: list[int] = []
+    widest = 0
+    for index in order:
+        width = max(8, -(-lengths[index] // 8) * 8)
+        if current and (len(current) == max_rows or max(widest, width) * (len(current) + 1)
+                        > max_tokens):
+            batches.append(current)
+            current, widest = [], 0
+        current.append(index)
+        widest = max(widest, width)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_batch_plan_matches_the_greedy_rule(sort: bool) -> None:
+    draw = random.Random(7)
+    for _ in range(200):
+        lengths = [draw.randint(1, 130) for _ in range(draw.randint(1, 60))]
+        max_rows, max_tokens = draw.randint(1, 16), draw.choice([64, 100, 256, 2048])
+        assert plan_batches(lengths, max_rows, max_tokens, sort_by_length=sort) == \
+            greedy_reference(lengths, max_rows, max_tokens, sort)
+
+
+def test_pool_tokenises_as_this_process_does(tiny_dir: Path) -> None:
+    engine = tiny_engine(tiny_dir)
+    texts = ODD_TEXTS + tiny_texts(40)
+    in_process = encode_packed(truncating_tokenizer(engine._backend.to_str(), 16), texts, 16)
+    pool = TokenizerPool(engine._backend.to_str(), 16, processes=2, chunk=7)
+    try:
+        pooled = pool.encode(texts)
+    finally:
+        pool.close()
+    assert pooled.rows() == in_process.rows() == [e.input_ids for e in engine.encode(texts)]
+    assert in_process.lengths[:3].tolist() == [0, 0, 0]  # nothing left after cleaning
+    assert in_process.lengths.max() == 16  # truncated
+
+
+def test_engine_with_a_process_pool_scores_the_same(tiny_dir: Path) -> None:
+    texts = tiny_texts(50) + ODD_TEXTS
+    plain = tiny_engine(tiny_dir, tokenize_processes=0)
+    pooled = tiny_engine(tiny_dir, tokenize_processes=2)
+    try:
+        assert pooled.tokenize_processes == 2 and plain.tokenize_processes == 0
+        pooled.warm_up()
+        assert pooled.score(texts) == plain.score(texts)
+    finally:
+        pooled.close()
+
+
+def test_every_distinct_text_reaches_the_model_once(tiny_dir: Path) -> None:
+    batches: list[int] = []
+    engine = tiny_engine(tiny_dir, on_batch=lambda rows, seconds: batches.append(rows))
+    texts = tiny_texts(30) * 2 + ["", "\u200b"]
+    results = engine.score(texts, chunk=7)  # several chunks, tokenised ahead
+    assert sum(batches) == len(set(tiny_texts(30)))
+    assert max(batches) <= engine.max_batch_size
+    assert results[:30] == results[30:60]
+    assert all(r.label in LABELS for r in results)
+    assert results[-1].scores == {"negative": 0.0, "neutral": 1.0, "positive": 0.0}
+
+
+def test_classes_mapped_onto_one_label_add_up(tmp_path: Path) -> None:
+    stars = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
+    engine = SentimentEngine(write_tiny_checkpoint(tmp_path, stars), device="cpu")
+    texts = tiny_texts(12)
+    encoded = engine.encode(texts)
+    for text, item, result in zip(texts, encoded, engine.score(texts), strict=True):
+        ids = torch.tensor([item.input_ids])
+        with torch.inference_mode():
+            probabilities = torch.softmax(engine.model(input_ids=ids).logits.float(), -1)[0]
+        expected = np.array([probabilities[:2].sum(), probabilities[2], probabilities[3:].sum()])
+        got = np.array([result.scores[label] for label in LABELS])
+        assert np.allclose(got, expected, atol=1e-5), text
+        assert result.label == LABELS[int(expected.argmax())]
