@@ -46,6 +46,9 @@ def register(context: WorkerContext) -> None:
     """Load the model and attach the sentiment agent to the app."""
     app, settings, metrics = context.app, context.settings, context.metrics
     engine = build_engine(settings)
+    # on a GPU, every batch shape's kernels and CUDA graph before the first mention rather
+    # than during the first minute of traffic (nothing to do on CPU)
+    engine.warm_up()
     log.warning("sentiment model %s on %s, batches of up to %d", engine.model_dir,
                 engine.device, engine.max_batch_size)
 

@@ -46,7 +46,6 @@ from pipeline.stages.sentiment_int8 import quantize_int8 as quantize_int8_layers
 from pipeline.stages.sentiment_tokens import (
     CHARS_PER_TOKEN_BOUND,
     PackedTokens,
-    TokenizerPool,
     clean_for_sentiment,
     encode_packed,
     truncating_tokenizer,
@@ -59,9 +58,6 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "build" / "
 
 # texts per tokenizer call when a large call is spread over threads
 _TOKENIZE_CHUNK = 1024
-# fewer texts than this are tokenised in the calling thread even when there is a process
-# pool: a round trip to a process costs about as much as tokenising a dozen tweets
-_POOL_MIN_TEXTS = 16
 _PAD_MULTIPLE = 8
 
 # Spellings of the three classes found in public sentiment checkpoints' id2label.
@@ -157,13 +153,10 @@ class SentimentEngine:
             ``None``: on exactly when that calibration is there and was recorded on these
             weights.
         label_overrides: the checkpoint's label names -> negative/neutral/positive.
-        tokenize_threads: threads tokenising one large call in this process (default:
-            cores, at most 8); used when there is no process pool.
-        tokenize_processes: processes tokenising large calls (:class:`TokenizerPool`).
-            ``None``: on CUDA all cores but two, at most 16 (tokenising is then the larger
-            cost of a mention); on CPU none (the model is, and needs the cores).
-        cuda_graphs: on CUDA, replay each padded width's full batch as a captured CUDA
-            graph instead of launching every kernel from Python. ``None``: on for CUDA.
+        tokenize_threads: threads tokenising one large call (default: cores, at most 8).
+        cuda_graphs: on CUDA, run every batch as a captured CUDA graph of its padded width
+            and row bucket (:class:`_CudaGraphs`) instead of launching each kernel from
+            Python. ``None``: on for CUDA.
         on_batch: called with each forward's rows and seconds, from its padding until its
             probabilities are on the host (waiting behind the previous batch included).
 
@@ -181,7 +174,6 @@ class SentimentEngine:
         quantize_int8: bool | None = False,
         label_overrides: Mapping[str, str] | None = None,
         tokenize_threads: int | None = None,
-        tokenize_processes: int | None = None,
         cuda_graphs: bool | None = None,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
@@ -213,17 +205,10 @@ class SentimentEngine:
         self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
         self._tokenize_thread_pool: ThreadPoolExecutor | None = None
         self._backend: Any = None
-        self._tokenizer_pool: TokenizerPool | None = None
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and hasattr(backend, "encode_batch_fast"):
             # The Rust tokenizer straight (no offsets, no BatchEncoding).
             self._backend = truncating_tokenizer(backend.to_str(), max_tokens)
-            if tokenize_processes is None:
-                tokenize_processes = (max(0, min(16, (os.cpu_count() or 1) - 2))
-                                      if on_cuda else 0)
-            if tokenize_processes > 0:
-                self._tokenizer_pool = TokenizerPool(backend.to_str(), max_tokens,
-                                                     tokenize_processes)
         dtype = torch.float32
         if on_cuda:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -263,20 +248,12 @@ class SentimentEngine:
         self.model_dir = model_path
 
     @property
-    def tokenize_processes(self) -> int:
-        """Processes in the tokenising pool (0: tokenised in this process)."""
-        return 0 if self._tokenizer_pool is None else self._tokenizer_pool.processes
-
-    @property
     def cuda_graphs(self) -> bool:
         """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
         return self._graphs is not None and self._graphs.usable
 
     def close(self) -> None:
-        """Stop the tokenising processes and threads (the engine still scores, in-process)."""
-        if self._tokenizer_pool is not None:
-            self._tokenizer_pool.close()
-            self._tokenizer_pool = None
+        """Stop the tokenising threads (a later large call starts them again)."""
         if self._tokenize_thread_pool is not None:
             self._tokenize_thread_pool.shutdown(wait=True)
             self._tokenize_thread_pool = None
@@ -288,22 +265,21 @@ class SentimentEngine:
         self.close()
 
     def warm_up(self) -> None:
-        """Start the tokenising processes, and on CUDA run every padded width once.
+        """On CUDA, run every batch shape once (each padded width in each row bucket).
 
-        A width's first batch pays for loading its kernels (and capturing its graph): up to
-        hundreds of milliseconds each, measured as the p99 of a cold run on an H100.
+        A shape's first batch pays for choosing and loading its kernels, and capturing its
+        graph: on an H200 an unseen shape's first eager forward took tens to hundreds of
+        milliseconds longer than the next, and a run with such shapes had a p99 batch latency
+        of 338 ms. With graphs every later batch has one of these shapes. On CPU there is
+        nothing to warm.
         """
-        if self._tokenizer_pool is not None:
-            self._tokenizer_pool.start()
         if self.device.type != "cuda":
             return
-        rows = max(1, min(self.max_batch_size, self.max_batch_tokens // 8))
         for width in range(_PAD_MULTIPLE, _round_up(self.max_tokens) + 1, _PAD_MULTIPLE):
-            fitting = max(1, min(rows, self.max_batch_tokens // width))
-            for count in {fitting, max(1, fitting // 4)}:
-                lengths = np.full(count, width, dtype=np.int32)
-                ids = np.full(count * width, self.pad_id, dtype=np.int32)
-                self._score_packed(PackedTokens(ids, lengths))
+            for rows in _row_buckets(self.max_batch_size, self.max_batch_tokens, width):
+                lengths = np.full(rows, width, dtype=np.int32)
+                self._score_packed(PackedTokens(np.full(rows * width, self.pad_id,
+                                                        dtype=np.int32), lengths))
 
     # --- tokenisation (any thread) ------------------------------------------------
     def encode(self, texts: Sequence[str]) -> list[EncodedText]:
@@ -312,8 +288,6 @@ class SentimentEngine:
 
     def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
         """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
-        if self._tokenizer_pool is not None and len(texts) >= _POOL_MIN_TEXTS:
-            return self._tokenizer_pool.encode(texts)
         if self._backend is None:
             return self._encode_slow(texts)
         if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
@@ -346,18 +320,13 @@ class SentimentEngine:
         """Sentiment of each text, in input order; never fails on odd text.
 
         Identical texts are scored once. Long inputs go through in chunks of distinct texts,
-        later chunks tokenised (by the process pool, or a helper thread) while the current
-        one runs on the device.
+        the next chunk tokenised on a helper thread while the current one runs on the device.
         """
         first_of = {text: None for text in texts}
         distinct = list(first_of)
         windows = [distinct[i : i + chunk] for i in range(0, len(distinct), chunk)]
         scored: list[SentimentResult] = []
-        if self._tokenizer_pool is not None and len(distinct) >= _POOL_MIN_TEXTS:
-            pending = [self._tokenizer_pool.submit(window) for window in windows]
-            for futures in pending:
-                scored += self._score_packed(PackedTokens.concat(f.result() for f in futures))
-        elif len(windows) <= 1:
+        if len(windows) <= 1:
             scored = self._score_packed(self.encode_packed(distinct))
         else:
             with ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize") as pool:
@@ -480,7 +449,7 @@ class _Launched:
 
 
 class _CudaGraph:
-    """One padded width's forward pass captured for a fixed number of rows."""
+    """One batch shape's forward pass, captured: fixed rows and padded width."""
 
     def __init__(self, engine: SentimentEngine, rows: int, width: int,
                  pool: Any) -> None:
@@ -517,40 +486,54 @@ class _CudaGraph:
 
 
 class _CudaGraphs:
-    """Captured forward passes, one per padded width, made on first use.
+    """Captured forward passes, one per padded width and row bucket, made on first use.
 
-    A batch uses its width's graph when it fills more than half of the graph's rows (the
-    last, partial batch of each width mostly); smaller ones run eagerly rather than pay for
-    a full batch of padding. If a capture fails (a model that synchronises inside its
-    forward, say), the engine logs it once and runs everything eagerly.
+    A batch runs in the smallest row bucket that holds it (see :func:`_row_buckets`), its
+    spare rows padding, so every batch has one of a few shapes; a partial batch costs at
+    most four times its rows. On an H200, replaying the graph of a full batch was 1.06-1.6x
+    faster on the device than launching the same forward eagerly, and left the host free:
+    eager launching took as long as the device's work. If a capture fails (a model that
+    synchronises inside its forward, say), the engine logs it once and runs eagerly.
     """
 
     def __init__(self, engine: SentimentEngine) -> None:
         self._engine = engine
-        self._graphs: dict[int, _CudaGraph] = {}
+        self._graphs: dict[tuple[int, int], _CudaGraph] = {}
         self._pool: Any = None
         self.usable = True
 
     def for_batch(self, rows: int, width: int) -> _CudaGraph | None:
+        """The graph to run a batch of ``rows`` at ``width`` in (None: run it eagerly)."""
         if not self.usable:
             return None
-        capacity = max(1, min(self._engine.max_batch_size,
-                              self._engine.max_batch_tokens // width))
-        if rows * 2 <= capacity:
+        buckets = _row_buckets(self._engine.max_batch_size, self._engine.max_batch_tokens,
+                               width)
+        bucket = next((b for b in buckets if rows <= b), None)
+        if bucket is None:
             return None
-        graph = self._graphs.get(width)
+        graph = self._graphs.get((bucket, width))
         if graph is None:
             try:
                 if self._pool is None:
                     self._pool = torch.cuda.graph_pool_handle()
-                graph = _CudaGraph(self._engine, capacity, width, self._pool)
+                graph = _CudaGraph(self._engine, bucket, width, self._pool)
             except RuntimeError:
                 logger.warning("capturing the sentiment model as a CUDA graph failed; "
                                "running it eagerly", exc_info=True)
                 self.usable = False
                 return None
-            self._graphs[width] = graph
+            self._graphs[(bucket, width)] = graph
         return graph
+
+
+def _row_buckets(max_batch_size: int, max_batch_tokens: int, width: int) -> list[int]:
+    """The row counts a batch of ``width`` is padded up to: the most that fit, 1/4, 1/16.
+
+    >>> _row_buckets(1024, 1024 * 128, 40)
+    [64, 256, 1024]
+    """
+    capacity = max(1, min(max_batch_size, max_batch_tokens // width))
+    return sorted({max(1, capacity // 16), max(1, capacity // 4), capacity})
 
 
 _EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
@@ -786,10 +769,7 @@ class SentimentBatcher:
         """Start the threads and the batching task on the running loop."""
         if self._task is not None:
             return
-        # with the engine's process pool behind them, one thread per process keeps every
-        # process busy (each thread mostly waits for its process)
-        threads = max(1, getattr(self.engine, "tokenize_processes", 0))
-        self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
+        self._tokenizer_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize")
         # One thread owns the model and the device: forward passes never overlap.
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
         self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")

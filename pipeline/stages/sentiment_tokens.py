@@ -1,12 +1,9 @@
-"""Sentiment tokenisation: cleaning, token ids packed flat, and a pool of tokenising processes.
+"""Sentiment tokenisation: cleaning, and a call's token ids packed in two numpy arrays.
 
-The Rust unigram tokenizer of the bundled model costs ~50-100 us per tweet on one core, more
-than the GPU's share of a mention by two orders of magnitude. A GPU worker therefore
-tokenises in a pool of processes (one core each), and every stage after tokenising handles
-a call's ids as two numpy arrays instead of one Python list per text: :class:`PackedTokens`.
-
-This module imports neither torch nor transformers, so the pool's processes start in a
-fraction of a second and hold only the tokenizer.
+The Rust unigram tokenizer of the bundled model costs 50-100 us per tweet on one core here,
+which on a GPU host makes tokenising the larger part of a mention's cost. Past the tokenizer
+a call's ids travel as :class:`PackedTokens` (all ids one after another, and each text's
+count) rather than as a Python list per text, so padding a batch is a few numpy operations.
 
 >>> packed = PackedTokens.from_rows([(0, 7, 2), (), (0, 9, 9, 2)])
 >>> packed.lengths.tolist(), packed.row(2)
@@ -16,11 +13,8 @@ fraction of a second and hold only the tokenizer.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import os
 import re
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,68 +114,9 @@ def truncating_tokenizer(tokenizer_json: str, max_tokens: int) -> Any:
     return tokenizer
 
 
-# The tokenizer of a pool process, set once by its initializer.
-_process_tokenizer: Any = None
-_process_max_tokens = 0
-
-
-def _start_process(tokenizer_json: str, max_tokens: int) -> None:
-    # One core per process: the pool is the parallelism, Rust threads would only contend.
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    os.environ["RAYON_NUM_THREADS"] = "1"
-    global _process_tokenizer, _process_max_tokens
-    _process_tokenizer = truncating_tokenizer(tokenizer_json, max_tokens)
-    _process_max_tokens = max_tokens
-
-
-def _encode_in_process(texts: list[str]) -> PackedTokens:
-    return encode_packed(_process_tokenizer, texts, _process_max_tokens)
-
-
-class TokenizerPool:
-    """Tokenise in ``processes`` spawned processes, ``chunk`` texts per task.
-
-    Spawned, not forked: the parent may hold CUDA and thread pools that a fork would copy
-    in an unusable state. The processes start on first use (or :meth:`start`) and load the
-    tokenizer once each.
-    """
-
-    def __init__(self, tokenizer_json: str, max_tokens: int, processes: int, *,
-                 chunk: int = 512) -> None:
-        if processes < 1:
-            raise ValueError("a tokenizer pool needs at least one process")
-        self.processes = processes
-        self.chunk = chunk
-        self._executor = ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_process, initargs=(tokenizer_json, max_tokens),
-        )
-
-    def start(self) -> None:
-        """Start every process now, so that the first real call does not wait for them."""
-        probes = [self._executor.submit(_encode_in_process, ["warm up"])
-                  for _ in range(2 * self.processes)]
-        for probe in probes:
-            probe.result()
-
-    def submit(self, texts: Sequence[str]) -> list[Future[PackedTokens]]:
-        """One future per chunk of ``texts``, in order."""
-        return [self._executor.submit(_encode_in_process, list(texts[i : i + self.chunk]))
-                for i in range(0, len(texts), self.chunk)]
-
-    def encode(self, texts: Sequence[str]) -> PackedTokens:
-        """Clean and tokenise ``texts`` in the pool's processes."""
-        return PackedTokens.concat(f.result() for f in self.submit(texts))
-
-    def close(self) -> None:
-        """Stop the processes (queued chunks are cancelled)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-
 __all__ = [
     "CHARS_PER_TOKEN_BOUND",
     "PackedTokens",
-    "TokenizerPool",
     "clean_for_sentiment",
     "encode_packed",
     "truncating_tokenizer",

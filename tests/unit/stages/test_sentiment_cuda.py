@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.stages.sentiment import LABELS, SentimentEngine
+from pipeline.stages.sentiment import LABELS, SentimentEngine, _row_buckets
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +30,7 @@ def cuda_engine(folder: Path, *, graphs: bool, batches: list[int] | None = None
                 ) -> SentimentEngine:
     return SentimentEngine(
         folder, device="cuda", max_tokens=32, max_batch_size=16, max_batch_tokens=16 * 32,
-        label_overrides={"Meh": "neutral"}, cuda_graphs=graphs, tokenize_processes=0,
+        label_overrides={"Meh": "neutral"}, cuda_graphs=graphs,
         on_batch=None if batches is None else (lambda rows, seconds: batches.append(rows)),
     )
 
@@ -55,10 +55,13 @@ def test_warm_up_then_every_batch_reports(tiny_dir: Path) -> None:
     batches: list[int] = []
     engine = cuda_engine(tiny_dir, graphs=True, batches=batches)
     engine.warm_up()
-    assert engine._graphs is not None and len(engine._graphs._graphs) == 32 // 8
+    shapes = {(rows, width) for width in (8, 16, 24, 32)
+              for rows in _row_buckets(16, 16 * 32, width)}
+    assert engine._graphs is not None and set(engine._graphs._graphs) == shapes
     batches.clear()
     texts = tiny_texts(333) + [f"good phone {i}" for i in range(100)]
     results = engine.score(texts)
+    assert set(engine._graphs._graphs) == shapes  # no batch needed a shape not warmed
     assert sum(batches) == len(set(texts))
     assert len(results) == len(texts)
     # a graph's result buffer is reused by its next replay: batches in flight must not mix
@@ -71,11 +74,7 @@ def test_default_shape_captures(tmp_path: Path) -> None:
     from benchmarks.sentiment import random_weight_checkpoint
 
     engine = SentimentEngine(random_weight_checkpoint(tmp_path), device="cuda",
-                             max_batch_size=64, max_batch_tokens=64 * 128, tokenize_processes=2)
-    try:
-        engine.warm_up()
-        assert engine.cuda_graphs
-        results = engine.score([f"tweet number {i} about @acme" for i in range(500)])
-        assert all(r.label in LABELS for r in results)
-    finally:
-        engine.close()
+                             max_batch_size=64, max_batch_tokens=64 * 128)
+    results = engine.score([f"tweet number {i} about @acme" for i in range(500)])
+    assert engine.cuda_graphs
+    assert all(r.label in LABELS for r in results)

@@ -1,4 +1,4 @@
-"""Packed token ids, the tokenising process pool, and the engine's batch planning and paths."""
+"""Packed token ids, and the engine's batch planning and scoring paths on CPU."""
 
 from __future__ import annotations
 
@@ -12,12 +12,7 @@ import pytest
 import torch
 
 from pipeline.stages.sentiment import LABELS, SentimentEngine, plan_batches
-from pipeline.stages.sentiment_tokens import (
-    PackedTokens,
-    TokenizerPool,
-    encode_packed,
-    truncating_tokenizer,
-)
+from pipeline.stages.sentiment_tokens import PackedTokens, encode_packed, truncating_tokenizer
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -78,30 +73,18 @@ def test_batch_plan_matches_the_greedy_rule(sort: bool) -> None:
             greedy_reference(lengths, max_rows, max_tokens, sort)
 
 
-def test_pool_tokenises_as_this_process_does(tiny_dir: Path) -> None:
-    engine = tiny_engine(tiny_dir)
+def test_packed_encoding_matches_per_text_encoding(tiny_dir: Path) -> None:
+    engine = tiny_engine(tiny_dir, tokenize_threads=2)
     texts = ODD_TEXTS + tiny_texts(40)
-    in_process = encode_packed(truncating_tokenizer(engine._backend.to_str(), 16), texts, 16)
-    pool = TokenizerPool(engine._backend.to_str(), 16, processes=2, chunk=7)
-    try:
-        pooled = pool.encode(texts)
-    finally:
-        pool.close()
-    assert pooled.rows() == in_process.rows() == [e.input_ids for e in engine.encode(texts)]
-    assert in_process.lengths[:3].tolist() == [0, 0, 0]  # nothing left after cleaning
-    assert in_process.lengths.max() == 16  # truncated
-
-
-def test_engine_with_a_process_pool_scores_the_same(tiny_dir: Path) -> None:
-    texts = tiny_texts(50) + ODD_TEXTS
-    plain = tiny_engine(tiny_dir, tokenize_processes=0)
-    pooled = tiny_engine(tiny_dir, tokenize_processes=2)
-    try:
-        assert pooled.tokenize_processes == 2 and plain.tokenize_processes == 0
-        pooled.warm_up()
-        assert pooled.score(texts) == plain.score(texts)
-    finally:
-        pooled.close()
+    tokenizer = truncating_tokenizer(engine._backend.to_str(), 16)
+    one_by_one = [encode_packed(tokenizer, [text], 16).row(0) for text in texts]
+    assert encode_packed(tokenizer, texts, 16).rows() == one_by_one
+    # a call large enough to be spread over threads, in order
+    many = texts * 40
+    assert engine.encode_packed(many).rows() == one_by_one * 40
+    assert [e.input_ids for e in engine.encode(texts)] == one_by_one
+    assert one_by_one[:3] == [(), (), ()]  # nothing left after cleaning
+    assert max(len(row) for row in one_by_one) == 16  # truncated
 
 
 def test_every_distinct_text_reaches_the_model_once(tiny_dir: Path) -> None:
