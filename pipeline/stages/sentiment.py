@@ -248,6 +248,11 @@ class SentimentEngine:
         self.model_dir = model_path
 
     @property
+    def tokenize_threads(self) -> int:
+        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
+        return self._tokenize_threads
+
+    @property
     def cuda_graphs(self) -> bool:
         """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
         return self._graphs is not None and self._graphs.usable
@@ -769,7 +774,11 @@ class SentimentBatcher:
         """Start the threads and the batching task on the running loop."""
         if self._task is not None:
             return
-        self._tokenizer_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize")
+        # The Rust tokenizer releases the GIL, so requests are tokenised side by side: with
+        # one thread the streaming row of the H100 run stopped at 10.3k mentions/s, where
+        # the engine's 8 threads tokenised 57k/s on the H200
+        threads = max(1, getattr(self.engine, "tokenize_threads", 1))
+        self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
         # One thread owns the model and the device: forward passes never overlap.
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
         self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")
