@@ -6,6 +6,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -112,3 +113,46 @@ def test_classes_mapped_onto_one_label_add_up(tmp_path: Path) -> None:
         got = np.array([result.scores[label] for label in LABELS])
         assert np.allclose(got, expected, atol=1e-5), text
         assert result.label == LABELS[int(expected.argmax())]
+
+
+class ReplayedEagerly:
+    """Stands in for a captured CUDA graph on CPU: same fixed shape, run eagerly."""
+
+    shapes: ClassVar[list[tuple[int, int]]] = []
+
+    def __init__(self, engine: SentimentEngine, rows: int, width: int, pool: object) -> None:
+        self.engine, self.rows, self.width = engine, rows, width
+        ReplayedEagerly.shapes.append((rows, width))
+
+    def replay(self, input_ids: np.ndarray, attention: np.ndarray) -> torch.Tensor:
+        assert input_ids.shape == attention.shape == (self.rows, self.width)
+        return self.engine._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
+
+
+def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
+    tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CUDA-graph path's padding (rows up to a bucket), checked where CI can run it."""
+    from pipeline.stages import sentiment
+
+    monkeypatch.setattr(sentiment, "_CudaGraph", ReplayedEagerly)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    ReplayedEagerly.shapes = []
+    texts = tiny_texts(70)
+    eager = SentimentEngine(tiny_dir, device="cpu", max_batch_size=16,
+                            label_overrides={"Meh": "neutral"})
+    graphed = SentimentEngine(tiny_dir, device="cpu", max_batch_size=16,
+                              label_overrides={"Meh": "neutral"})
+    graphed._graphs = sentiment._CudaGraphs(graphed)
+    expected = eager.score(texts)
+    got = graphed.score(texts)
+    assert got is not expected
+    for left, right in zip(got, expected, strict=True):
+        assert left.label == right.label
+        assert all(abs(left.scores[k] - right.scores[k]) < 1e-5 for k in LABELS)
+    buckets = {width: sentiment._row_buckets(16, 8192, width) for width in (8, 16)}
+    assert buckets == {8: [1, 4, 16], 16: [1, 4, 16]}
+    assert ReplayedEagerly.shapes  # batches went through the stand-in graphs
+    for rows, width in ReplayedEagerly.shapes:
+        assert rows in buckets[width]
+    assert len(set(ReplayedEagerly.shapes)) == len(ReplayedEagerly.shapes)  # captured once
