@@ -13,7 +13,12 @@ import pytest
 import torch
 
 from pipeline.stages.sentiment import LABELS, SentimentEngine, plan_batches
-from pipeline.stages.sentiment_tokens import PackedTokens, encode_packed, truncating_tokenizer
+from pipeline.stages.sentiment_tokens import (
+    PackedTokens,
+    clean_for_sentiment,
+    encode_packed,
+    truncating_tokenizer,
+)
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -156,3 +161,22 @@ def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
     for rows, width in ReplayedEagerly.shapes:
         assert rows in buckets[width]
     assert len(set(ReplayedEagerly.shapes)) == len(ReplayedEagerly.shapes)  # captured once
+
+
+def clean_by_the_book(text: str) -> str:
+    """The cleaning rule written plainly: handles first, then invisible characters."""
+    from pipeline.stages import sentiment_tokens
+
+    handles = sentiment_tokens._HANDLE.sub("@user", text)
+    return " ".join(sentiment_tokens._INVISIBLE.sub(" ", handles).split())
+
+
+def test_cleaning_fast_paths_clean_as_the_rule_does() -> None:
+    draw = random.Random(11)
+    pieces = ["@acme", "@", "@@x", "a@b.com", "x", "héllo", "混合", "😍", " ", "\t", "\n",
+              "\u200b", "\u200d", "\x00", "\x07", "\x7f", "\x85", "\xa0", "_", "#tag", "@ü_1"]
+    texts = [chr(code) + "@a" + chr(code) + "b" for code in range(128)]
+    texts += ["".join(draw.choice(pieces) for _ in range(draw.randint(0, 12)))
+              for _ in range(5000)]
+    for text in texts:
+        assert clean_for_sentiment(text) == clean_by_the_book(text), repr(text)
