@@ -9,10 +9,13 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 - ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
   memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
   model's calibration (:mod:`pipeline.stages.sentiment_int8`; on by default when it has one);
+- on CUDA, each batch replayed as a captured CUDA graph of one of a few shapes, and batches
+  launched ahead of reading their results back;
+- token ids handled as numpy arrays per call (:class:`PackedTokens`), not lists per text;
 - identical texts in one call are scored once.
 
 :class:`SentimentBatcher` is what the Faust agent talks to: ``await submit(texts)``
-returns results in order. Tokenisation runs on a worker thread as requests arrive; a
+returns results in order. Requests are tokenised on worker threads as they arrive; a
 batching task gathers tokenised texts up to a size, token and wait budget; one owner
 thread holds the model and the device, and tokenising/collecting the next batch overlaps
 with the forward pass of the current one. Work older than its deadline is dropped before
