@@ -28,8 +28,6 @@ _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2
 # Cheap guard on pathological inputs before tokenising: enough characters for any
 # realistic max_tokens, so a 100k-character post costs no more than a long tweet.
 CHARS_PER_TOKEN_BOUND = 32
-
-
 # ASCII control characters (the whitespace ones too) to spaces, for one bytes.translate
 _ASCII_CONTROLS_TO_SPACE = bytes(32 if byte < 32 or byte == 127 else byte for byte in range(256))
 
