@@ -125,7 +125,7 @@ def time_stages(engine: SentimentEngine, tweets: list[str]) -> list[dict[str, An
 
 
 def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: int = 256,
-                 concurrency: int = 64, batch_size: int | None = None) -> dict[str, Any]:
+                 concurrency: int = 64) -> dict[str, Any]:
     """The streaming path: micro-batch requests through :class:`SentimentBatcher`.
 
     ``concurrency`` requests are in flight at once, as partitions of a worker would be;
@@ -143,8 +143,8 @@ def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: in
 
     async def run() -> float:
         gate = asyncio.Semaphore(concurrency)
-        size = batch_size or engine.max_batch_size
-        async with SentimentBatcher(engine, max_batch_size=size, max_batch_tokens=size * 128,
+        async with SentimentBatcher(engine, max_batch_size=engine.max_batch_size,
+                                    max_batch_tokens=engine.max_batch_tokens,
                                     max_wait=0.005) as batcher:
             async def one(texts: list[str]) -> None:
                 async with gate:
@@ -158,7 +158,7 @@ def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: in
 
     seconds = asyncio.run(run())
     row = summary("batcher (streaming, overlapped)", len(tweets), seconds, latencies,
-                  batch_size=batch_size or engine.max_batch_size, request_size=request_size,
+                  batch_size=engine.max_batch_size, request_size=request_size,
                   concurrency=concurrency)
     row["p50_request_ms"] = row.pop("p50_batch_ms")
     row["p99_request_ms"] = row.pop("p99_batch_ms")
@@ -173,6 +173,10 @@ class _InstantModel:
     """
 
     tokenize_threads = 1
+
+    def __init__(self, batch_size: int) -> None:
+        self.max_batch_size = batch_size
+        self.max_batch_tokens = batch_size * 128
 
     def warm_up(self) -> None:
         """Nothing to warm."""
@@ -192,7 +196,7 @@ def time_batcher_overhead(tweets: list[str], batch_size: int) -> dict[str, Any]:
     ~1 us per text).
     """
     cpu_started = time.process_time()
-    row = time_batcher(_InstantModel(), tweets, batch_size=batch_size)  # type: ignore[arg-type]
+    row = time_batcher(_InstantModel(batch_size), tweets)  # type: ignore[arg-type]
     row["config"] = OVERHEAD_ROW
     row["process_cpu_us_per_text"] = round(
         (time.process_time() - cpu_started) / len(tweets) * 1e6, 2)

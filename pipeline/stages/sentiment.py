@@ -47,10 +47,10 @@ from pipeline.config import Settings
 from pipeline.stages.sentiment_int8 import CALIBRATION_FILE, load_calibration
 from pipeline.stages.sentiment_int8 import quantize_int8 as quantize_int8_layers
 from pipeline.stages.sentiment_tokens import (
-    CHARS_PER_TOKEN_BOUND,
     PackedTokens,
     clean_for_sentiment,
     encode_packed,
+    pack_token_ids,
     truncating_tokenizer,
 )
 
@@ -287,7 +287,7 @@ class SentimentEngine:
         """
         if self.device.type != "cuda":
             return
-        for width in range(_PAD_MULTIPLE, _round_up(self.max_tokens) + 1, _PAD_MULTIPLE):
+        for width in range(_PAD_MULTIPLE, int(_round_up(self.max_tokens)) + 1, _PAD_MULTIPLE):
             for rows in _row_buckets(self.max_batch_size, self.max_batch_tokens, width):
                 lengths = np.full(rows, width, dtype=np.int32)
                 self._score_packed(PackedTokens(np.full(rows * width, self.pad_id,
@@ -314,18 +314,10 @@ class SentimentEngine:
 
     def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
         """A tokenizer without a Rust backend: its own batch call."""
-        cleaned = [clean_for_sentiment(t[: self.max_tokens * CHARS_PER_TOKEN_BOUND])
-                   for t in texts]
-        present = [i for i, text in enumerate(cleaned) if text]
-        rows: list[Sequence[int]] = [()] * len(texts)
-        if present:
-            ids: list[list[int]] = self.tokenizer(
-                [cleaned[i] for i in present], truncation=True, max_length=self.max_tokens,
-                return_attention_mask=False, return_token_type_ids=False,
-            )["input_ids"]
-            for index, row in zip(present, ids, strict=True):
-                rows[index] = row
-        return PackedTokens.from_rows(rows)
+        return pack_token_ids(texts, self.max_tokens, lambda present: self.tokenizer(
+            present, truncation=True, max_length=self.max_tokens,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"])
 
     # --- inference (the owner thread) ---------------------------------------------
     def score(self, texts: Sequence[str], *, chunk: int = 16384) -> list[SentimentResult]:
@@ -334,8 +326,7 @@ class SentimentEngine:
         Identical texts are scored once. Long inputs go through in chunks of distinct texts,
         the next chunk tokenised on a helper thread while the current one runs on the device.
         """
-        first_of = {text: None for text in texts}
-        distinct = list(first_of)
+        distinct = list(dict.fromkeys(texts))
         windows = [distinct[i : i + chunk] for i in range(0, len(distinct), chunk)]
         scored: list[SentimentResult] = []
         if len(windows) <= 1:
@@ -397,7 +388,7 @@ class SentimentEngine:
                 rows: np.ndarray) -> _Launched:
         """Pad one batch and queue its forward pass; the probabilities stay on the device."""
         began = time.perf_counter()
-        width = _round_up(int(lengths.max()))
+        width = int(_round_up(int(lengths.max())))
         graph = self._graphs.for_batch(len(rows), width) if self._graphs else None
         padded_rows = graph.rows if graph is not None else len(rows)
         columns = np.arange(width)
@@ -554,8 +545,9 @@ _EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "po
 _BATCHES_IN_FLIGHT = 2
 
 
-def _round_up(length: int) -> int:
-    return max(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
+def _round_up(length: Any) -> Any:
+    """Padded width of a length, or of each of an array of lengths (at least one multiple)."""
+    return np.maximum(_PAD_MULTIPLE, -(-length // _PAD_MULTIPLE) * _PAD_MULTIPLE)
 
 
 def _plan(lengths: np.ndarray, max_batch_size: int, max_batch_tokens: int, *,
@@ -568,7 +560,7 @@ def _plan(lengths: np.ndarray, max_batch_size: int, max_batch_tokens: int, *,
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
-    widths = np.maximum(_PAD_MULTIPLE, -(-lengths[order] // _PAD_MULTIPLE) * _PAD_MULTIPLE)
+    widths = _round_up(lengths[order])
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
@@ -775,7 +767,6 @@ class SentimentBatcher:
         # queued chunks; None is the stop mark. New chunks go to the right, and the part of
         # a request that did not fit a window goes back to the left.
         self._queue: deque[_Chunk | None] = deque()
-        self._queued = 0  # texts in the queue
         self._arrived = asyncio.Event()
         self._ready: deque[list[tuple[_Request, int]]] = deque()
         self._tokenizer_pool: ThreadPoolExecutor | None = None
@@ -854,12 +845,10 @@ class SentimentBatcher:
             self._queue.appendleft(chunk)
         else:
             self._queue.append(chunk)
-        self._queued += 0 if chunk is None else len(chunk.positions)
         self._arrived.set()
 
     def _dequeue(self) -> _Chunk | None:
         chunk = self._queue.popleft()
-        self._queued -= 0 if chunk is None else len(chunk.positions)
         if not self._queue:
             self._arrived.clear()
         return chunk

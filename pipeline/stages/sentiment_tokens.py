@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,16 +105,23 @@ class PackedTokens:
 
 
 def encode_packed(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> PackedTokens:
-    """Clean and tokenise with a ``tokenizers.Tokenizer`` already set to truncate.
+    """Clean and tokenise with a ``tokenizers.Tokenizer`` already set to truncate."""
+    return pack_token_ids(texts, max_tokens,
+                          lambda present: [e.ids for e in tokenizer.encode_batch_fast(present)])
+
+
+def pack_token_ids(texts: Sequence[str], max_tokens: int,
+                   ids_of: Callable[[list[str]], list[list[int]]]) -> PackedTokens:
+    """Clean ``texts`` and pack the ids ``ids_of`` gives for those with something left.
 
     Texts with nothing left after cleaning are not tokenised: they get length 0.
     """
     cleaned = [clean_for_sentiment(t[: max_tokens * CHARS_PER_TOKEN_BOUND]) for t in texts]
-    present = [text for text in cleaned if text]
-    encodings = tokenizer.encode_batch_fast(present) if present else []
+    present = [index for index, text in enumerate(cleaned) if text]
+    rows = ids_of([cleaned[index] for index in present]) if present else []
     lengths = np.zeros(len(texts), dtype=np.int32)
-    lengths[[i for i, text in enumerate(cleaned) if text]] = [len(e.ids) for e in encodings]
-    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
+    lengths[present] = [len(row) for row in rows]
+    ids = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int32,
                       count=int(lengths.sum()))
     return PackedTokens(ids, lengths)
 
@@ -134,5 +141,6 @@ __all__ = [
     "PackedTokens",
     "clean_for_sentiment",
     "encode_packed",
+    "pack_token_ids",
     "truncating_tokenizer",
 ]
