@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from pipeline.caching import BoundedCache
 from pipeline.config import Settings
 from pipeline.schema import (
     InvalidMention,
@@ -49,6 +50,10 @@ class LanguageDetectorLike(Protocol):
     """What the ingest stage needs from a language detector (pipeline.stages.language)."""
 
     def detect_batch(self, texts: Sequence[str]) -> Sequence[LanguageGuessLike]: ...  # noqa: D102
+
+
+# a text's language guess ((code, score), or None when detection is off) and its brands
+_Tags = tuple[tuple[str, float] | None, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +103,13 @@ class Ingestor:
         max_text_chars: int,
         max_record_bytes: int,
         language_detector: LanguageDetectorLike | None = None,
+        tags_cache_size: int = 50_000,
     ) -> None:
         self.matcher = matcher
         self.max_text_chars = max_text_chars
         self.max_record_bytes = max_record_bytes
         self.language_detector = language_detector
+        self._tags_by_text = BoundedCache[str, _Tags](tags_cache_size)
 
     def decode(self, raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[Reject]]:
         """Split a batch into valid mention records (wire form) and rejects, in input order."""
@@ -123,28 +130,39 @@ class Ingestor:
 
         The records are enriched in place and returned as a list.
         """
-        guesses, brands = self._tags([record["text"] for record in records])
-        for record, guess, tags in zip(records, guesses, brands, strict=True):
-            _tag_record(record, guess, tags, None)
+        for record, (guess, brands) in zip(
+                records, self._tags([record["text"] for record in records]), strict=True):
+            _tag_record(record, guess, list(brands), None)
         return list(records)
 
-    def _tags(
-        self, texts: Sequence[str],
-    ) -> tuple[list[tuple[str, float] | None], list[list[str]]]:
+    def _tags(self, texts: Sequence[str]) -> list[_Tags]:
         """Each text's language guess ((code, score); None when detection is off) and brands.
 
-        Language comes first because a brand's query may be restricted to some languages.
+        Both are pure functions of the text, so a text seen lately is one lookup: a firehose
+        is mostly retweets, and the two stages' own caches cost ~1.8 us per repeated text
+        here (two lookups, a key tuple, rounding) against ~0.3 us for this one.
         """
-        if self.language_detector is None:
-            return [None] * len(texts), [self.matcher.match(text, None) for text in texts]
-        detected = self.language_detector.detect_batch(texts)
+        known = self._tags_by_text
+        unknown = [text for text in dict.fromkeys(texts) if text not in known]
+        if not unknown:
+            return [known[text] for text in texts]
+        # kept aside too: a batch with more new texts than the cache holds evicts some
+        fresh = dict(zip(unknown, self._compute_tags(unknown), strict=True))
+        for text, tag in fresh.items():
+            known.remember(text, tag)
+        return [known.get(text) or fresh[text] for text in texts]
+
+    def _compute_tags(self, texts: Sequence[str]) -> list[_Tags]:
+        """Language first, because a brand's query may be restricted to some languages."""
         match = self.matcher.match
-        brands = [match(text, guess.lang if guess.lang != "und" else None)
-                  for text, guess in zip(texts, detected, strict=True)]
-        guesses: list[tuple[str, float] | None] = [
-            (guess.lang, round(float(guess.score), 4)) for guess in detected
+        if self.language_detector is None:
+            return [(None, tuple(match(text, None))) for text in texts]
+        return [
+            ((guess.lang, round(float(guess.score), 4)),
+             tuple(match(text, guess.lang if guess.lang != "und" else None)))
+            for text, guess in zip(texts, self.language_detector.detect_batch(texts),
+                                   strict=True)
         ]
-        return guesses, brands
 
     def process(self, raws: Sequence[bytes]) -> IngestOutcome:
         """Validate, enrich and split one batch (see the module docstring).
@@ -181,8 +199,8 @@ class Ingestor:
             except InvalidMention as error:
                 outcome.rejects.append(Reject(raw, error.reason, error.detail))
         texts = [item["text"] if isinstance(item, dict) else item.text for item in decoded]
-        guesses, brands = self._tags(texts)
-        for text, item, guess, tags in zip(texts, decoded, guesses, brands, strict=True):
+        for text, item, (guess, brand_ids) in zip(texts, decoded, self._tags(texts), strict=True):
+            tags = list(brand_ids)
             if isinstance(item, dict):
                 _tag_record(item, guess, tags, ingested_at)
                 encoded, created_at = orjson.dumps(item), item["created_at"]

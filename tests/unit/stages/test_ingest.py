@@ -68,3 +68,32 @@ def test_encoded_mentions_are_the_enriched_records_in_input_order_stamped() -> N
     assert [m.brands for m in outcome.mentions] == [["acme"], ["acme", "lumo"], ["lumo"]]
     assert outcome.mentions[1].created_at == "2026-11-18T11:06:40+00:00"
     assert [r.reason for r in outcome.rejects] == ["not_json"]
+
+
+class CountingLanguage(FixedLanguage):
+    """Counts the texts it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def detect_batch(self, texts: list[str]) -> list[FixedLanguage.Guess]:
+        self.asked.extend(texts)
+        return super().detect_batch(texts)
+
+
+def test_a_text_seen_lately_is_tagged_without_asking_the_detector_again() -> None:
+    language = CountingLanguage()
+    rules = brand_rules_from_dicts([{"id": "lumo", "query": "lumo", "languages": ["es"]}])
+    core = Ingestor(BrandMatcher(rules), max_text_chars=100, max_record_bytes=10_000,
+                    language_detector=language, tags_cache_size=2)
+    texts = ["es lumo", "en lumo", "es lumo", "fr hola", "es lumo", "en lumo"]
+    first = core.process([raw(str(index), text) for index, text in enumerate(texts)])
+    # each new text once, even the two that the 2-entry cache no longer holds at the end
+    assert language.asked == ["es lumo", "en lumo", "fr hola"]
+    assert [(m["id"], m["lang"], m["brands"]) for m in first.mentions] == [
+        ("0", "es", ["lumo"]), ("2", "es", ["lumo"]), ("4", "es", ["lumo"])]
+    assert [(m["id"], m["lang"]) for m in first.unmatched] == [
+        ("1", "en"), ("3", "fr"), ("5", "en")]
+    second = core.process([raw("6", "fr hola"), raw("7", "es lumo")])
+    assert language.asked[3:] == ["es lumo"]  # "fr hola" was still held, "es lumo" evicted
+    assert [(m["id"], m["brands"]) for m in second.mentions] == [("7", ["lumo"])]
