@@ -97,3 +97,8 @@ def test_a_text_seen_lately_is_tagged_without_asking_the_detector_again() -> Non
     second = core.process([raw("6", "fr hola"), raw("7", "es lumo")])
     assert language.asked[3:] == ["es lumo"]  # "fr hola" was still held, "es lumo" evicted
     assert [(m["id"], m["brands"]) for m in second.mentions] == [("7", ["lumo"])]
+    # a held text, then two new ones that evict it while the batch is being tagged
+    third = core.process([raw("8", "fr hola"), raw("9", "es otro"), raw("10", "es lumo")])
+    assert language.asked[4:] == ["es otro"]
+    assert [(m["id"], m["lang"]) for m in third.unmatched] == [("8", "fr"), ("9", "es")]
+    assert [m["id"] for m in third.mentions] == ["10"]
