@@ -55,8 +55,13 @@ def fold(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Folded word, ``#hashtag`` and ``@handle`` tokens of a text, in order."""
-    return [token.replace("\u2019", "'") for token in _TOKEN.findall(fold(text))]
+    """Folded word, ``#hashtag`` and ``@handle`` tokens of a text, in order.
+
+    A typographic apostrophe becomes ``'`` in the whole text before the tokens are found:
+    the same tokens as replacing it in each (both are inside-word marks for ``_TOKEN``),
+    without a Python call per token (8.9 -> 7.7 us per distinct firehose text here).
+    """
+    return _TOKEN.findall(fold(text).replace("\u2019", "'"))
 
 
 # --------------------------------------------------------------------------------------------

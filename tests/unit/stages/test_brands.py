@@ -4,10 +4,12 @@ import pytest
 
 from pipeline.config import PACKAGE_DATA
 from pipeline.stages.brands import (
+    _TOKEN,
     BrandMatcher,
     BrandRulesError,
     QuerySyntaxError,
     brand_rules_from_dicts,
+    fold,
     load_brand_rules,
     parse_query,
     tokenize,
@@ -24,6 +26,17 @@ def test_tokens_fold_case_and_accents_and_keep_hashtags_handles() -> None:
     assert tokenize("¡Telefónica! #Fibra @MoviStar l\u2019app") == [
         "telefonica", "#fibra", "@movistar", "l'app",
     ]
+
+
+@pytest.mark.parametrize("text", [
+    "l\u2019app d\u2019Acme", "\u2019quoted\u2019 words", "rock\u2019n\u2019roll",
+    "it\u2019\u2019s", "#acme\u2019s @acme\u2019 \u2019@x", "o\u2019\u2019 \u2019\u2019",
+    "na\u00efve caf\u00e9\u2019s",
+])
+def test_apostrophes_become_plain_ones_as_if_replaced_in_each_token(text: str) -> None:
+    """Replacing the typographic apostrophe in the text first finds the same tokens."""
+    per_token = [token.replace("\u2019", "'") for token in _TOKEN.findall(fold(text))]
+    assert tokenize(text) == per_token
 
 
 @pytest.mark.parametrize(
