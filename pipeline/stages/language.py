@@ -178,6 +178,7 @@ class LanguageDetector:
         second_opinions: Sequence[str] = ("lingua",),
         romanised_hindi: bool = True,
         cache_size: int = 50_000,
+        raw_cache_size: int | None = None,
     ) -> None:
         if not languages:
             raise ValueError("configure at least one language")
@@ -196,7 +197,10 @@ class LanguageDetector:
         # of the cleaned text, so a copy costs a lookup instead of the models
         self.cache_size = cache_size
         self._cache = BoundedCache[str, LanguageGuess](cache_size)  # by cleaned text
-        self._raw_cache = BoundedCache[str, LanguageGuess](cache_size)  # by text as received
+        # by text as received (default: as many as cleaned texts; 0 when the caller already
+        # remembers its answers per text, as the ingest stage does)
+        self._raw_cache = BoundedCache[str, LanguageGuess](
+            cache_size if raw_cache_size is None else raw_cache_size)
 
     @cached_property
     def _fasttext(self) -> Any:
@@ -321,10 +325,12 @@ class LanguageDetector:
                 opinion("warm up the detector")
 
 
-def build_language_detector(settings: Settings) -> LanguageDetector | None:
+def build_language_detector(
+    settings: Settings, *, raw_cache_size: int | None = None,
+) -> LanguageDetector | None:
     """The detector the settings ask for (loaded and warm), or None when it is switched off."""
     if not settings.detect_language:
         return None
-    detector = LanguageDetector(settings.languages)
+    detector = LanguageDetector(settings.languages, raw_cache_size=raw_cache_size)
     detector.warm_up()
     return detector
