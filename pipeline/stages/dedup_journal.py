@@ -58,6 +58,11 @@ class RecordingStore(MutableMapping[str, Any]):
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.written: set[str] = set()
+        # The core's hot path calls get(), several times per mention. Mapping's get goes
+        # through __getitem__ and an exception per miss, and a method of ours that calls the
+        # dict's is still a Python frame per call: 83-92 ns against 50-71 ns for the dict's
+        # own bound method (timeit, hits and misses alike).
+        self.get = self.data.get  # type: ignore[method-assign]  # same signature, a C call
 
     def __getitem__(self, key: str) -> Any:
         return self.data[key]
@@ -78,12 +83,6 @@ class RecordingStore(MutableMapping[str, Any]):
 
     def __contains__(self, key: object) -> bool:
         return key in self.data
-
-    # the core's hot path calls get(); MutableMapping's would go through __getitem__ and an
-    # exception per miss
-    def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key``, or ``default``."""
-        return self.data.get(key, default)
 
     def take_written(self) -> dict[str, Any]:
         """The entries set since the last call, with their current values."""

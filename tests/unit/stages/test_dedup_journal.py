@@ -72,6 +72,7 @@ def test_recording_store_reports_written_keys_once() -> None:
     assert store.take_written() == {"a": 1}
     assert store.take_written() == {}
     assert store.get("a") == 1 and "a" in store and len(store) == 1
+    assert store.get("b") is None and store.get("b", 0) == 0
 
 
 def test_one_delta_per_batch_and_replay_rebuilds_the_same_memory() -> None:
