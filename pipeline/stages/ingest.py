@@ -236,13 +236,13 @@ def _tag_record(
 
 def build_ingestor(settings: Settings) -> Ingestor:
     """The ingest core for ``settings``: brand rules loaded (and validated), language loaded."""
-    # The ingestor remembers each text's tags itself, so the matcher's verdicts and the
-    # detector's texts as received would only hold the same texts a second time (and cost a
-    # lookup and an insert on each new one). The detector keeps its cache of cleaned texts,
+    # The ingestor remembers each text's tags itself, so the matcher's verdicts per text
+    # would only hold the same texts a second time (and cost a lookup and an insert on each
+    # new one). The detector's caches are by text without its noise and by cleaned text,
     # which a new text can still hit: a retweet of a new post cleans to the post's text.
     return Ingestor(
         BrandMatcher(load_brand_rules(settings.brands_file), cache_size=0),
         max_text_chars=settings.max_text_chars,
         max_record_bytes=settings.max_record_bytes,
-        language_detector=build_language_detector(settings, raw_cache_size=0),
+        language_detector=build_language_detector(settings),
     )

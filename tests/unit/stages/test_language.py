@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 import textwrap
@@ -132,23 +133,40 @@ def test_copies_are_answered_from_the_cache_with_the_same_guess() -> None:
     assert uncached.detect(original) == first
     detector.detect_batch(["the service is down again", "le service est encore en panne"])
     assert len(detector._cache) == 2
-    assert len(detector._raw_cache) == 2
+    assert len(detector._denoised_cache) == 2
 
 
-def test_exact_repeats_skip_the_cleaning(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copies_that_differ_only_in_noise_skip_the_cleaning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     detector = LanguageDetector(["en", "es", "fr"])
     cleaned: list[str] = []
-    real_clean = language.clean_for_language
+    real_letters_only = language._letters_only
 
-    def counting_clean(text: str) -> str:
+    def counting_letters_only(text: str) -> str:
         cleaned.append(text)
-        return real_clean(text)
+        return real_letters_only(text)
 
-    monkeypatch.setattr(language, "clean_for_language", counting_clean)
-    retweet = "RT @ana: Llevo tres horas sin internet, vergüenza de servicio"
-    guesses = detector.detect_batch([retweet, retweet, "RT @bob: " + retweet[9:], retweet])
+    monkeypatch.setattr(language, "_letters_only", counting_letters_only)
+    post = "Llevo tres horas sin internet, vergüenza de servicio"
+    copies = [f"RT @ana: {post}", f"RT @bob: {post}", f"RT @ana: {post}",
+              f"RT @eva: {post} https://t.co/x?utm=1", f"RT @eva: {post} https://t.co/y?utm=2"]
+    guesses = detector.detect_batch([*copies, f"{post}!!!"])
     assert len(set(guesses)) == 1 and guesses[0].lang == "es"
-    assert cleaned == [retweet, "RT @bob: " + retweet[9:]]
+    # one cleaning per text that still differs once its noise is blanked
+    assert len(cleaned) == 3
+    assert [real_letters_only(text) for text in cleaned] == [post.replace(",", "")] * 3
+
+
+@pytest.mark.parametrize("text", [
+    "RT @ana: Sooooo happy!!! 😍 #NuevoDía http://t.co/x", "a   b\n\n\nc\u00a0\u00a0\u00a0d",
+    "Goooool!!! 3-0 ⚽⚽⚽", "RT @a: RT @b:   ...   zzz", "\t\t\tnoooo   way\u2003\u2003\u2003",
+])
+def test_runs_of_whitespace_are_left_to_the_split(text: str) -> None:
+    # _REPEATS skips whitespace; collapsing its runs first, as any other repeat, changes nothing
+    every_repeat = re.sub(r"(.)\1\1+", r"\1\1", language._without_noise(text))
+    assert language.clean_for_language(text) == " ".join(
+        language._letters_only(every_repeat).split())
 
 
 def test_works_without_any_network() -> None:
