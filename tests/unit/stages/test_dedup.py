@@ -59,6 +59,22 @@ def test_normalisation_drops_what_copies_change() -> None:
     assert normalise_for_matching("") == normalise_for_matching("😂😂 !!!") == ""
 
 
+def test_the_cached_matching_form_is_the_normalised_text_and_its_fingerprint() -> None:
+    # copies that differ only in their copy marks share the second cache's entry: each
+    # answer must still be the text's own normalisation
+    texts = [
+        f"{prefix}{TWEET}{suffix}"
+        for prefix in ("", "RT @ana: ", "RT @bob: ", "rt @Ana ")
+        for suffix in ("", " https://t.co/x?utm=1", " https://t.co/y?utm=2 @cc", " 🔥")
+    ] + ["RT @ana: ", "@x @y https://t.co/z", TWEET.upper()]
+    dedup_module.matching_and_fingerprint.cache_clear()
+    for _ in range(2):  # the second pass answers from the caches
+        for text in texts:
+            matching = normalise_for_matching(text)
+            assert dedup_module.matching_and_fingerprint(text) == (
+                matching, fingerprint(matching)), text
+
+
 def test_shingles_are_per_text_and_signatures_do_not_depend_on_the_batch() -> None:
     hashes, offsets = shingle_hashes(["abcdef", "ab", "", "xabcdefy"])
     assert offsets.tolist() == [0, 3, 4, 4, 9]
