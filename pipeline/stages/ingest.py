@@ -153,21 +153,35 @@ class Ingestor:
             else:
                 found[text] = tag
         if unknown:
-            for text, tag in zip(unknown, self._compute_tags(unknown), strict=True):
-                found[text] = known.remember(text, tag)
+            guesses = self._guesses(unknown)
+            for text, guess in zip(unknown, guesses, strict=True):
+                found[text] = known.remember(text, (guess, self._brands(text, guess, found)))
         return [found[text] for text in texts]
 
-    def _compute_tags(self, texts: Sequence[str]) -> list[_Tags]:
-        """Language first, because a brand's query may be restricted to some languages."""
-        match = self.matcher.match
+    def _guesses(self, texts: Sequence[str]) -> list[tuple[str, float] | None]:
+        """Each text's language guess, rounded as it is written on the mention."""
         if self.language_detector is None:
-            return [(None, tuple(match(text, None))) for text in texts]
-        return [
-            ((guess.lang, round(float(guess.score), 4)),
-             tuple(match(text, guess.lang if guess.lang != "und" else None)))
-            for text, guess in zip(texts, self.language_detector.detect_batch(texts),
-                                   strict=True)
-        ]
+            return [None] * len(texts)
+        return [(guess.lang, round(float(guess.score), 4))
+                for guess in self.language_detector.detect_batch(texts)]
+
+    def _brands(
+        self, text: str, guess: tuple[str, float] | None, found: dict[str, _Tags],
+    ) -> tuple[str, ...]:
+        """The brands of a new text; the language first, as a query may be restricted to some.
+
+        A retweet whose prefix changes no verdict (:meth:`BrandMatcher.retweeted`) takes the
+        brands of the text it copies when that text is known, in the same language: on the
+        firehose half of the new texts are retweets of a text seen before (100k mentions:
+        11.2k of 22.7k distinct texts), and a match costs several times the check.
+        """
+        lang = _query_language(guess)
+        copied = self.matcher.retweeted(text)
+        if copied is not None:
+            tags = found.get(copied) or self._tags_by_text.get(copied)
+            if tags is not None and _query_language(tags[0]) == lang:
+                return tags[1]
+        return tuple(self.matcher.match(text, lang))
 
     def process(self, raws: Sequence[bytes]) -> IngestOutcome:
         """Validate, enrich and split one batch (see the module docstring).
@@ -220,6 +234,11 @@ class Ingestor:
                 EncodedMention(text, tags, created_at, encoded),
             )
         return outcome
+
+
+def _query_language(guess: tuple[str, float] | None) -> str | None:
+    """The language brand queries are checked for: none when undetermined or not detected."""
+    return guess[0] if guess is not None and guess[0] != "und" else None
 
 
 def _tag_record(

@@ -141,3 +141,55 @@ def test_repeated_texts_reuse_the_verdict_per_language_and_stay_bounded() -> Non
     assert restricted.match(text, "es") == ["acme", "any"]
     restricted.match("acme again", None)
     assert len(restricted._verdicts) == 2
+
+
+# queries whose terms may start in a retweet's "RT @ana: " (a handle, "rt", a phrase across
+# the prefix's end, handle prefixes) and ones that only the copied text can hold
+RETWEET_QUERIES = [
+    "acme", '"acme support"', "@acme", "#acme", "acm*", '"@ana acme"', "rt", "@an*",
+    "acme NEAR/2 down", "acme NOT down", '"ana acme"', '"rt @ana acme"', "ana",
+]
+COPIED_TEXTS = [
+    "acme is down", "Acme support never answers", "@acme down again", "#acme down",
+    "acmes everywhere", "down down acme", "nothing here", "ana acme", "", "RT @bo: acme",
+    "Acme\u2019s support, down", "ACME   support",
+]
+
+
+@pytest.mark.parametrize("query", RETWEET_QUERIES)
+def test_a_retweet_is_named_only_when_it_matches_as_the_text_it_copies(query: str) -> None:
+    single = matcher(query)
+    for copied in COPIED_TEXTS:
+        for handle in ("ana", "acme", "bo"):
+            retweet = f"RT @{handle}: {copied}"
+            named = single.retweeted(retweet)
+            assert named in (None, copied)
+            if named is not None:
+                assert single.match(retweet) == single.match(copied), (query, retweet)
+    # the prefix's own occurrences are what make it answer None
+    assert matcher("@ana").retweeted("RT @ana: acme is down") is None
+    assert matcher('"@ana acme"').retweeted("RT @ana: acme is down") is None
+    assert matcher("rt").retweeted("RT @bo: hi") is None
+    assert matcher("acme").retweeted("RT @ana: acme is down") == "acme is down"
+    assert matcher("acme", '"is down"').retweeted("RT @ana: acme is down") == "acme is down"
+    assert matcher("acme").retweeted("acme is down") is None  # not a retweet
+    # an exact handle term is not a prefix term: "@an" does not start at "@ana"
+    assert matcher("@an").retweeted("RT @ana: acme is down") == "acme is down"
+    assert matcher("@an*").retweeted("RT @ana: acme is down") is None
+
+
+def test_retweets_of_the_example_rules_match_as_the_texts_they_copy() -> None:
+    example = BrandMatcher(load_brand_rules(PACKAGE_DATA / "brands.example.yaml"))
+    texts = [
+        "Banco Nimbus me cobra comisiones", "la fibra es muy cara en Acme Móvil",
+        "nimbus bank weather app", "@AcmeMovil sin servicio", "#nimbus caído otra vez",
+    ]
+    named = 0
+    for text in texts:
+        for handle in ("AcmeMovil", "bancnimbus", "maria_88", "acme"):
+            retweet = f"RT @{handle}: {text}"
+            if example.retweeted(retweet) is not None:
+                named += 1
+                for lang in (None, "es", "en"):
+                    assert example.match(retweet, lang) == example.match(text, lang)
+    assert named >= len(texts) * 2  # most handles start no term

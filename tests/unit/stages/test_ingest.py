@@ -1,6 +1,6 @@
 import orjson
 
-from pipeline.stages.brands import BrandMatcher, brand_rules_from_dicts
+from pipeline.stages.brands import BrandMatcher, BrandRule, brand_rules_from_dicts
 from pipeline.stages.ingest import Ingestor
 
 
@@ -102,3 +102,54 @@ def test_a_text_seen_lately_is_tagged_without_asking_the_detector_again() -> Non
     assert language.asked[4:] == ["es otro"]
     assert [(m["id"], m["lang"]) for m in third.unmatched] == [("8", "fr"), ("9", "es")]
     assert [m["id"] for m in third.mentions] == ["10"]
+
+
+class CountingMatcher(BrandMatcher):
+    """Records the texts it matches."""
+
+    def __init__(self, rules: list[BrandRule]) -> None:
+        super().__init__(rules, cache_size=0)
+        self.matched: list[str] = []
+
+    def match(self, text: str, lang: str | None = None) -> list[str]:
+        self.matched.append(text)
+        return super().match(text, lang)
+
+
+class FirstWordAfterRetweet(FixedLanguage):
+    """The language is the first word after a retweet's prefix (as the real detector drops it)."""
+
+    def detect_batch(self, texts: list[str]) -> list[FixedLanguage.Guess]:
+        return super().detect_batch([text.split(": ", 1)[-1] for text in texts])
+
+
+def test_a_retweet_of_a_known_text_takes_its_brands_without_a_match() -> None:
+    rules = brand_rules_from_dicts([
+        {"id": "acme", "query": "acme OR @acme"},
+        {"id": "lumo", "query": "lumo", "languages": ["es"]},
+    ])
+    matcher = CountingMatcher(rules)
+    core = Ingestor(matcher, max_text_chars=100, max_record_bytes=10_000,
+                    language_detector=FirstWordAfterRetweet())
+    texts = ["es acme y lumo", "RT @ana: es acme y lumo", "RT @acme: es lumo",
+             "RT @bo: es acme y lumo", "RT @ana: en lumo"]
+    outcome = core.process([raw(str(index), text) for index, text in enumerate(texts)])
+    assert [(m["id"], m["brands"]) for m in outcome.mentions] == [
+        ("0", ["acme", "lumo"]), ("1", ["acme", "lumo"]), ("2", ["acme", "lumo"]),
+        ("3", ["acme", "lumo"])]
+    # the two retweets of the known text took its brands; a handle that is a term, and a
+    # text never seen, were matched
+    assert matcher.matched == ["es acme y lumo", "RT @acme: es lumo", "RT @ana: en lumo"]
+    assert [m["id"] for m in outcome.unmatched] == ["4"]
+
+
+def test_a_retweet_in_another_language_than_its_copy_is_matched_itself() -> None:
+    rules = brand_rules_from_dicts([{"id": "lumo", "query": "lumo", "languages": ["es"]}])
+    matcher = CountingMatcher(rules)
+    # this detector reads the retweet's "RT" as its language: the copy's verdict, for
+    # Spanish, must not be taken
+    core = Ingestor(matcher, max_text_chars=100, max_record_bytes=10_000,
+                    language_detector=FixedLanguage())
+    outcome = core.process([raw("1", "es lumo"), raw("2", "RT @ana: es lumo")])
+    assert [m["id"] for m in outcome.mentions] == ["1"]
+    assert matcher.matched == ["es lumo", "RT @ana: es lumo"]
