@@ -16,7 +16,9 @@ The language is the one listening teams know from the big suites::
 Matching is accent- and case-insensitive ("Telefónica" = "telefonica"). Every term of every
 query goes into one Aho-Corasick automaton over the normalised token stream, so a mention is
 scanned once whatever the number of queries; only the queries with at least one positive
-term hit are then checked against their boolean tree.
+term hit are then checked against their boolean tree. A retweet whose ``RT @handle:`` can
+start no term matches what the text it copies matches (:meth:`BrandMatcher.retweeted`), which
+the ingest stage uses to tag retweets of texts it already knows without a match.
 """
 
 from __future__ import annotations
