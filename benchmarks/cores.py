@@ -40,7 +40,7 @@ import orjson
 from benchmarks.common import write_results
 from benchmarks.pipeline import firehose
 from pipeline.agents.dedup import unique_records
-from pipeline.agents.ingest import routed_records
+from pipeline.agents.ingest import Router
 from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
 from pipeline.stages.dedup import mark_encoded_duplicates
@@ -54,6 +54,7 @@ T = TypeVar("T")
 def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str, float]:
     """CPU seconds per phase for one pass over ``raws`` with fresh cores."""
     ingestor = build_ingestor(settings)
+    router = Router(settings)
     window = timedelta(hours=settings.dedup_window_hours)
     journals = {partition: PartitionJournal(partition, window=window)
                 for partition in range(settings.partitions)}
@@ -70,7 +71,7 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
 
     def route(mentions: list[EncodedMention]) -> list[tuple[int, bytes]]:
         return [(partition, record)
-                for partition, records in routed_records(mentions, settings).items()
+                for partition, records in router.records(mentions).items()
                 for record in records]
 
     def serialise_deltas(journal: PartitionJournal) -> list[bytes]:
