@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import ssl
 import time
@@ -20,12 +21,13 @@ from typing import Any
 
 import faust
 import numpy as np
+import numpy.typing as npt
 from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
-from pipeline.schema import dead_letter_record
+from pipeline.schema import dead_letter_record, epoch_seconds
 from pipeline.transport import faust_kafka
 from pipeline.transport.faust_recovery import TableManager
 from pipeline.transport.topics import decode_batch, encode_batches
@@ -141,37 +143,31 @@ class WorkerContext:
 
     def observe_out(self, stage: str, mentions: list[dict[str, Any]]) -> None:
         """Count mentions leaving a stage and record their latencies."""
-        created_at = []
-        for mention in mentions:
-            created = mention.get("created_at")
-            if isinstance(created, str):
-                try:
-                    created_at.append(datetime.fromisoformat(created).timestamp())
-                except ValueError:
-                    continue
-        self.observe_latencies(
-            stage, [mention.get("ingested_at") for mention in mentions], created_at,
-        )
+        ingested_at = [ingested if isinstance(ingested, int | float) else math.nan
+                       for ingested in (mention.get("ingested_at") for mention in mentions)]
+        self.observe_latencies(stage, np.asarray(ingested_at, dtype=np.float64), epoch_seconds(
+            [created if isinstance(created, str) else "" for created in
+             (mention.get("created_at") for mention in mentions)],
+        ))
 
     def observe_latencies(
-        self, stage: str, ingested_at: Sequence[object], created_at: Sequence[float],
+        self, stage: str, ingested_at: npt.NDArray[np.float64],
+        event_times: npt.NDArray[np.float64],
     ) -> None:
         """Count a batch leaving ``stage``: its mentions' ingest and event times (Unix s).
 
-        ``ingested_at`` has one entry per mention (None, or anything not a number, where a
-        mention has no ingest time); ``created_at`` has the readable event times only.
+        One entry per mention in each, NaN where a mention has no such time (it is counted,
+        and left out of that histogram).
         """
-        if not ingested_at:
+        if not ingested_at.size:
             return
-        self.metrics.stage_out.labels(stage=stage).inc(len(ingested_at))
+        self.metrics.stage_out.labels(stage=stage).inc(ingested_at.size)
         now = time.time()
-        since_ingest = [now - ingested for ingested in ingested_at
-                        if isinstance(ingested, int | float)]
         # clocks of other hosts may run ahead: a negative age counts as 0
-        self.metrics.end_to_end_seconds.labels(stage=stage).observe_many(
-            np.maximum(np.asarray(since_ingest, dtype=np.float64), 0.0))
-        self.metrics.event_age_seconds.labels(stage=stage).observe_many(
-            np.maximum(now - np.asarray(created_at, dtype=np.float64), 0.0))
+        for histogram, since in ((self.metrics.end_to_end_seconds, ingested_at),
+                                 (self.metrics.event_age_seconds, event_times)):
+            ages = np.maximum(now - since, 0.0)
+            histogram.labels(stage=stage).observe_many(ages[~np.isnan(ages)])
 
 
 def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]]]:

@@ -40,6 +40,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+
 from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
 from pipeline.stages.dedup import (
     DedupVerdict,
@@ -168,8 +170,7 @@ def register(context: WorkerContext) -> None:
                 # would cap the agent at (mentions per event) / (round-trip time)
                 await send_records(unique_topic, unique_records(marked, settings.partitions))
                 context.observe_latencies(
-                    STAGE, marked.ingested_at,
-                    [created.timestamp() for created in marked.created_at],
+                    STAGE, np.array(marked.ingested_at, dtype=np.float64), marked.event_times,
                 )
 
             await context.guarded(STAGE, [raw], source_topic, work)

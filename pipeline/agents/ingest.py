@@ -21,9 +21,9 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence, Set
-from datetime import datetime
 from typing import Any
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
@@ -32,6 +32,7 @@ from pipeline.agents.app import WorkerContext, send_records
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.schema import epoch_seconds
 from pipeline.stages.dedup import routing_key
 from pipeline.stages.ingest import EncodedMention, Ingestor, build_ingestor
 from pipeline.transport.topics import join_batches, partition_for
@@ -251,8 +252,8 @@ class IngestService(Service):
         # dead letter: a reject whose dead letter was lost would otherwise vanish
         await asyncio.gather(*acks)
         context.observe_latencies(
-            STAGE, [ingested_at] * len(forwarded),
-            [datetime.fromisoformat(mention.created_at).timestamp() for mention in forwarded],
+            STAGE, np.full(len(forwarded), ingested_at),
+            epoch_seconds([mention.created_at for mention in forwarded]),
         )
 
     def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:

@@ -73,6 +73,7 @@ import numpy as np
 import numpy.typing as npt
 from rensa import RMinHash
 
+from pipeline.schema import epoch_seconds
 from pipeline.stages.brands import fold
 
 DuplicateKind = Literal["unique", "exact", "near"]
@@ -300,11 +301,11 @@ def hot_brand_spread(
 # mention, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~1.1 us
 # here against ~0.4 us for a NamedTuple, just as immutable.
 class DedupInput(NamedTuple):
-    """What the dedup stage needs of a mention (``created_at`` timezone-aware)."""
+    """What the dedup stage needs of a mention: ``seen_at`` is its event time, Unix seconds."""
 
     mention_id: str
     text: str
-    created_at: datetime
+    seen_at: float
 
 
 class DedupVerdict(NamedTuple):
@@ -351,12 +352,13 @@ def mark_duplicates(
     Returns the verdicts and the batch's newest event time (None for an empty batch), which
     the caller's expiry runs at.
     """
-    inputs = [DedupInput(str(mention["id"]), str(mention["text"]), event_time(mention))
-              for mention in mentions]
+    times = [event_time(mention) for mention in mentions]
+    inputs = [DedupInput(str(mention["id"]), str(mention["text"]), created.timestamp())
+              for mention, created in zip(mentions, times, strict=True)]
     verdicts = deduplicator.check(inputs)
     for mention, verdict in zip(mentions, verdicts, strict=True):
         apply_verdict(mention, verdict)
-    return verdicts, max((item.created_at for item in inputs), default=None)
+    return verdicts, max(times, default=None)
 
 
 class _RoutedFields(msgspec.Struct, gc=False):
@@ -398,7 +400,8 @@ class EncodedVerdicts(NamedTuple):
     # each mention's JSON object with its verdict's keys appended, as apply_verdict would
     encoded: list[bytes]
     ingested_at: list[float | None]
-    created_at: list[datetime]
+    # each mention's event time, Unix seconds
+    event_times: npt.NDArray[np.float64]
 
 
 def mark_encoded_duplicates(
@@ -417,8 +420,10 @@ def mark_encoded_duplicates(
     try:
         items = _ROUTED_ITEMS.decode(micro_batch)
         fields = _ROUTED_FIELDS.decode(micro_batch)
-        created_at = [datetime.fromisoformat(item.created_at) for item in fields]
-    except (msgspec.MsgspecError, ValueError):
+    except msgspec.MsgspecError:
+        return None
+    event_times = epoch_seconds([item.created_at for item in fields])
+    if np.isnan(event_times).any():
         return None
     unset = msgspec.UNSET
     for item in fields:
@@ -426,17 +431,18 @@ def mark_encoded_duplicates(
                 is item.duplicate_similarity is unset):
             return None
     verdicts = deduplicator.check([
-        DedupInput(item.id, item.text, created)
-        for item, created in zip(fields, created_at, strict=True)
+        DedupInput(item.id, item.text, seen_at)
+        for item, seen_at in zip(fields, event_times.tolist(), strict=True)
     ])
     encoded = [
         # an object's bytes end with its closing brace (msgspec's Raw has no whitespace)
         bytes(item)[:-1] + _verdict_suffix(verdict)
         for item, verdict in zip(items, verdicts, strict=True)
     ]
+    newest = datetime.fromtimestamp(event_times.max(), UTC) if event_times.size else None
     return EncodedVerdicts(
-        verdicts, max(created_at, default=None), [item.id for item in fields], encoded,
-        [item.ingested_at for item in fields], created_at,
+        verdicts, newest, [item.id for item in fields], encoded,
+        [item.ingested_at for item in fields], event_times,
     )
 
 
@@ -535,7 +541,7 @@ class Deduplicator:
         if own is not None:
             # a first copy redelivered after its record expired: still not its own copy
             return DedupVerdict(None, "unique", int(own["n"]), None)
-        seen_at = item.created_at.timestamp()
+        seen_at = item.seen_at
         if known is None:
             # an earlier item of this batch may have started this text's conversation
             known = self._explained(print_)

@@ -111,7 +111,7 @@ class PartitionJournal:
 
     >>> journal = PartitionJournal(0, window=timedelta(hours=24))
     >>> from pipeline.stages.dedup import DedupInput
-    >>> at = datetime(2026, 11, 2, tzinfo=UTC)
+    >>> at = datetime(2026, 11, 2, tzinfo=UTC).timestamp()
     >>> [v.kind for v in journal.deduplicator.check([
     ...     DedupInput("a", "Acme is down again in Madrid", at),
     ...     DedupInput("b", "RT @x: Acme is down again in Madrid", at)])]

@@ -7,14 +7,14 @@ from pipeline.agents import dedup
 from pipeline.agents.dedup import JournalledPartitions
 from pipeline.stages.dedup import DedupInput
 
-T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
+T0 = datetime(2026, 11, 22, 10, tzinfo=UTC).timestamp()
 TEXT = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzoso"
 
 
 def check(partitions: JournalledPartitions, partition: int, items: list[DedupInput]) -> list:
     journal = partitions.journal(partition)
     verdicts = journal.deduplicator.check(items)
-    partitions.save(journal, max(item.created_at for item in items))
+    partitions.save(journal, datetime.fromtimestamp(max(item.seen_at for item in items), UTC))
     return verdicts
 
 
@@ -36,7 +36,7 @@ def test_expired_deltas_leave_the_table(monkeypatch: pytest.MonkeyPatch) -> None
     table: dict[str, Any] = {}
     partitions = JournalledPartitions(table, timedelta(hours=1))
     check(partitions, 0, [DedupInput("old", TEXT, T0)])
-    later = T0 + timedelta(hours=3)
+    later = T0 + 3 * 3600
     # the second batch expires the first one's conversation: its delta is deleted
     check(partitions, 0, [DedupInput("new", f"{TEXT} otra vez", later)])
     assert list(table) == ["0:000000000001"]

@@ -39,7 +39,7 @@ STORE_NAMES = ("mentions", "exact", "clusters", "variants")
 
 
 def item(mention_id: str, text: str, minutes: float = 0) -> DedupInput:
-    return DedupInput(mention_id, text, T0 + timedelta(minutes=minutes))
+    return DedupInput(mention_id, text, (T0 + timedelta(minutes=minutes)).timestamp())
 
 
 def summary(verdicts: list[Any]) -> list[tuple[str | None, str, int]]:

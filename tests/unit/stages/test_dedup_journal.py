@@ -33,7 +33,8 @@ def firehose(count: int, seed: int = 7) -> list[DedupInput]:
         else:
             text = " ".join(word() for _ in range(12))
             texts.append(text)
-        mentions.append(DedupInput(f"m{number}", text, T0 + timedelta(minutes=number)))
+        seen_at = (T0 + timedelta(minutes=number)).timestamp()
+        mentions.append(DedupInput(f"m{number}", text, seen_at))
     return mentions
 
 
@@ -57,7 +58,8 @@ def run(
     for number, start in enumerate(range(0, len(mentions), batch), start=first_batch):
         chunk = mentions[start:start + batch]
         verdicts += journal.deduplicator.check(chunk)
-        gone = journal.expire(chunk[-1].created_at) if number % expire_every == 0 else []
+        newest = datetime.fromtimestamp(chunk[-1].seen_at, UTC)
+        gone = journal.expire(newest) if number % expire_every == 0 else []
         for key, delta in journal.take_deltas():
             table[key] = orjson.loads(orjson.dumps(delta))
         for key in gone:

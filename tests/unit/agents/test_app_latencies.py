@@ -1,0 +1,54 @@
+"""A stage's output counts and latency histograms (WorkerContext, no broker, no Faust app)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from pipeline.agents.app import Readiness, WorkerContext
+from pipeline.config import Settings
+from pipeline.metrics import PipelineMetrics
+
+
+def context() -> WorkerContext:
+    registry = CollectorRegistry()
+    return WorkerContext(settings=Settings(), app=None, metrics=PipelineMetrics(registry),
+                         registry=registry, readiness=Readiness())
+
+
+def sample(worker: WorkerContext, name: str, stage: str = "dedup", **labels: str) -> float | None:
+    return worker.registry.get_sample_value(name, {"stage": stage, **labels})
+
+
+def test_every_mention_counts_out_and_only_readable_times_count_in_the_histograms() -> None:
+    worker = context()
+    now = time.time()
+    worker.observe_out("dedup", [
+        {"ingested_at": now - 0.2, "created_at": "2026-11-02T12:00:00+00:00"},
+        {"ingested_at": None, "created_at": "yesterday"},
+        {"ingested_at": "soon", "created_at": 17},
+        {"created_at": "2026-11-02T13:00:00+01:00"},
+    ])
+    assert sample(worker, "mentions_stage_out_total") == 4
+    assert sample(worker, "mentions_end_to_end_latency_seconds_count") == 1
+    assert 0.2 <= sample(worker, "mentions_end_to_end_latency_seconds_sum") < 5
+    # both readable times are the same instant, long past
+    assert sample(worker, "mentions_event_age_seconds_count") == 2
+    assert sample(worker, "mentions_event_age_seconds_bucket", le="+Inf") == 2
+
+
+def test_a_clock_ahead_counts_as_no_age() -> None:
+    worker = context()
+    ahead = time.time() + 60
+    worker.observe_latencies("ingest", np.array([ahead, ahead]), np.array([ahead, np.nan]))
+    assert sample(worker, "mentions_end_to_end_latency_seconds_sum", "ingest") == 0
+    assert sample(worker, "mentions_event_age_seconds_count", "ingest") == 1
+    assert sample(worker, "mentions_event_age_seconds_bucket", "ingest", le="0.05") == 1
+
+
+def test_an_empty_batch_counts_nothing() -> None:
+    worker = context()
+    worker.observe_latencies("ingest", np.array([]), np.array([]))
+    assert sample(worker, "mentions_stage_out_total", "ingest") in (None, 0)
