@@ -63,7 +63,7 @@ def unique_records(marked: EncodedVerdicts, partitions: int) -> dict[int, list[b
 
     Keyed by mention id, as the decoded path keys its mentions.
     """
-    by_partition: dict[int, list[bytes]] = {}
+    by_partition: dict[int, list[bytearray]] = {}
     for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
         by_partition.setdefault(partition_for(mention_id.encode(), partitions), []).append(encoded)
     return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}

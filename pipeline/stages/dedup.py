@@ -388,7 +388,8 @@ class _VerdictKeys(msgspec.Struct, gc=False, omit_defaults=True):
     duplicate_similarity: float | None = None
 
 
-_encode_verdict_keys = msgspec.json.Encoder().encode
+_VERDICT_KEYS_ENCODER = msgspec.json.Encoder()
+_COMMA = ord(",")
 
 
 class EncodedVerdicts(NamedTuple):
@@ -398,7 +399,7 @@ class EncodedVerdicts(NamedTuple):
     newest: datetime | None
     mention_ids: list[str]
     # each mention's JSON object with its verdict's keys appended, as apply_verdict would
-    encoded: list[bytes]
+    encoded: list[bytearray]
     ingested_at: list[float | None]
     # each mention's event time, Unix seconds
     event_times: npt.NDArray[np.float64]
@@ -434,25 +435,24 @@ def mark_encoded_duplicates(
         DedupInput(item.id, item.text, seen_at)
         for item, seen_at in zip(fields, event_times.tolist(), strict=True)
     ])
-    encoded = [
-        # an object's bytes end with its closing brace (msgspec's Raw has no whitespace)
-        bytes(item)[:-1] + _verdict_suffix(verdict)
-        for item, verdict in zip(items, verdicts, strict=True)
-    ]
+    encoded = []
+    encode_into = _VERDICT_KEYS_ENCODER.encode_into
+    for raw_item, verdict in zip(items, verdicts, strict=True):
+        # The verdict's keys go over the object's closing brace (msgspec's Raw ends there):
+        # encoded from a struct (0.7 us here, against 1.1 us for verdict_keys' dict and
+        # orjson; both write a float's shortest round-trip form) straight into a copy of the
+        # mention's bytes, whose "{" then becomes the comma. Slicing and joining bytes
+        # instead made four more copies: ~0.5 us a mention more.
+        encoded_mention = bytearray(raw_item)
+        end = len(encoded_mention) - 1
+        encode_into(_VerdictKeys(*verdict), encoded_mention, end)
+        encoded_mention[end] = _COMMA
+        encoded.append(encoded_mention)
     newest = datetime.fromtimestamp(event_times.max(), UTC) if event_times.size else None
     return EncodedVerdicts(
         verdicts, newest, [item.id for item in fields], encoded,
         [item.ingested_at for item in fields], event_times,
     )
-
-
-def _verdict_suffix(verdict: DedupVerdict) -> bytes:
-    """``,"duplicate_of":...}``: the keys :func:`apply_verdict` adds, closing the object.
-
-    A struct encodes them in 0.7 us here, the dict of :func:`verdict_keys` and ``orjson`` in
-    1.1 us (JSON numbers are the same: both write a float's shortest round-trip form).
-    """
-    return b"," + _encode_verdict_keys(_VerdictKeys(*verdict))[1:]
 
 
 class Deduplicator:

@@ -132,7 +132,7 @@ def encode_batches(
 
 
 def join_batches(
-    encoded_mentions: Sequence[bytes], max_bytes: int = MICRO_BATCH_MAX_BYTES,
+    encoded_mentions: Sequence[bytes | bytearray], max_bytes: int = MICRO_BATCH_MAX_BYTES,
 ) -> list[bytes]:
     """Like :func:`encode_batches`, for mentions already encoded one by one (JSON objects).
 
@@ -145,7 +145,7 @@ def join_batches(
     return _records_within(encoded_mentions, _json_array, max_bytes)
 
 
-def _json_array(encoded_items: Sequence[bytes]) -> bytes:
+def _json_array(encoded_items: Sequence[bytes | bytearray]) -> bytes:
     return b"[" + b",".join(encoded_items) + b"]"
 
 

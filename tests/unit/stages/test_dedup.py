@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -285,6 +286,16 @@ def test_marking_an_encoded_batch_gives_the_bytes_marking_the_decoded_one_gives(
     assert set(kinds) == {"unique", "exact", "near"}
     for name in STORE_NAMES:
         assert getattr(encoded_side, name) == getattr(decoded_side, name)
+
+
+def test_an_encoded_batch_with_whitespace_gets_each_verdict_before_its_closing_brace() -> None:
+    batch = routed_batches()[0]
+    # pretty-printed: whitespace inside, around and between the objects
+    spaced = json.dumps(batch, indent=2, ensure_ascii=False).encode()
+    marked = mark_encoded_duplicates(Deduplicator(), spaced)
+    assert marked is not None
+    mark_duplicates(Deduplicator(), batch)
+    assert [orjson.loads(encoded) for encoded in marked.encoded] == batch
 
 
 @pytest.mark.parametrize("micro_batch", [
