@@ -19,7 +19,7 @@ TEXTS = [
     "telvia and acme both dropped my calls",
     "new plans starting in March",
 ]
-BRAND_SETS = [["acme"], ["telvia"], ["nimbus"], ["telvia", "acme"], ["acme", "nimbus"], []]
+BRAND_SETS = [("acme",), ("telvia",), ("nimbus",), ("telvia", "acme"), ("acme", "nimbus"), ()]
 
 
 def mentions() -> list[EncodedMention]:

@@ -1,3 +1,5 @@
+import json
+
 import orjson
 
 from pipeline.stages.brands import BrandMatcher, BrandRule, brand_rules_from_dicts
@@ -65,9 +67,52 @@ def test_encoded_mentions_are_the_enriched_records_in_input_order_stamped() -> N
     encoded = [orjson.loads(m.encoded) for m in outcome.mentions + outcome.unmatched]
     assert sorted(encoded, key=lambda m: m["id"]) == sorted(expected, key=lambda m: m["id"])
     assert [m.text for m in outcome.mentions] == ["en acme", "es acme y lumo", "es lumo"]
-    assert [m.brands for m in outcome.mentions] == [["acme"], ["acme", "lumo"], ["lumo"]]
+    assert [m.brands for m in outcome.mentions] == [("acme",), ("acme", "lumo"), ("lumo",)]
     assert outcome.mentions[1].created_at == "2026-11-18T11:06:40+00:00"
     assert [r.reason for r in outcome.rejects] == ["not_json"]
+
+
+def spelled_out(mention_id: str, text: str) -> dict[str, object]:
+    """A record that spells every key out, in the wire form's order, its time canonical."""
+    return {
+        "id": mention_id, "text": text, "created_at": "2026-11-22T10:00:00.250000+00:00",
+        "source": "twitter", "author": {"id": "u1", "handle": "ana", "followers": 3},
+        "url": None, "lang_hint": "es",
+        "engagement": {"likes": 1, "reposts": 0, "replies": 0, "quotes": 2},
+    }
+
+
+def test_a_record_that_spells_every_key_out_is_tagged_as_it_came() -> None:
+    records = [spelled_out("1", "en acme"), spelled_out("2", "es lumo é😀\u2028"),
+               {**spelled_out("3", "en nothing"), "engagement": None}]
+    del records[2]["engagement"]
+    core = ingestor(FixedLanguage())
+    outcome = core.process_encoded([orjson.dumps(record) for record in records],
+                                   ingested_at=1_795_000_001.25)
+    # byte for byte what encoding the tagged record gives (the same key order and numbers)
+    assert [m.encoded for m in outcome.mentions + outcome.unmatched] == [orjson.dumps({
+        **record, "lang": text.split()[0], "lang_score": 0.9, "brands": brands,
+        "ingested_at": 1_795_000_001.25,
+    }) for record, text, brands in zip(
+        records, ["en acme", "es lumo", "en nothing"], [["acme"], ["lumo"], []], strict=True)]
+    assert [m.brands for m in outcome.mentions] == [("acme",), ("lumo",)]
+
+
+def test_spacing_order_and_absent_keys_come_out_as_the_normalised_record() -> None:
+    record = spelled_out("1", "en acme")
+    variants = [
+        json.dumps(record, indent=2).encode(),  # spaced: tagged as it came
+        orjson.dumps(dict(reversed(record.items()))),  # keys in another order
+        orjson.dumps(record) + b"\n",  # ends after its brace: encoded again
+        orjson.dumps({key: value for key, value in record.items() if key != "url"}),
+        orjson.dumps({**record, "author": {"id": "u1"}}),
+        orjson.dumps({**record, "engagement": {"likes": 4}}),
+    ]
+    core = ingestor(FixedLanguage())
+    outcome = core.process_encoded(variants, ingested_at=None)
+    records, _rejects = core.decode(variants)
+    assert [orjson.loads(m.encoded) for m in outcome.mentions] == core.enrich(records)
+    assert len(outcome.mentions) == len(variants)
 
 
 class CountingLanguage(FixedLanguage):
