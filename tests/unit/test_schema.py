@@ -8,12 +8,15 @@ import pytest
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.schema import (
     InvalidMention,
+    append_members,
     dead_letter_record,
     decode_mention,
     decode_record,
+    decode_usual,
     decode_usual_mention,
     encode_usual_mention,
     epoch_seconds,
+    ingest_members,
 )
 
 LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
@@ -205,8 +208,18 @@ def usual(**changes: object) -> bytes:
     return mention(**{"campaign": None, "created_at": "2026-11-22T09:15:00+00:00", **changes})
 
 
+def spelled(**changes: object) -> bytes:
+    """A usual mention that spells every key out (every count of its engagement too)."""
+    counts = {"likes": 2, "reposts": 1, "replies": 0, "quotes": 0}
+    return usual(**{"engagement": counts, **changes})
+
+
 # every entry is valid or not, in the usual shape or not; each is decoded both ways
 SHAPES = [
+    spelled(), spelled()[:-1] + b',"id":"tw:2"}', spelled()[:-1] + b',"id":" "}',
+    spelled(text="\u00e9\\\"x\u2028"), spelled()[:-1] + b" }", spelled() + b" ",
+    b"  " + spelled(), spelled(author={"id": "u", "handle": None, "followers": 0}),
+    spelled()[:-1] + b',"engagement":{"likes":1,"reposts":1,"replies":1}}',
     usual(), usual(engagement=None, url=None, lang_hint=None), mention(),
     usual(created_at="2026-11-22T09:15:00.250000+00:00"), usual(created_at="2026-11-22T09:15:00Z"),
     usual(created_at=1_700_000_000), usual(author={"id": 42}), usual(author={"id": ""}),
@@ -235,6 +248,11 @@ def test_the_usual_shape_decodes_to_what_validation_makes_of_it(raw: bytes) -> N
         return
     if usual_mention is not None:
         assert orjson.loads(encode_usual_mention(usual_mention)) == record
+    decoded = decode_usual(raw, max_text_chars=LIMITS["max_text_chars"])
+    if decoded is not None and decoded[1]:
+        # spelled out: the raw bytes, tagged, read as the normalised record tagged
+        tagged = append_members(raw, ingest_members(brands=["acme"]), b"}")
+        assert orjson.loads(tagged) == {**record, "brands": ["acme"]}
 
 
 def test_the_usual_shapes_and_the_synthetic_firehose_take_the_usual_path() -> None:
