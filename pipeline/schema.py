@@ -290,7 +290,7 @@ def _fill_absent(mention: UsualMention) -> None:
                 setattr(engagement, count, 0)
 
 
-class _IngestMembers(msgspec.Struct, gc=False, omit_defaults=True):
+class _IngestMembers(msgspec.Struct, gc=False):
     """Keys the ingest stage adds to a mention, in :class:`UsualMention`'s order."""
 
     lang: str | UnsetType = msgspec.UNSET
@@ -305,13 +305,13 @@ def ingest_members(
 ) -> bytes:
     """The given keys as JSON object members, each after a comma: ``,"lang":"es",...``.
 
-    The same bytes :data:`encode_usual_mention` writes for those fields (one encoder);
-    for :func:`append_members`.
+    Written by :data:`encode_usual_mention`, so the bytes are those it writes for the same
+    fields of a :class:`UsualMention`; for :func:`append_members`.
 
     >>> ingest_members(brands=["acme"], ingested_at=1.5)
     b',"brands":["acme"],"ingested_at":1.5'
     """
-    members = _ENCODE_MEMBERS(_IngestMembers(
+    members = encode_usual_mention(_IngestMembers(
         lang=msgspec.UNSET if lang is None else lang,
         lang_score=msgspec.UNSET if lang_score is None else lang_score,
         brands=msgspec.UNSET if brands is None else brands,
@@ -320,14 +320,11 @@ def ingest_members(
     return b"," + members[1:-1] if len(members) > 2 else b""
 
 
-_ENCODE_MEMBERS: Final = msgspec.json.Encoder().encode
-
-
 def append_members(spelled_out: bytes, members: bytes, closing: bytes) -> bytes:
     """A complete raw record (see :func:`decode_usual`) with ``members`` and ``closing``.
 
-    ``closing`` is more members (or none) and the closing brace: ``raw`` ends with its own,
-    which they replace.
+    ``closing`` is more members (or none) and a closing brace, which takes the place of
+    ``spelled_out``'s own.
     """
     return b"".join((memoryview(spelled_out)[:-1], members, closing))
 
@@ -454,10 +451,11 @@ def epoch_seconds(times: Sequence[str]) -> npt.NDArray[np.float64]:
     Once per mention per stage (event times for dedup and the latency metrics). A batch of
     times in the shapes validation writes (``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``) is parsed
     by NumPy in one call: ~0.4 us a time in a dedup micro-batch of ~470, ~0.2 us in one of
-    2,000, against ~0.5 us for ``datetime.fromisoformat(...).timestamp()`` here. Any other batch takes ``datetime``
-    time by time: one with another offset or length, one NumPy reads only with a warning (it
-    takes trailing text for an offset) or not at all. (Within those lengths NumPy also skips
-    leading spaces, which ``datetime`` does not; validation never writes them.)
+    2,000, against ~0.5 us for ``datetime.fromisoformat(...).timestamp()`` here. Any other
+    batch takes ``datetime`` time by time: one with another offset or length, one NumPy
+    reads only with a warning (it takes trailing text for an offset) or not at all. (Within
+    those lengths NumPy also skips leading spaces, which ``datetime`` does not; validation
+    never writes them.)
 
     >>> epoch_seconds(["1970-01-01T00:00:01.500000+00:00", "1970-01-01T00:00:02+00:00"])
     array([1.5, 2. ])
