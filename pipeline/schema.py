@@ -267,12 +267,6 @@ def decode_usual(raw: bytes, *, max_text_chars: int) -> tuple[UsualMention, bool
     return mention, False
 
 
-def decode_usual_mention(raw: bytes, *, max_text_chars: int) -> UsualMention | None:
-    """The mention of :func:`decode_usual` alone, absent optional values filled in."""
-    decoded = decode_usual(raw, max_text_chars=max_text_chars)
-    return None if decoded is None else decoded[0]
-
-
 def _fill_absent(mention: UsualMention) -> None:
     """Write null for absent optional keys and 0 for absent counts, as validation does."""
     unset, author, engagement = msgspec.UNSET, mention.author, mention.engagement

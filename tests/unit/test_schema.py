@@ -8,12 +8,12 @@ import pytest
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.schema import (
     InvalidMention,
+    UsualMention,
     append_members,
     dead_letter_record,
     decode_mention,
     decode_record,
     decode_usual,
-    decode_usual_mention,
     encode_usual_mention,
     epoch_seconds,
     ingest_members,
@@ -212,6 +212,12 @@ def spelled(**changes: object) -> bytes:
     """A usual mention that spells every key out (every count of its engagement too)."""
     counts = {"likes": 2, "reposts": 1, "replies": 0, "quotes": 0}
     return usual(**{"engagement": counts, **changes})
+
+
+def decode_usual_mention(raw: bytes, *, max_text_chars: int) -> UsualMention | None:
+    """The typed mention of ``raw`` on the usual path, absent optional values filled in."""
+    decoded = decode_usual(raw, max_text_chars=max_text_chars)
+    return None if decoded is None else decoded[0]
 
 
 # every entry is valid or not, in the usual shape or not; each is decoded both ways
