@@ -12,6 +12,7 @@ does, when a command starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,9 +25,12 @@ PACKAGE_DATA = Path(__file__).resolve().parent / "data"
 
 ENV_PREFIX = "PIPELINE_"
 
-# The stages that exist, in data-flow order; a worker runs any subset of them.
-Stage = Literal["ingest", "dedup", "sentiment", "crisis"]
+# The stages that exist, in data-flow order; a worker runs any subset of them. A worker runs
+# the first four unless told otherwise: the store sink is its own deployment (with an embedded
+# store, exactly one process may own the store's folder).
+Stage = Literal["ingest", "dedup", "sentiment", "crisis", "store"]
 ALL_STAGES: tuple[Stage, ...] = ("ingest", "dedup", "sentiment", "crisis")
+KNOWN_STAGES: tuple[Stage, ...] = (*ALL_STAGES, "store")
 
 
 class Settings(BaseSettings):
@@ -222,6 +226,53 @@ class Settings(BaseSettings):
         "(PIPELINE_WEBHOOK_MAX_ATTEMPTS).",
     )
 
+    # --- listening store and desk ----------------------------------------------------------
+    store_url: str = Field(
+        "", description="The listening store: chdb:///folder (ClickHouse's engine in-process, "
+        "one process owns the folder) or http(s)://host:8123/database (a ClickHouse server); "
+        "empty means chdb:// in mentions/store under $XDG_DATA_HOME (~/.local/share) "
+        "(PIPELINE_STORE_URL).",
+    )
+    store_user: str = Field(
+        "default", description="ClickHouse server user (PIPELINE_STORE_USER).",
+    )
+    store_password: SecretStr = Field(
+        SecretStr(""), description="ClickHouse server password (PIPELINE_STORE_PASSWORD).",
+    )
+    store_timeout_s: float = Field(
+        30.0, gt=0, description="Connect and request timeout to a ClickHouse server, seconds "
+        "(PIPELINE_STORE_TIMEOUT_S).",
+    )
+    store_retention_days: int = Field(
+        90, ge=1, le=36500, description="Days a mention is kept, by event time (the table's "
+        "TTL; a change applies at the next start) (PIPELINE_STORE_RETENTION_DAYS).",
+    )
+    store_batch_size: int = Field(
+        20_000, ge=1, description="Most scored records (micro-batches) the store sink takes per "
+        "insert (PIPELINE_STORE_BATCH_SIZE).",
+    )
+    store_batch_wait_s: float = Field(
+        1.0, gt=0, description="Longest the store sink waits to fill an insert, seconds: "
+        "ClickHouse wants few large inserts (PIPELINE_STORE_BATCH_WAIT_S).",
+    )
+    store_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest pause between the sink's retries while the store is "
+        "down, seconds (PIPELINE_STORE_RETRY_MAX_S).",
+    )
+    desk_host: str = Field(
+        "127.0.0.1", description="Address the desk (JSON API and console) listens on "
+        "(PIPELINE_DESK_HOST).",
+    )
+    desk_port: int = Field(
+        8080, ge=0, le=65535, description="Port of the desk; 0 picks a free one "
+        "(PIPELINE_DESK_PORT).",
+    )
+    desk_in_worker: bool = Field(
+        False, description="A worker running the store stage also serves the desk, from the "
+        "same store: how an embedded (chDB) store is read while it is written "
+        "(PIPELINE_DESK_IN_WORKER).",
+    )
+
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
         PACKAGE_DATA / "brands.example.yaml",
@@ -262,6 +313,14 @@ class Settings(BaseSettings):
                 spreads[brand.strip()] = int(spread or 2)
             return spreads
         return value
+
+    @property
+    def store_url_or_default(self) -> str:
+        """The store URL, the default embedded folder when none is set."""
+        if self.store_url:
+            return self.store_url
+        data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        return f"chdb://{Path(data_home).resolve() / 'mentions' / 'store'}"
 
     # --- derived names --------------------------------------------------------------------
     def topic(self, name: str) -> str:

@@ -1,0 +1,12 @@
+"""The listening store: every scored mention kept, searchable and countable, on ClickHouse.
+
+- :mod:`~pipeline.store.rows`: a scored mention as one row (pure, validated);
+- :mod:`~pipeline.store.queries`: the typed queries, their parameter validation and their
+  SQL (pure: a query is a statement and bound parameters, never a formatted value);
+- :mod:`~pipeline.store.client`: :class:`~pipeline.store.client.ListeningStore`, the
+  Python API over one ``clickhouse-connect`` client, which reaches a ClickHouse server over
+  HTTP or the embedded chDB engine in-process with the same calls and the same SQL.
+
+The sink stage (:mod:`pipeline.agents.store`) writes through it and the desk
+(:mod:`pipeline.desk`) reads through it.
+"""

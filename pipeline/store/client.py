@@ -1,0 +1,367 @@
+"""The listening store's Python API over one ClickHouse client, embedded or remote.
+
+``PIPELINE_STORE_URL`` picks the engine: ``chdb:///path/to/folder`` runs ClickHouse's engine
+in this process (chDB, data in that folder, kept across restarts), ``http(s)://host:8123/db``
+talks to a ClickHouse server. Both go through ``clickhouse-connect``'s client (its chDB
+backend for the first), so the DDL, the queries, the parameter binding and the insert format
+are the same code on both.
+
+Measured here (``benchmarks/README.md``, chDB 26.9): an embedded folder is locked by the
+process that opened it (a second process fails with ``Cannot lock file .../status``, read-only
+mode included), one process holds one folder only, and rows whose insert returned survive a
+SIGKILL. So exactly one process owns an embedded store: the worker that runs the ``store``
+stage, which then also serves the desk (``PIPELINE_DESK_PORT``); with a ClickHouse server any
+number of sinks and desks share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import orjson
+
+from pipeline.config import Settings
+from pipeline.stages.alerts import ENGAGEMENT_REACH
+from pipeline.store import queries
+from pipeline.store.queries import (
+    BoundQuery,
+    Cursor,
+    MentionsQuery,
+    ShareOfVoiceQuery,
+    TermsQuery,
+    TopVoicesQuery,
+    VolumeQuery,
+)
+from pipeline.store.rows import SENTIMENT_LABELS
+
+log = logging.getLogger(__name__)
+
+TABLE: Final = "mentions"
+_IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# a rising term needs this many mentions in the period, so one tweet is not a trend
+RISING_MIN_COUNT: Final = 3
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached (down, locked by another process); worth retrying."""
+
+
+class StoreRejected(RuntimeError):
+    """The store refused a statement or its data; retrying the same thing will not help."""
+
+
+def schema_statements(database: str, retention_days: int) -> list[str]:
+    """The DDL of the store, idempotent (``IF NOT EXISTS``).
+
+    One row per mention. ``ReplacingMergeTree`` keyed by ``(created_at, id)`` keeps one row
+    per mention (a mention's event time never changes, so a redelivery has the same key;
+    queries read ``FINAL``); the key's time-first order serves every query's time range and
+    the explorer's newest-first pages; monthly partitions let the TTL drop whole parts.
+    """
+    table = f"{database}.{TABLE}"
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            id String,
+            created_at DateTime64(3, 'UTC'),
+            ingested_at DateTime64(3, 'UTC'),
+            stored_at DateTime64(3, 'UTC') DEFAULT now64(3),
+            brands Array(LowCardinality(String)),
+            kinds Array(LowCardinality(String)),
+            source LowCardinality(String),
+            author_id String,
+            author_handle String,
+            author_followers UInt64,
+            lang LowCardinality(String),
+            sentiment LowCardinality(String),
+            negative Float32,
+            neutral Float32,
+            positive Float32,
+            duplicate_of String,
+            duplicate_kind LowCardinality(String),
+            copy_count UInt32,
+            likes UInt32,
+            reposts UInt32,
+            replies UInt32,
+            quotes UInt32,
+            url String CODEC(ZSTD(3)),
+            search_text String CODEC(ZSTD(3)),
+            terms Array(String) CODEC(ZSTD(3)),
+            mention String CODEC(ZSTD(3)),
+            INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1,
+            INDEX brand_ids brands TYPE bloom_filter(0.01) GRANULARITY 4
+        )
+        ENGINE = ReplacingMergeTree(stored_at)
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (created_at, id)
+        TTL {ttl(retention_days)}""",
+    ]
+
+
+def ttl(retention_days: int) -> str:
+    """The table's TTL expression for a retention in days."""
+    return f"toDateTime(created_at) + toIntervalDay({int(retention_days)})"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLocation:
+    """Where the store lives, parsed from ``PIPELINE_STORE_URL``."""
+
+    url: str
+    database: str
+    embedded_path: Path | None
+
+    @classmethod
+    def parse(cls, url: str, default_database: str = "mentions") -> StoreLocation:
+        """Read ``chdb:///folder`` or ``http(s)://host:port/database``.
+
+        >>> StoreLocation.parse("chdb:///var/lib/mentions").embedded_path
+        PosixPath('/var/lib/mentions')
+        >>> StoreLocation.parse("https://ch.internal:8443/listening").database
+        'listening'
+        """
+        parts = urlsplit(url)
+        if parts.scheme == "chdb":
+            if not parts.path.startswith("/") or parts.netloc:
+                raise ValueError(f"store URL {url!r}: write chdb:///absolute/folder")
+            return cls(url, default_database, Path(parts.path))
+        if parts.scheme in ("http", "https") and parts.hostname:
+            database = parts.path.strip("/") or default_database
+            if not _IDENTIFIER.match(database):
+                raise ValueError(f"store URL {url!r}: database {database!r} is not a name")
+            return cls(url, database, None)
+        raise ValueError(f"store URL {url!r}: expected chdb:///folder or "
+                         "http(s)://host:port/database")
+
+    def __str__(self) -> str:
+        if self.embedded_path is not None:
+            return f"chDB folder {self.embedded_path}"
+        parts = urlsplit(self.url)
+        return f"ClickHouse {parts.scheme}://{parts.hostname}:{parts.port or ''}/{self.database}"
+
+
+def connect(location: StoreLocation, settings: Settings) -> Any:
+    """A ``clickhouse-connect`` client for the location (chDB in-process, or HTTP)."""
+    import clickhouse_connect
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    try:
+        if location.embedded_path is not None:
+            location.embedded_path.mkdir(parents=True, exist_ok=True)
+            return clickhouse_connect.get_client(dsn=f"chdb://{location.embedded_path}")
+        parts = urlsplit(location.url)
+        return clickhouse_connect.get_client(
+            host=parts.hostname, port=parts.port or (8443 if parts.scheme == "https" else 8123),
+            secure=parts.scheme == "https", username=settings.store_user,
+            password=settings.store_password.get_secret_value(),
+            connect_timeout=settings.store_timeout_s, send_receive_timeout=settings.store_timeout_s,
+        )
+    except (ClickHouseError, RuntimeError, OSError) as error:
+        raise StoreUnavailable(f"{location}: {_first_line(error)}") from error
+
+
+class ListeningStore:
+    """Every scored mention, kept; the queries of the desk, the CLI and the sink.
+
+    >>> store = ListeningStore.open(Settings(store_url="chdb:///tmp/mentions-doctest"))
+    >>> store.count() >= 0
+    True
+    """
+
+    def __init__(self, client: Any, location: StoreLocation, *, retention_days: int) -> None:
+        self.client = client
+        self.location = location
+        self.table = f"{location.database}.{TABLE}"
+        self.retention_days = retention_days
+
+    @classmethod
+    def open(cls, settings: Settings) -> ListeningStore:
+        """Connect to the configured store and create or update its schema."""
+        location = StoreLocation.parse(settings.store_url_or_default)
+        store = cls(connect(location, settings), location,
+                    retention_days=settings.store_retention_days)
+        store.ensure_schema()
+        return store
+
+    def ensure_schema(self) -> None:
+        """Create the database and table if missing; apply a changed retention."""
+        for statement in schema_statements(self.location.database, self.retention_days):
+            self.command(statement)
+        engine = self.query(BoundQuery(
+            "SELECT engine_full FROM system.tables WHERE database = {db:String} "
+            "AND name = {table:String}", {"db": self.location.database, "table": TABLE},
+        ))
+        wanted = f"toIntervalDay({self.retention_days})"
+        if engine and wanted not in str(engine[0][0]):
+            log.warning("store: retention changed to %d days", self.retention_days)
+            self.command(f"ALTER TABLE {self.table} MODIFY TTL {ttl(self.retention_days)}")
+
+    def close(self) -> None:
+        """Release the client (and, embedded, nothing else: the engine lives with the process)."""
+        self.client.close()
+
+    # -- low level -------------------------------------------------------------------------
+
+    def command(self, sql: str) -> None:
+        """Run a statement that returns nothing."""
+        self._call(self.client.command, sql)
+
+    def query(self, bound: BoundQuery) -> list[tuple[Any, ...]]:
+        """Rows of a bound query."""
+        result = self._call(self.client.query, bound.sql, parameters=bound.parameters)
+        return list(result.result_rows)
+
+    def insert(self, payload: bytes) -> None:
+        """Insert ``JSONEachRow`` rows (:class:`~pipeline.store.rows.RowEncoder`'s payload)."""
+        if payload:
+            self._call(self.client.raw_insert, self.table, insert_block=payload,
+                       fmt="JSONEachRow")
+
+    def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        try:
+            return method(*args, **kwargs)
+        except OperationalError as error:
+            raise StoreUnavailable(f"{self.location}: {_first_line(error)}") from error
+        except DatabaseError as error:
+            raise StoreRejected(_first_line(error)) from error
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def count(self) -> int:
+        """How many distinct mentions are stored."""
+        return int(self.query(BoundQuery(f"SELECT count() FROM {self.table} FINAL"))[0][0])
+
+    def mentions(self, query: MentionsQuery) -> dict[str, Any]:
+        """A page of mentions as the pipeline emitted them, newest first, and the next cursor."""
+        rows = self.query(queries.mentions_sql(self.table, query))
+        page = rows[:query.limit]
+        more = len(rows) > query.limit
+        return {
+            "mentions": [orjson.loads(mention) for mention, _, _ in page],
+            "next": Cursor(int(page[-1][1]), page[-1][2]).encode() if more else None,
+        }
+
+    def volume(self, query: VolumeQuery) -> dict[str, Any]:
+        """Mentions per bucket by sentiment (copies count as volume), empty buckets included."""
+        counts: dict[int, dict[str, int]] = {}
+        for bucket, label, mentions in self.query(queries.volume_sql(self.table, query)):
+            counts.setdefault(int(bucket), {})[label or "unscored"] = int(mentions)
+        buckets = []
+        for start in queries.bucket_starts(query.period, query.interval, query.tz):
+            by_label = counts.get(int(start.timestamp()), {})
+            row = {label: by_label.get(label, 0) for label in (*SENTIMENT_LABELS, "unscored")}
+            buckets.append({"start": start.isoformat(), "total": sum(row.values()), **row})
+        return {**_period_fields(query.period, query.tz), "interval": query.interval,
+                "buckets": buckets}
+
+    def share_of_voice(self, query: ShareOfVoiceQuery) -> dict[str, Any]:
+        """Each brand's share of the mentions and of the negative ones, overall and per bucket.
+
+        A mention naming two of the brands counts for both.
+        """
+        counts: dict[int, dict[str, tuple[int, int]]] = {}
+        for bucket, brand, mentions, negative in self.query(
+                queries.share_of_voice_sql(self.table, query)):
+            counts.setdefault(int(bucket), {})[brand] = (int(mentions), int(negative))
+        overall: dict[str, tuple[int, int]] = {}
+        for by_brand in counts.values():
+            for brand, (mentions, negative) in by_brand.items():
+                total, total_negative = overall.get(brand, (0, 0))
+                overall[brand] = (total + mentions, total_negative + negative)
+        answer: dict[str, Any] = {
+            **_period_fields(query.period, query.tz), "interval": query.interval,
+            "brands": list(query.brands), "total": _shares(query.brands, overall),
+        }
+        if query.interval is not None:
+            answer["buckets"] = [
+                {"start": start.isoformat(),
+                 "brands": _shares(query.brands, counts.get(int(start.timestamp()), {}))}
+                for start in queries.bucket_starts(query.period, query.interval, query.tz)
+            ]
+        return answer
+
+    def top_voices(self, query: TopVoicesQuery) -> dict[str, Any]:
+        """Authors ranked by reach, with their mention count and sentiment mix."""
+        rows = self.query(queries.top_voices_sql(self.table, query, ENGAGEMENT_REACH))
+        voices = [{
+            "author_id": author_id, "handle": handle or None, "followers": int(followers),
+            "mentions": int(mentions), "copies": int(copies), "engagement": int(engagement),
+            "reach": round(float(reach), 1),
+            "sentiment": {"negative": int(negative), "neutral": int(neutral),
+                          "positive": int(positive)},
+        } for (author_id, handle, followers, mentions, engagement, negative, neutral, positive,
+               copies, reach) in rows]
+        return {**_period_fields(query.period, None), "voices": voices}
+
+    def terms(self, query: TermsQuery) -> dict[str, Any]:
+        """Top terms and hashtags of the period, and those that rose most against the last.
+
+        The period before is of equal length and ends where this one starts.
+        """
+        rows = [(term, int(current), int(previous)) for term, current, previous in
+                self.query(queries.terms_sql(self.table, query))]
+
+        def listed(candidates: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
+            return [{"term": term, "count": current, "previous": previous}
+                    for term, current, previous in candidates[:query.limit]]
+
+        rising = sorted(
+            (row for row in rows if row[1] >= RISING_MIN_COUNT and row[1] > row[2]),
+            key=lambda row: (-rise_score(row[1], row[2]), -row[1], row[0]),
+        )
+        return {
+            **_period_fields(query.period, None),
+            "previous": {"since": query.period.previous().since.isoformat(),
+                         "until": query.period.since.isoformat()},
+            "terms": listed([row for row in rows if row[1] and not row[0].startswith("#")]),
+            "hashtags": listed([row for row in rows if row[1] and row[0].startswith("#")]),
+            "rising": listed(rising),
+        }
+
+
+def rise_score(current: int, previous: int) -> float:
+    """How surprising a term's count is against the period before.
+
+    The rise in units of the Poisson spread of the previous count (30 after 10 outranks 3
+    after 0).
+
+    >>> rise_score(30, 10) > rise_score(3, 0)
+    True
+    """
+    return (current - previous) / math.sqrt(previous + 1)
+
+
+def _shares(brands: tuple[str, ...], counts: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    total = sum(counts.get(brand, (0, 0))[0] for brand in brands)
+    negative = sum(counts.get(brand, (0, 0))[1] for brand in brands)
+    return {brand: {
+        "mentions": counts.get(brand, (0, 0))[0],
+        "share": round(counts.get(brand, (0, 0))[0] / total, 4) if total else 0.0,
+        "negative": counts.get(brand, (0, 0))[1],
+        "negative_share": round(counts.get(brand, (0, 0))[1] / negative, 4) if negative else 0.0,
+    } for brand in brands}
+
+
+def _period_fields(period: queries.Period, zone: Any) -> dict[str, Any]:
+    fields = {"since": period.since.isoformat(), "until": period.until.isoformat()}
+    if zone is not None:
+        fields["tz"] = zone.key
+    return fields
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:500]
+
+
+def utc_now() -> datetime:
+    """The wall clock, as the queries' default end of period."""
+    return datetime.now(UTC)

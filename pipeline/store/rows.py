@@ -1,0 +1,174 @@
+"""A scored mention as one row of the store: the columns the queries read, and the mention.
+
+:func:`mention_rows` turns a batch of scored mentions (as the sentiment stage emits them)
+into ``JSONEachRow`` lines for one insert, and the mentions it cannot store into rejects with
+a reason, so the sink dead-letters them instead of failing the batch. The row keeps the
+mention itself as emitted (``mention``) next to the columns, so the store answers with the
+pipeline's own record, unknown upstream keys included.
+
+Search and terms are computed here, once per distinct text: ``search_text`` is the text
+folded as the listening queries fold it (case and accents), and ``terms`` its content words
+and hashtags as the crisis alerts count them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from pipeline.caching import BoundedCache
+from pipeline.schema import epoch_seconds
+from pipeline.stages.alerts import mention_terms
+from pipeline.stages.brands import fold
+
+SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
+# ClickHouse's token rule (hasToken, tokenbf_v1): runs of ASCII letters and digits, and of
+# any non-ASCII character; everything else separates tokens
+_SEARCH_TOKEN: Final = re.compile(r"(?:[0-9a-z]|[^\x00-\x7f])+")
+_UINT32_MAX: Final = 2**32 - 1
+_UINT64_MAX: Final = 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class RowReject:
+    """A mention the store cannot keep, with the mention's bytes and why."""
+
+    raw: bytes
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RowBatch:
+    """One insert's ``JSONEachRow`` payload and what was left out of it."""
+
+    payload: bytes
+    ids: list[str]
+    rejects: list[RowReject]
+
+
+def search_tokens(text: str) -> list[str]:
+    """The tokens ClickHouse's ``hasToken`` sees in the folded ``text``, in order.
+
+    >>> search_tokens("¿Cobertura en Móvil? #AcmeFail @telvia")
+    ['cobertura', 'en', 'movil', 'acmefail', 'telvia']
+    """
+    return _SEARCH_TOKEN.findall(fold(text))
+
+
+class RowEncoder:
+    """Encodes scored mentions as store rows, remembering each recent text's derived columns.
+
+    ``kinds_by_brand`` maps a listening query's id to its kind (brand, competitor, market);
+    copies share their text, so the folded form and terms are computed once per text.
+    """
+
+    def __init__(self, kinds_by_brand: Mapping[str, str], *, text_cache_size: int = 50_000):
+        self.kinds_by_brand = dict(kinds_by_brand)
+        self._by_text = BoundedCache[str, tuple[str, list[str]]](text_cache_size)
+
+    def encode(self, mentions: Sequence[Mapping[str, Any]]) -> RowBatch:
+        """The rows of ``mentions`` (one per id: the last wins) and the rejects."""
+        created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
+        rows: dict[str, bytes] = {}
+        rejects: list[RowReject] = []
+        for mention, created_at in zip(mentions, created.tolist(), strict=True):
+            try:
+                row = self.row(mention, created_at)
+            except ValueError as error:
+                reason, _, detail = str(error).partition(": ")
+                rejects.append(RowReject(orjson.dumps(mention), reason, detail))
+                continue
+            rows[row["id"]] = orjson.dumps(row)
+        payload = b"\n".join(rows.values())
+        return RowBatch(payload + b"\n" if payload else b"", list(rows), rejects)
+
+    def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
+        """One mention's row; ``ValueError("reason: detail")`` when it cannot be stored."""
+        mention_id = mention.get("id")
+        if not isinstance(mention_id, str) or not mention_id:
+            raise ValueError("missing_field: id")
+        if math.isnan(created_at):
+            raise ValueError(f"bad_timestamp: created_at {mention.get('created_at')!r}")
+        text = mention.get("text")
+        if not isinstance(text, str):
+            raise ValueError("wrong_type: text is not a string")
+        brands = mention.get("brands") or []
+        if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
+            raise ValueError("wrong_type: brands is not a list of ids")
+        author = _mapping(mention.get("author"), "author")
+        engagement = _mapping(mention.get("engagement"), "engagement")
+        sentiment = mention.get("sentiment")
+        label: str = ""
+        scores: Mapping[str, Any] = {}
+        if isinstance(sentiment, Mapping):
+            label = _text(sentiment.get("label"))
+            scores = _mapping(sentiment.get("scores"), "sentiment.scores")
+            if label not in SENTIMENT_LABELS:
+                raise ValueError(f"wrong_type: sentiment label {label!r}")
+        search_text, terms = self._derived(text)
+        ingested_at = mention.get("ingested_at")
+        return {
+            "id": mention_id,
+            "created_at": created_at,
+            "ingested_at": ingested_at if isinstance(ingested_at, int | float) else created_at,
+            "brands": brands,
+            "kinds": sorted({self.kinds_by_brand.get(brand, "brand") for brand in brands}),
+            "source": _text(mention.get("source")),
+            "author_id": _text(author.get("id")),
+            "author_handle": _text(author.get("handle")),
+            "author_followers": _count(author.get("followers"), "author.followers", _UINT64_MAX),
+            "lang": _text(mention.get("lang")) or "und",
+            "sentiment": label,
+            **{name: _score(scores.get(name)) for name in SENTIMENT_LABELS},
+            "duplicate_of": _text(mention.get("duplicate_of")),
+            "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
+            "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
+            **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)
+               for name in ("likes", "reposts", "replies", "quotes")},
+            "url": _text(mention.get("url")),
+            "search_text": search_text,
+            "terms": terms,
+            "mention": orjson.dumps(mention).decode(),
+        }
+
+    def _derived(self, text: str) -> tuple[str, list[str]]:
+        derived = self._by_text.get(text)
+        if derived is None:
+            words, hashtags = mention_terms(text)
+            derived = self._by_text.remember(text, (fold(text), sorted(words | hashtags)))
+        return derived
+
+
+def kinds_by_brand(rules: Iterable[Any]) -> dict[str, str]:
+    """Each listening query's id and kind, from the listening queries' rules."""
+    return {rule.id: rule.kind for rule in rules}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value: Any, name: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"wrong_type: {name} is not an object")
+    return value
+
+
+def _count(value: Any, name: str, top: int) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+        raise ValueError(f"wrong_type: {name} {value!r} is not a count")
+    return value
+
+
+def _score(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
