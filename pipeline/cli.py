@@ -1,4 +1,4 @@
-"""The ``mentions`` command: demo, worker, broker, replay, generate, process, config.
+"""The ``mentions`` command: demo, worker, broker, replay, generate, process, store, desk, config.
 
 Every flag that configures the pipeline is a field of :class:`pipeline.config.Settings`: the
 flag and the ``PIPELINE_*`` environment variable are the same setting, the flag wins.
@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.config import ALL_STAGES, Settings, describe_settings, load_settings
+from pipeline.config import KNOWN_STAGES, Settings, describe_settings, load_settings
 
 # CLI flag -> settings field, for the flags shared by the commands that talk to Kafka.
 _SETTINGS_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
@@ -28,6 +28,24 @@ _SETTINGS_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
     ("--partitions", "partitions", int, "partitions of created topics (PIPELINE_PARTITIONS)"),
     ("--brands-file", "brands_file", Path, "listening queries YAML (PIPELINE_BRANDS_FILE)"),
 )
+
+
+# CLI flag -> settings field, for the commands that use the listening store.
+_STORE_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
+    ("--store-url", "store_url", str, "chdb:///folder or http(s)://host:8123/database "
+     "(PIPELINE_STORE_URL)"),
+    ("--brands-file", "brands_file", Path, "listening queries YAML (PIPELINE_BRANDS_FILE)"),
+)
+
+
+def _add_store_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, field_name, kind, text in _STORE_FLAGS:
+        parser.add_argument(flag, dest=field_name, type=kind, default=None, help=text)
+
+
+def _store_settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return load_settings(**{field_name: getattr(args, field_name, None)
+                            for _flag, field_name, _k, _t in _STORE_FLAGS}, **extra)
 
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +188,44 @@ def cmd_spikes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_store_load(args: argparse.Namespace) -> int:
+    """Load ``mentions process`` output into the store; print the mentions it added."""
+    from pipeline.offline import load_into_store
+    from pipeline.store.client import ListeningStore
+
+    settings = _store_settings(args)
+    store = ListeningStore.open(settings)
+    print(f"store: {store.location}", file=sys.stderr, flush=True)
+    summary = load_into_store(settings, store, args.input, batch_size=args.batch_size)
+    print(f"{summary.added} mentions added ({summary.lines} lines read, {summary.stored} "
+          f"stored in all, {summary.rejected} rejected)", flush=True)
+    for line_number, reason in summary.rejects[:20]:
+        print(f"  line {line_number}: {reason}", file=sys.stderr)
+    return 0 if not summary.rejected else 1
+
+
+def cmd_store_count(args: argparse.Namespace) -> int:
+    """Print how many distinct mentions the store holds."""
+    from pipeline.store.client import ListeningStore
+
+    store = ListeningStore.open(_store_settings(args))
+    print(store.count(), flush=True)
+    return 0
+
+
+def cmd_desk(args: argparse.Namespace) -> int:
+    """Serve the desk (JSON API and console) from the configured store."""
+    from pipeline.desk.server import serve
+    from pipeline.store.client import ListeningStore
+
+    settings = _store_settings(args, desk_port=args.port, desk_host=args.host)
+    store = ListeningStore.open(settings)
+    print(f"desk on http://{settings.desk_host}:{settings.desk_port}/ reading "
+          f"{store.location}", flush=True)
+    serve(settings, store)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start everything and replay the sample firehose with a live progress line."""
     from pipeline.demo import DemoOptions, run_demo
@@ -177,7 +233,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(
         duration_s=args.duration, rate_per_s=args.rate, workers=args.workers,
         web_port=args.web_port, crisis=not args.no_crisis, seed=args.seed,
-        broker=args.broker, time_scale=args.time_scale,
+        broker=args.broker, time_scale=args.time_scale, desk_port=args.desk_port,
+        store_url=args.store_url,
     ))
 
 
@@ -216,12 +273,16 @@ def build_parser() -> argparse.ArgumentParser:
                       "of event time)")
     demo.add_argument("--broker", default=None,
                       help="use this Kafka instead of starting the embedded broker")
+    demo.add_argument("--desk-port", type=int, default=8080,
+                      help="the desk's port (a free one if this is taken)")
+    demo.add_argument("--store-url", default=None,
+                      help="the listening store (default: an embedded one in the demo's folder)")
     demo.set_defaults(handler=cmd_demo)
 
     worker = commands.add_parser("worker", help="run one Faust worker")
     _add_settings_flags(worker)
     worker.add_argument("--stages", default=None,
-                        help=f"comma separated, of {','.join(ALL_STAGES)} (PIPELINE_STAGES)")
+                        help=f"comma separated, of {','.join(KNOWN_STAGES)} (PIPELINE_STAGES)")
     worker.add_argument("--web-port", type=int, default=None, help="(PIPELINE_WEB_PORT)")
     worker.add_argument("--web-host", default=None, help="(PIPELINE_WEB_HOST)")
     worker.add_argument("--data-dir", type=Path, default=None, help="(PIPELINE_DATA_DIR)")
@@ -271,6 +332,25 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timestamp,value,anomaly_score,label CSV")
     spikes.set_defaults(handler=cmd_spikes)
 
+    store = commands.add_parser("store", help="the listening store: load a file, count")
+    store_commands = store.add_subparsers(dest="store_command", required=True)
+    load = store_commands.add_parser(
+        "load", help="load `mentions process` output (idempotent: a mention is kept once)",
+    )
+    load.add_argument("--input", type=Path, required=True, help="JSONL of scored mentions")
+    load.add_argument("--batch-size", type=int, default=20_000, help="rows per insert")
+    _add_store_flags(load)
+    load.set_defaults(handler=cmd_store_load)
+    count = store_commands.add_parser("count", help="print the distinct mentions stored")
+    _add_store_flags(count)
+    count.set_defaults(handler=cmd_store_count)
+
+    desk = commands.add_parser("desk", help="serve the JSON API and console from the store")
+    desk.add_argument("--port", type=int, default=None, help="(PIPELINE_DESK_PORT)")
+    desk.add_argument("--host", default=None, help="(PIPELINE_DESK_HOST)")
+    _add_store_flags(desk)
+    desk.set_defaults(handler=cmd_desk)
+
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")
     config.set_defaults(handler=cmd_config)
@@ -290,9 +370,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         from pipeline.stages.alerts import RoutingRulesError
         from pipeline.stages.brands import BrandRulesError
+        from pipeline.store.client import StoreRejected, StoreUnavailable
 
         if isinstance(error, ValidationError | BrandRulesError | RoutingRulesError
-                      | FileNotFoundError):
+                      | FileNotFoundError | StoreUnavailable | StoreRejected):
             print(f"mentions {args.command}: {error}", file=sys.stderr)
             return 2
         raise

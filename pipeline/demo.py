@@ -4,8 +4,11 @@ It starts Tansu (unless ``--broker`` is given), creates the topics, starts the F
 worker process(es) (the same ``mentions worker`` production runs), feeds the synthetic
 multilingual firehose (with an injected crisis) into ``mentions.raw`` and shows, once a
 second, mentions/s in and out and the consumer lag; alerts are printed in plain words as they
-fire. Each worker serves ``/metrics`` while it runs. Everything it started is stopped by pid
-at the end.
+fire. Each worker serves ``/metrics`` while it runs. The first worker also runs the store
+sink into an embedded listening store (in the demo's folder unless ``--store-url`` says
+otherwise) and serves the desk from it; at the end the demo checks that the store holds
+exactly the distinct mentions that reached ``mentions.scored``. Everything it started is
+stopped by pid at the end.
 
 Event time is compressed: the crisis detector learns each brand's normal level and daily
 rhythm for a day of event time before it may alert, so the firehose's ``created_at`` runs
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,8 @@ from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts import render_text
-from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker
+from pipeline.store.queries import BoundQuery
+from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import (
     decode_batch,
     ensure_topics,
@@ -61,6 +66,9 @@ class DemoOptions:
     broker: str | None = None
     # event seconds per wall second (see the module docstring)
     time_scale: float = 2400.0
+    desk_port: int = 8080
+    # None: an embedded store in the demo's own folder
+    store_url: str | None = None
 
 
 # event-time history before the crisis: the detector's one-day warm-up, and some margin
@@ -126,11 +134,12 @@ class TopicTail:
         self.consumer.close()
 
 
-def consumer_lag(settings: Settings, admin: Any, consumer: Any) -> int | None:
-    """Raw-topic records not yet committed by the pipeline's consumer group."""
+def consumer_lag(settings: Settings, admin: Any, consumer: Any, *, stage: str = "ingest",
+                 topic: str | None = None) -> int | None:
+    """Records of a topic (the raw one) not yet committed by a batched stage's group."""
     try:
         return sum(uncommitted_by_partition(
-            admin, consumer, f"{settings.app_id}-ingest", settings.topic("raw"),
+            admin, consumer, f"{settings.app_id}-{stage}", topic or settings.topic("raw"),
         ).values())
     except Exception:
         return None
@@ -152,10 +161,12 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout_s: floa
     return False
 
 
-def _start_worker(settings: Settings, web_port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(settings: Settings, web_port: int, log_path: Path,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         **settings_env(settings),
+        **(extra_env or {}),
         "PIPELINE_WEB_PORT": str(web_port),
         "PIPELINE_DATA_DIR": str(log_path.parent / f"worker-{web_port}"),
         "PYTHONUNBUFFERED": "1",
@@ -261,6 +272,8 @@ def run_demo(options: DemoOptions) -> int:
     overrides = {} if broker is None else {"producer_batch_bytes": PRODUCER_BATCH_BYTES}
     settings = load_settings(
         broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
+        store_url=options.store_url or f"chdb://{workdir / 'store'}",
+        desk_port=options.desk_port if port_is_free(options.desk_port) else free_port(),
         **overrides,
     )
     stop = threading.Event()
@@ -269,7 +282,11 @@ def run_demo(options: DemoOptions) -> int:
         ensure_topics(settings)
         for index in range(options.workers):
             port = options.web_port + index
-            workers.append(_start_worker(settings, port, workdir / f"worker-{index}.log"))
+            # one process owns an embedded store: the first worker sinks and serves the desk
+            workers.append(_start_worker(
+                settings, port, workdir / f"worker-{index}.log",
+                store_worker_env(settings) if index == 0 else None,
+            ))
             print(f"worker {index} (pid {workers[-1].pid}): metrics on "
                   f"http://127.0.0.1:{port}/metrics", flush=True)
         for index, process in enumerate(workers):
@@ -278,7 +295,9 @@ def run_demo(options: DemoOptions) -> int:
                 print(f"worker {index} did not become ready; log: {workdir}/worker-{index}.log",
                       flush=True)
                 return 1
-        print(f"stages: {', '.join(settings.stages)}; logs in {workdir}", flush=True)
+        print(f"stages: {', '.join(settings.stages)}, store; logs in {workdir}", flush=True)
+        print(f"desk (JSON API, console): http://{settings.desk_host}:{settings.desk_port}/ "
+              f"reading the store at {settings.store_url}", flush=True)
         crisis = None
         start = datetime.now(UTC) - HISTORY
         print(f"event time runs {options.time_scale:.0f}x the wall clock from "
@@ -293,7 +312,11 @@ def run_demo(options: DemoOptions) -> int:
                   f"{start + crisis.start_after:%Y-%m-%d %H:%M} UTC, about "
                   f"{crisis.start_after.total_seconds() / options.time_scale:.0f} s from now",
                   flush=True)
-        return _run_loop(settings, options, start, crisis, stop)
+        scored_ids: set[str] = set()
+        code = _run_loop(settings, options, start, crisis, stop, scored_ids)
+        for process in workers:
+            _stop(process)
+        return code if check_store(settings, scored_ids) else 1
     finally:
         signal.signal(signal.SIGINT, previous)
         for process in workers:
@@ -302,9 +325,53 @@ def run_demo(options: DemoOptions) -> int:
             broker.stop()
 
 
+def port_is_free(port: int) -> bool:
+    """True when this process can listen on ``port`` of the loopback interface."""
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def store_worker_env(settings: Settings) -> dict[str, str]:
+    """What makes a worker also the store's sink and the desk's server."""
+    return {
+        **settings_env(settings, ("store_url", "desk_port", "desk_host")),
+        "PIPELINE_STAGES": ",".join((*settings.stages, "store")),
+        "PIPELINE_DESK_IN_WORKER": "true",
+    }
+
+
+def check_store(settings: Settings, scored_ids: set[str]) -> bool:
+    """True when the store holds exactly the distinct mentions seen on the scored topic.
+
+    Run once the store's worker has stopped: an embedded store opens in one process at a time.
+    """
+    from pipeline.store.client import ListeningStore, StoreUnavailable
+
+    try:
+        store = ListeningStore.open(settings)
+    except StoreUnavailable as error:
+        print(f"store: not readable ({error})", flush=True)
+        return False
+    stored = {row[0] for row in store.query(BoundQuery(f"SELECT id FROM {store.table} FINAL"))}
+    store.close()
+    if stored == scored_ids:
+        print(f"store: {len(stored)} distinct mentions, exactly the distinct ids on "
+              f"{settings.topic('scored')}; browse them with: mentions desk --store-url "
+              f"{settings.store_url}", flush=True)
+        return True
+    print(f"store: {len(stored)} distinct mentions against {len(scored_ids)} distinct ids on "
+          f"{settings.topic('scored')}: {len(scored_ids - stored)} missing, "
+          f"{len(stored - scored_ids)} unexpected", flush=True)
+    return False
+
+
 def _run_loop(
     settings: Settings, options: DemoOptions, start: datetime, crisis: CrisisPlan | None,
-    stop: threading.Event,
+    stop: threading.Event, scored_ids: set[str],
 ) -> int:
     from kafka.admin import KafkaAdminClient
 
@@ -347,25 +414,26 @@ def _run_loop(
     deadline = time.monotonic() + options.duration_s if options.duration_s else None
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            _drain(tail, settings, progress, timing)
+            _drain(tail, settings, progress, timing, scored_ids)
             progress.show(consumer_lag(settings, admin, tail.consumer))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - progress._last[0])))
         stop.set()
         producer.join(timeout=10)
-        # let the pipeline finish what is in flight
-        # let the pipeline finish what is in flight: ingest has no lag left and the later
-        # stages have delivered nothing new for 3 s
+        # let the pipeline finish what is in flight: ingest and the store sink have no lag
+        # left and the later stages have delivered nothing new for 3 s
         settle_until = time.monotonic() + 60
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < settle_until:
-            _drain(tail, settings, progress, timing)
+            _drain(tail, settings, progress, timing, scored_ids)
             if progress.received != last_count:
                 last_count, last_change = progress.received, time.monotonic()
             lag = consumer_lag(settings, admin, tail.consumer)
-            if lag == 0 and time.monotonic() - last_change > 3:
+            store_lag = consumer_lag(settings, admin, tail.consumer, stage="store",
+                                     topic=settings.topic("scored"))
+            if lag == 0 and store_lag == 0 and time.monotonic() - last_change > 3:
                 break
             time.sleep(0.5)
-        _drain(tail, settings, progress, timing)
+        _drain(tail, settings, progress, timing, scored_ids)
         if progress.tty:
             sys.stdout.write("\n")
         progress.show(consumer_lag(settings, admin, tail.consumer))
@@ -384,7 +452,7 @@ def _run_loop(
 
 
 def _drain(tail: TopicTail, settings: Settings, progress: Progress,
-           timing: CrisisTiming) -> None:
+           timing: CrisisTiming, scored_ids: set[str]) -> None:
     for record in tail.poll():
         if record.topic == settings.alerts_topic:
             progress.alerts += 1
@@ -399,5 +467,6 @@ def _drain(tail: TopicTail, settings: Settings, progress: Progress,
             progress.dead += 1
         else:
             mentions = decode_batch(record.value)
+            scored_ids.update(str(mention.get("id")) for mention in mentions)
             progress.received += len(mentions)
             progress.duplicates += sum(1 for m in mentions if m.get("duplicate_of"))

@@ -238,6 +238,19 @@ class PipelineMetrics:
             "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
             ["stage", "reason"], registry=registry,
         )
+        self.store_rows = Counter(
+            "mentions_store_rows", "Rows the store sink inserted (a redelivered mention is "
+            "inserted again and kept once).", registry=registry,
+        )
+        self.store_insert_seconds = Histogram(
+            "mentions_store_insert_duration_seconds", "Time of one acknowledged insert into "
+            "the listening store.", buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.store_errors = Counter(
+            "mentions_store_errors", "Failed store inserts, by reason (unavailable: retried "
+            "until the store is back; rejected: the rows are isolated and dead-lettered).",
+            ["reason"], registry=registry,
+        )
 
     def keep_lag_only_for(self, owned: Iterable[Any], of_topic: Callable[[str], bool]) -> None:
         """Drop the lag series of partitions (of topics ``of_topic`` accepts) not in ``owned``.

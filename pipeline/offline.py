@@ -18,9 +18,12 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.schema import InvalidMention, dead_letter_record, decode_record
+from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.dedup import Deduplicator, mark_duplicates
 from pipeline.stages.ingest import build_ingestor
 from pipeline.stages.sentiment import CopyMemory, SentimentEngine, build_engine, score_mentions
+from pipeline.store.client import ListeningStore
+from pipeline.store.rows import RowEncoder, kinds_by_brand
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +103,56 @@ def process_file(
                 output.write(orjson.dumps(enriched) + b"\n")
                 written += 1
     return ProcessSummary(lines=lines, written=written, rejected=rejected)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLoadSummary:
+    """What ``mentions store load`` did: lines read, mentions added and held, the rejects."""
+
+    lines: int
+    added: int
+    stored: int
+    rejects: list[tuple[int, str]]
+
+    @property
+    def rejected(self) -> int:
+        """How many lines were not stored."""
+        return len(self.rejects)
+
+
+def load_into_store(
+    settings: Settings, store: ListeningStore, input_path: Path, *, batch_size: int = 20_000,
+) -> StoreLoadSummary:
+    """Insert the scored mentions of a JSONL file (``mentions process`` output) into the store.
+
+    Idempotent: the store keeps one row per mention, so loading a file again adds nothing.
+    A line that is not a JSON object, or not a mention the store can keep, is reported with
+    its number and reason, and the rest is loaded.
+    """
+    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)))
+    before = store.count()
+    lines = 0
+    rejects: list[tuple[int, str]] = []
+    with input_path.open("rb") as source:
+        for chunk in _chunks(source, batch_size):
+            mentions: list[dict[str, Any]] = []
+            numbers: list[int] = []
+            for number, raw in chunk:
+                lines += 1
+                try:
+                    mention = orjson.loads(raw)
+                except orjson.JSONDecodeError as error:
+                    rejects.append((number, f"not_json: {error}"))
+                    continue
+                if not isinstance(mention, dict):
+                    rejects.append((number, "wrong_type: not a JSON object"))
+                    continue
+                mentions.append(mention)
+                numbers.append(number)
+            batch = encoder.encode(mentions)
+            rejects += [(numbers[reject.index], f"{reject.reason}: {reject.detail}")
+                        for reject in batch.rejects]
+            store.insert(batch.payload)
+    stored = store.count()
+    return StoreLoadSummary(lines=lines, added=stored - before, stored=stored,
+                            rejects=sorted(rejects))

@@ -277,6 +277,10 @@ def build_app(
         from pipeline.agents import crisis
 
         crisis.register(context)
+    if "store" in settings.stages:
+        from pipeline.agents import store
+
+        store.register(context)
     return app, context
 
 

@@ -16,22 +16,18 @@ per-record cost is paid once per batch.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
-from mode import Service
 
 from pipeline.agents.app import WorkerContext, send_records
+from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
-from pipeline.metrics import PipelineMetrics
 from pipeline.schema import epoch_seconds
 from pipeline.stages.dedup import routing_key
 from pipeline.stages.ingest import EncodedMention, Ingestor, build_ingestor
@@ -92,144 +88,21 @@ class Router:
         )
 
 
-def owned_next_offsets(
-    batches: Mapping[Any, Sequence[Any]], owned: Set[Any],
-) -> dict[Any, int]:
-    """Offsets to commit after a fetched batch: the next one, for the partitions still owned.
-
-    >>> from collections import namedtuple
-    >>> Record = namedtuple("Record", "offset")
-    >>> owned_next_offsets({"p0": [Record(7), Record(8)], "p1": [Record(3)]}, {"p0"})
-    {'p0': 9}
-    """
-    return {tp: records[-1].offset + 1 for tp, records in batches.items()
-            if tp in owned and records}
-
-
-def aiokafka_options(context: WorkerContext) -> dict[str, Any]:
-    """Connection options for aiokafka clients, from the same settings Faust uses."""
-    from pipeline.agents.app import broker_credentials
-
-    settings = context.settings
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.broker.split(","),
-        "security_protocol": settings.security_protocol,
-    }
-    credentials = broker_credentials(settings)
-    if settings.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password.get_secret_value(),
-        )
-    if credentials is not None and getattr(credentials, "context", None) is not None:
-        options["ssl_context"] = credentials.context
-    elif credentials is not None and getattr(credentials, "ssl_context", None) is not None:
-        options["ssl_context"] = credentials.ssl_context
-    return options
-
-
-def raw_consumer_options(settings: Settings) -> dict[str, Any]:
-    """The ingest service's consumer group on the raw topic: manual commits, batch-sized polls."""
-    return {
-        "group_id": f"{settings.app_id}-ingest",
-        "client_id": f"{settings.app_id}-ingest",
-        "enable_auto_commit": False,
-        "auto_offset_reset": "earliest",
-        "max_poll_records": settings.ingest_batch_size,
-        # aiokafka's 500 ms fetch wait stays: at 100 ms (the agents' setting) ingest's own p99
-        # at 2,000 mentions/s fell from 0.29 s to 0.09 s, but dedup behind it fell behind
-        # (p50 1.7-2.4 s against 0.18-0.22 s; benchmarks/README.md)
-        "session_timeout_ms": int(settings.group_session_timeout_s * 1000),
-        "rebalance_timeout_ms": int(settings.group_rebalance_timeout_s * 1000),
-        "heartbeat_interval_ms": int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
-    }
-
-
-class _ForgetMovedPartitions(ConsumerRebalanceListener):
-    """After each rebalance, drops the lag series of raw partitions this worker lost."""
-
-    def __init__(self, metrics: PipelineMetrics, of_topic: Callable[[str], bool]) -> None:
-        self.metrics, self.of_topic = metrics, of_topic
-
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        """Nothing: the partitions kept are known only once the new assignment arrives."""
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        """Keep the lag series of ``assigned`` only."""
-        self.metrics.keep_lag_only_for(assigned, self.of_topic)
-
-
-class IngestService(Service):
+class IngestService(BatchedConsumerService):
     """Batched consumer of the raw topic feeding the ingest core (see the module docstring)."""
 
     def __init__(self, context: WorkerContext, ingestor: Ingestor, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.context = context
-        self.ingestor = ingestor
-        self.router = Router(context.settings)
-        self.consumer: AIOKafkaConsumer | None = None
-
-    @property
-    def assignment(self) -> set[Any]:
-        """Raw-topic partitions this worker currently owns."""
-        return set(self.consumer.assignment()) if self.consumer is not None else set()
-
-    async def on_start(self) -> None:
-        """Join the ingest consumer group on the raw topic."""
-        settings = self.context.settings
-        self.consumer = AIOKafkaConsumer(
-            **raw_consumer_options(settings), **aiokafka_options(self.context),
+        settings = context.settings
+        super().__init__(
+            context, stage=STAGE, topic=settings.topic("raw"),
+            batch_size=settings.ingest_batch_size, batch_wait_s=settings.ingest_batch_wait_s,
+            **kwargs,
         )
-        await self.consumer.start()
-        raw_topic = settings.topic("raw")
-        self.consumer.subscribe([raw_topic], listener=_ForgetMovedPartitions(
-            self.context.metrics, lambda topic: topic == raw_topic,
-        ))
+        self.ingestor = ingestor
+        self.router = Router(settings)
 
-    async def on_stop(self) -> None:
-        """Leave the consumer group (its partitions move to the other workers at once)."""
-        if self.consumer is not None:
-            await self.consumer.stop()
-
-    @Service.task
-    async def _consume(self) -> None:
-        settings = self.context.settings
-        assert self.consumer is not None
-        wait_ms = int(settings.ingest_batch_wait_s * 1000)
-        while not self.should_stop:
-            try:
-                batches = await self.consumer.getmany(
-                    timeout_ms=wait_ms, max_records=settings.ingest_batch_size,
-                )
-            except KafkaError:
-                log.exception("ingest: fetching from the raw topic failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            if not batches:
-                continue
-            raws = [record.value for records in batches.values() for record in records]
-            await self.context.guarded(
-                STAGE, raws, settings.topic("raw"), functools.partial(self._handle, raws),
-            )
-            # a rebalance during the batch's sends may have moved some of its partitions to
-            # another worker: aiokafka refuses (raises on) offsets or lag of a partition this
-            # consumer no longer owns, and the new owner replays those records anyway
-            offsets = owned_next_offsets(batches, self.assignment)
-            if len(offsets) < len(batches):
-                log.warning("ingest: %d partition(s) of the batch moved away in a rebalance; "
-                            "their new owner replays them", len(batches) - len(offsets))
-            try:
-                if offsets:
-                    await self.consumer.commit(offsets)
-            except KafkaError as error:
-                # a rebalance took the partitions away (CommitFailedError): their new owner
-                # replays them from the last commit; otherwise the next batch's commit covers
-                # these records too (offsets are positions)
-                log.warning("ingest: offsets not committed (%r)", error)
-            self._sample_lag(offsets)
-
-    async def _handle(self, raws: list[bytes]) -> None:
+    async def handle(self, raws: list[bytes]) -> None:
+        """Validate and tag a batch of raw mentions, send them on; dead-letter the rejects."""
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
         context.count_in(STAGE, len(raws))
         ingested_at = time.time()
@@ -255,21 +128,6 @@ class IngestService(Service):
             STAGE, np.full(len(forwarded), ingested_at),
             epoch_seconds([mention.created_at for mention in forwarded]),
         )
-
-    def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:
-        """Lag of each partition at its next offset, for those this consumer still owns.
-
-        The commit before this awaits, so a rebalance may have taken partitions away since,
-        and aiokafka asserts on the highwater of a partition it does not own.
-        """
-        assert self.consumer is not None
-        owned = self.assignment
-        for tp, next_offset in next_offsets.items():
-            highwater = self.consumer.highwater(tp) if tp in owned else None
-            if highwater is not None:
-                self.context.metrics.consumer_lag.labels(
-                    topic=tp.topic, partition=str(tp.partition),
-                ).set(max(0, highwater - next_offset))
 
 
 def register(context: WorkerContext) -> None:

@@ -168,12 +168,7 @@ def connect(location: StoreLocation, settings: Settings) -> Any:
 
 
 class ListeningStore:
-    """Every scored mention, kept; the queries of the desk, the CLI and the sink.
-
-    >>> store = ListeningStore.open(Settings(store_url="chdb:///tmp/mentions-doctest"))
-    >>> store.count() >= 0
-    True
-    """
+    """Every scored mention, kept; the queries of the desk, the CLI and the sink."""
 
     def __init__(self, client: Any, location: StoreLocation, *, retention_days: int) -> None:
         self.client = client
@@ -182,9 +177,17 @@ class ListeningStore:
         self.retention_days = retention_days
 
     @classmethod
-    def open(cls, settings: Settings) -> ListeningStore:
-        """Connect to the configured store and create or update its schema."""
+    def open(cls, settings: Settings, *, database: str | None = None) -> ListeningStore:
+        """Connect to the configured store and create or update its schema.
+
+        ``database`` overrides the URL's (tests keep apart in one embedded folder this way:
+        a process opens one chDB folder in its life).
+        """
         location = StoreLocation.parse(settings.store_url_or_default)
+        if database is not None:
+            if not _IDENTIFIER.match(database):
+                raise ValueError(f"database {database!r} is not a name")
+            location = StoreLocation(location.url, database, location.embedded_path)
         store = cls(connect(location, settings), location,
                     retention_days=settings.store_retention_days)
         store.ensure_schema()

@@ -436,7 +436,10 @@ class _Where:
         for word in mention_filter.words:
             self.add(f"hasToken(search_text, {self.bind(word, 'String')})")
         for phrase in mention_filter.phrases:
-            self.add(f"position(search_text, {self.bind(phrase, 'String')}) > 0")
+            # the stored search text is words one space apart: padded, a phrase matches
+            # whole words only
+            self.add(f"position(concat(' ', search_text, ' '), "
+                     f"{self.bind(f' {phrase} ', 'String')}) > 0")
         for column, values in (("lang", mention_filter.langs),
                                ("sentiment", mention_filter.sentiments),
                                ("source", mention_filter.sources)):

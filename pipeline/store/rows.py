@@ -6,9 +6,9 @@ a reason, so the sink dead-letters them instead of failing the batch. The row ke
 mention itself as emitted (``mention``) next to the columns, so the store answers with the
 pipeline's own record, unknown upstream keys included.
 
-Search and terms are computed here, once per distinct text: ``search_text`` is the text
-folded as the listening queries fold it (case and accents), and ``terms`` its content words
-and hashtags as the crisis alerts count them.
+Search and terms are computed here, once per distinct text: ``search_text`` is the text's
+words folded as the listening queries fold them (case and accents), one space apart, and
+``terms`` its content words and hashtags as the crisis alerts count them.
 """
 
 from __future__ import annotations
@@ -27,17 +27,20 @@ from pipeline.stages.alerts import mention_terms
 from pipeline.stages.brands import fold
 
 SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
-# ClickHouse's token rule (hasToken, tokenbf_v1): runs of ASCII letters and digits, and of
-# any non-ASCII character; everything else separates tokens
-_SEARCH_TOKEN: Final = re.compile(r"(?:[0-9a-z]|[^\x00-\x7f])+")
+# Letters and digits of any script. ClickHouse's tokens (hasToken, tokenbf_v1) are runs of
+# ASCII letters and digits and of any non-ASCII byte, so "¿dónde?" or "precio😡" would be one
+# token to it: the stored search text is these words only, one space apart, on which both
+# rules cut the same tokens.
+_SEARCH_TOKEN: Final = re.compile(r"[^\W_]+")
 _UINT32_MAX: Final = 2**32 - 1
 _UINT64_MAX: Final = 2**64 - 1
 
 
 @dataclass(frozen=True, slots=True)
 class RowReject:
-    """A mention the store cannot keep, with the mention's bytes and why."""
+    """A mention the store cannot keep: its place in the batch, its bytes, and why."""
 
+    index: int
     raw: bytes
     reason: str
     detail: str
@@ -45,17 +48,21 @@ class RowReject:
 
 @dataclass(frozen=True, slots=True)
 class RowBatch:
-    """One insert's ``JSONEachRow`` payload and what was left out of it."""
+    """One insert's rows (``JSONEachRow`` lines, one per mention id) and what was left out."""
 
-    payload: bytes
-    ids: list[str]
+    rows: list[bytes]
     rejects: list[RowReject]
+
+    @property
+    def payload(self) -> bytes:
+        """The rows as one ``JSONEachRow`` insert body."""
+        return b"".join(row + b"\n" for row in self.rows)
 
 
 def search_tokens(text: str) -> list[str]:
     """The tokens ClickHouse's ``hasToken`` sees in the folded ``text``, in order.
 
-    >>> search_tokens("¿Cobertura en Móvil? #AcmeFail @telvia")
+    >>> search_tokens("¿Cobertura en Móvil? #AcmeFail @telvia😡")
     ['cobertura', 'en', 'movil', 'acmefail', 'telvia']
     """
     return _SEARCH_TOKEN.findall(fold(text))
@@ -77,22 +84,24 @@ class RowEncoder:
         created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
         rows: dict[str, bytes] = {}
         rejects: list[RowReject] = []
-        for mention, created_at in zip(mentions, created.tolist(), strict=True):
+        for index, (mention, created_at) in enumerate(zip(mentions, created.tolist(),
+                                                          strict=True)):
             try:
                 row = self.row(mention, created_at)
             except ValueError as error:
                 reason, _, detail = str(error).partition(": ")
-                rejects.append(RowReject(orjson.dumps(mention), reason, detail))
+                rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
                 continue
             rows[row["id"]] = orjson.dumps(row)
-        payload = b"\n".join(rows.values())
-        return RowBatch(payload + b"\n" if payload else b"", list(rows), rejects)
+        return RowBatch(list(rows.values()), rejects)
 
     def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
         """One mention's row; ``ValueError("reason: detail")`` when it cannot be stored."""
         mention_id = mention.get("id")
         if not isinstance(mention_id, str) or not mention_id:
             raise ValueError("missing_field: id")
+        if mention.get("created_at") is None:
+            raise ValueError("missing_field: created_at")
         if math.isnan(created_at):
             raise ValueError(f"bad_timestamp: created_at {mention.get('created_at')!r}")
         text = mention.get("text")
@@ -141,7 +150,9 @@ class RowEncoder:
         derived = self._by_text.get(text)
         if derived is None:
             words, hashtags = mention_terms(text)
-            derived = self._by_text.remember(text, (fold(text), sorted(words | hashtags)))
+            derived = self._by_text.remember(
+                text, (" ".join(search_tokens(text)), sorted(words | hashtags)),
+            )
         return derived
 
 

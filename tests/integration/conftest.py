@@ -85,7 +85,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
     """Start ``mentions worker`` processes; each is stopped by its pid after the test."""
     started: list[RunningWorker] = []
 
-    def start(settings: Settings, stages: str, **env_overrides: str) -> RunningWorker:
+    def start(settings: Settings, stages: str, *, wait_ready: bool = True,
+              **env_overrides: str) -> RunningWorker:
         web_port = free_port()
         log_path = tmp_path / f"worker-{web_port}.log"
         env = _env_for(settings, web_port, tmp_path / f"data-{web_port}")
@@ -98,7 +99,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
         )
         worker = RunningWorker(process, web_port, log_path)
         started.append(worker)
-        if not wait_until_ready(f"http://127.0.0.1:{web_port}/readyz", process, 120):
+        if wait_ready and not wait_until_ready(f"http://127.0.0.1:{web_port}/readyz", process,
+                                               120):
             pytest.fail(f"worker not ready (exit code {process.poll()}):\n{worker.log()[-3000:]}")
         return worker
 

@@ -1,17 +1,16 @@
-"""The ingest service's raw-topic consumer options (no broker: the consumer is not started)."""
+"""The batched stages' consumer options (no broker: the consumer is not started)."""
 
 from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer
 
-from pipeline.agents.ingest import raw_consumer_options
+from pipeline.agents.batch_consumer import batch_consumer_options
 from pipeline.config import Settings
 
 
 def test_poll_size_follows_the_settings_and_the_fetch_wait_stays_aiokafkas() -> None:
-    options = raw_consumer_options(Settings(
-        app_id="acme", consumer_fetch_max_wait_ms=40, ingest_batch_size=1234,
-    ))
+    settings = Settings(app_id="acme", consumer_fetch_max_wait_ms=40, ingest_batch_size=1234)
+    options = batch_consumer_options(settings, "ingest", settings.ingest_batch_size)
     assert "fetch_max_wait_ms" not in options
     assert options["max_poll_records"] == 1234
     assert options["group_id"] == "acme-ingest"
@@ -21,7 +20,7 @@ def test_poll_size_follows_the_settings_and_the_fetch_wait_stays_aiokafkas() -> 
 async def test_aiokafka_takes_every_option() -> None:
     consumer = AIOKafkaConsumer(
         "mentions.raw", bootstrap_servers="127.0.0.1:1",
-        **raw_consumer_options(Settings(ingest_batch_size=1234)),
+        **batch_consumer_options(Settings(), "ingest", 1234),
     )
     assert consumer._max_poll_records == 1234
     assert consumer._enable_auto_commit is False

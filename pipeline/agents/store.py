@@ -1,0 +1,147 @@
+"""Store sink: scored micro-batches -> rows -> one insert into the listening store -> commit.
+
+ClickHouse wants few large inserts, not one per record: the sink reads ``mentions.scored``
+with a batched consumer (:class:`~pipeline.agents.batch_consumer.BatchedConsumerService`, up to
+``store_batch_size`` records or ``store_batch_wait_s``), encodes the batch's mentions as rows
+(:class:`~pipeline.store.rows.RowEncoder`), inserts them in one statement, and commits the
+offsets only once the insert returned.
+
+- At-least-once in, exactly-once in effect: a replayed batch inserts its rows again and the
+  table (keyed by mention) keeps one (``mentions.scored`` also carries a mention once per
+  brand partition it names: same id, same row).
+- A store that is down makes the sink wait and retry with backoff, one log line per outage;
+  nothing is committed meanwhile, so lag grows and nothing is dropped.
+- A mention that cannot be a row, or that the store refuses, goes to the dead-letter topic
+  with the reason; a refused insert is split in halves until the refused rows are found, so
+  one bad mention never holds the rest back.
+
+With an embedded store this worker is the store's only process; ``PIPELINE_DESK_IN_WORKER``
+then serves the desk from it too (:class:`~pipeline.desk.server.DeskThread`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from pipeline.agents.app import WorkerContext, decode_batches
+from pipeline.agents.batch_consumer import BatchedConsumerService
+from pipeline.stages.brands import load_brand_rules
+from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
+from pipeline.store.rows import RowEncoder, kinds_by_brand
+
+STAGE = "store"
+log = logging.getLogger(__name__)
+
+
+class StoreSink(BatchedConsumerService):
+    """Batched consumer of the scored topic writing the listening store."""
+
+    def __init__(self, context: WorkerContext, encoder: RowEncoder, **kwargs: Any) -> None:
+        settings = context.settings
+        super().__init__(
+            context, stage=STAGE, topic=settings.topic("scored"),
+            batch_size=settings.store_batch_size, batch_wait_s=settings.store_batch_wait_s,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.store: ListeningStore | None = None
+        self.reachable = True
+        self.desk: Any = None
+
+    async def on_start(self) -> None:
+        """Open the store (or leave that to the first batch if it is down), join the group."""
+        try:
+            await self._open_store()
+        except StoreUnavailable as error:
+            log.error("store: %s; the sink retries on its first batch", error)
+            self.reachable = False
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        """Leave the group, stop the desk, release the store."""
+        await super().on_stop()
+        if self.desk is not None:
+            self.desk.stop()
+        if self.store is not None:
+            self.store.close()
+
+    async def _open_store(self) -> ListeningStore:
+        """The store, opened on first use; with ``desk_in_worker`` the desk starts with it."""
+        if self.store is None:
+            settings = self.context.settings
+            self.store = await asyncio.to_thread(ListeningStore.open, settings)
+            log.warning("store sink writing %s", self.store.location)
+            if settings.desk_in_worker:
+                from pipeline.desk.server import DeskThread
+
+                self.desk = DeskThread(settings, self.store)
+                log.warning("desk on %s", await asyncio.to_thread(self.desk.start))
+        return self.store
+
+    async def handle(self, values: list[bytes]) -> None:
+        """Insert a batch of scored micro-batches; dead-letter what cannot be stored."""
+        context = self.context
+        mentions, broken = decode_batches(values)
+        acks = [await context.dead_letter(value, "bad_value", reason, stage=STAGE,
+                                          source_topic=self.topic) for value, reason in broken]
+        context.count_in(STAGE, len(mentions))
+        batch = self.encoder.encode(mentions)
+        for reject in batch.rejects:
+            acks.append(await context.dead_letter(
+                reject.raw, reject.reason, reject.detail, stage=STAGE, source_topic=self.topic,
+            ))
+        for row, error in await self._insert(batch.rows):
+            acks.append(await context.dead_letter(
+                row, "store_rejected", error, stage=STAGE, source_topic=self.topic,
+            ))
+        # commit only after every dead letter is on the broker, as ingest does
+        await asyncio.gather(*acks)
+        context.observe_out(STAGE, mentions)
+
+    async def _insert(self, rows: list[bytes]) -> list[tuple[bytes, str]]:
+        """Insert ``rows``, waiting out outages; the rows the store refused, with its error."""
+        if not rows:
+            return []
+        delay = 0.5
+        while True:
+            started = time.perf_counter()
+            try:
+                store = await self._open_store()
+                await asyncio.to_thread(store.insert, b"".join(row + b"\n" for row in rows))
+            except StoreUnavailable as error:
+                self.context.metrics.store_errors.labels(reason="unavailable").inc()
+                if self.reachable:
+                    log.error("store: %s; retrying with backoff until it is back, offsets "
+                              "are not committed meanwhile", error)
+                self.reachable = False
+                if self.should_stop:
+                    # shutting down: leave the batch uncommitted, the next owner replays it
+                    raise asyncio.CancelledError from error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.context.settings.store_retry_max_s)
+                continue
+            except StoreRejected as error:
+                self.context.metrics.store_errors.labels(reason="rejected").inc()
+                if len(rows) == 1:
+                    log.warning("store refused a mention: %s", error)
+                    return [(rows[0], str(error))]
+                middle = len(rows) // 2
+                return await self._insert(rows[:middle]) + await self._insert(rows[middle:])
+            if not self.reachable:
+                log.warning("store: reachable again")
+            self.reachable = True
+            self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
+            self.context.metrics.store_rows.inc(len(rows))
+            return []
+
+
+def register(context: WorkerContext) -> None:
+    """Attach the sink to the app (it opens the store when it starts)."""
+    encoder = RowEncoder(kinds_by_brand(load_brand_rules(context.settings.brands_file)))
+    sink = StoreSink(context, encoder, loop=None)
+    context.app.service(sink)
+    context.readiness.checks["store_reachable"] = lambda: sink.reachable
+    context.readiness.checks["store_partitions_assigned"] = lambda: bool(sink.assignment)

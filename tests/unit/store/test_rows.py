@@ -1,0 +1,108 @@
+"""A scored mention as a store row: columns, derived search fields, and the rejects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.store.rows import RowEncoder, search_tokens
+
+KINDS = {"acme-mobile": "brand", "telvia": "competitor", "mobile-prices": "market"}
+
+
+def scored(**fields: Any) -> dict[str, Any]:
+    mention: dict[str, Any] = {
+        "id": "tw:1", "text": "¡Acme Móvil me cobra de más! #AcmeFail @telvia es mejor",
+        "created_at": "2026-12-01T10:00:00.250000+00:00", "source": "twitter",
+        "author": {"id": "u1", "handle": "ana", "followers": 1200},
+        "url": "https://x.example/ana/1", "engagement": {"likes": 3, "reposts": 1},
+        "lang": "es", "brands": ["acme-mobile", "telvia"], "duplicate_of": None,
+        "duplicate_kind": "unique", "copy_count": 1, "ingested_at": 1764583201.5,
+        "sentiment": {"label": "negative",
+                      "scores": {"negative": 0.8, "neutral": 0.15, "positive": 0.05}},
+        "upstream_extra": {"kept": True},
+    }
+    mention.update(fields)
+    return mention
+
+
+def test_a_scored_mention_becomes_one_row_with_every_column() -> None:
+    batch = RowEncoder(KINDS).encode([scored()])
+    assert batch.rejects == []
+    row = orjson.loads(batch.rows[0])
+    assert row["id"] == "tw:1"
+    assert row["created_at"] == pytest.approx(
+        datetime(2026, 12, 1, 10, 0, 0, 250000, tzinfo=UTC).timestamp())
+    assert row["ingested_at"] == 1764583201.5
+    assert row["brands"] == ["acme-mobile", "telvia"]
+    assert row["kinds"] == ["brand", "competitor"]
+    assert (row["author_id"], row["author_handle"], row["author_followers"]) == ("u1", "ana",
+                                                                                1200)
+    assert (row["likes"], row["reposts"], row["replies"], row["quotes"]) == (3, 1, 0, 0)
+    assert (row["sentiment"], row["negative"], row["neutral"], row["positive"]) == (
+        "negative", 0.8, 0.15, 0.05)
+    assert (row["duplicate_of"], row["duplicate_kind"], row["copy_count"]) == ("", "unique", 1)
+    # words folded as the listening queries fold them (case and accents), one space apart
+    assert row["search_text"] == "acme movil me cobra de mas acmefail telvia es mejor"
+    # content words and hashtags; handles and stopwords out
+    assert row["terms"] == sorted(["#acmefail", "acme", "movil", "cobra", "mejor"])
+    # the mention itself, as emitted, unknown keys included
+    assert orjson.loads(row["mention"]) == scored()
+    assert batch.payload == batch.rows[0] + b"\n"
+
+
+def test_an_unscored_mention_is_kept_with_empty_sentiment() -> None:
+    row = orjson.loads(RowEncoder(KINDS).encode([scored(
+        sentiment=None, sentiment_error="TimeoutError", lang=None, ingested_at=None,
+    )]).rows[0])
+    assert (row["sentiment"], row["negative"], row["neutral"], row["positive"]) == ("", 0, 0, 0)
+    assert row["lang"] == "und"
+    assert row["ingested_at"] == row["created_at"]
+
+
+def test_a_mention_delivered_twice_in_one_batch_is_one_row_the_last() -> None:
+    batch = RowEncoder(KINDS).encode([scored(copy_count=1), scored(copy_count=2),
+                                      scored(id="tw:2")])
+    assert [orjson.loads(row)["id"] for row in batch.rows] == ["tw:1", "tw:2"]
+    assert orjson.loads(batch.rows[0])["copy_count"] == 2
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"id": None}, "missing_field"),
+    ({"id": ""}, "missing_field"),
+    ({"created_at": None}, "missing_field"),
+    ({"created_at": "yesterday"}, "bad_timestamp"),
+    ({"text": 5}, "wrong_type"),
+    ({"brands": "acme-mobile"}, "wrong_type"),
+    ({"author": {"id": "u1", "followers": -3}}, "wrong_type"),
+    ({"author": "ana"}, "wrong_type"),
+    ({"engagement": {"likes": 2**40}}, "wrong_type"),
+    ({"copy_count": True}, "wrong_type"),
+    ({"sentiment": {"label": "angry", "scores": {}}}, "wrong_type"),
+])
+def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
+    change: dict[str, Any], reason: str,
+) -> None:
+    batch = RowEncoder(KINDS).encode([scored(id="ok"), scored(**{"id": "bad", **change})])
+    assert [orjson.loads(row)["id"] for row in batch.rows] == ["ok"]
+    [reject] = batch.rejects
+    assert (reject.index, reject.reason) == (1, reason)
+    assert reject.detail
+    assert orjson.loads(reject.raw) == scored(**{"id": "bad", **change})
+
+
+def test_copies_share_their_texts_derived_columns() -> None:
+    encoder = RowEncoder(KINDS, text_cache_size=1)
+    rows = [orjson.loads(row) for row in encoder.encode(
+        [scored(id=f"c{i}") for i in range(3)] + [scored(id="other", text="Telvia, hola")],
+    ).rows]
+    assert [row["terms"] for row in rows[:3]] == [rows[0]["terms"]] * 3
+    assert rows[3]["terms"] == ["hola", "telvia"]
+
+
+def test_search_tokens_split_as_clickhouse_tokens_do() -> None:
+    assert search_tokens("e-mail: ACME_móvil 5G, l'app ¿dónde?«sí»—no…😡ok") == [
+        "e", "mail", "acme", "movil", "5g", "l", "app", "donde", "si", "no", "ok"]
