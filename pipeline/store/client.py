@@ -239,6 +239,10 @@ class ListeningStore:
 
     # -- queries ---------------------------------------------------------------------------
 
+    def ping(self) -> None:
+        """Touch the table without counting it; raises when the store cannot answer."""
+        self.query(BoundQuery(f"SELECT 1 FROM {self.table} LIMIT 1"))
+
     def count(self) -> int:
         """How many distinct mentions are stored."""
         return int(self.query(BoundQuery(f"SELECT count() FROM {self.table} FINAL"))[0][0])

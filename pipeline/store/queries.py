@@ -39,6 +39,8 @@ MAX_SEARCH_TOKENS: Final = 16
 # DateTime64(3) holds 1900-2299; the store's mentions are newer than Unix time
 EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST: Final = datetime(2200, 1, 1, tzinfo=UTC)
+_EARLIEST_MS: Final = int(EARLIEST.timestamp() * 1000)
+_LATEST_MS: Final = int(LATEST.timestamp() * 1000)
 _T = TypeVar("_T")
 
 
@@ -98,7 +100,10 @@ class Cursor:
             )
         except (ValueError, TypeError, binascii.Error):
             raise BadParameter("cursor", "not a cursor this API returned") from None
-        if not isinstance(created_ms, int) or not isinstance(mention_id, str):
+        # a forged time outside the store's range would fail later, converting it, as a 500
+        if (not isinstance(created_ms, int) or isinstance(created_ms, bool)
+                or not isinstance(mention_id, str)
+                or not _EARLIEST_MS <= created_ms < _LATEST_MS):
             raise BadParameter("cursor", "not a cursor this API returned")
         return cls(created_ms, mention_id)
 

@@ -93,7 +93,8 @@ def test_buckets_follow_the_zone_across_a_daylight_saving_change() -> None:
 
 
 def test_hour_buckets_align_on_local_hours_in_a_half_hour_zone() -> None:
-    period = Period(datetime(2026, 12, 6, 10, 10, tzinfo=UTC), datetime(2026, 12, 6, 12, tzinfo=UTC))
+    period = Period(datetime(2026, 12, 6, 10, 10, tzinfo=UTC),
+                    datetime(2026, 12, 6, 12, tzinfo=UTC))
     starts = queries.bucket_starts(period, "1h", ZoneInfo("Asia/Kolkata"))
     assert [start.astimezone(UTC).strftime("%H:%M") for start in starts] == [
         "09:30", "10:30", "11:30"]

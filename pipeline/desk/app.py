@@ -1,0 +1,315 @@
+"""The desk's ASGI app: the store's queries as a JSON API, a CSV export, health and readiness.
+
+Every ``/api/...`` endpoint reads its query string with the store's own parser
+(:mod:`pipeline.store.queries`), so the API validates exactly what the store accepts. An
+unusable parameter answers 400 with the field and the reason, a store that cannot be reached
+503, anything else 500 (logged here, never sent to the client); every error, unknown paths
+included, has the shape ``{"error": {"field": ..., "reason": ...}}``.
+
+The store's client blocks, so each store call runs in a worker thread and the event loop keeps
+serving other requests meanwhile. Served by :mod:`pipeline.desk.server`; for example::
+
+    GET /api/mentions?brand=telvia&q=factura&limit=2
+    -> {"mentions": [{"id": "syn:3", ...}, ...], "next": "WzE3OTY1..."}
+    GET /api/mentions?limit=0
+    -> 400 {"error": {"field": "limit", "reason": "must be between 1 and 500"}}
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final, TypeVar
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
+from pipeline.store.queries import (
+    MAX_MENTIONS_PAGE,
+    BadParameter,
+    Cursor,
+    MentionsQuery,
+    parse_mentions_query,
+    parse_share_of_voice_query,
+    parse_terms_query,
+    parse_top_voices_query,
+    parse_volume_query,
+)
+
+log = logging.getLogger(__name__)
+
+EXPORT_DEFAULT_LIMIT: Final = 10_000
+EXPORT_MAX_LIMIT: Final = 100_000
+EXPORT_COLUMNS: Final = (
+    "id", "created_at", "source", "author_handle", "author_followers", "lang", "sentiment",
+    "negative", "neutral", "positive", "brands", "duplicate_of", "copy_count", "url", "text",
+)
+# a spreadsheet opening the export runs a cell that starts with one of these as a formula, and
+# anyone can post "=HYPERLINK(...)" (OWASP's CSV injection): such cells get a leading quote
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+Clock = Callable[[], datetime]
+Endpoint = Callable[[Request], Awaitable[Response]]
+_Query = TypeVar("_Query")
+
+
+class ORJSONResponse(Response):
+    """A JSON response encoded with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        """The content as JSON bytes."""
+        return orjson.dumps(content)
+
+
+def error_response(
+    status_code: int, field: str | None, reason: str,
+    headers: Mapping[str, str] | None = None,
+) -> ORJSONResponse:
+    """The desk's one error shape.
+
+    >>> error_response(400, "limit", "must be between 1 and 500").body
+    b'{"error":{"field":"limit","reason":"must be between 1 and 500"}}'
+    """
+    return ORJSONResponse({"error": {"field": field, "reason": reason}},
+                          status_code=status_code, headers=headers)
+
+
+def single_parameters(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """The query string's ``(name, value)`` pairs as ``{name: value}``, each name once.
+
+    The parsers read one value per name; quietly keeping the first or the last of a repeated
+    one would answer a question the client did not ask.
+
+    >>> single_parameters([("brand", "telvia"), ("brand", "acme-mobile")])
+    Traceback (most recent call last):
+    ...
+    pipeline.store.queries.BadParameter: brand: given more than once (list values with commas)
+    """
+    parameters: dict[str, str] = {}
+    for name, value in pairs:
+        if name in parameters:
+            raise BadParameter(name, "given more than once (list values with commas)")
+        parameters[name] = value
+    return parameters
+
+
+def parse_export_query(params: Mapping[str, str], now: datetime) -> tuple[MentionsQuery, int]:
+    """``GET /api/mentions.csv``: the filters of ``/api/mentions`` and ``limit``, no cursor.
+
+    ``limit`` is 1 to 100 000 mentions (default 10 000). The answer is the query of the first
+    page and the number of mentions to export.
+
+    >>> query, limit = parse_export_query({"brand": "telvia", "limit": "1200"}, utc_now())
+    >>> query.filter.brands, query.limit, limit
+    (('telvia',), 500, 1200)
+    """
+    if "cursor" in params:
+        raise BadParameter("cursor", "the export starts at the newest mention; page with limit "
+                           "and the period (since, until) instead")
+    limit = _export_limit(params.get("limit", ""))
+    query = parse_mentions_query({name: value for name, value in params.items()
+                                  if name != "limit"}, now)
+    return dataclasses.replace(query, limit=min(limit, MAX_MENTIONS_PAGE)), limit
+
+
+def _export_limit(value: str) -> int:
+    value = value.strip()
+    if not value:
+        return EXPORT_DEFAULT_LIMIT
+    try:
+        limit = int(value)
+    except ValueError:
+        raise BadParameter("limit", f"{value!r} is not an integer") from None
+    if not 1 <= limit <= EXPORT_MAX_LIMIT:
+        raise BadParameter("limit", f"must be between 1 and {EXPORT_MAX_LIMIT}")
+    return limit
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as written: text that would start a formula gets a ``'``.
+
+    >>> spreadsheet_cell("@telvia me ha cobrado dos veces"), spreadsheet_cell(-0.5)
+    ("'@telvia me ha cobrado dos veces", -0.5)
+    """
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def export_row(mention: Mapping[str, Any]) -> list[Any]:
+    """One mention (as the store returns it) as the export's cells, in :data:`EXPORT_COLUMNS`.
+
+    Brand ids are joined with ``|``; what the mention lacks is an empty cell.
+    """
+    author = mention.get("author") or {}
+    sentiment = mention.get("sentiment") or {}
+    scores = sentiment.get("scores") or {}
+    cells = [
+        mention.get("id"), mention.get("created_at"), mention.get("source"),
+        author.get("handle"), author.get("followers"), mention.get("lang"),
+        sentiment.get("label"), scores.get("negative"), scores.get("neutral"),
+        scores.get("positive"), "|".join(mention.get("brands") or ()),
+        mention.get("duplicate_of"), mention.get("copy_count"), mention.get("url"),
+        mention.get("text"),
+    ]
+    return [spreadsheet_cell(cell) for cell in cells]
+
+
+def csv_lines(rows: Iterable[Iterable[Any]]) -> str:
+    """Rows as CSV text (RFC 4180: quoted where needed, CRLF line ends)."""
+    lines = io.StringIO()
+    csv.writer(lines).writerows(rows)
+    return lines.getvalue()
+
+
+async def export_csv(
+    store: ListeningStore, query: MentionsQuery, limit: int, first_page: Mapping[str, Any],
+) -> AsyncIterator[str]:
+    """The export as CSV text, a page of mentions at a time, from an already fetched first page.
+
+    Later pages follow the store's cursor. A store error past the first page ends the stream
+    with the exception, so the client sees a broken transfer, never a short file that looks
+    complete.
+    """
+    # a byte-order mark: Excel, where most teams open an export, reads UTF-8 only with it
+    yield "\ufeff" + csv_lines([EXPORT_COLUMNS])
+    page, written = first_page, 0
+    while True:
+        yield csv_lines(export_row(mention) for mention in page["mentions"])
+        written += len(page["mentions"])
+        if page["next"] is None or written >= limit:
+            return
+        query = dataclasses.replace(query, limit=min(MAX_MENTIONS_PAGE, limit - written),
+                                    cursor=Cursor.decode(page["next"]))
+        page = await run_in_threadpool(store.mentions, query)
+
+
+def answering_errors(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, with the desk's errors answered in the desk's shape (module docstring)."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except BadParameter as error:
+            return error_response(400, error.field, error.reason)
+        except StoreUnavailable as error:
+            log.warning("desk: %s: %s", request.url.path, error)
+            return error_response(503, None, f"the store is unavailable: {error}")
+        except Exception:
+            log.exception("desk: %s %s failed", request.method, request.url)
+            return error_response(500, None, "internal error (the desk's log has the details)")
+
+    return guarded
+
+
+def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
+    """The desk over ``store``; ``clock`` ends the default period of every query.
+
+    Routes: ``/`` (an index), ``/healthz``, ``/readyz``, and ``/api/mentions``,
+    ``/api/mentions.csv``, ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``,
+    ``/api/terms`` (their parameters: :mod:`pipeline.store.queries`).
+    """
+
+    def json_endpoint(
+        parse: Callable[[Mapping[str, str], datetime], _Query],
+        answer: Callable[[_Query], dict[str, Any]],
+    ) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            query = parse(single_parameters(request.query_params.multi_items()), clock())
+            return ORJSONResponse(await run_in_threadpool(answer, query))
+
+        return answering_errors(endpoint)
+
+    async def mentions_csv(request: Request) -> Response:
+        query, limit = parse_export_query(
+            single_parameters(request.query_params.multi_items()), clock())
+        # fetched before answering, so a store that is down is a 503, not a 200 cut short
+        first_page = await run_in_threadpool(store.mentions, query)
+        return StreamingResponse(
+            export_csv(store, query, limit, first_page), media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": "attachment; filename=mentions.csv"},
+        )
+
+    async def healthz(request: Request) -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(store.ping)
+        except (StoreUnavailable, StoreRejected) as error:
+            log.warning("desk: not ready: %s", error)
+            return error_response(503, None, f"the store does not answer: {error}")
+        return ORJSONResponse({"status": "ready"})
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(INDEX_PAGE)
+
+    return Starlette(
+        routes=[
+            Route("/", answering_errors(index)),
+            Route("/healthz", healthz),
+            Route("/readyz", answering_errors(readyz)),
+            Route("/api/mentions", json_endpoint(parse_mentions_query, store.mentions)),
+            Route("/api/mentions.csv", answering_errors(mentions_csv)),
+            Route("/api/volume", json_endpoint(parse_volume_query, store.volume)),
+            Route("/api/share-of-voice",
+                  json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
+            Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
+            Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    )
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (unknown path, wrong method) in the desk's shape."""
+    assert isinstance(error, HTTPException)
+    reason = f"{error.detail}: {request.method} {request.url.path}"
+    return error_response(error.status_code, None, reason, headers=error.headers)
+
+
+async def unexpected_error(request: Request, error: Exception) -> Response:
+    """A failure outside the endpoints' own handling, in the desk's shape.
+
+    Not logged here: Starlette raises the exception again once this answer is sent, and the
+    server logs it with its traceback.
+    """
+    return error_response(500, None, "internal error (the desk's log has the details)")
+
+
+INDEX_PAGE: Final = """<!doctype html>
+<html lang="es">
+<head><meta charset="utf-8"><title>Mesa de escucha</title></head>
+<body>
+<h1>Mesa de escucha</h1>
+<p>La consola llegará pronto. Mientras tanto, la API (JSON; errores 400 con el campo y el
+motivo):</p>
+<ul>
+<li><a href="/api/mentions">/api/mentions</a>: menciones, de la más reciente a la más
+antigua (<code>brand</code>, <code>q</code>, <code>lang</code>, <code>sentiment</code>,
+<code>source</code>, <code>kind</code>, <code>copies</code>, <code>since</code>,
+<code>until</code>, <code>tz</code>, <code>limit</code>, <code>cursor</code>)</li>
+<li><a href="/api/mentions.csv">/api/mentions.csv</a>: las mismas menciones en CSV</li>
+<li><a href="/api/volume">/api/volume</a>: volumen por intervalo y sentimiento</li>
+<li>/api/share-of-voice?brands=a,b: cuota de voz de cada marca</li>
+<li><a href="/api/top-voices">/api/top-voices</a>: autores de mayor alcance</li>
+<li><a href="/api/terms">/api/terms</a>: términos y hashtags, y los que suben</li>
+<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>: estado</li>
+</ul>
+</body>
+</html>
+"""
