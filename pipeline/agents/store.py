@@ -56,8 +56,7 @@ class StoreSink(BatchedConsumerService):
         try:
             await self._open_store()
         except StoreUnavailable as error:
-            log.error("store: %s; the sink retries on its first batch", error)
-            self.reachable = False
+            self._store_down(error)
         await super().on_start()
 
     async def on_stop(self) -> None:
@@ -113,10 +112,7 @@ class StoreSink(BatchedConsumerService):
                 await asyncio.to_thread(store.insert, b"".join(row + b"\n" for row in rows))
             except StoreUnavailable as error:
                 self.context.metrics.store_errors.labels(reason="unavailable").inc()
-                if self.reachable:
-                    log.error("store: %s; retrying with backoff until it is back, offsets "
-                              "are not committed meanwhile", error)
-                self.reachable = False
+                self._store_down(error)
                 if self.should_stop:
                     # shutting down: leave the batch uncommitted, the next owner replays it
                     raise asyncio.CancelledError from error
@@ -136,6 +132,14 @@ class StoreSink(BatchedConsumerService):
             self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
             self.context.metrics.store_rows.inc(len(rows))
             return []
+
+
+    def _store_down(self, error: StoreUnavailable) -> None:
+        """Say once per outage that the store is down and what the sink does about it."""
+        if self.reachable:
+            log.error("store: %s; retrying with backoff until it is back, offsets are not "
+                      "committed meanwhile", error)
+        self.reachable = False
 
 
 def register(context: WorkerContext) -> None:

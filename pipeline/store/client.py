@@ -157,6 +157,10 @@ def connect(location: StoreLocation, settings: Settings) -> Any:
             location.embedded_path.mkdir(parents=True, exist_ok=True)
             return clickhouse_connect.get_client(dsn=f"chdb://{location.embedded_path}")
         parts = urlsplit(location.url)
+        # the sink and the desk say themselves, once, that a server is down; the HTTP layers'
+        # own warnings would repeat it on every retry
+        for noisy in ("clickhouse_connect.driver", "urllib3.connectionpool"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         return clickhouse_connect.get_client(
             host=parts.hostname, port=parts.port or (8443 if parts.scheme == "https" else 8123),
             secure=parts.scheme == "https", username=settings.store_user,
