@@ -347,20 +347,21 @@ def parse_share_of_voice_query(params: Mapping[str, str], now: datetime) -> Shar
 
 def parse_top_voices_query(params: Mapping[str, str], now: datetime) -> TopVoicesQuery:
     """``GET /api/top-voices``: filters and ``limit`` (1-200, default 20)."""
-    reader = _Params(params, (*FILTER_PARAMS, "limit"))
-    period = reader.period(now, reader.zone())
-    assert period is not None
-    return TopVoicesQuery(_mention_filter(reader, period), period,
-                          reader.integer("limit", 20, 1, 200))
+    return TopVoicesQuery(*_ranking(params, now, most=200))
 
 
 def parse_terms_query(params: Mapping[str, str], now: datetime) -> TermsQuery:
     """``GET /api/terms``: filters and ``limit`` (1-100, default 20) per list."""
+    return TermsQuery(*_ranking(params, now, most=100))
+
+
+def _ranking(params: Mapping[str, str], now: datetime,
+             most: int) -> tuple[MentionFilter, Period, int]:
+    """A ranking's filter, period (required) and length (default 20)."""
     reader = _Params(params, (*FILTER_PARAMS, "limit"))
     period = reader.period(now, reader.zone())
     assert period is not None
-    return TermsQuery(_mention_filter(reader, period), period,
-                      reader.integer("limit", 20, 1, 100))
+    return _mention_filter(reader, period), period, reader.integer("limit", 20, 1, most)
 
 
 def _check_buckets(period: Period, interval: str) -> None:
