@@ -16,6 +16,7 @@ number of sinks and desks share it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import re
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 TABLE: Final = "mentions"
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# embedded folders this process opened: its own lock on one is not another process's
+_OPEN_HERE: set[Path] = set()
 # a rising term needs this many mentions in the period, so one tweet is not a trend
 RISING_MIN_COUNT: Final = 3
 
@@ -152,10 +155,19 @@ def connect(location: StoreLocation, settings: Settings) -> Any:
     import clickhouse_connect
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    in_use = StoreUnavailable(
+        f"{location} is open in another process (a worker running the store stage, a desk, "
+        "or a store command): an embedded store opens in one process at a time, so read it "
+        "through that process's desk, or stop it first")
+    embedded = location.embedded_path
+    if embedded is not None and embedded not in _OPEN_HERE and held_elsewhere(embedded):
+        raise in_use
     try:
-        if location.embedded_path is not None:
-            location.embedded_path.mkdir(parents=True, exist_ok=True)
-            return clickhouse_connect.get_client(dsn=f"chdb://{location.embedded_path}")
+        if embedded is not None:
+            embedded.mkdir(parents=True, exist_ok=True)
+            client = clickhouse_connect.get_client(dsn=f"chdb://{embedded}")
+            _OPEN_HERE.add(embedded)
+            return client
         parts = urlsplit(location.url)
         # the sink and the desk say themselves, once, that a server is down; the HTTP layers'
         # own warnings would repeat it on every retry
@@ -168,7 +180,25 @@ def connect(location: StoreLocation, settings: Settings) -> Any:
             connect_timeout=settings.store_timeout_s, send_receive_timeout=settings.store_timeout_s,
         )
     except (ClickHouseError, RuntimeError, OSError) as error:
+        if embedded is not None and held_elsewhere(embedded):
+            raise in_use from error
         raise StoreUnavailable(f"{location}: {_first_line(error)}") from error
+
+
+def held_elsewhere(folder: Path) -> bool:
+    """True when another process holds the embedded store in ``folder``.
+
+    ClickHouse keeps an exclusive ``flock`` on the folder's ``status`` file while it runs.
+    """
+    try:
+        with (folder / "status").open("rb") as status:
+            fcntl.flock(status, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(status, fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class ListeningStore:

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from pipeline.config import Settings
+from pipeline.offline import load_into_store
 from pipeline.store import queries
-from pipeline.store.client import ListeningStore, StoreLocation
+from pipeline.store.client import (
+    ListeningStore,
+    StoreLocation,
+    StoreUnavailable,
+    connect,
+    held_elsewhere,
+)
 from pipeline.store.queries import BoundQuery
 from pipeline.store.rows import RowEncoder, search_tokens
 
@@ -234,3 +244,40 @@ def test_store_urls_are_parsed_or_refused() -> None:
     for bad in ("chdb://relative/folder", "ftp://host/db", "http://ch:8123/drop;table"):
         with pytest.raises(ValueError, match="store URL"):
             StoreLocation.parse(bad)
+
+
+def test_loading_a_file_twice_adds_its_mentions_once(chdb_store_url: str, tmp_path: Any) -> None:
+    settings = Settings(store_url=chdb_store_url)
+    store = ListeningStore.open(settings, database="unit_load")
+    processed = tmp_path / "processed.jsonl"
+    processed.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in MENTIONS[:50])
+                          + b"{not json\n" + orjson.dumps({**MENTIONS[0], "id": ""}) + b"\n")
+    first = load_into_store(settings, store, processed, batch_size=20)
+    second = load_into_store(settings, store, processed, batch_size=20)
+    assert (first.lines, first.added, first.stored) == (52, 50, 50)
+    assert (second.added, second.stored) == (0, 50)
+    assert [line for line, _ in first.rejects] == [51, 52]
+    assert first.rejects[0][1].startswith("not_json")
+    assert first.rejects[1][1].startswith("missing_field")
+
+
+def test_an_embedded_store_held_by_another_process_is_refused_clearly(tmp_path: Any) -> None:
+    folder = tmp_path / "held"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from pipeline.config import Settings\n"
+         "from pipeline.store.client import ListeningStore\n"
+         f"store = ListeningStore.open(Settings(store_url='chdb://{folder}'))\n"
+         "print('open', flush=True)\n"
+         "time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        assert held_elsewhere(folder)
+        with pytest.raises(StoreUnavailable, match="open in another process"):
+            connect(StoreLocation.parse(f"chdb://{folder}"), Settings())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not held_elsewhere(folder)
