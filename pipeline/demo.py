@@ -42,7 +42,6 @@ from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts import render_text
-from pipeline.store.queries import BoundQuery
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import (
     decode_batch,
@@ -356,7 +355,7 @@ def check_store(settings: Settings, scored_ids: set[str]) -> bool:
     except StoreUnavailable as error:
         print(f"store: not readable ({error})", flush=True)
         return False
-    stored = {row[0] for row in store.query(BoundQuery(f"SELECT id FROM {store.table} FINAL"))}
+    stored = store.mention_ids()
     store.close()
     if stored == scored_ids:
         print(f"store: {len(stored)} distinct mentions, exactly the distinct ids on "

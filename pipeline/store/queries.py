@@ -320,14 +320,14 @@ def parse_mentions_query(params: Mapping[str, str], now: datetime) -> MentionsQu
 
 
 def parse_volume_query(params: Mapping[str, str], now: datetime) -> VolumeQuery:
-    """``GET /api/volume``: filters and ``interval`` (5m, 1h, 1d; default 1h)."""
+    """``GET /api/volume``: one ``brand``, filters and ``interval`` (5m, 1h, 1d; default 1h)."""
     reader = _Params(params, (*FILTER_PARAMS, "interval"))
     zone = reader.zone()
     period = reader.period(now, zone)
     assert period is not None
     interval: Interval = reader.one_of("interval", INTERVALS, "1h")
     _check_buckets(period, interval)
-    return VolumeQuery(_mention_filter(reader, period), period, interval, zone)
+    return VolumeQuery(_one_brand(_mention_filter(reader, period)), period, interval, zone)
 
 
 def parse_share_of_voice_query(params: Mapping[str, str], now: datetime) -> ShareOfVoiceQuery:
@@ -346,12 +346,12 @@ def parse_share_of_voice_query(params: Mapping[str, str], now: datetime) -> Shar
 
 
 def parse_top_voices_query(params: Mapping[str, str], now: datetime) -> TopVoicesQuery:
-    """``GET /api/top-voices``: filters and ``limit`` (1-200, default 20)."""
+    """``GET /api/top-voices``: one ``brand``, filters and ``limit`` (1-200, default 20)."""
     return TopVoicesQuery(*_ranking(params, now, most=200))
 
 
 def parse_terms_query(params: Mapping[str, str], now: datetime) -> TermsQuery:
-    """``GET /api/terms``: filters and ``limit`` (1-100, default 20) per list."""
+    """``GET /api/terms``: one ``brand``, filters and ``limit`` (1-100, default 20) per list."""
     return TermsQuery(*_ranking(params, now, most=100))
 
 
@@ -361,7 +361,16 @@ def _ranking(params: Mapping[str, str], now: datetime,
     reader = _Params(params, (*FILTER_PARAMS, "limit"))
     period = reader.period(now, reader.zone())
     assert period is not None
-    return _mention_filter(reader, period), period, reader.integer("limit", 20, 1, most)
+    return (_one_brand(_mention_filter(reader, period)), period,
+            reader.integer("limit", 20, 1, most))
+
+
+def _one_brand(mention_filter: MentionFilter) -> MentionFilter:
+    """A per-brand question's filter: exactly one brand (the table holds a row per brand)."""
+    if len(mention_filter.brands) != 1:
+        raise BadParameter("brand", "give one brand id (a listening query's id); "
+                           "share-of-voice compares several")
+    return mention_filter
 
 
 def _check_buckets(period: Period, interval: str) -> None:
@@ -436,7 +445,7 @@ class _Where:
 
     def mentions(self, mention_filter: MentionFilter) -> None:
         if mention_filter.brands:
-            self.add(f"hasAny(brands, {self.bind(list(mention_filter.brands), 'Array(String)')})")
+            self.add(f"brand IN {self.bind(list(mention_filter.brands), 'Array(String)')}")
         if mention_filter.period is not None:
             self.period(mention_filter.period)
         for word in mention_filter.words:
@@ -471,10 +480,12 @@ def mentions_sql(table: str, query: MentionsQuery) -> BoundQuery:
         at = datetime.fromtimestamp(query.cursor.created_ms / 1000, UTC)
         where.add(f"(created_at, id) < ({where.bind(clickhouse_time(at), _DT)}, "
                   f"{where.bind(query.cursor.mention_id, 'String')})")
+    # a mention is a row per brand: with other than one brand, each once
+    once = "" if len(query.filter.brands) == 1 else "LIMIT 1 BY created_at, id "
     return BoundQuery(
         f"SELECT mention, toUnixTimestamp64Milli(created_at) AS created_ms, id "
         f"FROM {table} FINAL WHERE {where.sql} "
-        f"ORDER BY created_at DESC, id DESC LIMIT {query.limit + 1}",
+        f"ORDER BY created_at DESC, id DESC {once}LIMIT {query.limit + 1}",
         where.parameters,
     )
 
@@ -500,14 +511,12 @@ def share_of_voice_sql(table: str, query: ShareOfVoiceQuery) -> BoundQuery:
     """Per bucket (0 when no interval) and brand: mentions and negative mentions."""
     where = _Where()
     bucket = _bucket(where, query.interval, query.tz) if query.interval else "0"
-    brands = where.bind(list(query.brands), "Array(String)")
-    where.add(f"hasAny(brands, {brands})")
+    where.add(f"brand IN {where.bind(list(query.brands), 'Array(String)')}")
     where.period(query.period)
     return BoundQuery(
         f"SELECT {bucket} AS bucket, brand, count() AS mentions, "
         f"countIf(sentiment = 'negative') AS negative "
-        f"FROM {table} FINAL ARRAY JOIN brands AS brand "
-        f"WHERE {where.sql} AND has({brands}, brand) GROUP BY bucket, brand ORDER BY bucket",
+        f"FROM {table} FINAL WHERE {where.sql} GROUP BY bucket, brand ORDER BY bucket",
         where.parameters,
     )
 

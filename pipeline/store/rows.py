@@ -1,4 +1,8 @@
-"""A scored mention as one row of the store: the columns the queries read, and the mention.
+"""A scored mention as rows of the store: one per brand it names, with the mention itself.
+
+The table is ordered by brand first (the desk's questions are per brand), so a mention that
+names two brands is two rows, alike but for ``brand``; one that names none is one row with
+``brand`` empty.
 
 :func:`mention_rows` turns a batch of scored mentions (as the sentiment stage emits them)
 into ``JSONEachRow`` lines for one insert, and the mentions it cannot store into rejects with
@@ -48,7 +52,7 @@ class RowReject:
 
 @dataclass(frozen=True, slots=True)
 class RowBatch:
-    """One insert's rows (``JSONEachRow`` lines, one per mention id) and what was left out."""
+    """One insert's rows (``JSONEachRow``, one per mention and brand) and what was left out."""
 
     rows: list[bytes]
     rejects: list[RowReject]
@@ -80,9 +84,9 @@ class RowEncoder:
         self._by_text = BoundedCache[str, tuple[str, list[str]]](text_cache_size)
 
     def encode(self, mentions: Sequence[Mapping[str, Any]]) -> RowBatch:
-        """The rows of ``mentions`` (one per id: the last wins) and the rejects."""
+        """The rows of ``mentions`` (per id and brand, the last copy wins) and the rejects."""
         created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
-        rows: dict[str, bytes] = {}
+        rows: dict[tuple[str, str], bytes] = {}
         rejects: list[RowReject] = []
         for index, (mention, created_at) in enumerate(zip(mentions, created.tolist(),
                                                           strict=True)):
@@ -92,11 +96,12 @@ class RowEncoder:
                 reason, _, detail = str(error).partition(": ")
                 rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
                 continue
-            rows[row["id"]] = orjson.dumps(row)
+            for brand in row["brands"] or [""]:
+                rows[(row["id"], brand)] = orjson.dumps({"brand": brand, **row})
         return RowBatch(list(rows.values()), rejects)
 
     def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
-        """One mention's row; ``ValueError("reason: detail")`` when it cannot be stored."""
+        """One mention's columns but ``brand``; ``ValueError("reason: detail")`` if unstorable."""
         mention_id = mention.get("id")
         if not isinstance(mention_id, str) or not mention_id:
             raise ValueError("missing_field: id")
@@ -110,6 +115,7 @@ class RowEncoder:
         brands = mention.get("brands") or []
         if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
             raise ValueError("wrong_type: brands is not a list of ids")
+        brands = list(dict.fromkeys(brands))
         author = _mapping(mention.get("author"), "author")
         engagement = _mapping(mention.get("engagement"), "engagement")
         sentiment = mention.get("sentiment")

@@ -178,7 +178,8 @@ def test_volume_counts_every_mention_of_each_bucket(
         desk: httpx.Client, scored_mentions: list[Mention]) -> None:
     since, until = START + timedelta(minutes=10), START + timedelta(minutes=50)
     answer = desk.get("/api/volume", params={
-        "since": since.isoformat(), "until": until.isoformat(), "interval": "5m"})
+        "brand": "acme-mobile", "since": since.isoformat(), "until": until.isoformat(),
+        "interval": "5m"})
     assert answer.status_code == 200
     body = answer.json()
     buckets = body["buckets"]
@@ -187,7 +188,8 @@ def test_volume_counts_every_mention_of_each_bucket(
     expected: Counter[tuple[int, str]] = Counter(
         (int((created_at(mention) - since).total_seconds() // 300),
          mention["sentiment"]["label"])
-        for mention in scored_mentions if in_period(mention, since, until))
+        for mention in scored_mentions
+        if in_period(mention, since, until) and "acme-mobile" in mention["brands"])
     for step, bucket in enumerate(buckets):
         for label in ("negative", "neutral", "positive"):
             assert bucket[label] == expected[step, label], (step, label)
@@ -196,11 +198,13 @@ def test_volume_counts_every_mention_of_each_bucket(
     assert sum(bucket["total"] for bucket in buckets) == sum(expected.values())
 
 
-def test_volume_of_the_default_day_is_the_whole_store(desk: httpx.Client) -> None:
-    body = desk.get("/api/volume", params={"tz": "Europe/Madrid"}).json()
+def test_volume_of_the_default_day_is_the_brands_whole_store(
+        desk: httpx.Client, scored_mentions: list[Mention]) -> None:
+    body = desk.get("/api/volume", params={"brand": "telvia", "tz": "Europe/Madrid"}).json()
     assert (body["since"], body["until"], body["tz"], body["interval"]) == (
         (NOW - timedelta(days=1)).isoformat(), NOW.isoformat(), "Europe/Madrid", "1h")
-    assert sum(bucket["total"] for bucket in body["buckets"]) == COUNT
+    assert sum(bucket["total"] for bucket in body["buckets"]) == sum(
+        1 for mention in scored_mentions if "telvia" in mention["brands"])
 
 
 def test_share_of_voice_counts_and_shares(
@@ -249,7 +253,7 @@ def test_terms_count_mentions_and_find_the_crisis_rising(
         desk: httpx.Client, scored_mentions: list[Mention]) -> None:
     since = START + CRISIS.start_after
     until = since + CRISIS.duration
-    answer = desk.get("/api/terms", params={"since": since.isoformat(),
+    answer = desk.get("/api/terms", params={"brand": "acme-mobile", "since": since.isoformat(),
                                             "until": until.isoformat(), "limit": "10"})
     assert answer.status_code == 200
     body = answer.json()
@@ -259,6 +263,8 @@ def test_terms_count_mentions_and_find_the_crisis_rising(
     current: Counter[str] = Counter()
     previous: Counter[str] = Counter()
     for mention in scored_mentions:
+        if "acme-mobile" not in mention["brands"]:
+            continue
         terms, hashtags = mention_terms(mention["text"])
         if in_period(mention, since, until):
             current.update(terms | hashtags)
@@ -359,7 +365,9 @@ def test_export_defuses_formulas(desk: httpx.Client, scored_mentions: list[Menti
     ("/api/volume", "interval=1w", "interval"),
     ("/api/volume", "since=2025-01-01&until=2026-11-02", "since"),
     ("/api/share-of-voice", "interval=1h", "brands"),
-    ("/api/top-voices", "limit=201", "limit"),
+    ("/api/top-voices", "brand=telvia&limit=201", "limit"),
+    ("/api/top-voices", "limit=5", "brand"),
+    ("/api/volume", "brand=telvia,acme-mobile", "brand"),
     ("/api/terms", "cursor=abc", "cursor"),
     ("/api/mentions.csv", "limit=100001", "limit"),
     ("/api/mentions.csv", "limit=ten", "limit"),
@@ -426,7 +434,7 @@ def test_injection_in_a_cursor_id_is_only_an_id(
     ("/api/mentions", {"tz": "UTC'); DROP TABLE mentions.mentions; --"}),
     ("/api/mentions", {"since": "2026-11-02'; DROP TABLE mentions.mentions; --"}),
     ("/api/volume", {"interval": "1 HOUR) FROM system.tables --"}),
-    ("/api/top-voices", {"limit": "5; DROP TABLE mentions.mentions"}),
+    ("/api/top-voices", {"limit": "5; DROP TABLE mentions.mentions", "brand": "telvia"}),
 ])
 def test_injection_attempts_in_typed_parameters_are_refused(
         desk: httpx.Client, store: ListeningStore, path: str, params: dict[str, str]) -> None:

@@ -103,8 +103,9 @@ def test_a_down_store_answers_503(desk_of_a_down_store: httpx.Client) -> None:
     assert ready.status_code == 503
     assert ready.json()["error"]["field"] is None
     assert "connection refused" in ready.json()["error"]["reason"]
-    for path in ("/api/mentions", "/api/mentions.csv", "/api/volume", "/api/top-voices",
-                 "/api/terms", "/api/share-of-voice?brands=telvia"):
+    for path in ("/api/mentions", "/api/mentions.csv", "/api/volume?brand=telvia",
+                 "/api/top-voices?brand=telvia", "/api/terms?brand=telvia",
+                 "/api/share-of-voice?brands=telvia"):
         answer = desk.get(path)
         assert answer.status_code == 503, path
         assert answer.json() == {"error": {
@@ -120,7 +121,7 @@ def test_a_bad_parameter_is_400_before_the_store_is_asked(
 def test_an_unexpected_error_is_logged_and_answers_500_without_details(
         desk_of_a_broken_store: httpx.Client, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="pipeline.desk.app")
-    answer = desk_of_a_broken_store.get("/api/volume")
+    answer = desk_of_a_broken_store.get("/api/volume?brand=telvia")
     assert answer.status_code == 500
     assert answer.json() == {"error": {
         "field": None, "reason": "internal error (the desk's log has the details)"}}

@@ -128,14 +128,15 @@ def test_filters_select_exactly_the_matching_mentions(
 
 
 def test_volume_counts_every_mention_in_its_zones_bucket(store: ListeningStore) -> None:
-    params = {"since": "2026-12-01", "until": "2026-12-02", "tz": "Asia/Kolkata",
-              "interval": "1h"}
+    params = {"brand": "acme-mobile", "since": "2026-12-01", "until": "2026-12-02",
+              "tz": "Asia/Kolkata", "interval": "1h"}
     answer = store.volume(queries.parse_volume_query(params, NOW))
     query = queries.parse_volume_query(params, NOW)
     expected: Counter[tuple[str, str]] = Counter()
     for mention in MENTIONS:
         created = datetime.fromisoformat(mention["created_at"])
-        if query.period.since <= created < query.period.until:
+        if query.period.since <= created < query.period.until and \
+                "acme-mobile" in mention["brands"]:
             local = created.astimezone(query.tz).replace(minute=0, second=0, microsecond=0)
             expected[(local.isoformat(), mention["sentiment"]["label"])] += 1
     assert len(answer["buckets"]) == 24
@@ -235,7 +236,7 @@ def test_a_changed_retention_is_applied_to_the_table(chdb_store_url: str) -> Non
                                    database="unit_retention")
     [(engine,)] = reopened.query(BoundQuery(
         "SELECT engine_full FROM system.tables WHERE database = 'unit_retention' "
-        "AND name = 'mentions'"))
+        "AND name = 'brand_mentions'"))
     assert "toIntervalDay(7)" in engine and "toIntervalDay(30)" not in engine
 
 

@@ -29,15 +29,19 @@ NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
     ("mentions", {"until": "9999-12-31T00:00:00+00:00"}, "until"),
     ("mentions", {"since": "2026-12-06", "until": "2026-12-05"}, "since"),
     ("mentions", {"brnad": "acme"}, "brnad"),
-    ("volume", {"interval": "2m"}, "interval"),
-    ("volume", {"interval": "5m", "since": "2026-10-01"}, "interval"),
-    ("volume", {"since": "2024-01-01"}, "since"),
-    ("volume", {"tz": "Mars/Olympus"}, "tz"),
+    ("volume", {"brand": "a", "interval": "2m"}, "interval"),
+    ("volume", {"brand": "a", "interval": "5m", "since": "2026-10-01"}, "interval"),
+    ("volume", {"brand": "a", "since": "2024-01-01"}, "since"),
+    ("volume", {"brand": "a", "tz": "Mars/Olympus"}, "tz"),
+    ("volume", {}, "brand"),
+    ("volume", {"brand": "a,b"}, "brand"),
+    ("top-voices", {}, "brand"),
+    ("terms", {"brand": "a,b"}, "brand"),
     ("share-of-voice", {}, "brands"),
     ("share-of-voice", {"brands": ",".join(f"b{i}" for i in range(21))}, "brands"),
     ("share-of-voice", {"brands": "a,b", "brand": "a"}, "brand"),
-    ("top-voices", {"limit": "201"}, "limit"),
-    ("terms", {"limit": "-1"}, "limit"),
+    ("top-voices", {"brand": "a", "limit": "201"}, "limit"),
+    ("terms", {"brand": "a", "limit": "-1"}, "limit"),
 ])
 def test_a_bad_parameter_names_its_field_and_says_why(
     endpoint: str, params: dict[str, str], field: str,
@@ -49,12 +53,12 @@ def test_a_bad_parameter_names_its_field_and_says_why(
 
 
 def test_periods_default_to_the_last_day_and_read_dates_in_the_chosen_zone() -> None:
-    volume = queries.parse_volume_query({}, NOW)
+    volume = queries.parse_volume_query({"brand": "acme-mobile"}, NOW)
     assert volume.period == Period(NOW - timedelta(days=1), NOW)
     assert (volume.interval, volume.tz.key) == ("1h", "UTC")
     madrid = queries.parse_volume_query(
-        {"since": "2026-12-01", "until": "2026-12-02T00:00", "tz": "Europe/Madrid",
-         "interval": "1d"}, NOW)
+        {"brand": "acme-mobile", "since": "2026-12-01", "until": "2026-12-02T00:00",
+         "tz": "Europe/Madrid", "interval": "1d"}, NOW)
     assert madrid.period == Period(datetime(2026, 11, 30, 23, tzinfo=UTC),
                                    datetime(2026, 12, 1, 23, tzinfo=UTC))
     # the explorer is unbounded unless asked

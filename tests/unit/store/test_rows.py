@@ -29,10 +29,13 @@ def scored(**fields: Any) -> dict[str, Any]:
     return mention
 
 
-def test_a_scored_mention_becomes_one_row_with_every_column() -> None:
+def test_a_scored_mention_becomes_a_row_per_brand_with_every_column() -> None:
     batch = RowEncoder(KINDS).encode([scored()])
     assert batch.rejects == []
-    row = orjson.loads(batch.rows[0])
+    rows = [orjson.loads(row) for row in batch.rows]
+    assert [row.pop("brand") for row in rows] == ["acme-mobile", "telvia"]
+    assert rows[0] == rows[1]
+    row = rows[0]
     assert row["id"] == "tw:1"
     assert row["created_at"] == pytest.approx(
         datetime(2026, 12, 1, 10, 0, 0, 250000, tzinfo=UTC).timestamp())
@@ -51,23 +54,26 @@ def test_a_scored_mention_becomes_one_row_with_every_column() -> None:
     assert row["terms"] == sorted(["#acmefail", "acme", "movil", "cobra", "mejor"])
     # the mention itself, as emitted, unknown keys included
     assert orjson.loads(row["mention"]) == scored()
-    assert batch.payload == batch.rows[0] + b"\n"
+    assert batch.payload == batch.rows[0] + b"\n" + batch.rows[1] + b"\n"
 
 
 def test_an_unscored_mention_is_kept_with_empty_sentiment() -> None:
-    row = orjson.loads(RowEncoder(KINDS).encode([scored(
-        sentiment=None, sentiment_error="TimeoutError", lang=None, ingested_at=None,
-    )]).rows[0])
+    [row] = [orjson.loads(row) for row in RowEncoder(KINDS).encode([scored(
+        sentiment=None, sentiment_error="TimeoutError", lang=None, ingested_at=None, brands=[],
+    )]).rows]
+    assert row["brand"] == ""
     assert (row["sentiment"], row["negative"], row["neutral"], row["positive"]) == ("", 0, 0, 0)
     assert row["lang"] == "und"
     assert row["ingested_at"] == row["created_at"]
 
 
-def test_a_mention_delivered_twice_in_one_batch_is_one_row_the_last() -> None:
+def test_a_mention_delivered_twice_in_one_batch_is_one_row_per_brand_the_last() -> None:
     batch = RowEncoder(KINDS).encode([scored(copy_count=1), scored(copy_count=2),
-                                      scored(id="tw:2")])
-    assert [orjson.loads(row)["id"] for row in batch.rows] == ["tw:1", "tw:2"]
-    assert orjson.loads(batch.rows[0])["copy_count"] == 2
+                                      scored(id="tw:2", brands=["telvia", "telvia"])])
+    rows = [orjson.loads(row) for row in batch.rows]
+    assert [(row["id"], row["brand"]) for row in rows] == [
+        ("tw:1", "acme-mobile"), ("tw:1", "telvia"), ("tw:2", "telvia")]
+    assert [row["copy_count"] for row in rows] == [2, 2, 1]
 
 
 @pytest.mark.parametrize(("change", "reason"), [
@@ -87,7 +93,7 @@ def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
     change: dict[str, Any], reason: str,
 ) -> None:
     batch = RowEncoder(KINDS).encode([scored(id="ok"), scored(**{"id": "bad", **change})])
-    assert [orjson.loads(row)["id"] for row in batch.rows] == ["ok"]
+    assert {orjson.loads(row)["id"] for row in batch.rows} == {"ok"}
     [reject] = batch.rejects
     assert (reject.index, reject.reason) == (1, reason)
     assert reject.detail
@@ -97,7 +103,8 @@ def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
 def test_copies_share_their_texts_derived_columns() -> None:
     encoder = RowEncoder(KINDS, text_cache_size=1)
     rows = [orjson.loads(row) for row in encoder.encode(
-        [scored(id=f"c{i}") for i in range(3)] + [scored(id="other", text="Telvia, hola")],
+        [scored(id=f"c{i}", brands=["telvia"]) for i in range(3)]
+        + [scored(id="other", text="Telvia, hola", brands=["telvia"])],
     ).rows]
     assert [row["terms"] for row in rows[:3]] == [rows[0]["terms"]] * 3
     assert rows[3]["terms"] == ["hola", "telvia"]
