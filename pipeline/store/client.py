@@ -8,10 +8,11 @@ are the same code on both.
 
 Measured here (``benchmarks/README.md``, chDB 26.9): an embedded folder is locked by the
 process that opened it (a second process fails with ``Cannot lock file .../status``, read-only
-mode included), one process holds one folder only, and rows whose insert returned survive a
-SIGKILL. So exactly one process owns an embedded store: the worker that runs the ``store``
-stage, which then also serves the desk (``PIPELINE_DESK_PORT``); with a ClickHouse server any
-number of sinks and desks share it.
+mode included) until its client closes; while one is open the process can open no other folder;
+rows whose insert returned survive a SIGKILL. So exactly one process owns an embedded store:
+the worker that runs the ``store`` stage, which then also serves the desk
+(``PIPELINE_DESK_IN_WORKER``); with a ClickHouse server any number of sinks and desks share
+it.
 """
 
 from __future__ import annotations
