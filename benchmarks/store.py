@@ -3,10 +3,10 @@
 Everything runs on the embedded engine (chDB, ``chdb:///folder``) through the shipped
 :class:`~pipeline.store.client.ListeningStore`, :class:`~pipeline.store.rows.RowEncoder` and
 the desk's query parsers (``pipeline.store.queries.PARSERS``), as the sink and the desk call
-them. chDB runs one engine folder per process at a time, and a process's peak RSS is for
-its whole life, so every measurement that opens a store runs in a child process of its own
-(``--child``); the parent only prepares the data, starts the children and writes the
-results.
+them. The table holds a row per mention and brand it names, keyed ``(brand, created_at,
+id)``. chDB runs one engine folder per process at a time, and a process's peak RSS is for its
+whole life, so every measurement that opens a store runs in a child process of its own
+(``--child``); the parent only prepares the data, starts the children and writes the results.
 
 The mentions:
 
@@ -14,46 +14,45 @@ The mentions:
   the offline cores (``pipeline.offline.process_file``: ingest, language, brands, dedup,
   sentiment), the mentions that matched a brand kept: truly scored mentions. Made once and
   cached in the work folder.
-- Volume: ``--rows`` rows synthesised from the seed, cycling through it in order (one cycle is
-  an *epoch*): each row gets its own id (``<seed id>.<epoch>``, copies point at their
+- Volume: ``--mentions`` mentions synthesised from the seed, cycling through it in order (one
+  cycle is an *epoch*): each gets its own id (``<seed id>.<epoch>``, copies point at their
   original's id in the same epoch), an event time spread evenly over ``--days`` days ending
   when the run started (+-2 s of jitter, so inserts arrive roughly in event-time order as
   the sink's do), one of 40 author generations (``u17-3``: 200,000 authors, the seed's
   follower counts) and one of ``TENANTS`` copies of the listening queries
-  (``acme-mobile``, ``acme-mobile-t1``...: 24 brand ids), chosen per conversation so that a
-  copy keeps its original's brands. Text, language, sentiment, engagement and dedup
-  verdicts are the seed's, so the text and term distribution is the firehose's.
+  (``acme-mobile``, ``acme-mobile-t1``...), chosen per conversation so that a copy keeps its
+  original's brands. The generator names one brand per mention; firehose mentions also
+  compare brands ("X vs Y"), so ``--second-brand-share`` of the conversations name a second
+  brand of their tenant (two rows per mention). Text, language, sentiment, engagement and
+  dedup verdicts are the seed's, so the text and term distribution is the firehose's.
 
 Phases (``--phases``, all by default):
 
 - ``insert``: for each ``--batch-sizes`` (the sink's default 20,000 first) a fresh folder,
-  ``--sweep-rows`` rows encoded (``RowEncoder.encode``) and inserted (``store.insert``) batch
-  after batch from one process; encode alone, insert alone and both, rows/s (synthesising
-  the input is not timed). Then the parts as the inserts left them, ``OPTIMIZE TABLE ...
-  FINAL``, ``system.parts`` bytes on disk per row and the folder's size. The 20,000 run also
-  encodes with the encoder's text cache off (every text new: the worst case for encode).
-- ``load``: the query store, ``--rows`` rows in batches of 20,000 into one folder (the
-  sustained rate per million rows, peak RSS while inserting), then waits for the background
-  merges to settle and reports the parts and bytes.
+  ``--sweep-mentions`` mentions encoded (``RowEncoder.encode``) and inserted
+  (``store.insert``) batch after batch from one process; encode alone, insert alone and both,
+  mentions/s and rows/s (synthesising the input is not timed). Then the parts as the inserts
+  left them, ``OPTIMIZE TABLE ... FINAL``, ``system.parts`` bytes on disk per mention and per
+  row, and the folder's size. The 20,000 run also encodes with the encoder's text cache off
+  (every text new: the worst case for encode).
+- ``load``: the query store, ``--mentions`` mentions in batches of 20,000 into one folder (the
+  sustained rate per million mentions, peak RSS while inserting), then waits for the
+  background merges to settle and reports the parts and bytes.
 - ``query``: a fresh process reopens the loaded folder (reopen time), then runs ``--runs``
   queries per endpoint (mentions, volume, share of voice, top voices, terms), their
-  parameters drawn at random (brands, 1h/24h/7d/30d periods ending now or earlier, search
-  words from the seed's vocabulary, language/sentiment/source/copies filters, cursors deep in
-  the result), interleaved; latency of the store method (SQL plus shaping the answer),
-  p50/p95/p99 per endpoint, per period and with or without a brand filter, peak RSS while
-  querying. Baseline in the same process: ``sum(likes)`` over each period with and without
-  ``FINAL``.
-- ``variants``: the loaded table copied into a brand-keyed variant (a ``brand`` column, one
-  row per mention and brand, ``ORDER BY (brand, created_at, id)``) in the same folder, and
-  the same random requests run alternately on both tables through the same store methods
-  (the variant's SQL rewritten by :func:`brand_keyed_sql`), answers compared; the variant is
-  dropped afterwards. What the time-first key costs, measured against a fix.
+  parameters drawn at random (one brand for volume, top voices and terms; one brand for most
+  explorer requests, none or several for the rest; 1h/24h/7d/30d periods ending now or
+  earlier; search words from the seed's vocabulary, language/sentiment/source/copies
+  filters, cursors deep in the result), interleaved; latency of the store method (SQL plus
+  shaping the answer), p50/p95/p99 per endpoint, per period and per brand scope, peak RSS
+  while querying. Baseline in the same process: ``sum(likes)`` of one brand over each
+  period, with and without ``FINAL``.
 - ``facts``: chDB behaviours the store's design rests on, each in child processes: a second
-  process opening a held folder (read-write and read-only), a folder's rows after the
+  process opening a held folder (read-write and read-only), a folder's mentions after the
   writer is SIGKILLed mid-stream (every acknowledged insert must be there), one process
-  opening a second folder.
+  opening a second folder, reopening the loaded folder.
 
-Run: ``.venv/bin/python -m benchmarks.store`` (about 20 minutes on 2 vCPU and up to ~5 GB
+Run: ``.venv/bin/python -m benchmarks.store`` (about 25 minutes on 2 vCPU and up to ~5 GB
 under ``--workdir``; writes benchmarks/results/store.json). ``--quick`` is a smoke run of
 every phase at small sizes that writes nothing. ``--phases query --reuse`` reruns the
 queries on the folder a previous run loaded (results merged into store.json).
@@ -68,7 +67,6 @@ import itertools
 import os
 import platform
 import random
-import re
 import resource
 import signal
 import subprocess
@@ -87,23 +85,27 @@ import numpy as np
 import orjson
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, write_results
-from pipeline.store.client import ListeningStore
-from pipeline.store.queries import BoundQuery
 
 SINK_BATCH = 20_000
 TENANTS = 4
 AUTHOR_GENERATIONS = 40
 JITTER_S = 2.0
+# chosen, not measured: the generator names one brand per mention, comparisons are a few
+# per cent of a firehose's brand mentions
+SECOND_BRAND_SHARE = 0.05
+# the explorer's requests by brand scope: the console sends one brand; all brands, or a few
+# compared, for the rest
+EXPLORER_SCOPES = {"one_brand": 0.75, "no_brand": 0.15, "several_brands": 0.10}
 PERIODS: dict[str, timedelta] = {
     "1h": timedelta(hours=1), "24h": timedelta(days=1),
     "7d": timedelta(days=7), "30d": timedelta(days=30),
 }
 ENDPOINTS = ("mentions", "volume", "share-of-voice", "top-voices", "terms")
-TARGET_INSERT_ROWS_PER_S = 20_000
+TARGET_INSERT_MENTIONS_PER_S = 20_000
 TARGET_P99_MS = 300.0
 STORE_DISTS = ("chdb", "chdb-core", "clickhouse-connect", "orjson", "numpy")
 DEFAULT_WORKDIR = Path(tempfile.gettempdir()) / "benchmarks-store"
-ALL_PHASES = ("insert", "load", "query", "variants", "facts")
+ALL_PHASES = ("insert", "load", "query", "facts")
 
 
 def log(text: str) -> None:
@@ -215,47 +217,66 @@ def tenant_brand(brand: str, tenant: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Where the synthesised rows lie in event time, and how many there are."""
+    """Where the synthesised mentions lie in event time, and how many there are."""
 
-    rows: int
+    mentions: int
     since: float  # Unix seconds of the first mention
     until: float  # Unix seconds just after the last one
 
     @property
     def step(self) -> float:
-        """Seconds of event time between two consecutive rows."""
-        return (self.until - self.since) / self.rows
+        """Seconds of event time between two consecutive mentions."""
+        return (self.until - self.since) / self.mentions
 
 
 class MentionSynth:
-    """Scored mentions for the store, ``layout.rows`` of them, made from the seed.
+    """Scored mentions for the store, ``layout.mentions`` of them, made from the seed.
 
     >>> seed = [{"id": "s:1", "text": "hola", "brands": ["telvia"], "duplicate_of": None,
-    ...          "author": {"id": "u1", "handle": "ana_1", "followers": 3}}]
-    >>> synth = MentionSynth(seed, Layout(rows=4, since=0.0, until=4.0), jitter_s=0)
-    >>> [m["id"] for m in synth.batch(0, 4)]
-    ['s:1.0', 's:1.1', 's:1.2', 's:1.3']
+    ...          "author": {"id": "u1", "handle": "ana_1", "followers": 3}},
+    ...         {"id": "s:2", "text": "hi", "brands": ["lumo-air"], "duplicate_of": None}]
+    >>> synth = MentionSynth(seed, Layout(mentions=4, since=0.0, until=4.0), jitter_s=0,
+    ...                      second_brand_share=1.0)
+    >>> [(m["id"], m["brands"]) for m in synth.batch(0, 2)]
+    [('s:1.0', ['telvia', 'lumo-air']), ('s:2.0', ['lumo-air-t1', 'telvia-t1'])]
     """
 
     def __init__(self, seed: Sequence[dict[str, Any]], layout: Layout, *,
-                 jitter_s: float = JITTER_S, random_seed: int = 0) -> None:
+                 jitter_s: float = JITTER_S, second_brand_share: float = SECOND_BRAND_SHARE,
+                 random_seed: int = 0) -> None:
         self.seed = list(seed)
         self.layout = layout
         self.jitter_s = jitter_s
+        self.second_brand_share = second_brand_share
+        self.brand_ids = sorted({brand for mention in self.seed
+                                 for brand in mention.get("brands") or ()})
         self.random = random.Random(random_seed)
 
     def batch(self, start: int, size: int) -> list[dict[str, Any]]:
         """Mentions ``start`` to ``start + size`` (fewer at the end)."""
-        stop = min(start + size, self.layout.rows)
+        stop = min(start + size, self.layout.mentions)
         return [self.mention(index) for index in range(start, stop)]
+
+    def brands(self, source: dict[str, Any], conversation: str) -> list[str]:
+        """The seed mention's brands, and for some conversations a second one.
+
+        Rolled per conversation: a copy and its original roll alike.
+        """
+        brands = list(source.get("brands") or ())
+        roll = zlib.crc32(f"second-brand:{conversation}".encode())
+        others = [brand for brand in self.brand_ids if brand not in brands]
+        if brands and others and roll % 10_000 < self.second_brand_share * 10_000:
+            brands.append(others[roll // 10_000 % len(others)])
+        return brands
 
     def mention(self, index: int) -> dict[str, Any]:
         """The ``index``-th mention: a seed mention under a new id, time, author and tenant."""
         epoch, position = divmod(index, len(self.seed))
         source = self.seed[position]
         original = source.get("duplicate_of")
+        conversation = f"{original or source['id']}.{epoch}"
         # the conversation picks the tenant, so a copy names its original's brands
-        tenant = zlib.crc32(f"{original or source['id']}.{epoch}".encode()) % TENANTS
+        tenant = zlib.crc32(conversation.encode()) % TENANTS
         generation = epoch % AUTHOR_GENERATIONS
         author = source.get("author") or {}
         handle = f"{author.get('handle', 'anon')}_{generation}"
@@ -266,7 +287,8 @@ class MentionSynth:
             id=f"{source['id']}.{epoch}",
             created_at=datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds"),
             author={**author, "id": f"{author.get('id', 'u')}-{generation}", "handle": handle},
-            brands=[tenant_brand(brand, tenant) for brand in source.get("brands") or ()],
+            brands=[tenant_brand(brand, tenant)
+                    for brand in self.brands(source, conversation)],
             duplicate_of=f"{original}.{epoch}" if original else None,
             url=f"https://social.example/{handle}/status/{index}",
         )
@@ -303,9 +325,9 @@ def sql_rows(store: Any, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
     return store.query(BoundQuery(sql, parameters))
 
 
-def table_parts(store: Any, table_name: str | None = None) -> dict[str, Any]:
-    """A table's active parts (the store's by default): how many, rows, bytes per row."""
-    database, table = (table_name or store.table).split(".")
+def table_parts(store: Any, mentions: int | None = None) -> dict[str, Any]:
+    """The store's active parts: how many, rows, bytes per row (and per mention, if given)."""
+    database, table = store.table.split(".")
     ((parts, rows, on_disk, compressed, uncompressed, partitions),) = sql_rows(
         store,
         "SELECT count(), sum(rows), sum(bytes_on_disk), sum(data_compressed_bytes), "
@@ -331,6 +353,9 @@ def table_parts(store: Any, table_name: str | None = None) -> dict[str, Any]:
         "active_parts": int(parts), "partitions": int(partitions), "rows": rows,
         "bytes_on_disk": int(on_disk or 0),
         "bytes_on_disk_per_row": round(int(on_disk or 0) / rows, 1) if rows else None,
+        "mentions": mentions,
+        "bytes_on_disk_per_mention": (round(int(on_disk or 0) / mentions, 1) if mentions
+                                      else None),
         "compressed_bytes": int(compressed or 0), "uncompressed_bytes": int(uncompressed or 0),
         # parts merged away stay on disk until old_parts_lifetime (8 minutes) has passed
         "outdated_parts": int(outdated_parts), "outdated_bytes": int(outdated_bytes or 0),
@@ -340,12 +365,14 @@ def table_parts(store: Any, table_name: str | None = None) -> dict[str, Any]:
     }
 
 
-def folder_footprint(folder: Path, parts: dict[str, Any], rows: int) -> dict[str, Any]:
+def folder_footprint(folder: Path, parts: dict[str, Any]) -> dict[str, Any]:
     """The folder's size, and without the merged-away parts that wait to be deleted."""
     total = folder_bytes(folder)
     kept = total - parts["outdated_bytes"]
     return {"folder_bytes": total, "folder_bytes_without_outdated": kept,
-            "folder_bytes_per_row": round(kept / rows, 1)}
+            "folder_bytes_per_row": round(kept / parts["rows"], 1),
+            "folder_bytes_per_mention": (round(kept / parts["mentions"], 1)
+                                         if parts["mentions"] else None)}
 
 
 def settle_merges(store: Any, limit_s: float) -> float:
@@ -359,17 +386,20 @@ def settle_merges(store: Any, limit_s: float) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def insert_rows(store: Any, synth: MentionSynth, kinds: dict[str, str], batch: int, *,
-                on_window: Callable[[int, float], None] | None = None,
-                window_rows: int = 1_000_000) -> dict[str, Any]:
-    """Encode and insert every row of ``synth`` in batches; time encode and insert apart."""
+def insert_mentions(store: Any, synth: MentionSynth, kinds: dict[str, str], batch: int, *,
+                    on_window: Callable[[int, float], None] | None = None,
+                    window_mentions: int = 1_000_000) -> dict[str, Any]:
+    """Encode and insert every mention of ``synth`` in batches; time encode and insert apart.
+
+    Rates are per mention (what the sink receives) and per row (a mention per brand it names).
+    """
     from pipeline.store.rows import RowEncoder
 
     encoder = RowEncoder(kinds)
     encode_s = insert_s = 0.0
-    stored = rejected = payload_bytes = 0
-    window_s, window_rows_done = 0.0, 0
-    for start in range(0, synth.layout.rows, batch):
+    mentions_in = rows = rejected = payload_bytes = 0
+    window_s, window_done = 0.0, 0
+    for start in range(0, synth.layout.mentions, batch):
         mentions = synth.batch(start, batch)
         began = time.perf_counter()
         encoded = encoder.encode(mentions)
@@ -380,36 +410,40 @@ def insert_rows(store: Any, synth: MentionSynth, kinds: dict[str, str], batch: i
         inserted_at = time.perf_counter()
         encode_s += encoded_at - began
         insert_s += inserted_at - encoded_at
-        stored += len(encoded.rows)
+        mentions_in += len(mentions)
+        rows += len(encoded.rows)
         rejected += len(encoded.rejects)
         payload_bytes += len(payload)
-        window_rows_done += len(mentions)
+        window_done += len(mentions)
         window_s += inserted_at - began
-        if on_window is not None and window_rows_done >= window_rows:
-            on_window(start + len(mentions), window_rows_done / window_s)
-            window_s, window_rows_done = 0.0, 0
+        if on_window is not None and window_done >= window_mentions:
+            on_window(start + len(mentions), window_done / window_s)
+            window_s, window_done = 0.0, 0
+    stored = mentions_in - rejected
     return {
-        "rows": stored, "rejected": rejected, "batch": batch,
-        "payload_bytes_per_row": round(payload_bytes / max(stored, 1), 1),
+        "mentions": stored, "rows": rows, "rows_per_mention": round(rows / max(stored, 1), 4),
+        "rejected": rejected, "batch": batch,
+        "payload_bytes_per_row": round(payload_bytes / max(rows, 1), 1),
         "encode_s": round(encode_s, 2), "insert_s": round(insert_s, 2),
-        "encode_rows_per_s": round(stored / encode_s),
-        "insert_rows_per_s": round(stored / insert_s),
-        "encode_and_insert_rows_per_s": round(stored / (encode_s + insert_s)),
+        "encode_mentions_per_s": round(stored / encode_s),
+        "insert_mentions_per_s": round(stored / insert_s),
+        "encode_and_insert_mentions_per_s": round(stored / (encode_s + insert_s)),
+        "encode_and_insert_rows_per_s": round(rows / (encode_s + insert_s)),
     }
 
 
-def encode_without_cache(synth: MentionSynth, kinds: dict[str, str], rows: int) -> float:
-    """Encode rate (rows/s) with the encoder's text cache off: every text new."""
+def encode_without_cache(synth: MentionSynth, kinds: dict[str, str], mentions: int) -> float:
+    """Encode rate (mentions/s) with the encoder's text cache off: every text new."""
     from pipeline.store.rows import RowEncoder
 
     encoder = RowEncoder(kinds, text_cache_size=0)
     spent = 0.0
-    for start in range(0, rows, SINK_BATCH):
-        mentions = synth.batch(start, min(SINK_BATCH, rows - start))
+    for start in range(0, mentions, SINK_BATCH):
+        batch = synth.batch(start, min(SINK_BATCH, mentions - start))
         began = time.perf_counter()
-        encoder.encode(mentions)
+        encoder.encode(batch)
         spent += time.perf_counter() - began
-    return round(rows / spent)
+    return round(mentions / spent)
 
 
 def child_insert(spec: dict[str, Any]) -> dict[str, Any]:
@@ -417,10 +451,11 @@ def child_insert(spec: dict[str, Any]) -> dict[str, Any]:
     from pipeline.config import Settings
 
     folder = Path(spec["folder"])
-    synth = MentionSynth(load_seed(Path(spec["seed_file"])), Layout(**spec["layout"]))
+    synth = MentionSynth(load_seed(Path(spec["seed_file"])), Layout(**spec["layout"]),
+                         second_brand_share=spec["second_brand_share"])
     kinds = tenant_kinds(Settings())
     store = open_store(folder)
-    result = insert_rows(store, synth, kinds, spec["batch"])
+    result = insert_mentions(store, synth, kinds, spec["batch"])
     result["peak_rss_mb_inserting"] = round(peak_rss_mb())
     result["parts_after_inserts"] = table_parts(store)
     result["merge_settle_s"] = settle_merges(store, 120)
@@ -428,39 +463,44 @@ def child_insert(spec: dict[str, Any]) -> dict[str, Any]:
     began = time.perf_counter()
     store.command(f"OPTIMIZE TABLE {store.table} FINAL")
     result["optimize_final_s"] = round(time.perf_counter() - began, 1)
-    result["parts_optimized"] = table_parts(store)
-    result.update(folder_footprint(folder, result["parts_optimized"], result["rows"]))
-    result["count_final"] = store.count()
-    if spec.get("encode_no_cache_rows"):
-        result["encode_rows_per_s_text_cache_off"] = encode_without_cache(
-            synth, kinds, spec["encode_no_cache_rows"])
+    result["distinct_mentions"] = store.count()
+    result["parts_optimized"] = table_parts(store, result["distinct_mentions"])
+    result.update(folder_footprint(folder, result["parts_optimized"]))
+    if spec.get("encode_no_cache_mentions"):
+        result["encode_mentions_per_s_text_cache_off"] = encode_without_cache(
+            synth, kinds, spec["encode_no_cache_mentions"])
     result["peak_rss_mb"] = round(peak_rss_mb())
     return result
 
 
 def child_load(spec: dict[str, Any]) -> dict[str, Any]:
-    """The query store: every row into one folder, the sink's batch size."""
+    """The query store: every mention into one folder, the sink's batch size."""
     from pipeline.config import Settings
 
     folder = Path(spec["folder"])
     layout = Layout(**spec["layout"])
-    synth = MentionSynth(load_seed(Path(spec["seed_file"])), layout)
+    synth = MentionSynth(load_seed(Path(spec["seed_file"])), layout,
+                         second_brand_share=spec["second_brand_share"])
     store = open_store(folder)
     windows: list[dict[str, Any]] = []
 
     def window(done: int, rate: float) -> None:
-        windows.append({"rows": done, "rows_per_s": round(rate), "rss_mb": round(rss_mb())})
-        log(f"load: {done:,} rows, {rate:,.0f} rows/s (encode + insert) in the last window, "
-            f"RSS {rss_mb():,.0f} MB")
+        windows.append({"mentions": done, "mentions_per_s": round(rate),
+                        "rss_mb": round(rss_mb())})
+        log(f"load: {done:,} mentions, {rate:,.0f} mentions/s (encode + insert) in the last "
+            f"window, RSS {rss_mb():,.0f} MB")
 
-    result = insert_rows(store, synth, tenant_kinds(Settings()), spec["batch"],
-                         on_window=window, window_rows=spec["window_rows"])
+    result = insert_mentions(store, synth, tenant_kinds(Settings()), spec["batch"],
+                             on_window=window, window_mentions=spec["window_mentions"])
     result["windows"] = windows
     result["peak_rss_mb_inserting"] = round(peak_rss_mb())
     result["parts_after_inserts"] = table_parts(store)
     result["merge_settle_s"] = settle_merges(store, 300)
-    result["parts_settled"] = table_parts(store)
-    result.update(folder_footprint(folder, result["parts_settled"], result["rows"]))
+    result["distinct_mentions"] = store.count()
+    result["mentions_naming_several_brands"] = int(sql_rows(
+        store, f"SELECT uniqExact(id) FROM {store.table} WHERE length(brands) > 1")[0][0])
+    result["parts_settled"] = table_parts(store, result["distinct_mentions"])
+    result.update(folder_footprint(folder, result["parts_settled"]))
     result["layout"] = asdict(layout)
     return result
 
@@ -523,11 +563,18 @@ class RequestMaker:
         params["until"] = until.isoformat()
         return name
 
-    def filters(self, params: dict[str, str], *, brand_share: float) -> None:
-        """Add a random brand, search and filters, each as often as a desk user sets it."""
+    def family(self, tenant: int) -> list[str]:
+        """One tenant's listening-query ids: what a desk user can compare."""
+        return sorted(brand for brand in self.brands if tenant_of(brand) == tenant)
+
+    def filters(self, params: dict[str, str], *, scope: str = "one_brand") -> None:
+        """Add brands (``scope``), a search and filters, each as often as a desk user sets it."""
         pick = self.pick
-        if pick.random() < brand_share:
+        if scope == "one_brand":
             params["brand"] = pick.choice(self.brands)
+        elif scope == "several_brands":
+            family = self.family(pick.randrange(TENANTS))
+            params["brand"] = ",".join(pick.sample(family, pick.randint(2, 3)))
         roll = pick.random()
         if roll < 0.25:
             params["q"] = pick.choice(self.vocabulary.words)
@@ -559,7 +606,8 @@ class RequestMaker:
         pick = self.pick
         if endpoint == "mentions":
             period = self.period(params, optional=True)
-            self.filters(params, brand_share=0.7)
+            scope = pick.choices(list(EXPLORER_SCOPES), list(EXPLORER_SCOPES.values()))[0]
+            self.filters(params, scope=scope)
             params["limit"] = pick.choice(("50", "50", "100"))
             if pick.random() < 0.4:
                 # a reader many pages into the result: a cursor at a random point of it
@@ -572,14 +620,14 @@ class RequestMaker:
             return period, params
         if endpoint == "share-of-voice":
             period = self.period(params)
-            tenant = pick.randrange(TENANTS)
-            family = sorted({b for b in self.brands if tenant_of(b) == tenant})
+            family = self.family(pick.randrange(TENANTS))
             params["brands"] = ",".join(pick.sample(family, pick.randint(2, len(family))))
             if pick.random() < 0.6:
                 params["interval"] = self.interval(period)
             return period, params
+        # volume, top voices and terms answer for one brand
         period = self.period(params)
-        self.filters(params, brand_share=0.9)
+        self.filters(params)
         if endpoint == "volume":
             params["interval"] = self.interval(period)
             params["tz"] = pick.choice(("UTC", "Europe/Madrid", "America/Sao_Paulo"))
@@ -594,6 +642,12 @@ def tenant_of(brand: str) -> int:
     return int(tail) if head and tail.isdigit() else 0
 
 
+def brand_scope(params: dict[str, str]) -> str:
+    """How many brands a request names: ``no_brand``, ``one_brand`` or ``several_brands``."""
+    named = [b for b in (params.get("brand") or params.get("brands") or "").split(",") if b]
+    return ("no_brand", "one_brand")[len(named)] if len(named) < 2 else "several_brands"
+
+
 def call_endpoint(store: Any, endpoint: str, params: dict[str, str], now: datetime) -> Any:
     """Parse a request as the desk does and run its store method."""
     from pipeline.store.queries import PARSERS
@@ -605,23 +659,24 @@ def call_endpoint(store: Any, endpoint: str, params: dict[str, str], now: dateti
     return method(query)
 
 
-def period_baseline(store: Any, end: datetime, runs: int) -> dict[str, Any]:
-    """``sum(likes)`` over each period, with and without ``FINAL``: the floor of a query.
+def period_baseline(store: Any, brand: str, end: datetime, runs: int) -> dict[str, Any]:
+    """``sum(likes)`` of one brand over each period, with and without ``FINAL``.
 
-    (A bare ``count()`` is answered from the parts' metadata without reading a row.)
+    The floor of a per-brand query (a bare ``count()`` is answered from the parts' metadata
+    without reading a row).
     """
     from pipeline.store.queries import clickhouse_time
 
-    baseline: dict[str, Any] = {}
+    baseline: dict[str, Any] = {"brand": brand}
     for name, length in PERIODS.items():
         for final in ("", " FINAL"):
             spent = []
             for _ in range(runs):
                 began = time.perf_counter()
                 sql_rows(store, f"SELECT sum(likes) FROM {store.table}{final} "
-                         "WHERE created_at >= {s:DateTime64(3, 'UTC')} "
+                         "WHERE brand = {b:String} AND created_at >= {s:DateTime64(3, 'UTC')} "
                          "AND created_at < {u:DateTime64(3, 'UTC')}",
-                         s=clickhouse_time(end - length), u=clickhouse_time(end))
+                         b=brand, s=clickhouse_time(end - length), u=clickhouse_time(end))
                 spent.append(time.perf_counter() - began)
             baseline[f"sum_likes_{name}{final.strip().lower() and '_final'}"] = latency_summary(
                 spent)
@@ -647,22 +702,18 @@ def request_plan(spec: dict[str, Any], end: datetime) -> list[tuple[str, str, di
 
 
 def endpoint_summary(samples: list[Sample]) -> dict[str, Any]:
-    """Latency of one endpoint's requests: overall, per period, and the slowest requests."""
+    """Latency of one endpoint's requests: overall, per period and brand scope, the slowest."""
     by_period: dict[str, list[float]] = {}
-    for period, seconds, _ in samples:
+    by_scope: dict[str, list[float]] = {}
+    for period, seconds, params in samples:
         by_period.setdefault(period, []).append(seconds)
+        by_scope.setdefault(brand_scope(params), []).append(seconds)
     overall = latency_summary([seconds for _, seconds, _ in samples])
     return {
         **overall,
         "by_period": {period: latency_summary(spent) for period, spent in sorted(
             by_period.items())},
-        "by_scope": {
-            "brand_filter": latency_summary([seconds for _, seconds, params in samples
-                                             if "brand" in params or "brands" in params]),
-            "no_brand_filter": latency_summary([
-                seconds for _, seconds, params in samples
-                if "brand" not in params and "brands" not in params]),
-        },
+        "by_scope": {scope: latency_summary(spent) for scope, spent in sorted(by_scope.items())},
         "slowest": [{"ms": round(seconds * 1000, 1), "params": params}
                     for _, seconds, params in sorted(samples, key=lambda run: -run[1])[:3]],
         "meets_target": overall["p99_ms"] < TARGET_P99_MS,
@@ -682,7 +733,7 @@ def child_query(spec: dict[str, Any]) -> dict[str, Any]:
     store = open_store(Path(spec["folder"]))
     reopen_s = time.perf_counter() - began
     began = time.perf_counter()
-    count = store.count()
+    mentions = store.count()
     first_count_s = time.perf_counter() - began
     end = datetime.fromtimestamp(Layout(**spec["layout"]).until, UTC)
     plan = request_plan(spec, end)
@@ -695,120 +746,22 @@ def child_query(spec: dict[str, Any]) -> dict[str, Any]:
     endpoints = {endpoint: endpoint_summary(runs) for endpoint, runs in samples.items()}
     for endpoint, summary in endpoints.items():
         log(f"{endpoint}: p50 {summary['p50_ms']} ms, p95 {summary['p95_ms']} ms, "
-            f"p99 {summary['p99_ms']} ms")
+            f"p99 {summary['p99_ms']} ms; p99 by scope " + ", ".join(
+                f"{scope} {scoped.get('p99_ms')} ms ({scoped['runs']})"
+                for scope, scoped in summary["by_scope"].items()))
+    # the floor: the brand the seed names most, its first tenant's copy
+    loudest = Counter(brand for mention in load_seed(Path(spec["seed_file"]))
+                      for brand in mention.get("brands") or ()).most_common(1)[0][0]
     return {
-        "rows": count, "reopen_s": round(reopen_s, 3),
-        "first_count_final_s": round(first_count_s, 3),
+        "mentions": mentions, "reopen_s": round(reopen_s, 3),
+        "first_count_s": round(first_count_s, 3),
         "first_call_ms": first, "endpoints": endpoints,
-        "baseline": period_baseline(store, end, spec["baseline_runs"]),
-        "parts": table_parts(store),
+        "baseline": period_baseline(store, loudest, end, spec["baseline_runs"]),
+        "parts": table_parts(store, mentions),
         "engine_version": sql_rows(store, "SELECT version()")[0][0],
         "peak_rss_mb_querying": round(peak_rss_mb()),
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
     }
-
-
-# -- a schema variant ------------------------------------------------------------------------
-
-BRAND_KEYED_TABLE = "mentions_by_brand"
-
-
-def brand_keyed_ddl(database: str, retention_days: int) -> str:
-    """The shipped table with a ``brand`` column first in the key: one row per mention and brand.
-
-    ``ORDER BY (brand, created_at, id)``: a brand's mentions of a period are one range of the
-    key instead of a tenth of every granule of the period.
-    """
-    from pipeline.store.client import TABLE, schema_statements
-
-    ddl = schema_statements(database, retention_days)[1]
-    for old, new in ((f"{database}.{TABLE} (",
-                      f"{database}.{BRAND_KEYED_TABLE} (brand LowCardinality(String), "),
-                     ("ORDER BY (created_at, id)", "ORDER BY (brand, created_at, id)")):
-        if old not in ddl:
-            raise RuntimeError(f"the store's DDL changed: no {old!r} in it")
-        ddl = ddl.replace(old, new)
-    return ddl
-
-
-def brand_keyed_sql(sql: str, table: str, variant: str) -> str:
-    """A shipped query rewritten for the brand-keyed table (the brand conditions on ``brand``).
-
-    Equal answers where every mention names one brand (as here); with mentions that name
-    several, queries without a brand filter, or with several brands, would also need ``LIMIT
-    1 BY id`` or ``uniqExact(id)``.
-    """
-    sql = re.sub(r"hasAny\(brands, (\{p\d+:Array\(String\)\})\)", r"has(\1, brand)",
-                 sql.replace(table, variant))
-    return sql.replace("ARRAY JOIN brands AS brand ", "")
-
-
-class BrandKeyedStore(ListeningStore):
-    """The shipped store methods, reading the brand-keyed copy of the table."""
-
-    def __init__(self, store: ListeningStore, variant: str) -> None:
-        super().__init__(store.client, store.location, retention_days=store.retention_days)
-        self.variant = variant
-
-    def query(self, bound: BoundQuery) -> list[tuple[Any, ...]]:
-        """Rows of the bound query, rewritten for the brand-keyed table."""
-        return super().query(BoundQuery(brand_keyed_sql(bound.sql, self.table, self.variant),
-                                        bound.parameters))
-
-
-def child_variants(spec: dict[str, Any]) -> dict[str, Any]:
-    """The same requests on the shipped table and on a brand-keyed copy, alternately."""
-    store = open_store(Path(spec["folder"]))
-    database = store.location.database
-    variant = f"{database}.{BRAND_KEYED_TABLE}"
-    store.command(f"DROP TABLE IF EXISTS {variant} SYNC")
-    store.command(brand_keyed_ddl(database, store.retention_days))
-    columns = [name for (name,) in sql_rows(
-        store, "SELECT name FROM system.columns WHERE database = {db:String} "
-        "AND table = {t:String} ORDER BY position", db=database, t=store.table.split(".")[1])]
-    began = time.perf_counter()
-    store.command(f"INSERT INTO {variant} (brand, {', '.join(columns)}) "
-                  f"SELECT brand, {', '.join(columns)} FROM {store.table} "
-                  "ARRAY JOIN brands AS brand")
-    copy_s = time.perf_counter() - began
-    settle_s = settle_merges(store, 300)
-    keyed = BrandKeyedStore(store, variant)
-    shipped_parts = table_parts(store)
-    variant_parts = table_parts(store, variant)
-    end = datetime.fromtimestamp(Layout(**spec["layout"]).until, UTC)
-    plan = request_plan(spec, end)
-    for endpoint, _, params in plan[:len(ENDPOINTS)]:
-        call_endpoint(store, endpoint, params, end)
-        call_endpoint(keyed, endpoint, params, end)
-    samples: dict[str, dict[str, list[Sample]]] = {"shipped": {}, "brand_keyed": {}}
-    mismatches = []
-    for index, (endpoint, period, params) in enumerate(plan[len(ENDPOINTS):]):
-        # alternate which goes first, so neither always finds the other's cache warm
-        order = [("shipped", store), ("brand_keyed", keyed)][::1 if index % 2 else -1]
-        answers = {}
-        for name, target in order:
-            began = time.perf_counter()
-            answers[name] = call_endpoint(target, endpoint, params, end)
-            samples[name].setdefault(endpoint, []).append(
-                (period, time.perf_counter() - began, params))
-        if answers["shipped"] != answers["brand_keyed"]:
-            mismatches.append({"endpoint": endpoint, "params": params})
-    result: dict[str, Any] = {"copy_s": round(copy_s, 1), "merge_settle_s": settle_s,
-                              "mismatched_answers": mismatches[:5],
-                              "mismatch_count": len(mismatches),
-                              "parts": {"shipped": shipped_parts, "brand_keyed": variant_parts},
-                              "load_average_1m": os.getloadavg()[0]}
-    for name, by_endpoint in samples.items():
-        result[name] = {endpoint: endpoint_summary(runs) for endpoint, runs in
-                        by_endpoint.items()}
-    for endpoint in ENDPOINTS:
-        shipped, keyed_run = result["shipped"][endpoint], result["brand_keyed"][endpoint]
-        log(f"{endpoint}: p99 shipped {shipped['p99_ms']} ms, brand-keyed "
-            f"{keyed_run['p99_ms']} ms; with a brand filter "
-            f"{shipped['by_scope']['brand_filter'].get('p99_ms')} / "
-            f"{keyed_run['by_scope']['brand_filter'].get('p99_ms')} ms")
-    store.command(f"DROP TABLE {variant} SYNC")
-    return result
 
 
 # -- facts --------------------------------------------------------------------------------
@@ -828,28 +781,30 @@ def child_open(spec: dict[str, Any]) -> dict[str, Any]:
     """Try to open a folder (read-write, or read-only as chDB's ``?mode=ro``) and count."""
     import clickhouse_connect
 
+    from pipeline.store.client import TABLE
+
     options = {"mode": "ro"} if spec["mode"] == "ro" else None
     try:
         client = clickhouse_connect.get_client(dsn=f"chdb://{spec['folder']}",
                                                chdb_options=options)
-        rows = client.query("SELECT count() FROM mentions.mentions").result_rows[0][0]
+        rows = client.query(f"SELECT count() FROM mentions.{TABLE}").result_rows[0][0]
     except Exception as error:  # the failure is the measurement
         return {"opened": False, "error": f"{type(error).__name__}: {error}"[:400]}
     return {"opened": True, "rows": int(rows)}
 
 
 def child_writer(spec: dict[str, Any]) -> dict[str, Any]:
-    """Insert batches forever, printing the rows acknowledged after each insert."""
+    """Insert batches forever, printing the mentions acknowledged after each insert."""
     from pipeline.config import Settings
+    from pipeline.store.rows import RowEncoder
 
     store = open_store(Path(spec["folder"]))
     seed = load_seed(Path(spec["seed_file"]))
-    synth = MentionSynth(seed, Layout(rows=10**9, since=time.time() - 86400, until=time.time()))
-    from pipeline.store.rows import RowEncoder
-
+    synth = MentionSynth(seed, Layout(mentions=10**9, since=time.time() - 86400,
+                                      until=time.time()))
     encoder = RowEncoder(tenant_kinds(Settings()))
     acknowledged = 0
-    for start in range(0, synth.layout.rows, spec["batch"]):
+    for start in range(0, synth.layout.mentions, spec["batch"]):
         payload = encoder.encode(synth.batch(start, spec["batch"])).payload
         print("inserting", flush=True)
         store.insert(payload)
@@ -859,16 +814,16 @@ def child_writer(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_count(spec: dict[str, Any]) -> dict[str, Any]:
-    """Open a folder (timed) and count its rows: all, distinct ids, and what ``FINAL`` reads."""
+    """Open a folder (timed) and count its mentions (``store.count()``, timed) and rows."""
     began = time.perf_counter()
     store = open_store(Path(spec["folder"]))
     open_s = time.perf_counter() - began
     began = time.perf_counter()
-    count_final = store.count()
+    mentions = store.count()
     count_s = time.perf_counter() - began
-    ((rows, distinct),) = sql_rows(store, f"SELECT count(), uniqExact(id) FROM {store.table}")
-    return {"rows": int(rows), "distinct_ids": int(distinct), "count_final": count_final,
-            "open_s": round(open_s, 3), "first_count_final_s": round(count_s, 3)}
+    ((rows,),) = sql_rows(store, f"SELECT count() FROM {store.table}")
+    return {"mentions": mentions, "rows": int(rows), "open_s": round(open_s, 3),
+            "first_count_s": round(count_s, 3)}
 
 
 def child_two_folders(spec: dict[str, Any]) -> dict[str, Any]:
@@ -888,7 +843,7 @@ def child_two_folders(spec: dict[str, Any]) -> dict[str, Any]:
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "insert": child_insert, "load": child_load, "query": child_query,
-    "variants": child_variants, "hold": child_hold,
+    "hold": child_hold,
     "open": child_open, "writer": child_writer, "count": child_count,
     "two-folders": child_two_folders,
 }
@@ -944,7 +899,7 @@ def facts_lock(workdir: Path) -> dict[str, Any]:
 
 def facts_kill(workdir: Path, seed_file: Path, trials: int, batch: int,
                pick: random.Random) -> dict[str, Any]:
-    """SIGKILL a writer mid-stream; every acknowledged row must be in the reopened folder."""
+    """SIGKILL a writer mid-stream; every acknowledged mention must be in the reopened folder."""
     outcomes = []
     for trial in range(trials):
         folder = workdir / f"facts-kill-{trial}"
@@ -966,7 +921,7 @@ def facts_kill(workdir: Path, seed_file: Path, trials: int, batch: int,
                 inserts += 1
             else:
                 raise RuntimeError(f"writer said {line!r}")
-        # the writer is inside an insert (one of 20,000 rows takes ~0.3 s): kill it there
+        # the writer is inside an insert (one of 20,000 mentions takes ~0.3 s): kill it there
         time.sleep(pick.uniform(0.0, 0.3))
         writer.send_signal(signal.SIGKILL)
         late = writer.stdout.read()  # acks printed between the last read and the kill
@@ -976,16 +931,16 @@ def facts_kill(workdir: Path, seed_file: Path, trials: int, batch: int,
         writer.wait(timeout=30)
         found = run_child("count", {"folder": str(folder)}, workdir)
         outcomes.append({
-            "acknowledged_rows": acknowledged, "rows_found": found["rows"],
-            "killed_before_insert_returned": not late_acks,
-            "distinct_ids": found["distinct_ids"], "killed_by": -writer.returncode,
-            "all_acknowledged_present": found["distinct_ids"] >= acknowledged,
-            "whole_batches_only": found["rows"] % batch == 0,
+            "acknowledged_mentions": acknowledged, "mentions_found": found["mentions"],
+            "rows_found": found["rows"], "killed_before_insert_returned": not late_acks,
+            "killed_by": -writer.returncode,
+            "all_acknowledged_present": found["mentions"] >= acknowledged,
+            "whole_batches_only": found["mentions"] % batch == 0,
         })
         log(f"kill trial {trial}: {outcomes[-1]}")
     return {"batch": batch, "trials": outcomes,
-            "every_acknowledged_row_survived": all(o["all_acknowledged_present"]
-                                                   for o in outcomes)}
+            "every_acknowledged_mention_survived": all(o["all_acknowledged_present"]
+                                                       for o in outcomes)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1002,14 +957,18 @@ def phase_insert(args: argparse.Namespace, workdir: Path, seed_file: Path,
         subprocess.run(["rm", "-rf", str(folder)], check=True)
         row = run_child("insert", {
             "folder": str(folder), "seed_file": str(seed_file), "batch": batch,
-            "layout": asdict(Layout(args.sweep_rows, layout.since, layout.until)),
-            "encode_no_cache_rows": min(args.sweep_rows, 200_000) if batch == SINK_BATCH else 0,
+            "layout": asdict(Layout(args.sweep_mentions, layout.since, layout.until)),
+            "second_brand_share": args.second_brand_share,
+            "encode_no_cache_mentions": (min(args.sweep_mentions, 200_000)
+                                         if batch == SINK_BATCH else 0),
         }, workdir)
         sweep.append(row)
-        log(f"insert batch {batch}: encode {row['encode_rows_per_s']:,}/s, insert "
-            f"{row['insert_rows_per_s']:,}/s, both {row['encode_and_insert_rows_per_s']:,}/s, "
-            f"{row['parts_optimized']['bytes_on_disk_per_row']} B/row on disk optimized, "
-            f"peak RSS {row['peak_rss_mb']} MB")
+        optimized = row["parts_optimized"]
+        log(f"insert batch {batch}: mentions/s encode {row['encode_mentions_per_s']:,}, insert "
+            f"{row['insert_mentions_per_s']:,}, both {row['encode_and_insert_mentions_per_s']:,}"
+            f" ({row['encode_and_insert_rows_per_s']:,} rows/s); optimized on disk "
+            f"{optimized['bytes_on_disk_per_mention']} B/mention, "
+            f"{optimized['bytes_on_disk_per_row']} B/row; peak RSS {row['peak_rss_mb']} MB")
         if not args.keep:
             subprocess.run(["rm", "-rf", str(folder)], check=True)
     return sweep
@@ -1021,10 +980,12 @@ def phase_load(args: argparse.Namespace, workdir: Path, seed_file: Path,
     subprocess.run(["rm", "-rf", str(folder)], check=True)
     load = run_child("load", {
         "folder": str(folder), "seed_file": str(seed_file), "batch": SINK_BATCH,
-        "layout": asdict(layout), "window_rows": max(args.rows // 10, SINK_BATCH),
+        "layout": asdict(layout), "second_brand_share": args.second_brand_share,
+        "window_mentions": max(args.mentions // 10, SINK_BATCH),
     }, workdir, timeout_s=4 * 3600)
-    log(f"load: {load['rows']:,} rows, {load['encode_and_insert_rows_per_s']:,} rows/s "
-        f"(encode {load['encode_rows_per_s']:,}/s, insert {load['insert_rows_per_s']:,}/s), "
+    log(f"load: {load['mentions']:,} mentions in {load['rows']:,} rows, "
+        f"{load['encode_and_insert_mentions_per_s']:,} mentions/s (encode "
+        f"{load['encode_mentions_per_s']:,}/s, insert {load['insert_mentions_per_s']:,}/s), "
         f"peak RSS {load['peak_rss_mb_inserting']} MB, "
         f"{load['parts_settled']['active_parts']} parts")
     return load
@@ -1036,15 +997,6 @@ def phase_query(args: argparse.Namespace, workdir: Path, seed_file: Path,
         "folder": str(workdir / "query-store"), "seed_file": str(seed_file),
         "layout": asdict(layout), "days": args.days, "runs": args.runs,
         "baseline_runs": 5, "random_seed": args.seed,
-    }, workdir)
-
-
-def phase_variants(args: argparse.Namespace, workdir: Path, seed_file: Path,
-                   layout: Layout) -> dict[str, Any]:
-    return run_child("variants", {
-        "folder": str(workdir / "query-store"), "seed_file": str(seed_file),
-        "layout": asdict(layout), "days": args.days, "runs": args.variant_runs,
-        "random_seed": args.seed + 1,
     }, workdir)
 
 
@@ -1067,9 +1019,9 @@ def phase_facts(args: argparse.Namespace, workdir: Path, seed_file: Path,
         reopen = [run_child("count", {"folder": str(reopen_folder)}, workdir)
                   for _ in range(3)]
         facts["reopen_loaded_folder"] = {
-            "rows": reopen[0]["count_final"],
+            "mentions": reopen[0]["mentions"], "rows": reopen[0]["rows"],
             "open_s": [row["open_s"] for row in reopen],
-            "first_count_final_s": [row["first_count_final_s"] for row in reopen],
+            "first_count_s": [row["first_count_s"] for row in reopen],
             "process_s": [row["process_s"] for row in reopen],
         }
         log(f"reopen: {facts['reopen_loaded_folder']}")
@@ -1084,18 +1036,19 @@ def read_layout(workdir: Path) -> Layout | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=10_000_000, help="rows of the query store")
-    parser.add_argument("--sweep-rows", type=int, default=1_000_000,
-                        help="rows inserted per batch size of the insert sweep")
+    parser.add_argument("--mentions", type=int, default=10_000_000,
+                        help="mentions in the query store")
+    parser.add_argument("--sweep-mentions", type=int, default=1_000_000,
+                        help="mentions inserted per batch size of the insert sweep")
     parser.add_argument("--batch-sizes", default="2000,5000,20000,50000")
+    parser.add_argument("--second-brand-share", type=float, default=SECOND_BRAND_SHARE,
+                        help="conversations that name a second brand (default: %(default)s)")
     parser.add_argument("--days", type=float, default=30.0,
-                        help="days of event time the rows spread over, ending now")
+                        help="days of event time the mentions spread over, ending now")
     parser.add_argument("--runs", type=int, default=100, help="queries per endpoint")
     parser.add_argument("--seed-mentions", type=int, default=40_000,
                         help="firehose mentions scored by the offline cores")
     parser.add_argument("--kill-trials", type=int, default=5)
-    parser.add_argument("--variant-runs", type=int, default=60,
-                        help="requests per endpoint on each table in the variants phase")
     parser.add_argument("--phases", default=",".join(ALL_PHASES))
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="stores and the cached seed (default: %(default)s)")
@@ -1114,21 +1067,26 @@ def main() -> None:
         Path(spec["out"]).write_bytes(orjson.dumps(result))
         return
     if args.quick:
-        args.rows, args.sweep_rows, args.runs, args.variant_runs = 300_000, 100_000, 20, 10
+        args.mentions, args.sweep_mentions, args.runs = 300_000, 100_000, 20
         args.batch_sizes, args.seed_mentions, args.kill_trials = "2000,20000", 5_000, 2
         args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
     phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     seed_file = scored_seed(workdir, args.seed_mentions, args.seed)
-    seed_rows = len(load_seed(seed_file))
-    log(f"seed: {seed_rows:,} scored mentions with brands in {seed_file}")
+    seed = load_seed(seed_file)
+    seed_several = sum(len(mention.get("brands") or ()) > 1 for mention in seed)
+    log(f"seed: {len(seed):,} scored mentions with brands in {seed_file}, {seed_several:,} "
+        "of them name several")
     now = time.time()
-    layout = Layout(args.rows, now - args.days * 86400, now)
+    layout = Layout(args.mentions, now - args.days * 86400, now)
     results: dict[str, Any] = {
-        "store_versions": store_versions(), "seed_mentions": seed_rows,
+        "store_versions": store_versions(), "seed_mentions": len(seed),
+        "seed_mentions_naming_several_brands": seed_several,
+        "second_brand_share": args.second_brand_share, "explorer_scopes": EXPLORER_SCOPES,
         "tenants": TENANTS, "days": args.days, "workdir": str(workdir),
-        "targets": {"insert_rows_per_s": TARGET_INSERT_ROWS_PER_S, "p99_ms": TARGET_P99_MS},
+        "targets": {"insert_mentions_per_s": TARGET_INSERT_MENTIONS_PER_S,
+                    "p99_ms": TARGET_P99_MS},
     }
     finished: dict[str, str] = {}
 
@@ -1142,7 +1100,7 @@ def main() -> None:
         results["load"] = phase_load(args, workdir, seed_file, layout)
         (workdir / "query-store.layout.json").write_bytes(orjson.dumps(asdict(layout)))
         done("load")
-    elif phases & {"query", "variants"}:
+    elif "query" in phases:
         loaded = read_layout(workdir)
         if not args.reuse or loaded is None:
             raise SystemExit("without the load phase, --reuse the folder a previous run loaded")
@@ -1150,9 +1108,6 @@ def main() -> None:
     if "query" in phases:
         results["query"] = phase_query(args, workdir, seed_file, layout)
         done("query")
-    if "variants" in phases:
-        results["variants"] = phase_variants(args, workdir, seed_file, layout)
-        done("variants")
     if "facts" in phases:
         results["facts"] = phase_facts(args, workdir, seed_file, workdir / "query-store")
         done("facts")
