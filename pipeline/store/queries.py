@@ -472,10 +472,17 @@ class _Where:
         return " AND ".join(self.conditions) or "1"
 
 
-def mentions_sql(table: str, query: MentionsQuery) -> BoundQuery:
-    """A page of mentions as emitted, newest first, and one more row (is there a next page?)."""
+def mentions_sql(table: str, query: MentionsQuery, *,
+                 newer_than: datetime | None = None) -> BoundQuery:
+    """A page of mentions as emitted, newest first, and one more row (is there a next page?).
+
+    ``newer_than`` narrows the search to mentions from then on (see
+    :meth:`~pipeline.store.client.ListeningStore.mentions`).
+    """
     where = _Where()
     where.mentions(query.filter)
+    if newer_than is not None:
+        where.add(f"created_at >= {where.bind(clickhouse_time(newer_than), _DT)}")
     if query.cursor is not None:
         at = datetime.fromtimestamp(query.cursor.created_ms / 1000, UTC)
         where.add(f"(created_at, id) < ({where.bind(clickhouse_time(at), _DT)}, "

@@ -285,3 +285,22 @@ def test_an_embedded_store_held_by_another_process_is_refused_clearly(tmp_path: 
         holder.kill()
         holder.wait()
     assert not held_elsewhere(folder)
+
+
+@pytest.mark.parametrize("params", [
+    {}, {"brand": "telvia,acme-mobile"}, {"sentiment": "negative"}, {"q": "cobertura"},
+    {"since": "2026-12-01T20:00:00+00:00", "until": "2026-12-02T08:00:00+00:00"},
+])
+def test_pages_searched_newest_window_first_equal_pages_searched_whole(
+    store: ListeningStore, params: dict[str, str],
+) -> None:
+    cursor = None
+    for _ in range(6):
+        query = queries.parse_mentions_query(
+            {**params, "limit": "40", **({"cursor": cursor} if cursor else {})}, NOW)
+        whole = store.query(queries.mentions_sql(store.table, query))
+        page = store.mentions(query)
+        assert [m["id"] for m in page["mentions"]] == [row[2] for row in whole[:40]]
+        cursor = page["next"]
+        if cursor is None:
+            break
