@@ -727,14 +727,19 @@ def timed_call(store: Any, endpoint: str, params: dict[str, str], end: datetime)
     return time.perf_counter() - began
 
 
-def child_query(spec: dict[str, Any]) -> dict[str, Any]:
-    """Reopen the loaded folder and time the endpoints' store methods."""
+def opened_and_counted(folder: Path) -> tuple[Any, int, float, float]:
+    """Open a folder and count its mentions: the store, the count, and both times (s)."""
     began = time.perf_counter()
-    store = open_store(Path(spec["folder"]))
-    reopen_s = time.perf_counter() - began
+    store = open_store(folder)
+    open_s = time.perf_counter() - began
     began = time.perf_counter()
     mentions = store.count()
-    first_count_s = time.perf_counter() - began
+    return store, mentions, open_s, time.perf_counter() - began
+
+
+def child_query(spec: dict[str, Any]) -> dict[str, Any]:
+    """Reopen the loaded folder and time the endpoints' store methods."""
+    store, mentions, reopen_s, first_count_s = opened_and_counted(Path(spec["folder"]))
     end = datetime.fromtimestamp(Layout(**spec["layout"]).until, UTC)
     plan = request_plan(spec, end)
     load_before = os.getloadavg()[0]
@@ -815,12 +820,7 @@ def child_writer(spec: dict[str, Any]) -> dict[str, Any]:
 
 def child_count(spec: dict[str, Any]) -> dict[str, Any]:
     """Open a folder (timed) and count its mentions (``store.count()``, timed) and rows."""
-    began = time.perf_counter()
-    store = open_store(Path(spec["folder"]))
-    open_s = time.perf_counter() - began
-    began = time.perf_counter()
-    mentions = store.count()
-    count_s = time.perf_counter() - began
+    store, mentions, open_s, count_s = opened_and_counted(Path(spec["folder"]))
     ((rows,),) = sql_rows(store, f"SELECT count() FROM {store.table}")
     return {"mentions": mentions, "rows": int(rows), "open_s": round(open_s, 3),
             "first_count_s": round(count_s, 3)}
