@@ -219,6 +219,11 @@ def cmd_desk(args: argparse.Namespace) -> int:
     from pipeline.store.client import ListeningStore
 
     settings = _store_settings(args, desk_port=args.port, desk_host=args.host)
+    if settings.desk_port == 0:
+        from pipeline.transport.broker import free_port
+
+        # chosen here, so that the address printed is the one served
+        settings = settings.model_copy(update={"desk_port": free_port()})
     store = ListeningStore.open(settings)
     print(f"desk on http://{settings.desk_host}:{settings.desk_port}/ reading "
           f"{store.location}", flush=True)
