@@ -146,11 +146,13 @@ def test_every_scored_mention_is_stored_once_even_when_replayed(
     assert "mentions_store_rows_total" in metrics
     inserted = next(float(line.split()[-1]) for line in metrics.splitlines()
                     if line.startswith("mentions_store_rows_total"))
-    # a mention comes once per brand partition, twice over; copies that arrive in one batch
-    # are one row already, later ones are inserted again
-    deliveries = sum(len({partition_for(brand.encode(), pipeline_settings.partitions)
-                          for brand in mention["brands"]}) for mention in mentions)
-    assert len(mentions) <= inserted <= 2 * deliveries
+    # a row per mention and brand; a mention comes once per brand partition, twice over:
+    # copies that arrive in one batch are one row already, later ones are inserted again
+    rows = sum(len(mention["brands"]) for mention in mentions)
+    deliveries = sum(len(mention["brands"]) * len({
+        partition_for(brand.encode(), pipeline_settings.partitions)
+        for brand in mention["brands"]}) for mention in mentions)
+    assert rows <= inserted <= 2 * deliveries
 
     worker.process.terminate()
     worker.process.wait(timeout=30)
