@@ -124,12 +124,14 @@ class WorkerContext:
                 time.perf_counter() - started
             )
 
-    async def decode_in(self, stage: str, raw: bytes, source_topic: str) -> list[dict[str, Any]]:
-        """The mentions of one micro-batch record, counted into ``stage``.
+    async def decode_in(
+        self, stage: str, raws: Sequence[bytes], source_topic: str,
+    ) -> list[dict[str, Any]]:
+        """The mentions of micro-batch records, counted into ``stage``.
 
         A record that is not a batch is dead-lettered (``bad_value``) and yields nothing.
         """
-        mentions, broken = decode_batches([raw])
+        mentions, broken = decode_batches(list(raws))
         for value, reason in broken:
             await self.dead_letter(value, "bad_value", reason, stage=stage,
                                    source_topic=source_topic)

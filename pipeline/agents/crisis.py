@@ -141,7 +141,7 @@ def register(context: WorkerContext) -> None:
 
             async def work(raw: bytes = raw, partition: int = partition,
                            offset: int = offset) -> None:
-                mentions = await context.decode_in(STAGE, raw, source_topic)
+                mentions = await context.decode_in(STAGE, [raw], source_topic)
                 monitor = partition_monitor(partition)
                 result = monitor.apply(offset, mentions)
                 if result.late:

@@ -140,7 +140,7 @@ def register(context: WorkerContext) -> None:
             metrics.duplicates.labels(kind=kind).inc(count)
 
     async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
-        mentions = await context.decode_in(STAGE, raw, source_topic)
+        mentions = await context.decode_in(STAGE, [raw], source_topic)
         verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
         count_copies(verdicts)
         partitions.save(journal, newest)

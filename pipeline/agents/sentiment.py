@@ -74,7 +74,7 @@ def register(context: WorkerContext) -> None:
             raw = bytes(event.value)
 
             async def work(raw: bytes = raw) -> None:
-                mentions = await context.decode_in(STAGE, raw, source_topic)
+                mentions = await context.decode_in(STAGE, [raw], source_topic)
                 if not mentions:
                     return
                 plan = memory.plan(mentions)

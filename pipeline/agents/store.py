@@ -26,11 +26,11 @@ import logging
 import time
 from typing import Any
 
-from pipeline.agents.app import WorkerContext, decode_batches
+from pipeline.agents.app import WorkerContext
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
-from pipeline.store.rows import RowEncoder, kinds_by_brand
+from pipeline.store.rows import RowEncoder, kinds_by_brand, rows_payload
 
 STAGE = "store"
 log = logging.getLogger(__name__)
@@ -83,11 +83,9 @@ class StoreSink(BatchedConsumerService):
     async def handle(self, values: list[bytes]) -> None:
         """Insert a batch of scored micro-batches; dead-letter what cannot be stored."""
         context = self.context
-        mentions, broken = decode_batches(values)
-        acks = [await context.dead_letter(value, "bad_value", reason, stage=STAGE,
-                                          source_topic=self.topic) for value, reason in broken]
-        context.count_in(STAGE, len(mentions))
+        mentions = await context.decode_in(STAGE, values, self.topic)
         batch = self.encoder.encode(mentions)
+        acks = []
         for reject in batch.rejects:
             acks.append(await context.dead_letter(
                 reject.raw, reject.reason, reject.detail, stage=STAGE, source_topic=self.topic,
@@ -109,7 +107,7 @@ class StoreSink(BatchedConsumerService):
             started = time.perf_counter()
             try:
                 store = await self._open_store()
-                await asyncio.to_thread(store.insert, b"".join(row + b"\n" for row in rows))
+                await asyncio.to_thread(store.insert, rows_payload(rows))
             except StoreUnavailable as error:
                 self.context.metrics.store_errors.labels(reason="unavailable").inc()
                 self._store_down(error)
@@ -132,7 +130,6 @@ class StoreSink(BatchedConsumerService):
             self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
             self.context.metrics.store_rows.inc(len(rows))
             return []
-
 
     def _store_down(self, error: StoreUnavailable) -> None:
         """Say once per outage that the store is down and what the sink does about it."""

@@ -60,7 +60,12 @@ class RowBatch:
     @property
     def payload(self) -> bytes:
         """The rows as one ``JSONEachRow`` insert body."""
-        return b"".join(row + b"\n" for row in self.rows)
+        return rows_payload(self.rows)
+
+
+def rows_payload(rows: Iterable[bytes]) -> bytes:
+    """Rows as one ``JSONEachRow`` insert body: a line each."""
+    return b"".join(row + b"\n" for row in rows)
 
 
 def search_tokens(text: str) -> list[str]:
