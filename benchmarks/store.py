@@ -395,7 +395,8 @@ def insert_mentions(store: Any, synth: MentionSynth, kinds: dict[str, str], batc
     """
     from pipeline.store.rows import RowEncoder
 
-    encoder = RowEncoder(kinds)
+    # as the sink does: originals it has not seen are looked up in the store
+    encoder = RowEncoder(kinds, find_originals=store.original_authors)
     encode_s = insert_s = 0.0
     mentions_in = rows = rejected = payload_bytes = 0
     window_s, window_done = 0.0, 0

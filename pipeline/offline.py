@@ -129,7 +129,9 @@ def load_into_store(
     A line that is not a JSON object, or not a mention the store can keep, is reported with
     its number and reason, and the rest is loaded.
     """
-    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)))
+    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)),
+                         copy_window_s=settings.dedup_window_hours * 3600,
+                         find_originals=store.original_authors)
     before = store.count()
     lines = 0
     rejects: list[tuple[int, str]] = []

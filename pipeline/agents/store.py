@@ -3,8 +3,9 @@
 ClickHouse wants few large inserts, not one per record: the sink reads ``mentions.scored``
 with a batched consumer (:class:`~pipeline.agents.batch_consumer.BatchedConsumerService`, up to
 ``store_batch_size`` records or ``store_batch_wait_s``), encodes the batch's mentions as rows
-(:class:`~pipeline.store.rows.RowEncoder`), inserts them in one statement, and commits the
-offsets only once the insert returned.
+(:class:`~pipeline.store.rows.RowEncoder`, which asks the store for the authors of originals
+it has not seen), inserts them in one statement, and commits the offsets only once the insert
+returned.
 
 - At-least-once in, exactly-once in effect: a replayed batch inserts its rows again and the
   table (keyed by mention) keeps one (``mentions.scored`` also carries a mention once per
@@ -24,16 +25,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pipeline.agents.app import WorkerContext
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
-from pipeline.store.rows import RowEncoder, kinds_by_brand, rows_payload
+from pipeline.store.rows import RowBatch, RowEncoder, kinds_by_brand, rows_payload
 
 STAGE = "store"
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class StoreSink(BatchedConsumerService):
@@ -72,6 +75,7 @@ class StoreSink(BatchedConsumerService):
         if self.store is None:
             settings = self.context.settings
             self.store = await asyncio.to_thread(ListeningStore.open, settings)
+            self.encoder.find_originals = self.store.original_authors
             log.warning("store sink writing %s", self.store.location)
             if settings.desk_in_worker:
                 from pipeline.desk.server import DeskThread
@@ -84,7 +88,7 @@ class StoreSink(BatchedConsumerService):
         """Insert a batch of scored micro-batches; dead-letter what cannot be stored."""
         context = self.context
         mentions = await context.decode_in(STAGE, values, self.topic)
-        batch = self.encoder.encode(mentions)
+        batch: RowBatch = await self._with_store(lambda _: self.encoder.encode(mentions))
         acks = []
         for reject in batch.rejects:
             acks.append(await context.dead_letter(
@@ -102,12 +106,27 @@ class StoreSink(BatchedConsumerService):
         """Insert ``rows``, waiting out outages; the rows the store refused, with its error."""
         if not rows:
             return []
+        started = time.perf_counter()
+        try:
+            await self._with_store(lambda store: store.insert(rows_payload(rows)))
+        except StoreRejected as error:
+            self.context.metrics.store_errors.labels(reason="rejected").inc()
+            if len(rows) == 1:
+                log.warning("store refused a mention: %s", error)
+                return [(rows[0], str(error))]
+            middle = len(rows) // 2
+            return await self._insert(rows[:middle]) + await self._insert(rows[middle:])
+        self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
+        self.context.metrics.store_rows.inc(len(rows))
+        return []
+
+    async def _with_store(self, work: Callable[[ListeningStore], _T]) -> _T:
+        """Run ``work`` on the store in a thread, waiting out outages with backoff."""
         delay = 0.5
         while True:
-            started = time.perf_counter()
             try:
                 store = await self._open_store()
-                await asyncio.to_thread(store.insert, rows_payload(rows))
+                done = await asyncio.to_thread(work, store)
             except StoreUnavailable as error:
                 self.context.metrics.store_errors.labels(reason="unavailable").inc()
                 self._store_down(error)
@@ -117,19 +136,10 @@ class StoreSink(BatchedConsumerService):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.context.settings.store_retry_max_s)
                 continue
-            except StoreRejected as error:
-                self.context.metrics.store_errors.labels(reason="rejected").inc()
-                if len(rows) == 1:
-                    log.warning("store refused a mention: %s", error)
-                    return [(rows[0], str(error))]
-                middle = len(rows) // 2
-                return await self._insert(rows[:middle]) + await self._insert(rows[middle:])
             if not self.reachable:
                 log.warning("store: reachable again")
             self.reachable = True
-            self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
-            self.context.metrics.store_rows.inc(len(rows))
-            return []
+            return done
 
     def _store_down(self, error: StoreUnavailable) -> None:
         """Say once per outage that the store is down and what the sink does about it."""
@@ -141,7 +151,9 @@ class StoreSink(BatchedConsumerService):
 
 def register(context: WorkerContext) -> None:
     """Attach the sink to the app (it opens the store when it starts)."""
-    encoder = RowEncoder(kinds_by_brand(load_brand_rules(context.settings.brands_file)))
+    settings = context.settings
+    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)),
+                         copy_window_s=settings.dedup_window_hours * 3600)
     sink = StoreSink(context, encoder, loop=None)
     context.app.service(sink)
     context.readiness.checks["store_reachable"] = lambda: sink.reachable

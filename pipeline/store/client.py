@@ -21,8 +21,9 @@ import fcntl
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -50,7 +51,6 @@ _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # embedded folders this process opened: its own lock on one is not another process's
 _OPEN_HERE: set[Path] = set()
 # windows searched first for a page that spans several brands (ListeningStore.mentions)
-NEWEST_WINDOWS: Final = (timedelta(hours=1), timedelta(days=1), timedelta(days=7))
 # a rising term needs this many mentions in the period, so one tweet is not a trend
 RISING_MIN_COUNT: Final = 3
 
@@ -95,6 +95,7 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
             neutral Float32,
             positive Float32,
             duplicate_of String,
+            original_author String,
             duplicate_kind LowCardinality(String),
             copy_count UInt32,
             likes UInt32,
@@ -111,6 +112,9 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toYYYYMM(created_at)
         ORDER BY (brand, created_at, id)
         TTL {ttl(retention_days)}""",
+        # a store made before copies named their original's author (a metadata change)
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS original_author String "
+        "AFTER duplicate_of",
     ]
 
 
@@ -291,14 +295,18 @@ class ListeningStore:
         """Every stored mention's id (for checks on small stores, such as the demo's)."""
         return {row[0] for row in self.query(BoundQuery(f"SELECT DISTINCT id FROM {self.table}"))}
 
+    def original_authors(self, ids: Sequence[str], since_s: float,
+                         until_s: float) -> dict[str, str]:
+        """The authors of the stored mentions ``ids`` made between the two Unix seconds."""
+        return dict(self.query(queries.original_authors_sql(
+            self.table, ids, datetime.fromtimestamp(since_s, UTC),
+            datetime.fromtimestamp(until_s, UTC))))
+
     def mentions(self, query: MentionsQuery) -> dict[str, Any]:
         """A page of mentions as the pipeline emitted them, newest first, and the next cursor.
 
-        Without exactly one brand the page spans the brands' ranges of the table, which are
-        not in time order together: the newest hour, day and week before the cursor (or the
-        period's end, or now) are searched first, and a window that fills the page is the
-        answer, exactly (every mention outside it is older than all of the page). On 10M
-        mentions a 30-day page without a brand took ~1.2 s at p99 searched whole.
+        The page's keys are found without ``FINAL`` and its mentions then read by key (a
+        rare word over every brand read ``FINAL`` took ~0.9 s on 10M mentions; ~0.12 s so).
         """
         rows = self._newest_first(query)
         page = rows[:query.limit]
@@ -309,19 +317,20 @@ class ListeningStore:
         }
 
     def _newest_first(self, query: MentionsQuery) -> list[tuple[Any, ...]]:
-        if len(query.filter.brands) != 1:
-            period = query.filter.period
-            if query.cursor is not None:
-                anchor = datetime.fromtimestamp(query.cursor.created_ms / 1000, UTC)
-            else:
-                anchor = period.until if period is not None else utc_now()
-            for window in NEWEST_WINDOWS:
-                if period is not None and anchor - window <= period.since:
-                    break
-                rows = self.query(queries.mentions_sql(self.table, query,
-                                                       newer_than=anchor - window))
-                if len(rows) > query.limit:
-                    return rows
+        # the newest rows' keys first (fast, but a redelivered mention may be two rows), then
+        # those mentions read FINAL by key; where that is not exactly the page (many repeated
+        # rows, or a newer copy that no longer matches) the whole query is read FINAL
+        wanted = query.limit + 1
+        fetch = 2 * wanted
+        found = self.query(queries.mention_keys_sql(self.table, query, fetch))
+        keys = list(dict.fromkeys((brand, int(created_ms), mention_id)
+                                  for brand, created_ms, mention_id in found))[:wanted]
+        if not keys:
+            return []
+        if len(keys) == wanted or len(found) < fetch:
+            rows = self.query(queries.page_sql(self.table, query, keys))
+            if len(rows) == len(keys):
+                return rows
         return self.query(queries.mentions_sql(self.table, query))
 
     def volume(self, query: VolumeQuery) -> dict[str, Any]:

@@ -13,13 +13,19 @@ pipeline's own record, unknown upstream keys included.
 Search and terms are computed here, once per distinct text: ``search_text`` is the text's
 words folded as the listening queries fold them (case and accents), one space apart, and
 ``terms`` its content words and hashtags as the crisis alerts count them.
+
+A copy's row also names its original's author (``original_author``), so the desk credits an
+author with the reach of the copies of their posts in one pass over the rows, without joining
+the copies to their originals at query time. Originals come before their copies on the same
+partition, so the encoder remembers the authors of the originals it encoded; one it has not
+seen (after a restart) is looked up in the store through ``find_originals``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,6 +44,9 @@ SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
 _SEARCH_TOKEN: Final = re.compile(r"[^\W_]+")
 _UINT32_MAX: Final = 2**32 - 1
 _UINT64_MAX: Final = 2**64 - 1
+
+# (original ids, earliest and latest Unix second they can have) -> their authors, by id
+FindOriginals = Callable[[Sequence[str], float, float], Mapping[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +91,55 @@ class RowEncoder:
 
     ``kinds_by_brand`` maps a listening query's id to its kind (brand, competitor, market);
     copies share their text, so the folded form and terms are computed once per text.
+    ``find_originals`` answers the authors of originals this encoder has not seen, at most
+    ``copy_window_s`` older than their copies (dedup's window); without it they stay unknown.
     """
 
-    def __init__(self, kinds_by_brand: Mapping[str, str], *, text_cache_size: int = 50_000):
+    def __init__(self, kinds_by_brand: Mapping[str, str], *, text_cache_size: int = 50_000,
+                 original_cache_size: int = 200_000, copy_window_s: float = 86_400.0,
+                 find_originals: FindOriginals | None = None) -> None:
         self.kinds_by_brand = dict(kinds_by_brand)
         self._by_text = BoundedCache[str, tuple[str, list[str]]](text_cache_size)
+        self._original_authors = BoundedCache[str, str](original_cache_size)
+        self.copy_window_s = copy_window_s
+        self.find_originals = find_originals
 
     def encode(self, mentions: Sequence[Mapping[str, Any]]) -> RowBatch:
         """The rows of ``mentions`` (per id and brand, the last copy wins) and the rejects."""
         created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
-        rows: dict[tuple[str, str], bytes] = {}
+        columns: list[dict[str, Any]] = []
         rejects: list[RowReject] = []
         for index, (mention, created_at) in enumerate(zip(mentions, created.tolist(),
                                                           strict=True)):
             try:
-                row = self.row(mention, created_at)
+                columns.append(self.row(mention, created_at))
             except ValueError as error:
                 reason, _, detail = str(error).partition(": ")
                 rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
-                continue
+        self._resolve_originals(columns)
+        rows: dict[tuple[str, str], bytes] = {}
+        for row in columns:
             for brand in row["brands"] or [""]:
                 rows[(row["id"], brand)] = orjson.dumps({"brand": brand, **row})
         return RowBatch(list(rows.values()), rejects)
+
+    def _resolve_originals(self, columns: list[dict[str, Any]]) -> None:
+        """Fill each copy's ``original_author`` (empty where its original is unknown)."""
+        known = self._original_authors
+        for row in columns:
+            if not row["duplicate_of"]:
+                known.remember(row["id"], row["author_id"])
+        unseen = {row["duplicate_of"] for row in columns
+                  if row["duplicate_of"] and row["duplicate_of"] not in known}
+        if unseen and self.find_originals is not None:
+            copy_times = [row["created_at"] for row in columns if row["duplicate_of"] in unseen]
+            found = self.find_originals(sorted(unseen), min(copy_times) - self.copy_window_s,
+                                        max(copy_times))
+            for original_id, author_id in found.items():
+                known.remember(original_id, author_id)
+        for row in columns:
+            if row["duplicate_of"]:
+                row["original_author"] = known.get(row["duplicate_of"], "")
 
     def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
         """One mention's columns but ``brand``; ``ValueError("reason: detail")`` if unstorable."""
@@ -147,6 +183,7 @@ class RowEncoder:
             "sentiment": label,
             **{name: _score(scores.get(name)) for name in SENTIMENT_LABELS},
             "duplicate_of": _text(mention.get("duplicate_of")),
+            "original_author": "",
             "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
             "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
             **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)

@@ -190,6 +190,36 @@ def test_top_voices_credit_authors_with_the_reach_of_their_copies(store: Listeni
     assert reaches == sorted(reaches, reverse=True)
 
 
+def test_a_mention_whose_newest_copy_no_longer_matches_leaves_the_page(
+        chdb_store_url: str) -> None:
+    store = ListeningStore.open(Settings(store_url=chdb_store_url), database="unit_rescored")
+    store.command(f"TRUNCATE TABLE {store.table}")
+    encoder = RowEncoder(KINDS)
+    negative = [{**scored(3 * i), "sentiment": {"label": "negative", "scores": {}}}
+                for i in range(30)]
+    store.insert(encoder.encode(negative).payload)
+    # replayed after a model change: the newest five are positive now
+    store.insert(encoder.encode([{**m, "sentiment": {"label": "positive", "scores": {}}}
+                                 for m in negative[-5:]]).payload)
+    page = store.mentions(queries.parse_mentions_query(
+        {"sentiment": "negative", "limit": "10"}, NOW))
+    assert [m["id"] for m in page["mentions"]] == [m["id"] for m in negative[-6:-16:-1]]
+    positive = store.mentions(queries.parse_mentions_query({"sentiment": "positive"}, NOW))
+    assert [m["sentiment"]["label"] for m in positive["mentions"]] == ["positive"] * 5
+
+
+def test_a_restarted_encoder_finds_the_original_author_in_the_store(
+        store: ListeningStore) -> None:
+    fresh = RowEncoder(KINDS, find_originals=store.original_authors)
+    late_copy = {**scored(4), "id": "late-copy", "author": {"id": "late-fan", "followers": 7}}
+    row = orjson.loads(fresh.encode([late_copy]).rows[0])
+    assert row["original_author"] == "a0"
+    # outside the copy window (a day before the copy) the original is not looked for
+    stale = {**late_copy, "created_at": (START + timedelta(days=3)).isoformat()}
+    assert orjson.loads(RowEncoder(KINDS, find_originals=store.original_authors).encode(
+        [stale]).rows[0])["original_author"] == ""
+
+
 def test_terms_rank_the_period_and_find_what_rose(store: ListeningStore) -> None:
     early = {"mentions": 0}
     late_text = "Acme Móvil caída total, caída en toda la ciudad #caída"

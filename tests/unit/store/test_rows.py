@@ -110,6 +110,40 @@ def test_copies_share_their_texts_derived_columns() -> None:
     assert rows[3]["terms"] == ["hola", "telvia"]
 
 
+def test_a_copy_names_its_originals_author_remembered_across_batches() -> None:
+    encoder = RowEncoder(KINDS)
+    encoder.encode([scored(id="orig", author={"id": "leader"})])
+    copy = scored(id="copy", author={"id": "fan"}, duplicate_of="orig", duplicate_kind="exact")
+    rows = [orjson.loads(row) for row in encoder.encode([copy]).rows]
+    assert {row["original_author"] for row in rows} == {"leader"}
+
+
+def test_an_original_the_encoder_never_saw_is_looked_up_within_the_copy_window() -> None:
+    asked: list[tuple[list[str], float, float]] = []
+
+    def find_originals(ids: Any, since_s: float, until_s: float) -> dict[str, str]:
+        asked.append((list(ids), since_s, until_s))
+        return {"gone": "leader"}
+
+    encoder = RowEncoder(KINDS, copy_window_s=3600.0, find_originals=find_originals)
+    copies = [scored(id=f"c{i}", duplicate_of=original, created_at=at) for i, (original, at) in
+              enumerate((("gone", "2026-12-01T10:00:00+00:00"),
+                         ("lost", "2026-12-01T11:00:00+00:00")))]
+    rows = [orjson.loads(row) for row in encoder.encode(copies).rows]
+    copy_time = datetime(2026, 12, 1, 10, tzinfo=UTC).timestamp()
+    assert asked == [(["gone", "lost"], copy_time - 3600.0, copy_time + 3600.0)]
+    assert {row["id"]: row["original_author"] for row in rows} == {"c0": "leader", "c1": ""}
+    # found once, remembered: the next copy of it asks nothing
+    encoder.encode([scored(id="c2", duplicate_of="gone")])
+    assert len(asked) == 1
+
+
+def test_without_a_lookup_an_unseen_original_leaves_the_author_empty() -> None:
+    rows = [orjson.loads(row) for row in RowEncoder(KINDS).encode(
+        [scored(duplicate_of="elsewhere")]).rows]
+    assert {row["original_author"] for row in rows} == {""}
+
+
 def test_search_tokens_split_as_clickhouse_tokens_do() -> None:
     assert search_tokens("e-mail: ACME_móvil 5G, l'app ¿dónde?«sí»—no…😡ok") == [
         "e", "mail", "acme", "movil", "5g", "l", "app", "donde", "si", "no", "ok"]
