@@ -774,7 +774,9 @@ class SentimentBatcher:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: asyncio.Task[None] | None = None
         self._tokenizing: set[asyncio.Future[list[EncodedText]]] = set()
-        self.batch_sizes: list[int] = []
+        # the newest batches' sizes, for tests and debugging; bounded, as the worker runs for
+        # months
+        self.batch_sizes: deque[int] = deque(maxlen=1024)
         self.expired = 0
 
     async def start(self) -> None:

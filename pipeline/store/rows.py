@@ -107,39 +107,45 @@ class RowEncoder:
     def encode(self, mentions: Sequence[Mapping[str, Any]]) -> RowBatch:
         """The rows of ``mentions`` (per id and brand, the last copy wins) and the rejects."""
         created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
-        columns: list[dict[str, Any]] = []
+        self._learn_originals(mentions, created.tolist())
+        rows: dict[tuple[str, str], bytes] = {}
         rejects: list[RowReject] = []
         for index, (mention, created_at) in enumerate(zip(mentions, created.tolist(),
                                                           strict=True)):
             try:
-                columns.append(self.row(mention, created_at))
+                row = self.row(mention, created_at)
             except ValueError as error:
                 reason, _, detail = str(error).partition(": ")
                 rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
-        self._resolve_originals(columns)
-        rows: dict[tuple[str, str], bytes] = {}
-        for row in columns:
+                continue
             for brand in row["brands"] or [""]:
                 rows[(row["id"], brand)] = orjson.dumps({"brand": brand, **row})
         return RowBatch(list(rows.values()), rejects)
 
-    def _resolve_originals(self, columns: list[dict[str, Any]]) -> None:
-        """Fill each copy's ``original_author`` (empty where its original is unknown)."""
+    def _learn_originals(self, mentions: Sequence[Mapping[str, Any]],
+                         created: list[float]) -> None:
+        """Remember the batch's originals' authors; look up those of unseen originals."""
         known = self._original_authors
-        for row in columns:
-            if not row["duplicate_of"]:
-                known.remember(row["id"], row["author_id"])
-        unseen = {row["duplicate_of"] for row in columns
-                  if row["duplicate_of"] and row["duplicate_of"] not in known}
+        unseen: dict[str, float] = {}
+        for mention, created_at in zip(mentions, created, strict=True):
+            original = mention.get("duplicate_of")
+            if not original:
+                author = mention.get("author")
+                mention_id = mention.get("id")
+                if isinstance(author, Mapping) and isinstance(mention_id, str):
+                    known.remember(mention_id, _text(author.get("id")))
+            elif (isinstance(original, str) and original not in known
+                  and not math.isnan(created_at)):
+                unseen[original] = created_at
+        # originals later in the batch than a copy of theirs are known by now
+        for original in [original for original in unseen if original in known]:
+            del unseen[original]
         if unseen and self.find_originals is not None:
-            copy_times = [row["created_at"] for row in columns if row["duplicate_of"] in unseen]
-            found = self.find_originals(sorted(unseen), min(copy_times) - self.copy_window_s,
-                                        max(copy_times))
-            for original_id, author_id in found.items():
-                known.remember(original_id, author_id)
-        for row in columns:
-            if row["duplicate_of"]:
-                row["original_author"] = known.get(row["duplicate_of"], "")
+            found = self.find_originals(sorted(unseen),
+                                        min(unseen.values()) - self.copy_window_s,
+                                        max(unseen.values()))
+            for original, author_id in found.items():
+                known.remember(original, author_id)
 
     def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
         """One mention's columns but ``brand``; ``ValueError("reason: detail")`` if unstorable."""
@@ -168,6 +174,7 @@ class RowEncoder:
             if label not in SENTIMENT_LABELS:
                 raise ValueError(f"wrong_type: sentiment label {label!r}")
         search_text, terms = self._derived(text)
+        duplicate_of = _text(mention.get("duplicate_of"))
         ingested_at = mention.get("ingested_at")
         return {
             "id": mention_id,
@@ -182,8 +189,8 @@ class RowEncoder:
             "lang": _text(mention.get("lang")) or "und",
             "sentiment": label,
             **{name: _score(scores.get(name)) for name in SENTIMENT_LABELS},
-            "duplicate_of": _text(mention.get("duplicate_of")),
-            "original_author": "",
+            "duplicate_of": duplicate_of,
+            "original_author": self._original_authors.get(duplicate_of, "") if duplicate_of else "",
             "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
             "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
             **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)

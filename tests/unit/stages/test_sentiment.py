@@ -294,11 +294,11 @@ async def test_batcher_closes_a_batch_when_full_or_when_the_wait_ends(
         await asyncio.wait_for(
             asyncio.gather(batcher.submit(["good"]), batcher.submit(["bad"])), timeout=30,
         )
-        assert batcher.batch_sizes == [2]
+        assert list(batcher.batch_sizes) == [2]
     # a lone text goes out once max_wait has passed, though the batch is far from full
     async with SentimentBatcher(tiny_engine, max_batch_size=64, max_wait=0.01) as batcher:
         (result,) = await asyncio.wait_for(batcher.submit(["fine"]), timeout=30)
-        assert batcher.batch_sizes == [1]
+        assert list(batcher.batch_sizes) == [1]
     assert result.label in LABELS
 
 
