@@ -47,6 +47,10 @@ from pipeline.store.rows import SENTIMENT_LABELS
 log = logging.getLogger(__name__)
 
 TABLE: Final = "brand_mentions"
+BY_TIME: Final = "mentions_by_time"
+# the columns a page of the explorer is found by (MentionFilter's), kept in time order
+_BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
+                           "duplicate_of, search_text")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # embedded folders this process opened: its own lock on one is not another process's
 _OPEN_HERE: set[Path] = set()
@@ -115,7 +119,36 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         # a store made before copies named their original's author (a metadata change)
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS original_author String "
         "AFTER duplicate_of",
+        # A row per mention, in time order, for pages over none or several brands: in the
+        # main table those span every brand's range and the engine reads them all, here it
+        # reads from the newest granule and stops at the page. Fed by a materialized view
+        # on every insert; a store made before it is filled once at start (ensure_schema).
+        f"""CREATE TABLE IF NOT EXISTS {database}.{BY_TIME} (
+            created_at DateTime64(3, 'UTC'),
+            id String,
+            stored_at DateTime64(3, 'UTC'),
+            brands Array(LowCardinality(String)),
+            kinds Array(LowCardinality(String)),
+            source LowCardinality(String),
+            lang LowCardinality(String),
+            sentiment LowCardinality(String),
+            duplicate_of String,
+            search_text String CODEC(ZSTD(3)),
+            INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1
+        )
+        ENGINE = ReplacingMergeTree(stored_at)
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (created_at, id)
+        TTL {ttl(retention_days)}""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{BY_TIME}_feed "
+        f"TO {database}.{BY_TIME} AS {by_time_select(table)}",
     ]
+
+
+def by_time_select(table: str) -> str:
+    """The rows of ``mentions_by_time`` from the main table's: each mention's first brand's."""
+    return (f"SELECT {_BY_TIME_COLUMNS} FROM {table} "
+            "WHERE brand = if(empty(brands), '', brands[1])")
 
 
 def ttl(retention_days: int) -> str:
@@ -218,6 +251,7 @@ class ListeningStore:
         self.client = client
         self.location = location
         self.table = f"{location.database}.{TABLE}"
+        self.by_time = f"{location.database}.{BY_TIME}"
         self.retention_days = retention_days
 
     @classmethod
@@ -238,17 +272,27 @@ class ListeningStore:
         return store
 
     def ensure_schema(self) -> None:
-        """Create the database and table if missing; apply a changed retention."""
+        """Create the database and tables if missing; apply a changed retention."""
+        engines = self._engines()
         for statement in schema_statements(self.location.database, self.retention_days):
             self.command(statement)
-        engine = self.query(BoundQuery(
-            "SELECT engine_full FROM system.tables WHERE database = {db:String} "
-            "AND name = {table:String}", {"db": self.location.database, "table": TABLE},
-        ))
+        if TABLE in engines and BY_TIME not in engines:
+            log.warning("store: filling %s from the stored mentions (once)", self.by_time)
+            self.command(f"INSERT INTO {self.by_time} {by_time_select(self.table)}")
         wanted = f"toIntervalDay({self.retention_days})"
-        if engine and wanted not in str(engine[0][0]):
-            log.warning("store: retention changed to %d days", self.retention_days)
-            self.command(f"ALTER TABLE {self.table} MODIFY TTL {ttl(self.retention_days)}")
+        for name, engine in self._engines().items():
+            if "TTL" in engine and wanted not in engine:
+                log.warning("store: %s retention changed to %d days", name, self.retention_days)
+                self.command(f"ALTER TABLE {self.location.database}.{name} "
+                             f"MODIFY TTL {ttl(self.retention_days)}")
+
+    def _engines(self) -> dict[str, str]:
+        """The store's tables and their engine definitions."""
+        return dict(self.query(BoundQuery(
+            "SELECT name, engine_full FROM system.tables WHERE database = {db:String} "
+            "AND name IN {names:Array(String)}",
+            {"db": self.location.database, "names": [TABLE, BY_TIME]},
+        )))
 
     def close(self) -> None:
         """Release the client (and, embedded, nothing else: the engine lives with the process)."""
@@ -322,7 +366,8 @@ class ListeningStore:
         # rows, or a newer copy that no longer matches) the whole query is read FINAL
         wanted = query.limit + 1
         fetch = 2 * wanted
-        found = self.query(queries.mention_keys_sql(self.table, query, fetch))
+        keyed = self.table if len(query.filter.brands) == 1 else self.by_time
+        found = self.query(queries.mention_keys_sql(keyed, query, fetch))
         keys = list(dict.fromkeys((brand, int(created_ms), mention_id)
                                   for brand, created_ms, mention_id in found))[:wanted]
         if not keys:

@@ -443,9 +443,11 @@ class _Where:
         self.add(f"created_at >= {self.bind(clickhouse_time(period.since), _DT)}")
         self.add(f"created_at < {self.bind(clickhouse_time(period.until), _DT)}")
 
-    def mentions(self, mention_filter: MentionFilter) -> None:
+    def mentions(self, mention_filter: MentionFilter, *, by_time: bool = False) -> None:
+        """The filter's conditions; ``by_time``: on the table of a row per mention."""
         if mention_filter.brands:
-            self.add(f"brand IN {self.bind(list(mention_filter.brands), 'Array(String)')}")
+            asked = self.bind(list(mention_filter.brands), 'Array(String)')
+            self.add(f"hasAny(brands, {asked})" if by_time else f"brand IN {asked}")
         if mention_filter.period is not None:
             self.period(mention_filter.period)
         for word in mention_filter.words:
@@ -472,23 +474,30 @@ class _Where:
         return " AND ".join(self.conditions) or "1"
 
 
-def _mentions_where(query: MentionsQuery) -> _Where:
+def _mentions_where(query: MentionsQuery, *, by_time: bool = False) -> _Where:
     where = _Where()
-    where.mentions(query.filter)
+    where.mentions(query.filter, by_time=by_time)
     if query.cursor is not None:
-        where.add(f"(created_at, id) < ({where.bind(_milliseconds(query.cursor.created_ms), _DT)}, "
-                  f"{where.bind(query.cursor.mention_id, 'String')})")
-    # a mention is a row per brand it names: with other than one brand asked for, only the
-    # row of its first brand among them (its first brand, or '' without any), so each shows
-    # once without sorting every row of the period to drop copies (LIMIT 1 BY did: 4-5 s and
-    # 7.7 GB for 30 days of 10M mentions here, 0.6 s and 0.4 GB this way)
-    brands = query.filter.brands
-    if not brands:
-        where.add("brand = if(empty(brands), '', brands[1])")
-    elif len(brands) > 1:
-        where.add(f"brand = arrayFirst(b -> has({where.bind(list(brands), 'Array(String)')}, b), "
-                  "brands)")
+        at = where.bind(_milliseconds(query.cursor.created_ms), _DT)
+        # the bare bound lets the engine skip the granules after the cursor (it does not
+        # analyse the tuple comparison against the table key)
+        where.add(f"created_at <= {at}")
+        where.add(f"(created_at, id) < ({at}, {where.bind(query.cursor.mention_id, 'String')})")
+    if not by_time and len(query.filter.brands) != 1:
+        where.add(f"brand = {_first_brand(where, query.filter.brands)}")
     return where
+
+
+def _first_brand(where: _Where, asked: Sequence[str]) -> str:
+    """A mention's first brand among ``asked`` (its first, or '' without any, if none asked).
+
+    A mention is a row per brand it names: with other than one brand asked for, only this
+    row of it is read, so each shows once without sorting every row of the period to drop
+    copies (as ``LIMIT 1 BY`` did, many times slower: ``benchmarks/README.md``).
+    """
+    if not asked:
+        return "if(empty(brands), '', brands[1])"
+    return f"arrayFirst(b -> has({where.bind(list(asked), 'Array(String)')}, b), brands)"
 
 
 def mentions_sql(table: str, query: MentionsQuery) -> BoundQuery:
@@ -509,13 +518,16 @@ def mentions_sql(table: str, query: MentionsQuery) -> BoundQuery:
 def mention_keys_sql(table: str, query: MentionsQuery, fetch: int) -> BoundQuery:
     """The table keys ``(brand, created_ms, id)`` of the newest ``fetch`` matching rows.
 
-    Not ``FINAL``: a mention stored twice (a redelivery) can be two of them, one after the
-    other. Without ``FINAL`` the engine skips every granule older than the page it has so far
-    (a rare word over all brands: ~0.09 s against ~0.9 s ``FINAL`` on 10M mentions).
+    ``table`` is the store's main table for one brand, and its table of a row per mention in
+    time order (``mentions_by_time``) for none or several. Not ``FINAL``: a mention stored
+    twice (a redelivery) can be two of them, one after the other; without ``FINAL`` the
+    engine stops reading once it has the newest rows.
     """
-    where = _mentions_where(query)
+    by_time = len(query.filter.brands) != 1
+    where = _mentions_where(query, by_time=by_time)
+    brand = _first_brand(where, query.filter.brands) if by_time else "brand"
     return BoundQuery(
-        f"SELECT brand, toUnixTimestamp64Milli(created_at) AS created_ms, id "
+        f"SELECT {brand} AS brand, toUnixTimestamp64Milli(created_at) AS created_ms, id "
         f"FROM {table} WHERE {where.sql} ORDER BY created_at DESC, id DESC LIMIT {fetch}",
         where.parameters,
     )

@@ -208,6 +208,25 @@ def test_a_mention_whose_newest_copy_no_longer_matches_leaves_the_page(
     assert [m["sentiment"]["label"] for m in positive["mentions"]] == ["positive"] * 5
 
 
+def test_a_store_made_before_the_time_ordered_table_is_filled_at_start(
+        chdb_store_url: str) -> None:
+    settings = Settings(store_url=chdb_store_url)
+    store = ListeningStore.open(settings, database="unit_by_time")
+    store.command(f"TRUNCATE TABLE {store.table}")
+    store.command(f"DROP VIEW IF EXISTS {store.by_time}_feed")
+    store.command(f"DROP TABLE IF EXISTS {store.by_time}")
+    store.insert(RowEncoder(KINDS).encode(MENTIONS).payload)
+    reopened = ListeningStore.open(settings, database="unit_by_time")
+    pages = page_through(reopened, {"limit": "150"})
+    assert [mention_id for page in pages for mention_id in page] == [
+        mention["id"] for mention in reversed(MENTIONS)]
+    # and fed from then on
+    late = {**scored(401), "id": "after-reopen", "created_at": NOW.isoformat()}
+    reopened.insert(RowEncoder(KINDS).encode([late]).payload)
+    first = reopened.mentions(queries.parse_mentions_query({"limit": "1"}, NOW + timedelta(1)))
+    assert [m["id"] for m in first["mentions"]] == ["after-reopen"]
+
+
 def test_a_restarted_encoder_finds_the_original_author_in_the_store(
         store: ListeningStore) -> None:
     fresh = RowEncoder(KINDS, find_originals=store.original_authors)
