@@ -6,24 +6,21 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.stages.alerts import (
+from pipeline.stages.alerts.context import IncidentContext
+from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
+from pipeline.stages.alerts.record import (
     CRISIS,
     OPENED,
     RESOLVED,
     UPDATED,
     VOLUME_SPIKE,
     Alert,
-    BrandIncidents,
-    Destination,
-    IncidentConfig,
-    IncidentContext,
-    RoutingRules,
     Severity,
-    TopK,
-    WindowObservation,
-    mention_terms,
-    render_text,
 )
+from pipeline.stages.alerts.render import render_text
+from pipeline.stages.alerts.routing import Destination, RoutingRules
+from pipeline.stages.alerts.terms import mention_terms
+from pipeline.stages.alerts.topk import TopK
 from pipeline.stages.spikes import Baseline, ClosedWindow
 
 START = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
