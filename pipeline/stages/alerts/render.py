@@ -16,6 +16,9 @@ from pipeline.stages.alerts.record import (
     UPDATED,
     VOLUME_SPIKE,
     Alert,
+    ContextSummary,
+    SampleMention,
+    Voice,
 )
 
 _VERBS: Final = {OPENED: "OPENED", UPDATED: "UPDATE", RESOLVED: "RESOLVED"}
@@ -52,74 +55,100 @@ def render_text(alert: Alert | Mapping[str, Any]) -> str:
     """
     if not isinstance(alert, Alert):
         alert = Alert.from_dict(alert)
+    started = alert.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    window = (f"{alert.window_start.astimezone(UTC):%H:%M}-"
+              f"{alert.window_end.astimezone(UTC):%H:%M} UTC")
+    lines = [_headline(alert), f"  started {started}; window {window}; incident "
+                               f"{alert.incident_id} #{alert.sequence}"]
+    lines.extend(_context_lines(alert.context))
+    return "\n".join(lines)
+
+
+def _headline(alert: Alert) -> str:
+    """The first line: what happened, to whom and how bad, against the baseline."""
     kind = "CRISIS" if alert.kind == CRISIS else "VOLUME SPIKE"
-    severity = alert.severity.label
-    if alert.previous_severity is not None:
-        severity += f", up from {alert.previous_severity.label}"
-    if alert.previous_kind == VOLUME_SPIKE:
-        severity += ", was a volume spike"
-    span = _duration(alert.window_end - alert.window_start)
     head = f"{kind} {_VERBS.get(alert.status, alert.status.upper())} for {alert.brand_name} " \
-           f"({severity})"
+           f"({_severity_note(alert)})"
+    span = _duration(alert.window_end - alert.window_start)
     if alert.status == RESOLVED:
-        lasted = _duration(alert.window_end - alert.started_at)
-        peak = alert.peak
-        what = "negative mentions" if alert.kind == CRISIS else "mentions"
-        total = alert.totals.get("negative" if alert.kind == CRISIS else "volume", 0)
-        first = f"{head}: calm again after {lasted}; {_count(total)} {what} over " \
-                f"{alert.totals.get('windows', 0)} windows"
-        if peak:
-            peak_value = peak["negative"] if alert.kind == CRISIS else peak["volume"]
-            peak_expected = peak["expected_negative"] if alert.kind == CRISIS \
-                else peak["expected_volume"]
-            first += f", peak {_count(peak_value)} in {span} vs " \
-                     f"{_expected(float(peak_expected))} expected"
-    elif alert.kind == CRISIS:
-        first = (
+        return _resolved_headline(alert, head, span)
+    if alert.kind == CRISIS:
+        return (
             f"{head}: {_count(alert.negative)} negative mentions in {span} vs "
             f"{_expected(alert.expected_negative)} expected; negative share "
             f"{alert.negative_share:.0%} vs ~{alert.expected_negative_share:.0%} usual; "
             f"{_count(alert.volume)} mentions in all vs {_expected(alert.expected_volume)} "
             "expected"
         )
-    else:
-        first = (
-            f"{head}: {_count(alert.volume)} mentions in {span} vs "
-            f"{_expected(alert.expected_volume)} expected; negative share "
-            f"{alert.negative_share:.0%} vs ~{alert.expected_negative_share:.0%} usual"
-        )
-    started = alert.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    window = (f"{alert.window_start.astimezone(UTC):%H:%M}-"
-              f"{alert.window_end.astimezone(UTC):%H:%M} UTC")
-    lines = [first, f"  started {started}; window {window}; incident {alert.incident_id} "
-                    f"#{alert.sequence}"]
-    ctx = alert.context
-    if ctx.top_terms or ctx.top_hashtags:
-        terms = ", ".join(t for t, _ in ctx.top_terms) or "-"
-        hashtags = ", ".join(h for h, _ in ctx.top_hashtags) or "-"
+    return (
+        f"{head}: {_count(alert.volume)} mentions in {span} vs "
+        f"{_expected(alert.expected_volume)} expected; negative share "
+        f"{alert.negative_share:.0%} vs ~{alert.expected_negative_share:.0%} usual"
+    )
+
+
+def _severity_note(alert: Alert) -> str:
+    """``critical, up from warning, was a volume spike``: the severity and what it rose from."""
+    severity = alert.severity.label
+    if alert.previous_severity is not None:
+        severity += f", up from {alert.previous_severity.label}"
+    if alert.previous_kind == VOLUME_SPIKE:
+        severity += ", was a volume spike"
+    return severity
+
+
+def _resolved_headline(alert: Alert, head: str, span: str) -> str:
+    """How long the incident lasted, its total and its peak window against the baseline."""
+    lasted = _duration(alert.window_end - alert.started_at)
+    peak = alert.peak
+    what = "negative mentions" if alert.kind == CRISIS else "mentions"
+    total = alert.totals.get("negative" if alert.kind == CRISIS else "volume", 0)
+    first = f"{head}: calm again after {lasted}; {_count(total)} {what} over " \
+            f"{alert.totals.get('windows', 0)} windows"
+    if peak:
+        peak_value = peak["negative"] if alert.kind == CRISIS else peak["volume"]
+        peak_expected = peak["expected_negative"] if alert.kind == CRISIS \
+            else peak["expected_volume"]
+        first += f", peak {_count(peak_value)} in {span} vs " \
+                 f"{_expected(float(peak_expected))} expected"
+    return first
+
+
+def _context_lines(context: ContextSummary) -> list[str]:
+    """What people talk about, who drives it, in which languages, and a few samples."""
+    lines = []
+    if context.top_terms or context.top_hashtags:
+        terms = ", ".join(t for t, _ in context.top_terms) or "-"
+        hashtags = ", ".join(h for h, _ in context.top_hashtags) or "-"
         lines.append(f"  talking about: {terms}; hashtags: {hashtags}")
-    if ctx.top_voices:
-        voices = []
-        for voice in ctx.top_voices:
-            name = f"@{voice.handle}" if voice.handle else voice.author_id
-            detail = [f"{_count(voice.followers)} followers"]
-            if voice.mentions != 1:
-                detail.append(f"{voice.mentions} mentions")
-            if voice.copies:
-                detail.append(f"{_count(voice.copies)} copies")
-            voices.append(f"{name} ({', '.join(detail)})")
-        lines.append(f"  top voices: {'; '.join(voices)}")
-    if ctx.languages:
+    if context.top_voices:
+        lines.append(f"  top voices: {'; '.join(_voice(v) for v in context.top_voices)}")
+    if context.languages:
         lines.append("  languages: " + ", ".join(f"{lang} {share:.0%}"
-                                                 for lang, share in ctx.languages))
-    for sample in ctx.samples:
-        who = f"@{sample.handle}" if sample.handle else "someone"
-        text = " ".join(sample.text.split())
-        if len(text) > 140:
-            text = text[:139] + "\u2026"
-        link = f" {sample.url}" if sample.url else ""
-        lines.append(f'  - {who}: "{text}"{link}')
-    return "\n".join(lines)
+                                                 for lang, share in context.languages))
+    lines.extend(_sample_line(sample) for sample in context.samples)
+    return lines
+
+
+def _voice(voice: Voice) -> str:
+    """``@ann (12k followers, 3 mentions, 40 copies)``; one mention and no copies go unsaid."""
+    name = f"@{voice.handle}" if voice.handle else voice.author_id
+    detail = [f"{_count(voice.followers)} followers"]
+    if voice.mentions != 1:
+        detail.append(f"{voice.mentions} mentions")
+    if voice.copies:
+        detail.append(f"{_count(voice.copies)} copies")
+    return f"{name} ({', '.join(detail)})"
+
+
+def _sample_line(sample: SampleMention) -> str:
+    """One sample on one line, its text cut to 140 characters, with its link."""
+    who = f"@{sample.handle}" if sample.handle else "someone"
+    text = " ".join(sample.text.split())
+    if len(text) > 140:
+        text = text[:139] + "\u2026"
+    link = f" {sample.url}" if sample.url else ""
+    return f'  - {who}: "{text}"{link}'
 
 
 __all__ = [
