@@ -35,6 +35,13 @@ def _int(value: Any) -> int:
         return 0
 
 
+def _interactions(engagement: Any) -> int:
+    """Likes, reposts and replies of a mention; 0 when it carries no engagement."""
+    if not isinstance(engagement, Mapping):
+        return 0
+    return sum(_int(engagement.get(k)) for k in ("likes", "reposts", "replies"))
+
+
 class IncidentContext:
     """Bounded accumulator of the mentions behind an incident; mergeable and serialisable.
 
@@ -67,49 +74,25 @@ class IncidentContext:
     def add(self, mention: Mapping[str, Any]) -> None:
         """Account one enriched mention (see the module docstring for the keys read)."""
         self.mentions += 1
-        terms, hashtags = mention_terms(str(mention.get("text") or ""))
-        for term in terms:
-            self.terms.add(term)
-        for hashtag in hashtags:
-            self.hashtags.add(hashtag)
-        self.languages.add(str(mention.get("lang") or "und"))
-
+        self._count_terms_and_language(mention)
         author = mention.get("author")
         if not isinstance(author, Mapping):
             author = {}
         author_id = str(author.get("id") or "unknown")
         handle = author.get("handle")
         followers = _int(author.get("followers"))
-        engagement = mention.get("engagement")
-        interactions = 0
-        if isinstance(engagement, Mapping):
-            interactions = sum(_int(engagement.get(k)) for k in ("likes", "reposts", "replies"))
+        interactions = _interactions(mention.get("engagement"))
         # an author's audience is counted once, however often they post
         known = author_id in self.voice_info
         self._credit(author_id, handle, followers,
                      (0.0 if known else followers) + ENGAGEMENT_REACH * interactions,
                      mentions=1, copies=0, engagement=interactions)
-
-        mention_id = str(mention.get("id") or "")
         original = mention.get("duplicate_of")
         if original:
-            origin_author = self.origins.get(str(original))
-            if origin_author is not None and origin_author != author_id:
-                # a copy shows the original author's words to the copier's followers
-                info = self.voice_info.get(origin_author)
-                self._credit(origin_author, info[0] if info else None,
-                             info[1] if info else 0, float(followers),
-                             mentions=0, copies=1, engagement=0)
-            for sample in self.samples:
-                if sample["id"] == original:
-                    sample["reach"] += followers
-                    sample["copies"] += 1
-            self.samples.sort(key=lambda s: (-s["reach"], s["id"]))
+            self._credit_copy(original, author_id, followers)
             return
-        if mention_id:
-            self.origins[mention_id] = author_id
-            if len(self.origins) > self.origin_limit:
-                del self.origins[next(iter(self.origins))]
+        mention_id = str(mention.get("id") or "")
+        self._remember_origin(mention_id, author_id)
         self._offer_sample({
             "id": mention_id,
             "text": str(mention.get("text") or "")[:_SAMPLE_TEXT_CHARS],
@@ -120,6 +103,36 @@ class IncidentContext:
             "reach": followers + ENGAGEMENT_REACH * interactions,
             "copies": 0,
         })
+
+    def _count_terms_and_language(self, mention: Mapping[str, Any]) -> None:
+        terms, hashtags = mention_terms(str(mention.get("text") or ""))
+        for term in terms:
+            self.terms.add(term)
+        for hashtag in hashtags:
+            self.hashtags.add(hashtag)
+        self.languages.add(str(mention.get("lang") or "und"))
+
+    def _credit_copy(self, original: Any, copier_id: str, followers: int) -> None:
+        """Credit a copy's audience to the original's author and to its sample, if held."""
+        origin_author = self.origins.get(str(original))
+        if origin_author is not None and origin_author != copier_id:
+            # a copy shows the original author's words to the copier's followers
+            info = self.voice_info.get(origin_author)
+            self._credit(origin_author, info[0] if info else None,
+                         info[1] if info else 0, float(followers),
+                         mentions=0, copies=1, engagement=0)
+        for sample in self.samples:
+            if sample["id"] == original:
+                sample["reach"] += followers
+                sample["copies"] += 1
+        self.samples.sort(key=lambda s: (-s["reach"], s["id"]))
+
+    def _remember_origin(self, mention_id: str, author_id: str) -> None:
+        """Remember who wrote an original, so that its copies credit them; oldest out first."""
+        if mention_id:
+            self.origins[mention_id] = author_id
+            if len(self.origins) > self.origin_limit:
+                del self.origins[next(iter(self.origins))]
 
     def _credit(self, author_id: str, handle: Any, followers: int, reach: float, *,
                 mentions: int, copies: int, engagement: int) -> None:
