@@ -373,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from pydantic import ValidationError
 
-        from pipeline.stages.alerts import RoutingRulesError
+        from pipeline.stages.alerts.routing import RoutingRulesError
         from pipeline.stages.brands import BrandRulesError
         from pipeline.store.client import StoreRejected, StoreUnavailable
 

@@ -41,7 +41,7 @@ import orjson
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
-from pipeline.stages.alerts import render_text
+from pipeline.stages.alerts.render import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.topics import (
     decode_batch,

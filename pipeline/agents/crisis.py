@@ -33,7 +33,8 @@ import orjson
 
 from pipeline.agents.app import WorkerContext
 from pipeline.config import Settings
-from pipeline.stages.alerts import KINDS, Alert, load_routing_rules
+from pipeline.stages.alerts.record import KINDS, Alert
+from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import BrandRule, load_brand_rules
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor
 from pipeline.stages.notify import DeadLetter, WebhookNotifier

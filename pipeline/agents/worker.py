@@ -9,7 +9,7 @@ import faust
 
 from pipeline.agents.app import build_app
 from pipeline.config import Settings
-from pipeline.stages.alerts import load_routing_rules
+from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.transport.broker import free_port
 from pipeline.transport.topics import ensure_topics

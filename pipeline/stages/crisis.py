@@ -5,9 +5,9 @@ One :class:`BrandMonitor` per brand chains the pieces of :mod:`pipeline.stages.s
 count the brand's mentions and negative mentions; each closed window updates three
 :class:`~pipeline.stages.spikes.SpikeDetector` series (volume, negative volume and negative
 share, the share fed in percent so the detector's count transform sees 0-100 rather than
-0-1); the :class:`~pipeline.stages.alerts.BrandIncidents` lifecycle turns the scores into
-alert events. :class:`PartitionMonitor` holds the brands of one partition and its event-time
-watermark, which closes every brand's windows, quiet brands included.
+0-1); the :class:`~pipeline.stages.alerts.lifecycle.BrandIncidents` lifecycle turns the
+scores into alert events. :class:`PartitionMonitor` holds the brands of one partition and its
+event-time watermark, which closes every brand's windows, quiet brands included.
 
 State is split in two parts so that the changelog stays small:
 
@@ -36,13 +36,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from pipeline.stages.alerts import (
-    Alert,
-    BrandIncidents,
-    IncidentConfig,
-    WindowObservation,
-    is_negative,
-)
+from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
+from pipeline.stages.alerts.record import Alert
+from pipeline.stages.alerts.terms import is_negative
 from pipeline.stages.spikes import Baseline, BrandWindows, SpikeConfig, SpikeDetector
 
 _STATE_VERSION = 1

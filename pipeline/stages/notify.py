@@ -1,10 +1,11 @@
 """Webhook notifier: alert events to the teams' channels, without ever slowing the pipeline.
 
 :meth:`WebhookNotifier.enqueue` is synchronous and never waits: it routes the alert
-(:class:`~pipeline.stages.alerts.RoutingRules`), drops what a destination already got, and
-puts one job per destination on that destination's bounded queue; a full queue dead-letters
-the job (reason ``queue_full``) instead of blocking the caller. One background sender task
-per destination delivers its queue in order, so a slow or dead webhook delays only itself.
+(:class:`~pipeline.stages.alerts.routing.RoutingRules`), drops what a destination already
+got, and puts one job per destination on that destination's bounded queue; a full queue
+dead-letters the job (reason ``queue_full``) instead of blocking the caller. One background
+sender task per destination delivers its queue in order, so a slow or dead webhook delays
+only itself.
 
 Delivery (aiohttp): a 2xx is success. 5xx answers, timeouts and connection errors are retried
 with exponential backoff and jitter (``base_delay_s * 2**(attempt-1)``, capped at
@@ -48,17 +49,9 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
-from pipeline.stages.alerts import (
-    CRISIS,
-    OPENED,
-    RESOLVED,
-    UPDATED,
-    Alert,
-    Destination,
-    RoutingRules,
-    Severity,
-    render_text,
-)
+from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
+from pipeline.stages.alerts.render import render_text
+from pipeline.stages.alerts.routing import Destination, RoutingRules
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +94,7 @@ def _mrkdwn(text: str) -> str:
 def slack_body(alert: Alert) -> dict[str, Any]:
     """Slack incoming-webhook body: the plain-words text plus Block Kit blocks.
 
-    ``text`` is the whole :func:`~pipeline.stages.alerts.render_text` rendering, so a
+    ``text`` is the whole :func:`~pipeline.stages.alerts.render.render_text` rendering, so a
     receiver that ignores blocks (or a phone notification) still says everything.
     """
     text = render_text(alert)

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from pipeline.config import Settings
-from pipeline.stages.alerts import ENGAGEMENT_REACH
+from pipeline.stages.alerts.context import ENGAGEMENT_REACH
 from pipeline.store import queries
 from pipeline.store.queries import (
     BoundQuery,

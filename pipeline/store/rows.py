@@ -33,7 +33,7 @@ import orjson
 
 from pipeline.caching import BoundedCache
 from pipeline.schema import epoch_seconds
-from pipeline.stages.alerts import mention_terms
+from pipeline.stages.alerts.terms import mention_terms
 from pipeline.stages.brands import fold
 
 SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from pipeline.desk.app import EXPORT_COLUMNS
-from pipeline.stages.alerts import mention_terms
+from pipeline.stages.alerts.terms import mention_terms
 from pipeline.store.client import ListeningStore
 from pipeline.store.queries import Cursor
 from tests.unit.desk.conftest import COUNT, CRISIS, NOW, START

@@ -4,15 +4,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pipeline.stages.alerts import (
-    NO_ROUTES,
-    OPENED,
-    RESOLVED,
-    UPDATED,
-    Alert,
-    RoutingRulesError,
-    load_routing_rules,
-)
+from pipeline.stages.alerts.record import OPENED, RESOLVED, UPDATED, Alert
+from pipeline.stages.alerts.routing import NO_ROUTES, RoutingRulesError, load_routing_rules
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor
 from tests.crisis_scenario import BRAND, CRISIS_START, START, mention, windows
 

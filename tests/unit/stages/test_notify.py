@@ -12,18 +12,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pipeline.stages.alerts import (
-    CRISIS,
-    OPENED,
-    RESOLVED,
-    UPDATED,
-    Alert,
-    BrandIncidents,
-    IncidentConfig,
-    RoutingRules,
-    Severity,
-    WindowObservation,
-)
+from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
+from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
+from pipeline.stages.alerts.routing import RoutingRules
 from pipeline.stages.notify import (
     DeadLetter,
     WebhookNotifier,

@@ -1,79 +1,14 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 import orjson
 import pytest
 
-from pipeline.stages.alerts import (
-    CRISIS,
-    OPENED,
-    RESOLVED,
-    UPDATED,
-    VOLUME_SPIKE,
-    Alert,
-    BrandIncidents,
-    Destination,
-    IncidentConfig,
-    IncidentContext,
-    RoutingRules,
-    Severity,
-    TopK,
-    WindowObservation,
-    mention_terms,
-    render_text,
-)
+from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
+from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, VOLUME_SPIKE, Severity
 from pipeline.stages.spikes import Baseline, ClosedWindow
-
-START = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
-STEP = timedelta(minutes=5)
-BRAND = "acme-mobile"
-
-
-def window(index: int, *, volume: int = 100, negative: int = 10, volume_score: float = 0.05,
-           negative_score: float = 0.05, share_score: float = 0.05,
-           expected_negative: float = 8.0, brand: str = BRAND) -> WindowObservation:
-    """The index-th 5-minute window of the fake event-time clock."""
-    start = START + index * STEP
-    return WindowObservation(
-        brand=brand, start=start, end=start + STEP, volume=volume, negative=negative,
-        expected_volume=80.0, expected_negative=expected_negative, expected_negative_share=0.1,
-        volume_score=volume_score, negative_score=negative_score, share_score=share_score,
-    )
-
-
-def crisis(index: int, negative: int = 60, score: float = 0.7) -> WindowObservation:
-    return window(index, volume=150, negative=negative, volume_score=0.4, negative_score=score,
-                  share_score=score)
-
-
-def calm(index: int) -> WindowObservation:
-    return window(index)
-
-
-def mention(n: int, *, text: str, author: str = "a1", followers: int = 100,
-            label: str = "negative", lang: str = "en", duplicate_of: str | None = None,
-            likes: int = 0) -> dict[str, Any]:
-    return {
-        "id": f"m{n}", "text": text,
-        "created_at": (START + timedelta(seconds=n)).isoformat(),
-        "author": {"id": author, "handle": f"h_{author}", "followers": followers},
-        "url": f"https://social.example/h_{author}/status/{n}", "lang": lang,
-        "sentiment": {"label": label, "scores": {label: 0.9}}, "brands": [BRAND],
-        "duplicate_of": duplicate_of, "copy_count": 1,
-        "engagement": {"likes": likes, "reposts": 0, "replies": 0},
-    }
-
-
-def run(incidents: BrandIncidents, windows: list[WindowObservation]) -> list[Alert]:
-    alerts: list[Alert] = []
-    for observation in windows:
-        alerts.extend(incidents.update(observation))
-    return alerts
-
-
-# -- lifecycle ---------------------------------------------------------------------------------
+from tests.unit.stages.alerts.conftest import BRAND, START, STEP, calm, crisis, mention, run, window
 
 
 def test_calm_windows_raise_nothing() -> None:
@@ -273,87 +208,6 @@ def test_from_baselines_reads_the_detectors() -> None:
             observation.share_score) == (8.0, 0.9, 0.7)
 
 
-# -- context -----------------------------------------------------------------------------------
-
-
-def test_topk_finds_heavy_hitters_in_a_long_tail() -> None:
-    top = TopK(10)
-    for i in range(2000):
-        top.add(f"tail{i}")
-        if i % 4 == 0:
-            top.add("leak")
-        if i % 8 == 0:
-            top.add("fire", 1.0)
-    assert len(top.weights) == 10
-    assert [key for key, _ in top.top(2)] == ["leak", "fire"]
-    # space-saving overestimates by at most the lightest weight, never underestimates
-    assert top.weights["leak"] >= 500
-
-
-def test_mention_terms_drop_urls_handles_and_function_words() -> None:
-    terms, hashtags = mention_terms(
-        "RT @jdoe: the Acme battery EXPLODED in l'appareil https://t.co/x 2025 #AcmeLeak #a")
-    assert terms == {"acme", "battery", "exploded", "appareil"}
-    assert hashtags == {"#acmeleak"}
-
-
-def test_context_ranks_voices_by_reach_and_credits_copies() -> None:
-    context = IncidentContext(capacity=16, samples=2)
-    context.add(mention(1, text="my acme phone caught fire", author="small", followers=50))
-    context.add(mention(2, text="acme phones catching fire, recall now", author="news",
-                        followers=20_000, likes=30))
-    for n in range(3, 40):  # 37 copies of the small account's post, by 1,000-follower accounts
-        context.add(mention(n, text="my acme phone caught fire", author=f"c{n}",
-                            followers=1000, duplicate_of="m1"))
-    summary = context.summary(3)
-    voices = [v.author_id for v in summary.top_voices]
-    assert voices[:2] == ["small", "news"]
-    small = summary.top_voices[0]
-    assert (small.followers, small.mentions, small.copies) == (50, 1, 37)
-    # samples are originals with links, ranked by the reach their copies brought them
-    assert [s.id for s in summary.samples] == ["m1", "m2"]
-    assert summary.samples[0].copies == 37
-    assert summary.samples[0].url == "https://social.example/h_small/status/1"
-    assert summary.top_terms[0] == ("acme", 39)
-    assert context.summary(3, ignore_terms={"acme"}).top_terms[0] == ("fire", 39)
-
-
-def test_context_memory_is_bounded() -> None:
-    context = IncidentContext(capacity=8, samples=3, origins=32)
-    for n in range(3000):
-        context.add(mention(n, text=f"word{n} other{n % 7} #tag{n}", author=f"u{n}",
-                            followers=n, lang=f"l{n % 50}"))
-    state = context.to_state()
-    for key in ("terms", "hashtags", "languages", "voices", "voice_info"):
-        assert len(state[key]) <= 8, key
-    assert len(state["samples"]) == 3
-    assert len(state["origins"]) == 32
-    assert context.mentions == 3000
-    assert [s.id for s in context.summary().samples] == ["m2999", "m2998", "m2997"]
-
-
-def test_one_sample_per_author() -> None:
-    context = IncidentContext(samples=3)
-    for n in range(5):
-        context.add(mention(n, text=f"post {n}", author="same", followers=10, likes=n))
-    context.add(mention(9, text="other", author="other", followers=1))
-    assert [s.id for s in context.summary().samples] == ["m4", "m9"]
-
-
-def test_context_merge_and_state_round_trip() -> None:
-    a, b, whole = (IncidentContext(capacity=32) for _ in range(3))
-    texts = ["signal lost again", "no signal for hours", "refund now #acmedown",
-             "signal gone #acmedown", "refund refund"]
-    for n, text in enumerate(texts):
-        (a if n % 2 else b).add(mention(n, text=text, author=f"u{n}", lang="es" if n else "en"))
-        whole.add(mention(n, text=text, author=f"u{n}", lang="es" if n else "en"))
-    a.merge(b)
-    assert a.summary() == whole.summary()
-    restored = IncidentContext.from_state(orjson.loads(orjson.dumps(a.to_state())))
-    assert restored.summary() == a.summary()
-    assert dict(restored.summary().languages) == {"es": 0.8, "en": 0.2}
-
-
 def test_crisis_context_reads_negative_mentions_and_lookback_windows() -> None:
     incidents = BrandIncidents(BRAND, brand_name="Acme Mobile")
     incidents.observe(mention(1, text="acme mobile battery fire", label="negative"), START)
@@ -380,103 +234,6 @@ def test_window_contexts_are_forgotten_when_nothing_opens() -> None:
         incidents.observe(mention(i, text=f"calm words {i}"), START + i * STEP)
         incidents.update(calm(i))
     assert len(incidents.window_contexts) <= 3
-
-
-# -- the alert record and its rendering -------------------------------------------------------
-
-
-def alert_sequence() -> list[Alert]:
-    incidents = BrandIncidents(BRAND, IncidentConfig(calm_windows=1), brand_name="Acme Mobile")
-    incidents.observe(mention(1, text="Acme Mobile battery fire, stay safe", author="newsdesk",
-                              followers=1_200_000, lang="en"), START)
-    incidents.observe(mention(2, text="bateria explotó #AcmeLeak", author="ana", lang="es"),
-                      START)
-    return run(incidents, [
-        window(0, volume=340, negative=230, volume_score=0.8, negative_score=0.99,
-               share_score=0.9),
-        calm(1),
-    ])
-
-
-def test_render_text_says_what_happened_in_plain_words() -> None:
-    opened, resolved = alert_sequence()
-    text = render_text(opened)
-    first = text.splitlines()[0]
-    assert first.startswith("CRISIS OPENED for Acme Mobile (critical): 230 negative mentions "
-                            "in 5 min vs ~8.0 expected")
-    assert "negative share 68% vs ~10% usual" in first
-    assert "340 mentions in all vs ~80 expected" in first
-    assert "@h_newsdesk (1.2M followers)" in text
-    assert "#acmeleak" in text
-    assert "languages: en 50%, es 50%" in text
-    assert "https://social.example/h_newsdesk/status/1" in text
-    closing = render_text(resolved).splitlines()[0]
-    assert closing.startswith("CRISIS RESOLVED for Acme Mobile (critical): calm again after "
-                              "10 min; 240 negative mentions over 2 windows, peak 230")
-
-
-def test_alert_dict_round_trip_and_render_from_dict() -> None:
-    opened, _ = alert_sequence()
-    record = orjson.loads(orjson.dumps(opened.to_dict()))
-    assert record["idempotency_key"] == f"{BRAND}/acme-mobile-20250303T1000Z/0"
-    assert record["severity"] == "critical" and record["status"] == "open"
-    assert record["samples"][0]["url"].startswith("https://")
-    back = Alert.from_dict(record)
-    assert back == opened
-    assert render_text(record) == render_text(opened)
-
-
-# -- routing ------------------------------------------------------------------------------------
-
-
-def routing() -> RoutingRules:
-    return RoutingRules.from_config({
-        "destinations": {
-            "pr-acme": {"url": "https://hooks.example/T0/secret-token"},
-            "sre": {"url": "http://127.0.0.1:9/hook", "style": "json"},
-            "exec": {"url": "https://hooks.example/exec"},
-        },
-        "routes": [
-            {"brands": ["acme-*"], "min_severity": "info", "to": ["pr-acme"]},
-            {"brands": "*", "min_severity": "critical", "kinds": ["crisis"],
-             "to": ["exec"]},
-            {"brands": ["*bank*"], "min_severity": "warning", "to": ["sre"]},
-        ],
-    })
-
-
-def routed(rules: RoutingRules, brand: str, kind: str, severity: Severity) -> list[str]:
-    opened, _ = alert_sequence()
-    alert = Alert.from_dict({**opened.to_dict(), "brand": brand, "kind": kind,
-                             "severity": severity.label})
-    return [d.name for d in rules.destinations_for(alert)]
-
-
-def test_routing_by_brand_pattern_kind_and_severity() -> None:
-    rules = routing()
-    assert routed(rules, "acme-mobile", VOLUME_SPIKE, Severity.INFO) == ["pr-acme"]
-    assert routed(rules, "acme-mobile", CRISIS, Severity.CRITICAL) == ["pr-acme", "exec"]
-    assert routed(rules, "telvia", CRISIS, Severity.WARNING) == []
-    assert routed(rules, "telvia", VOLUME_SPIKE, Severity.CRITICAL) == []
-    assert routed(rules, "telvia", CRISIS, Severity.CRITICAL) == ["exec"]
-    assert routed(rules, "nimbus-bank", CRISIS, Severity.INFO) == []
-    assert routed(rules, "nimbus-bank", VOLUME_SPIKE, Severity.WARNING) == ["sre"]
-    assert rules.destinations["sre"].style == "json"
-
-
-def test_routing_config_errors_and_secret_urls() -> None:
-    with pytest.raises(ValueError, match="unknown destinations"):
-        RoutingRules.from_config({"destinations": {}, "routes": [{"to": ["nobody"]}]})
-    with pytest.raises(ValueError, match="unknown alert kinds"):
-        RoutingRules.from_config({"destinations": {"x": {"url": "https://h/x"}},
-                                  "routes": [{"to": ["x"], "kinds": ["meltdown"]}]})
-    with pytest.raises(ValueError, match="http"):
-        Destination("x", "ftp://hooks.example/x")
-    with pytest.raises(ValueError, match="severity"):
-        Severity.parse("apocalyptic")
-    destination = routing().destinations["pr-acme"]
-    assert "secret-token" not in repr(destination)
-    assert destination.host == "hooks.example"
 
 
 def test_resolves_when_counts_are_back_at_baseline_even_if_scores_linger() -> None:
