@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.build_default import COMMITTED_CALIBRATION
-from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, SentimentEngine
+from pipeline.stages.sentiment.engine import DEFAULT_MODEL_DIR, SentimentEngine
 from pipeline.stages.sentiment_int8 import (
     CALIBRATION_FILE,
     DEFAULT_ALPHA,

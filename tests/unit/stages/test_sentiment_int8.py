@@ -10,7 +10,7 @@ from torch import nn
 from transformers import BertForSequenceClassification
 
 from pipeline.config import load_settings
-from pipeline.stages.sentiment import SentimentEngine, build_engine
+from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment_int8 import (
     CALIBRATION_FILE,
     ChannelScaledLinear,
