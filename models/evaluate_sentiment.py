@@ -23,8 +23,8 @@ import torch
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.train_sentiment import macro_f1
 from pipeline.stages.sentiment.engine import DEFAULT_MODEL_DIR, SentimentEngine
+from pipeline.stages.sentiment.int8 import load_calibration, quantize_int8
 from pipeline.stages.sentiment.labels import LABELS
-from pipeline.stages.sentiment_int8 import load_calibration, quantize_int8
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPORT = Path(__file__).resolve().parent / "evaluation.json"

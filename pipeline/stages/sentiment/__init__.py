@@ -17,6 +17,8 @@
 - :mod:`~pipeline.stages.sentiment.mentions`: results written onto mention records, and the
   memory that lets a conversation's copies inherit its first copy's result.
 
-Tokenising lives in :mod:`pipeline.stages.sentiment_tokens` and CPU int8 quantisation in
-:mod:`pipeline.stages.sentiment_int8`.
+- :mod:`~pipeline.stages.sentiment.tokens`: cleaning and tokenising, a call's token ids
+  packed in two numpy arrays (:class:`~pipeline.stages.sentiment.tokens.PackedTokens`);
+- :mod:`~pipeline.stages.sentiment.int8`: dynamic int8 ``Linear`` layers for CPU inference,
+  smoothed by a calibration stored with the model.
 """

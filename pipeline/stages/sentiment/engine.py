@@ -9,7 +9,7 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
   (:mod:`~pipeline.stages.sentiment.planning`);
 - ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
   memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
-  model's calibration (:mod:`pipeline.stages.sentiment_int8`; on by default when it has one);
+  model's calibration (:mod:`~pipeline.stages.sentiment.int8`; on by default when it has one);
 - on CUDA, each batch replayed as a captured CUDA graph of one of a few shapes
   (:mod:`~pipeline.stages.sentiment.cuda_graphs`), and batches launched ahead of reading
   their results back;
@@ -39,6 +39,8 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
+from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, load_calibration
+from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
 from pipeline.stages.sentiment.labels import _EMPTY_RESULT, LABELS, SentimentResult, label_mapping
 from pipeline.stages.sentiment.planning import (
     _PAD_MULTIPLE,
@@ -47,9 +49,7 @@ from pipeline.stages.sentiment.planning import (
     _row_buckets,
     plan_batches,
 )
-from pipeline.stages.sentiment_int8 import CALIBRATION_FILE, load_calibration
-from pipeline.stages.sentiment_int8 import quantize_int8 as quantize_int8_layers
-from pipeline.stages.sentiment_tokens import (
+from pipeline.stages.sentiment.tokens import (
     PackedTokens,
     encode_packed,
     pack_token_ids,
@@ -98,7 +98,7 @@ class SentimentEngine:
         max_batch_tokens: most padded tokens (rows x padded width) in one forward pass.
         sort_by_length: group similar lengths to minimise padding (off only to measure it).
         quantize_int8: on CPU, swap ``Linear`` layers for dynamic int8 ones, smoothed with
-            the model folder's calibration when it has one (:mod:`pipeline.stages.sentiment_int8`).
+            the model folder's calibration when it has one (:mod:`.int8`).
             ``None``: on exactly when that calibration is there and was recorded on these
             weights.
         label_overrides: the checkpoint's label names -> negative/neutral/positive.

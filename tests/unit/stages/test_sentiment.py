@@ -24,7 +24,7 @@ from pipeline.stages.sentiment.engine import (
 )
 from pipeline.stages.sentiment.labels import LABELS, SentimentResult, label_mapping
 from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
-from pipeline.stages.sentiment_tokens import clean_for_sentiment
+from pipeline.stages.sentiment.tokens import clean_for_sentiment
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

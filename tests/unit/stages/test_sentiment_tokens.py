@@ -15,7 +15,7 @@ import torch
 from pipeline.stages.sentiment.engine import SentimentEngine
 from pipeline.stages.sentiment.labels import LABELS
 from pipeline.stages.sentiment.planning import plan_batches
-from pipeline.stages.sentiment_tokens import (
+from pipeline.stages.sentiment.tokens import (
     PackedTokens,
     clean_for_sentiment,
     encode_packed,
@@ -167,10 +167,10 @@ def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
 
 def clean_by_the_book(text: str) -> str:
     """The cleaning rule written plainly: handles first, then invisible characters."""
-    from pipeline.stages import sentiment_tokens
+    from pipeline.stages.sentiment import tokens
 
-    handles = sentiment_tokens._HANDLE.sub("@user", text)
-    return " ".join(sentiment_tokens._INVISIBLE.sub(" ", handles).split())
+    handles = tokens._HANDLE.sub("@user", text)
+    return " ".join(tokens._INVISIBLE.sub(" ", handles).split())
 
 
 def test_cleaning_fast_paths_clean_as_the_rule_does() -> None:
