@@ -39,7 +39,7 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
-from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, load_calibration
+from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
 from pipeline.stages.sentiment.labels import _EMPTY_RESULT, LABELS, SentimentResult, label_mapping
 from pipeline.stages.sentiment.planning import (
@@ -126,20 +126,8 @@ class SentimentEngine:
         cuda_graphs: bool | None = None,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
         model_path = Path(model_dir)
-        # "org/name" that is no folder here is a Hugging Face Hub id (from the local cache
-        # when HF_HUB_OFFLINE is set); anything else must be a model folder
-        hub_id = (isinstance(model_dir, str) and not model_path.exists()
-                  and re.fullmatch(r"[\w.-]+/[\w.-]+", model_dir) is not None
-                  and model_path != DEFAULT_MODEL_DIR)
-        if not hub_id and not (model_path / "config.json").exists():
-            hint = ""
-            if model_path == DEFAULT_MODEL_DIR:
-                hint = " (build it: python -m models.build_default)"
-            raise FileNotFoundError(f"no model at {model_path}{hint}")
-        source = str(model_dir) if hub_id else model_path
+        source, hub_id = _model_source(model_dir)
         self.device = choose_device(device)
         on_cuda = self.device.type == "cuda"
         self.max_tokens = max_tokens
@@ -147,46 +135,18 @@ class SentimentEngine:
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
         self.on_batch = on_batch
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        if self.tokenizer.pad_token_id is None:
-            raise ValueError(f"{source}: the tokenizer has no padding token")
-        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._load_tokenizer(source)
         self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
         self._tokenize_thread_pool: ThreadPoolExecutor | None = None
-        self._backend: Any = None
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None and hasattr(backend, "encode_batch_fast"):
-            # The Rust tokenizer straight (no offsets, no BatchEncoding).
-            self._backend = truncating_tokenizer(backend.to_str(), max_tokens)
-        dtype = torch.float32
-        if on_cuda:
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                source, dtype=dtype, attn_implementation="sdpa"
-            )
-        except (ValueError, ImportError):
-            # Architectures without an SDPA path fall back to their own attention.
-            model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
-        model.eval()
+        model = _load_checkpoint(source, self.device)
         calibration = (None if hub_id or on_cuda or quantize_int8 is False
-                       else load_calibration(model_path))
-        if calibration is not None and not calibration.fits(model):
-            logger.warning("%s: %s was recorded on other weights; ignoring it (re-run "
-                           "python -m models.calibrate_int8 --model-dir ...)",
-                           source, CALIBRATION_FILE)
-            calibration = None
+                       else _fitting_calibration(model, model_path, source))
         if quantize_int8 is None:
             # auto: int8 where it was calibrated (within a point of fp32, ~1.4x faster)
             quantize_int8 = calibration is not None
         self.quantized = quantize_int8 and not on_cuda
         if self.quantized:
-            if calibration is None:
-                logger.warning("%s has no usable %s: int8 without smoothing loses more "
-                               "accuracy", source, CALIBRATION_FILE)
-                model = quantize_int8_layers(model)
-            else:
-                model = quantize_int8_layers(model, calibration.ranges, calibration.alpha)
+            model = _quantized(model, calibration, source)
         self.model = model.to(self.device)
         self.classes = label_mapping(model.config.id2label, label_overrides)
         # the checkpoint's class probabilities -> ours: classes mapped onto one label add up
@@ -195,6 +155,20 @@ class SentimentEngine:
             self._onto_labels[index, LABELS.index(label)] = 1.0
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
+
+    def _load_tokenizer(self, source: str | Path) -> None:
+        """The checkpoint's tokenizer and padding id, and its Rust backend when it has one."""
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError(f"{source}: the tokenizer has no padding token")
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._backend: Any = None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            # The Rust tokenizer straight (no offsets, no BatchEncoding).
+            self._backend = truncating_tokenizer(backend.to_str(), self.max_tokens)
 
     @property
     def tokenize_threads(self) -> int:
@@ -376,6 +350,64 @@ class SentimentEngine:
                 "negative": negative, "neutral": neutral, "positive": positive})
         if self.on_batch is not None:
             self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
+
+
+def _model_source(model_dir: str | Path) -> tuple[str | Path, bool]:
+    """What to load the checkpoint from, and whether that is a Hub id.
+
+    Raises :class:`FileNotFoundError` when ``model_dir`` is neither a model folder nor a
+    Hub id.
+    """
+    model_path = Path(model_dir)
+    # "org/name" that is no folder here is a Hugging Face Hub id (from the local cache
+    # when HF_HUB_OFFLINE is set); anything else must be a model folder
+    hub_id = (isinstance(model_dir, str) and not model_path.exists()
+              and re.fullmatch(r"[\w.-]+/[\w.-]+", model_dir) is not None
+              and model_path != DEFAULT_MODEL_DIR)
+    if not hub_id and not (model_path / "config.json").exists():
+        hint = ""
+        if model_path == DEFAULT_MODEL_DIR:
+            hint = " (build it: python -m models.build_default)"
+        raise FileNotFoundError(f"no model at {model_path}{hint}")
+    return (str(model_dir) if hub_id else model_path), hub_id
+
+
+def _load_checkpoint(source: str | Path, device: torch.device) -> Any:
+    """The classifier in eval mode: bf16 (or fp16) on CUDA, fp32 elsewhere; SDPA if it can."""
+    from transformers import AutoModelForSequenceClassification
+
+    dtype = torch.float32
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=dtype, attn_implementation="sdpa"
+        )
+    except (ValueError, ImportError):
+        # Architectures without an SDPA path fall back to their own attention.
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
+    model.eval()
+    return model
+
+
+def _fitting_calibration(model: Any, model_path: Path, source: str | Path) -> Calibration | None:
+    """The model folder's int8 calibration, when it has one recorded on these weights."""
+    calibration = load_calibration(model_path)
+    if calibration is not None and not calibration.fits(model):
+        logger.warning("%s: %s was recorded on other weights; ignoring it (re-run "
+                       "python -m models.calibrate_int8 --model-dir ...)",
+                       source, CALIBRATION_FILE)
+        calibration = None
+    return calibration
+
+
+def _quantized(model: Any, calibration: Calibration | None, source: str | Path) -> Any:
+    """The model with dynamic int8 ``Linear`` layers, smoothed by ``calibration`` if any."""
+    if calibration is None:
+        logger.warning("%s has no usable %s: int8 without smoothing loses more "
+                       "accuracy", source, CALIBRATION_FILE)
+        return quantize_int8_layers(model)
+    return quantize_int8_layers(model, calibration.ranges, calibration.alpha)
 
 
 @dataclass(frozen=True, slots=True)
