@@ -50,10 +50,9 @@ class SentimentBatcher:
     """Async front of a :class:`SentimentEngine` for the streaming agent.
 
     The queue holds requests, not texts: a window takes whole requests (splitting the last
-    one that does not fit), and its texts are sorted and cut into batches with numpy. With a
-    model that answers at once and batches of 1,024, a run cost 5.4-7.5 us of process CPU per
-    text, against 9.1-12.0 us when every text was queued and taken on its own (six
-    alternating runs; ``benchmarks.sentiment`` reports it as the batcher overhead row).
+    one that does not fit), and its texts are sorted and cut into batches with numpy: less
+    CPU per text than queuing and taking every text on its own (``benchmarks.sentiment``
+    reports it as the batcher overhead row).
 
     Args:
         engine: the engine; only this batcher's model thread calls it once started.
@@ -107,9 +106,9 @@ class SentimentBatcher:
         """Start the threads and the batching task on the running loop."""
         if self._task is not None:
             return
-        # The Rust tokenizer releases the GIL, so requests are tokenised side by side: with
-        # one thread the streaming row of the H100 run stopped at 10.3k mentions/s, where
-        # the engine's 8 threads tokenised 57k/s on the H200
+        # The Rust tokenizer releases the GIL, so requests are tokenised side by side: one
+        # thread capped a GPU worker's streaming rate far below what the engine's threads
+        # tokenise (measured: see benchmarks/README.md)
         threads = max(1, getattr(self.engine, "tokenize_threads", 1))
         self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
         # One thread owns the model and the device: forward passes never overlap.

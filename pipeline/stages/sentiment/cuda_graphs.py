@@ -62,10 +62,11 @@ class _CudaGraphs:
 
     A batch runs in the smallest row bucket that holds it (see :func:`_row_buckets`), its
     spare rows padding, so every batch has one of a few shapes; a partial batch costs at
-    most four times its rows. On an H200, replaying the graph of a full batch was 1.06-1.6x
-    faster on the device than launching the same forward eagerly, and left the host free:
-    eager launching took as long as the device's work. If a capture fails (a model that
-    synchronises inside its forward, say), the engine logs it once and runs eagerly.
+    most four times its rows. Replaying a full batch's graph was faster on the device than
+    launching the same forward eagerly, and left the host free, where eager launching took
+    as long as the device's work (measured: see benchmarks/README.md). If a capture fails (a
+    model that synchronises inside its forward, say), the engine logs it once and runs
+    eagerly.
     """
 
     def __init__(self, engine: SentimentEngine) -> None:

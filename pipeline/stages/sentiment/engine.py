@@ -142,7 +142,7 @@ class SentimentEngine:
         calibration = (None if hub_id or on_cuda or quantize_int8 is False
                        else _fitting_calibration(model, model_path, source))
         if quantize_int8 is None:
-            # auto: int8 where it was calibrated (within a point of fp32, ~1.4x faster)
+            # auto: int8 where it was calibrated (close to fp32's accuracy, and faster)
             quantize_int8 = calibration is not None
         self.quantized = quantize_int8 and not on_cuda
         if self.quantized:
@@ -196,10 +196,9 @@ class SentimentEngine:
         """On CUDA, run every batch shape once (each padded width in each row bucket).
 
         A shape's first batch pays for choosing and loading its kernels, and capturing its
-        graph: on an H200 an unseen shape's first eager forward took tens to hundreds of
-        milliseconds longer than the next, and a run with such shapes had a p99 batch latency
-        of 338 ms. With graphs every later batch has one of these shapes. On CPU there is
-        nothing to warm.
+        graph: an unseen shape's first forward is far slower than the next, which showed as
+        the p99 batch latency (measured: see benchmarks/README.md). With graphs every later
+        batch has one of these shapes. On CPU there is nothing to warm.
         """
         if self.device.type != "cuda":
             return
@@ -425,8 +424,8 @@ class _Launched:
     probabilities: _HostCopy
 
 
-# The fastest batch size measured per device type (benchmarks/README.md): on the 2-core CPU
-# 16-32 beat 64 (tighter padding, activations in cache); on an H100 1024 beat 512 and 2048.
+# The fastest batch size measured per device type (benchmarks/README.md): small on CPU
+# (tighter padding, activations in cache), large on a GPU.
 AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 1024}
 
 

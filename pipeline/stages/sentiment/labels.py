@@ -26,9 +26,9 @@ _ALIASES = {
 class SentimentResult(NamedTuple):
     """The label of one mention and the probability of each of the three classes.
 
-    A named tuple: a GPU worker makes ~100k of these a second while holding the GIL, and
-    reading back a 1,024-row batch cost 0.9-1.1 us per row with it against 1.7-2.3 us with a
-    frozen dataclass (best of 8 rounds, two alternating runs on the 2-core CI machine).
+    A named tuple: a GPU worker makes one per text while holding the GIL, and reading a
+    batch back costs less per row with it than with a frozen dataclass (measured: see
+    benchmarks/README.md).
     """
 
     label: str
