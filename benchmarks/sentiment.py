@@ -39,13 +39,13 @@ from typing import Any
 import torch
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
-from pipeline.stages.sentiment import (
+from pipeline.stages.sentiment.engine import (
     AUTO_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
     EncodedText,
     SentimentEngine,
-    SentimentResult,
 )
+from pipeline.stages.sentiment.labels import SentimentResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -135,7 +135,7 @@ def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: in
     """
     import asyncio
 
-    from pipeline.stages.sentiment import SentimentBatcher
+    from pipeline.stages.sentiment.batcher import SentimentBatcher
 
     engine.warm_up()
     requests = [tweets[i : i + request_size] for i in range(0, len(tweets), request_size)]

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from benchmarks.sentiment import interleaved_val_tweets, random_weight_checkpoint
-from pipeline.stages.sentiment import SentimentEngine, SentimentResult, _HostCopy, _Launched
+from pipeline.stages.sentiment.engine import SentimentEngine, _HostCopy, _Launched
+from pipeline.stages.sentiment.labels import SentimentResult
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

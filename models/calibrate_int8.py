@@ -3,7 +3,7 @@
 Feeds XLM-T *train* tweets (128 per language by default; val stays for choosing and
 scoring) through the fp32 model and stores each ``Linear`` input channel's largest
 absolute value, with the smoothing strength, as ``int8_calibration.safetensors`` in the
-model folder (see :mod:`pipeline.stages.sentiment_int8`). For the bundled model the file
+model folder (see :mod:`pipeline.stages.sentiment.int8`). For the bundled model the file
 is also written next to the committed delta, and ``models/build_default.py`` copies it
 into the build: re-run this whenever the delta changes.
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.build_default import COMMITTED_CALIBRATION
-from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, SentimentEngine
-from pipeline.stages.sentiment_int8 import (
+from pipeline.stages.sentiment.engine import DEFAULT_MODEL_DIR, SentimentEngine
+from pipeline.stages.sentiment.int8 import (
     CALIBRATION_FILE,
     DEFAULT_ALPHA,
     record_input_ranges,

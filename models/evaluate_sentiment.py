@@ -1,6 +1,6 @@
 """Per-language val macro-F1 and accuracy of a sentiment checkpoint, fp32 and int8.
 
-Scores the XLM-T val splits through :class:`pipeline.stages.sentiment.SentimentEngine`,
+Scores the XLM-T val splits through :class:`pipeline.stages.sentiment.engine.SentimentEngine`,
 the same code path the pipeline uses: with fp32 weights, with the dynamic int8 ``Linear``
 layers the engine uses on CPU (smoothed by the model's calibration) and, when the model is
 calibrated, with plain int8 for comparison. Writes ``models/evaluation.json`` (numbers for
@@ -22,8 +22,9 @@ import torch
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt
 from models.train_sentiment import macro_f1
-from pipeline.stages.sentiment import DEFAULT_MODEL_DIR, LABELS, SentimentEngine
-from pipeline.stages.sentiment_int8 import load_calibration, quantize_int8
+from pipeline.stages.sentiment.engine import DEFAULT_MODEL_DIR, SentimentEngine
+from pipeline.stages.sentiment.int8 import load_calibration, quantize_int8
+from pipeline.stages.sentiment.labels import LABELS
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPORT = Path(__file__).resolve().parent / "evaluation.json"

@@ -89,7 +89,7 @@ def default_rate(settings: Settings) -> float:
     """The demo's feed rate when none is asked for: lower when sentiment runs on a CPU."""
     if "sentiment" not in settings.stages:
         return RATE_PER_S
-    from pipeline.stages.sentiment import choose_device
+    from pipeline.stages.sentiment.engine import choose_device
 
     on_gpu = choose_device(settings.sentiment_device).type == "cuda"
     return RATE_PER_S if on_gpu else CPU_SENTIMENT_RATE_PER_S

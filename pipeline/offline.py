@@ -21,7 +21,8 @@ from pipeline.schema import InvalidMention, dead_letter_record, decode_record
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.dedup import Deduplicator, mark_duplicates
 from pipeline.stages.ingest import build_ingestor
-from pipeline.stages.sentiment import CopyMemory, SentimentEngine, build_engine, score_mentions
+from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
+from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
 from pipeline.store.client import ListeningStore
 from pipeline.store.rows import RowEncoder, kinds_by_brand
 

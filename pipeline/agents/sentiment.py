@@ -1,12 +1,13 @@
 """Sentiment agent: unique micro-batches -> sentiment on every mention -> scored, by brand.
 
-The model never runs on Faust's event loop: a :class:`~pipeline.stages.sentiment.SentimentBatcher`
-tokenises on one thread and runs forwards on another, merging the micro-batches of
-``sentiment_concurrency`` in-flight records into model batches bounded by size and by wait.
-While batch k runs on the device, batch k+1 is tokenised and collected.
+The model never runs on Faust's event loop: a
+:class:`~pipeline.stages.sentiment.batcher.SentimentBatcher` tokenises on one thread and runs
+forwards on another, merging the micro-batches of ``sentiment_concurrency`` in-flight records
+into model batches bounded by size and by wait. While batch k runs on the device, batch k+1 is
+tokenised and collected.
 
 Copies marked by the dedup stage skip the model and inherit their conversation's result
-(:class:`~pipeline.stages.sentiment.CopyMemory`); a copy whose first copy this worker has
+(:class:`~pipeline.stages.sentiment.mentions.CopyMemory`); a copy whose first copy this worker has
 not seen is scored like any mention. A batch the model cannot score in time goes on with
 ``sentiment`` null and a ``sentiment_error`` (counted in ``mentions_stage_failures``): crisis
 counting still sees its volume.
@@ -21,7 +22,9 @@ import logging
 from typing import Any
 
 from pipeline.agents.app import WorkerContext, send_micro_batches
-from pipeline.stages.sentiment import CopyMemory, SentimentBatcher, build_engine, score_mentions
+from pipeline.stages.sentiment.batcher import SentimentBatcher
+from pipeline.stages.sentiment.engine import build_engine
+from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
 from pipeline.transport.topics import partition_for
 
 log = logging.getLogger(__name__)

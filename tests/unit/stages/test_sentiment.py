@@ -13,22 +13,18 @@ import pytest
 import torch
 
 from pipeline.config import load_settings
-from pipeline.stages.sentiment import (
+from pipeline.stages.sentiment.batcher import SentimentBatcher, SentimentExpiredError
+from pipeline.stages.sentiment.engine import (
     AUTO_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
-    LABELS,
-    CopyMemory,
     EncodedText,
-    SentimentBatcher,
     SentimentEngine,
-    SentimentExpiredError,
-    SentimentResult,
     batch_size_for,
     build_engine,
-    clean_for_sentiment,
-    label_mapping,
-    score_mentions,
 )
+from pipeline.stages.sentiment.labels import LABELS, SentimentResult, label_mapping
+from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
+from pipeline.stages.sentiment.tokens import clean_for_sentiment
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.stages.sentiment import LABELS, SentimentEngine, _row_buckets
+from pipeline.stages.sentiment.engine import SentimentEngine
+from pipeline.stages.sentiment.labels import LABELS
+from pipeline.stages.sentiment.planning import _row_buckets
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

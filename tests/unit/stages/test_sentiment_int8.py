@@ -10,8 +10,8 @@ from torch import nn
 from transformers import BertForSequenceClassification
 
 from pipeline.config import load_settings
-from pipeline.stages.sentiment import SentimentEngine, build_engine
-from pipeline.stages.sentiment_int8 import (
+from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
+from pipeline.stages.sentiment.int8 import (
     CALIBRATION_FILE,
     ChannelScaledLinear,
     load_calibration,

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.stages.sentiment import LABELS, SentimentEngine, plan_batches
-from pipeline.stages.sentiment_tokens import (
+from pipeline.stages.sentiment.engine import SentimentEngine
+from pipeline.stages.sentiment.labels import LABELS
+from pipeline.stages.sentiment.planning import plan_batches
+from pipeline.stages.sentiment.tokens import (
     PackedTokens,
     clean_for_sentiment,
     encode_packed,
@@ -138,9 +140,9 @@ def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
     tiny_dir: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The CUDA-graph path's padding (rows up to a bucket), checked where CI can run it."""
-    from pipeline.stages import sentiment
+    from pipeline.stages.sentiment import cuda_graphs, planning
 
-    monkeypatch.setattr(sentiment, "_CudaGraph", ReplayedEagerly)
+    monkeypatch.setattr(cuda_graphs, "_CudaGraph", ReplayedEagerly)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     ReplayedEagerly.shapes = []
     texts = tiny_texts(70)
@@ -148,14 +150,14 @@ def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
                             label_overrides={"Meh": "neutral"})
     graphed = SentimentEngine(tiny_dir, device="cpu", max_batch_size=16,
                               label_overrides={"Meh": "neutral"})
-    graphed._graphs = sentiment._CudaGraphs(graphed)
+    graphed._graphs = cuda_graphs._CudaGraphs(graphed)
     expected = eager.score(texts)
     got = graphed.score(texts)
     assert got is not expected
     for left, right in zip(got, expected, strict=True):
         assert left.label == right.label
         assert all(abs(left.scores[k] - right.scores[k]) < 1e-5 for k in LABELS)
-    buckets = {width: sentiment._row_buckets(16, 8192, width) for width in (8, 16)}
+    buckets = {width: planning._row_buckets(16, 8192, width) for width in (8, 16)}
     assert buckets == {8: [1, 4, 16], 16: [1, 4, 16]}
     assert ReplayedEagerly.shapes  # batches went through the stand-in graphs
     for rows, width in ReplayedEagerly.shapes:
@@ -165,10 +167,10 @@ def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
 
 def clean_by_the_book(text: str) -> str:
     """The cleaning rule written plainly: handles first, then invisible characters."""
-    from pipeline.stages import sentiment_tokens
+    from pipeline.stages.sentiment import tokens
 
-    handles = sentiment_tokens._HANDLE.sub("@user", text)
-    return " ".join(sentiment_tokens._INVISIBLE.sub(" ", handles).split())
+    handles = tokens._HANDLE.sub("@user", text)
+    return " ".join(tokens._INVISIBLE.sub(" ", handles).split())
 
 
 def test_cleaning_fast_paths_clean_as_the_rule_does() -> None:

@@ -1,9 +1,9 @@
 """Sentiment tokenisation: cleaning, and a call's token ids packed in two numpy arrays.
 
-The Rust unigram tokenizer of the bundled model costs 50-100 us per tweet on one core here,
-which on a GPU host makes tokenising the larger part of a mention's cost. Past the tokenizer
-a call's ids travel as :class:`PackedTokens` (all ids one after another, and each text's
-count) rather than as a Python list per text, so padding a batch is a few numpy operations.
+On a GPU host, the Rust unigram tokenizer of the bundled model is the larger part of a
+mention's cost (measured: see benchmarks/README.md). Past the tokenizer a call's ids travel
+as :class:`PackedTokens` (all ids one after another, and each text's count) rather than as
+a Python list per text, so padding a batch is a few numpy operations.
 
 >>> packed = PackedTokens.from_rows([(0, 7, 2), (), (0, 9, 9, 2)])
 >>> packed.lengths.tolist(), packed.row(2)
@@ -38,9 +38,8 @@ def clean_for_sentiment(text: str) -> str:
     Invisible characters become spaces before handles are replaced; neither is a word
     character nor ``@``, so the order changes nothing. ASCII text (about half of the XLM-T
     tweets) is cleared of controls by a byte translation instead of the Unicode class, and
-    text without ``@`` skips the handle pattern: per XLM-T tweet 8.2 -> 5.0 us (val) and
-    5.4 -> 4.0 us (train) on the 2-core CI machine, time spent holding the GIL that the
-    tokenising threads of a GPU worker share.
+    text without ``@`` skips the handle pattern: cleaning holds the GIL that the tokenising
+    threads of a GPU worker share, so its time per text counts.
 
     >>> clean_for_sentiment("RT  @acme_help   thanks!!\u200b")
     'RT @user thanks!!'

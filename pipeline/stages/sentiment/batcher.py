@@ -1,0 +1,301 @@
+"""The async front of the sentiment engine, for the Faust agent.
+
+:class:`SentimentBatcher`: ``await submit(texts)`` returns results in order. Requests are
+tokenised on worker threads as they arrive; a batching task gathers tokenised texts up to a
+size, token and wait budget; one owner thread holds the model and the device, and
+tokenising/collecting the next batch overlaps with the forward pass of the current one.
+Work older than its deadline is dropped before it reaches the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.stages.sentiment.engine import EncodedText, SentimentEngine
+from pipeline.stages.sentiment.labels import _EMPTY_RESULT, SentimentResult
+from pipeline.stages.sentiment.planning import _plan
+
+
+class SentimentExpiredError(TimeoutError):
+    """The request waited longer than its deadline and was not scored."""
+
+
+@dataclass(eq=False)
+class _Request:
+    encoded: list[EncodedText]
+    lengths: np.ndarray
+    deadline: float
+    future: asyncio.Future[list[SentimentResult]]
+    results: list[SentimentResult | None] = field(default_factory=list)
+    pending: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Queued positions of one request (all of its texts to score, or what is left of them)."""
+
+    request: _Request
+    positions: np.ndarray
+
+
+class SentimentBatcher:
+    """Async front of a :class:`SentimentEngine` for the streaming agent.
+
+    The queue holds requests, not texts: a window takes whole requests (splitting the last
+    one that does not fit), and its texts are sorted and cut into batches with numpy: less
+    CPU per text than queuing and taking every text on its own (``benchmarks.sentiment``
+    reports it as the batcher overhead row).
+
+    Args:
+        engine: the engine; only this batcher's model thread calls it once started.
+        max_batch_size: most texts per forward pass.
+        max_batch_tokens: most padded tokens per forward pass.
+        max_wait: seconds the first text of a batch waits for company.
+        max_age: default seconds a request may wait before it is dropped unscored.
+        sort_window: most batches' worth of queued texts sorted by length together: under a
+            backlog, batches of similar lengths pad less (1: each batch on its own).
+        clock: monotonic seconds (injectable for tests).
+        on_batch: called on the loop with each forward's size and seconds (metrics).
+
+    """
+
+    def __init__(
+        self,
+        engine: SentimentEngine,
+        *,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        max_wait: float = 0.02,
+        max_age: float = 30.0,
+        sort_window: int = 32,
+        clock: Any = time.monotonic,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.on_batch = on_batch
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.max_wait = max_wait
+        self.max_age = max_age
+        self._clock = clock
+        self.window_size = max(1, sort_window) * max_batch_size
+        # queued chunks; None is the stop mark. New chunks go to the right, and the part of
+        # a request that did not fit a window goes back to the left.
+        self._queue: deque[_Chunk | None] = deque()
+        self._arrived = asyncio.Event()
+        self._ready: deque[list[tuple[_Request, int]]] = deque()
+        self._tokenizer_pool: ThreadPoolExecutor | None = None
+        self._model_pool: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[None] | None = None
+        self._tokenizing: set[asyncio.Future[list[EncodedText]]] = set()
+        # the newest batches' sizes, for tests and debugging; bounded, as the worker runs for
+        # months
+        self.batch_sizes: deque[int] = deque(maxlen=1024)
+        self.expired = 0
+
+    async def start(self) -> None:
+        """Start the threads and the batching task on the running loop."""
+        if self._task is not None:
+            return
+        # The Rust tokenizer releases the GIL, so requests are tokenised side by side: one
+        # thread capped a GPU worker's streaming rate far below what the engine's threads
+        # tokenise (measured: see benchmarks/README.md)
+        threads = max(1, getattr(self.engine, "tokenize_threads", 1))
+        self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
+        # One thread owns the model and the device: forward passes never overlap.
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
+        self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")
+
+    async def stop(self) -> None:
+        """Finish what was queued, then stop the task and the threads."""
+        if self._task is None:
+            return
+        task, self._task = self._task, None  # new submits are refused from here on
+        if self._tokenizing:
+            await asyncio.gather(*self._tokenizing, return_exceptions=True)
+            await asyncio.sleep(0)  # let those submits enqueue their texts
+        self._enqueue(None)
+        await task
+        if self._in_flight is not None:
+            await self._in_flight
+        for pool in (self._tokenizer_pool, self._model_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+    async def __aenter__(self) -> SentimentBatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def submit(self, texts: Sequence[str], *,
+                     timeout: float | None = None) -> list[SentimentResult]:
+        """Sentiment of ``texts``, in order.
+
+        Raises :class:`SentimentExpiredError` when the request is still unscored
+        ``timeout`` (default ``max_age``) seconds from now.
+        """
+        if self._task is None:
+            raise RuntimeError("SentimentBatcher.start() was not awaited")
+        loop = asyncio.get_running_loop()
+        deadline = self._clock() + (self.max_age if timeout is None else timeout)
+        tokenizing = loop.run_in_executor(self._tokenizer_pool, self.engine.encode, list(texts))
+        self._tokenizing.add(tokenizing)
+        try:
+            encoded = await tokenizing
+        finally:
+            self._tokenizing.discard(tokenizing)
+        lengths = np.array([len(item.input_ids) for item in encoded], dtype=np.int32)
+        request = _Request(encoded, lengths, deadline, loop.create_future())
+        request.results = [_EMPTY_RESULT if length == 0 else None for length in lengths.tolist()]
+        to_score = np.flatnonzero(lengths)
+        request.pending = len(to_score)
+        if request.pending == 0:
+            return [r for r in request.results if r is not None]
+        self._enqueue(_Chunk(request, to_score))
+        return await request.future
+
+    def _enqueue(self, chunk: _Chunk | None, *, first: bool = False) -> None:
+        if first:
+            self._queue.appendleft(chunk)
+        else:
+            self._queue.append(chunk)
+        self._arrived.set()
+
+    def _dequeue(self) -> _Chunk | None:
+        chunk = self._queue.popleft()
+        if not self._queue:
+            self._arrived.clear()
+        return chunk
+
+    async def _next_chunk(self, timeout: float | None) -> _Chunk | None:
+        """The next queued chunk (None: stop); TimeoutError when ``timeout`` passes first."""
+        while not self._queue:
+            await asyncio.wait_for(self._arrived.wait(), timeout)
+        return self._dequeue()
+
+    async def _next_batch(self) -> list[tuple[_Request, int]] | None:
+        """The next batch to run: planned earlier, or from a new window of queued texts.
+
+        A window starts with the first queued request, waits up to ``max_wait`` for a
+        batch's worth of texts, then takes whatever else is already queued (up to
+        ``window_size`` texts) without waiting; a request that does not fit is split and its
+        rest stays first in the queue. The window is sorted by length and cut into batches,
+        all run before the next window is taken, so a text is never passed over by later
+        arrivals.
+        """
+        if self._ready:
+            return self._ready.popleft()
+        chunk = await self._next_chunk(None)
+        if chunk is None:
+            return None
+        window: list[_Chunk] = []
+        count = 0
+        closes_at = self._clock() + self.max_wait
+        while True:
+            room = self.window_size - count
+            if len(chunk.positions) > room:
+                self._enqueue(_Chunk(chunk.request, chunk.positions[room:]), first=True)
+                chunk = _Chunk(chunk.request, chunk.positions[:room])
+            window.append(chunk)
+            count += len(chunk.positions)
+            if count >= self.window_size:
+                break
+            remaining = closes_at - self._clock()
+            try:
+                if remaining > 0 and count < self.max_batch_size:
+                    chunk = await self._next_chunk(remaining)
+                elif self._queue:
+                    chunk = self._dequeue()
+                else:
+                    break
+            except TimeoutError:
+                break
+            if chunk is None:
+                self._enqueue(None, first=True)  # seen again once this window is out
+                break
+        self._ready.extend(self._split(window))
+        return self._ready.popleft()
+
+    def _split(self, window: list[_Chunk]) -> list[list[tuple[_Request, int]]]:
+        """Length-sorted batches within the size and padded-token budgets."""
+        requests = [chunk.request for chunk in window]
+        owners = np.repeat(np.arange(len(window)), [len(c.positions) for c in window])
+        positions = np.concatenate([chunk.positions for chunk in window])
+        lengths = np.concatenate([c.request.lengths[c.positions] for c in window])
+        batches = []
+        for batch in _plan(lengths, self.max_batch_size, self.max_batch_tokens):
+            batches.append([(requests[owner], position) for owner, position
+                            in zip(owners[batch].tolist(), positions[batch].tolist(),
+                                   strict=True)])
+        return batches
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if batch is None:
+                return
+            # The next batch was collected while the previous forward pass ran; wait for
+            # it now so only one batch occupies the device and expiry is checked late.
+            if self._in_flight is not None:
+                await self._in_flight
+            live = self._drop_expired(batch)
+            if live:
+                self._in_flight = asyncio.create_task(self._run(live))
+
+    def _drop_expired(self, batch: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
+        now = self._clock()
+        dead: set[int] = set()
+        for request in {id(request): request for request, _ in batch}.values():
+            if request.future.done():
+                dead.add(id(request))
+            elif now > request.deadline:
+                self.expired += 1
+                request.future.set_exception(SentimentExpiredError(
+                    f"sentiment request waited more than its deadline "
+                    f"({len(request.encoded)} texts)"
+                ))
+                dead.add(id(request))
+        if not dead:
+            return batch
+        return [(request, position) for request, position in batch if id(request) not in dead]
+
+    async def _run(self, batch: list[tuple[_Request, int]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.batch_sizes.append(len(batch))
+        started = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(
+                self._model_pool, self.engine.score_encoded,
+                [request.encoded[position] for request, position in batch],
+            )
+        except Exception as error:  # a failed forward fails its requests, not the loop
+            for request, _ in batch:
+                if not request.future.done():
+                    request.future.set_exception(error)
+            return
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - started)
+        for (request, position), result in zip(batch, results, strict=True):
+            if request.future.done():
+                continue
+            request.results[position] = result
+            request.pending -= 1
+            if request.pending == 0:
+                request.future.set_result([r for r in request.results if r is not None])
+
+
+__all__ = [
+    "SentimentBatcher",
+    "SentimentExpiredError",
+]

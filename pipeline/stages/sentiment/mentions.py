@@ -1,0 +1,109 @@
+"""Sentiment onto mention records: the ``sentiment`` field, and copies that inherit it.
+
+A copy of a post (a mention whose ``duplicate_of`` names its conversation's first copy)
+takes its first copy's result instead of a model call while :class:`CopyMemory` remembers
+it (:func:`score_mentions`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipeline.caching import BoundedCache
+from pipeline.stages.sentiment.labels import LABELS, SentimentResult
+
+
+class CopyMemory:
+    """Sentiment of recent conversations, so that their copies skip the model.
+
+    A conversation is keyed by its first copy's id (a mention's ``duplicate_of``, or its own
+    id when it is the first). Bounded: the oldest conversations are forgotten first, and a
+    copy whose conversation was forgotten (or was scored on another worker) is scored again.
+    """
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._results = BoundedCache[str, SentimentResult](capacity)
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def plan(self, mentions: Sequence[Mapping[str, Any]]
+             ) -> tuple[list[int], dict[int, SentimentResult], dict[int, int]]:
+        """Split a batch into what the model must score and what inherits a result.
+
+        Returns the positions to score, the positions that inherit a remembered result, and
+        the positions that inherit from a first copy scored in this same batch (position ->
+        that copy's position).
+        """
+        to_score: list[int] = []
+        remembered: dict[int, SentimentResult] = {}
+        in_batch: dict[int, int] = {}
+        scored_here: dict[str, int] = {}
+        for position, mention in enumerate(mentions):
+            conversation = conversation_of(mention)
+            known = self._results.get(conversation)
+            if known is not None and mention.get("duplicate_of"):
+                remembered[position] = known
+            elif conversation in scored_here and mention.get("duplicate_of"):
+                in_batch[position] = scored_here[conversation]
+            else:
+                to_score.append(position)
+                scored_here.setdefault(conversation, position)
+        return to_score, remembered, in_batch
+
+    def remember(self, mention: Mapping[str, Any], result: SentimentResult) -> None:
+        """Keep a scored mention's result for its conversation's later copies."""
+        conversation = conversation_of(mention)
+        # forgotten and remembered again: the newest use is the last to be evicted
+        self._results.pop(conversation, None)
+        self._results.remember(conversation, result)
+
+
+def conversation_of(mention: Mapping[str, Any]) -> str:
+    """The id of the first copy of a mention's conversation."""
+    return str(mention.get("duplicate_of") or mention.get("id"))
+
+
+def sentiment_record(result: SentimentResult, *, inherited: bool = False) -> dict[str, Any]:
+    """The ``sentiment`` field of a mention record.
+
+    >>> sentiment_record(SentimentResult("neutral", {"negative": 0.1, "neutral": 0.8,
+    ...                                              "positive": 0.1}))["label"]
+    'neutral'
+    """
+    record: dict[str, Any] = {
+        "label": result.label,
+        "scores": {label: round(result.scores[label], 4) for label in LABELS},
+    }
+    if inherited:
+        record["inherited"] = True
+    return record
+
+
+def score_mentions(mentions: Sequence[dict[str, Any]], scored: Sequence[SentimentResult],
+                   plan: tuple[list[int], dict[int, SentimentResult], dict[int, int]],
+                   memory: CopyMemory) -> int:
+    """Write ``sentiment`` into each mention from a plan and the model's results.
+
+    ``scored`` holds the results of ``plan``'s positions to score, in that order. Returns how
+    many mentions inherited a result instead of a model call.
+    """
+    to_score, remembered, in_batch = plan
+    for position, result in zip(to_score, scored, strict=True):
+        mentions[position]["sentiment"] = sentiment_record(result)
+        memory.remember(mentions[position], result)
+    for position, result in remembered.items():
+        mentions[position]["sentiment"] = sentiment_record(result, inherited=True)
+    for position, source in in_batch.items():
+        mentions[position]["sentiment"] = dict(mentions[source]["sentiment"], inherited=True)
+    return len(remembered) + len(in_batch)
+
+
+__all__ = [
+    "CopyMemory",
+    "conversation_of",
+    "score_mentions",
+    "sentiment_record",
+]
