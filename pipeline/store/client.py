@@ -72,8 +72,8 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
 
     One row per mention and brand it names (:mod:`pipeline.store.rows`). The desk's questions
     are per brand and period, so the key is ``(brand, created_at, id)``: a brand's period is
-    one contiguous range of the table (measured on 10M mentions: a time-first key made every
-    30-day query read every granule, whatever the brand; ``benchmarks/README.md``).
+    one contiguous range of the table (a time-first key made every 30-day query read every
+    granule, whatever the brand: ``benchmarks/README.md``).
     ``ReplacingMergeTree`` on that key keeps one row per mention and brand (a mention's event
     time never changes, so a redelivery has the same key; queries read ``FINAL``); monthly
     partitions let the TTL drop whole parts.
@@ -349,8 +349,8 @@ class ListeningStore:
     def mentions(self, query: MentionsQuery) -> dict[str, Any]:
         """A page of mentions as the pipeline emitted them, newest first, and the next cursor.
 
-        The page's keys are found without ``FINAL`` and its mentions then read by key (a
-        rare word over every brand read ``FINAL`` took ~0.9 s on 10M mentions; ~0.12 s so).
+        The page's keys are found without ``FINAL`` and its mentions then read by key: read
+        ``FINAL``, a rare word over every brand read every granule it might be in.
         """
         rows = self._newest_first(query)
         page = rows[:query.limit]

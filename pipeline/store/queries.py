@@ -596,8 +596,8 @@ def top_voices_sql(table: str, query: TopVoicesQuery, engagement_reach: float) -
     copied their mentions in the period (retweets and near-copies, from dedup; a copy's row
     names its original's author), and ``engagement_reach`` people per like, repost, reply and
     quote. A copy counts for its own author and, as an echo, for its original's: one pass over
-    the rows, each copy by someone else read twice (joining copies to their originals here
-    instead took ~0.35 s for 30 days of a brand in the benchmark's store).
+    the rows, each copy by someone else read twice (joining the copies to their originals
+    here was the slowest query of the desk: ``benchmarks/README.md``).
     """
     where = _Where()
     where.mentions(query.filter)
