@@ -12,7 +12,6 @@ import asyncio
 import logging
 import math
 import socket
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,29 +28,11 @@ from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import dead_letter_record, epoch_seconds
 from pipeline.transport import faust_kafka
+from pipeline.transport.connection import faust_broker_urls, faust_credentials
 from pipeline.transport.faust_recovery import TableManager
 from pipeline.transport.topics import decode_batch, encode_batches
 
 log = logging.getLogger(__name__)
-
-
-def broker_credentials(settings: Settings) -> Any:
-    """Faust credentials for TLS/SASL, or ``None`` for plaintext."""
-    context = None
-    if settings.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None
-        )
-    if settings.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value(),
-            mechanism=settings.sasl_mechanism,
-            ssl_context=context,
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
 
 
 @dataclass
@@ -215,8 +196,8 @@ def build_app(
     registry = registry if registry is not None else CollectorRegistry()
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server}" for server in settings.broker.split(",")],
-        broker_credentials=broker_credentials(settings),
+        broker=faust_broker_urls(settings),
+        broker_credentials=faust_credentials(settings),
         store=settings.table_store,
         datadir=str(settings.data_dir),
         # tables (dedup, spikes) keep JSON; every topic below sets "raw" for itself

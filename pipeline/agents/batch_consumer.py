@@ -24,9 +24,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.agents.app import WorkerContext, broker_credentials
+from pipeline.agents.app import WorkerContext
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.transport.connection import aiokafka_options
 
 log = logging.getLogger(__name__)
 
@@ -43,26 +44,6 @@ def owned_next_offsets(
     """
     return {tp: records[-1].offset + 1 for tp, records in batches.items()
             if tp in owned and records}
-
-
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for aiokafka clients, from the same settings Faust uses."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.broker.split(","),
-        "security_protocol": settings.security_protocol,
-    }
-    credentials = broker_credentials(settings)
-    if settings.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password.get_secret_value(),
-        )
-    if credentials is not None and getattr(credentials, "context", None) is not None:
-        options["ssl_context"] = credentials.context
-    elif credentials is not None and getattr(credentials, "ssl_context", None) is not None:
-        options["ssl_context"] = credentials.ssl_context
-    return options
 
 
 def batch_consumer_options(settings: Settings, stage: str, batch_size: int) -> dict[str, Any]:
