@@ -28,7 +28,11 @@ from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import dead_letter_record, epoch_seconds
 from pipeline.transport import faust_kafka
-from pipeline.transport.connection import faust_broker_urls, faust_credentials
+from pipeline.transport.connection import (
+    faust_broker_urls,
+    faust_credentials,
+    heartbeat_interval_s,
+)
 from pipeline.transport.faust_recovery import TableManager
 from pipeline.transport.topics import decode_batch, encode_batches
 
@@ -211,7 +215,7 @@ def build_app(
         producer_max_batch_size=settings.producer_batch_bytes,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_rebalance_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.group_session_timeout_s / 3),
+        broker_heartbeat_interval=heartbeat_interval_s(settings),
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,

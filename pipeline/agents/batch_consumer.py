@@ -27,7 +27,7 @@ from mode import Service
 from pipeline.agents.app import WorkerContext
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
-from pipeline.transport.connection import aiokafka_options
+from pipeline.transport.connection import aiokafka_options, heartbeat_interval_s
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,11 @@ def batch_consumer_options(settings: Settings, stage: str, batch_size: int) -> d
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": batch_size,
-        # aiokafka's 500 ms fetch wait stays: at 100 ms (the agents' setting) ingest's own p99
-        # at 2,000 mentions/s fell from 0.29 s to 0.09 s, but dedup behind it fell behind
-        # (p50 1.7-2.4 s against 0.18-0.22 s; benchmarks/README.md)
+        # aiokafka's own fetch wait stays: at the agents' shorter wait ingest's latency fell,
+        # but dedup behind it fell behind (measured: see benchmarks/README.md)
         "session_timeout_ms": int(settings.group_session_timeout_s * 1000),
         "rebalance_timeout_ms": int(settings.group_rebalance_timeout_s * 1000),
-        "heartbeat_interval_ms": int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
+        "heartbeat_interval_ms": int(heartbeat_interval_s(settings) * 1000),
     }
 
 

@@ -101,3 +101,18 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     if settings.ssl_cafile is not None:
         options["ssl_cafile"] = str(settings.ssl_cafile)
     return options
+
+
+def heartbeat_interval_s(settings: Settings) -> float:
+    """How often a consumer-group member heartbeats, for Faust's and aiokafka's consumers.
+
+    A third of the session timeout, so that two lost heartbeats do not yet cost the
+    membership (Kafka's documented guidance), and at most ``MAX_HEARTBEAT_INTERVAL_S``.
+
+    >>> from pipeline.config import Settings
+    >>> heartbeat_interval_s(Settings(group_session_timeout_s=6.0))
+    2.0
+    >>> heartbeat_interval_s(Settings(group_session_timeout_s=45.0))
+    3.0
+    """
+    return min(MAX_HEARTBEAT_INTERVAL_S, settings.group_session_timeout_s / 3)
