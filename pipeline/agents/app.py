@@ -25,8 +25,9 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from pipeline.config import Settings
+from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
-from pipeline.schema import dead_letter_record, epoch_seconds
+from pipeline.schema import dead_letter_record
 from pipeline.transport import faust_kafka
 from pipeline.transport.connection import (
     faust_broker_urls,

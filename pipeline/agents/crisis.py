@@ -159,7 +159,12 @@ def register(context: WorkerContext) -> None:
                     metrics.brand_mentions.labels(
                         brand=metrics.brand_labels.label(brand), sentiment=tone,
                     ).inc(count)
-                pending = []
+                pending = [
+                    await context.dead_letter(orjson.dumps(mention), error.reason,
+                                              error.detail, stage=STAGE,
+                                              source_topic=source_topic)
+                    for mention, error in result.unreadable
+                ]
                 for alert in result.alerts:
                     key, value, headers = alert_record(alert)
                     pending.append(await alerts_topic.send(key=key, value=value,

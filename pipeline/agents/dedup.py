@@ -41,8 +41,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 
 from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
+from pipeline.event_time import split_by_event_time
 from pipeline.stages.dedup import (
     DedupVerdict,
     EncodedVerdicts,
@@ -140,7 +142,11 @@ def register(context: WorkerContext) -> None:
             metrics.duplicates.labels(kind=kind).inc(count)
 
     async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
-        mentions = await context.decode_in(STAGE, [raw], source_topic)
+        mentions, unreadable = split_by_event_time(
+            await context.decode_in(STAGE, [raw], source_topic))
+        for mention, error in unreadable:
+            await context.dead_letter(orjson.dumps(mention), error.reason, error.detail,
+                                      stage=STAGE, source_topic=source_topic)
         verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
         count_copies(verdicts)
         partitions.save(journal, newest)

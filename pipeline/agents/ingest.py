@@ -28,7 +28,7 @@ from pipeline.agents.app import WorkerContext, send_records
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
-from pipeline.schema import epoch_seconds
+from pipeline.event_time import epoch_seconds
 from pipeline.stages.dedup import routing_key
 from pipeline.stages.ingest import EncodedMention, Ingestor, build_ingestor
 from pipeline.transport.topics import join_batches, partition_for

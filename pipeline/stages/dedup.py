@@ -73,7 +73,7 @@ import numpy as np
 import numpy.typing as npt
 from rensa import RMinHash
 
-from pipeline.schema import epoch_seconds
+from pipeline.event_time import epoch_seconds, parse_event_time
 from pipeline.stages.brands import fold
 
 DuplicateKind = Literal["unique", "exact", "near"]
@@ -336,23 +336,19 @@ def verdict_keys(verdict: DedupVerdict) -> dict[str, Any]:
     return keys
 
 
-def event_time(mention: dict[str, Any]) -> datetime:
-    """A mention record's ``created_at`` (validated at ingest); now, if it is unreadable."""
-    try:
-        return datetime.fromisoformat(str(mention["created_at"]))
-    except (KeyError, ValueError):
-        return datetime.now(UTC)
-
-
 def mark_duplicates(
     deduplicator: Deduplicator, mentions: Sequence[dict[str, Any]],
 ) -> tuple[list[DedupVerdict], datetime | None]:
     """Check a micro-batch of mention records and write each verdict onto its record.
 
     Returns the verdicts and the batch's newest event time (None for an empty batch), which
-    the caller's expiry runs at.
+    the caller's expiry runs at. Every mention needs a readable event time: one without
+    raises :class:`~pipeline.schema.InvalidMention` before the deduplicator is touched (a
+    batch that may hold such goes through
+    :func:`~pipeline.event_time.split_by_event_time` first, and its rejects to the dead
+    letters).
     """
-    times = [event_time(mention) for mention in mentions]
+    times = [parse_event_time(mention.get("created_at")) for mention in mentions]
     inputs = [DedupInput(str(mention["id"]), str(mention["text"]), created.timestamp())
               for mention, created in zip(mentions, times, strict=True)]
     verdicts = deduplicator.check(inputs)
@@ -412,11 +408,11 @@ def mark_encoded_duplicates(
 
     Only ``id``, ``text``, ``created_at`` and ``ingested_at`` of each mention are decoded; the
     verdict is appended to the mention's own bytes. A mention decoded whole is ~30 Python
-    objects, and decoding it was the largest part of the dedup hop's own cost (~5 us of ~9
-    here, benchmarks/README.md). None, with the deduplicator untouched, when the batch is
+    objects, and decoding it was the largest part of the dedup hop's own cost (measured:
+    see benchmarks/README.md). None, with the deduplicator untouched, when the batch is
     not in the usual shape (not a JSON array of objects, a field of another type, an
-    unreadable time, verdict keys already there): the caller then decodes it whole and
-    calls :func:`mark_duplicates`, which handles every shape.
+    unreadable time, verdict keys already there): the caller then decodes it whole, sets
+    the mentions whose time does not read aside, and calls :func:`mark_duplicates`.
     """
     try:
         items = _ROUTED_ITEMS.decode(micro_batch)

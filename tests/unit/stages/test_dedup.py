@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
-from pipeline.schema import validated_record
+from pipeline.event_time import split_by_event_time
+from pipeline.schema import InvalidMention, validated_record
 from pipeline.stages import dedup as dedup_module
 from pipeline.stages.dedup import (
     NEAR_THRESHOLD,
@@ -315,3 +316,17 @@ def test_an_unusual_encoded_batch_is_left_to_the_decoded_path_untouched(
     deduplicator = Deduplicator()
     assert mark_encoded_duplicates(deduplicator, micro_batch) is None
     assert all(not getattr(deduplicator, name) for name in STORE_NAMES)
+
+
+def test_a_mention_without_a_readable_time_raises_before_the_state_changes() -> None:
+    batch = routed_batches()[0][:3]
+    batch[1] = batch[1] | {"created_at": "2026-11-22T10:00:00"}  # no offset
+    deduplicator = Deduplicator()
+    with pytest.raises(InvalidMention, match="bad_timestamp"):
+        mark_duplicates(deduplicator, batch)
+    assert all(not getattr(deduplicator, name) for name in STORE_NAMES)
+    # the agent's order: split off the unreadable ones (dead letters), mark the rest
+    kept, unreadable = split_by_event_time(batch)
+    verdicts, newest = mark_duplicates(deduplicator, kept)
+    assert [mention for mention, _ in unreadable] == [batch[1]] and len(verdicts) == 2
+    assert newest == max(datetime.fromisoformat(mention["created_at"]) for mention in kept)
