@@ -21,9 +21,9 @@ from typing import Any
 import faust
 import numpy as np
 import numpy.typing as npt
-from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from pipeline.agents.lag import positions, record_lag
 from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
@@ -331,18 +331,4 @@ def _register_web(app: Any, context: WorkerContext) -> None:
     async def sample_consumer_lag() -> None:
         assigned = app.consumer.assignment()
         context.metrics.assigned_partitions.set(len(assigned))
-        for tp in assigned:
-            # a rebalance during an await below may take ``tp`` away, and the consumer
-            # asserts (or raises) on a partition it does not own: checked before each use
-            if tp not in app.consumer.assignment():
-                continue
-            highwater = app.consumer.highwater(tp)
-            try:
-                position = await app.consumer.position(tp)
-            except KafkaError:
-                continue
-            if highwater is None or position is None or tp not in app.consumer.assignment():
-                continue
-            context.metrics.consumer_lag.labels(topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, highwater - position)
-            )
+        record_lag(context.metrics, app.consumer, await positions(app.consumer, assigned))

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from mode import Service
 
 from pipeline.agents.app import WorkerContext
+from pipeline.agents.lag import record_lag
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.transport.connection import aiokafka_options, heartbeat_interval_s
@@ -156,19 +157,5 @@ class BatchedConsumerService(Service):
                 # replays them from the last commit; otherwise the next batch's commit covers
                 # these records too (offsets are positions)
                 log.warning("%s: offsets not committed (%r)", self.stage, error)
-            self._sample_lag(offsets)
-
-    def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:
-        """Lag of each partition at its next offset, for those this consumer still owns.
-
-        The commit before this awaits, so a rebalance may have taken partitions away since,
-        and aiokafka asserts on the highwater of a partition it does not own.
-        """
-        assert self.consumer is not None
-        owned = self.assignment
-        for tp, next_offset in next_offsets.items():
-            highwater = self.consumer.highwater(tp) if tp in owned else None
-            if highwater is not None:
-                self.context.metrics.consumer_lag.labels(
-                    topic=tp.topic, partition=str(tp.partition),
-                ).set(max(0, highwater - next_offset))
+            # the commit awaited: record_lag skips partitions a rebalance took meanwhile
+            record_lag(self.context.metrics, self.consumer, offsets)
