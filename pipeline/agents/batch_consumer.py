@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.agents.app import WorkerContext
+from pipeline.agents.context import WorkerContext
 from pipeline.agents.lag import record_lag
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.agents.app import WorkerContext
+from pipeline.agents.context import WorkerContext
 from pipeline.config import Settings
 from pipeline.stages.alerts import KINDS, Alert, load_routing_rules
 from pipeline.stages.brands import BrandRule, load_brand_rules

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
+from pipeline.agents.context import WorkerContext, send_micro_batches, send_records
 from pipeline.event_time import split_by_event_time
 from pipeline.stages.dedup import (
     DedupVerdict,

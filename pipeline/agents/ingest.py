@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.agents.app import WorkerContext, send_records
 from pipeline.agents.batch_consumer import BatchedConsumerService
+from pipeline.agents.context import WorkerContext, send_records
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds

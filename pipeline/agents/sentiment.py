@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.agents.app import WorkerContext, send_micro_batches
+from pipeline.agents.context import WorkerContext, send_micro_batches
 from pipeline.stages.sentiment import CopyMemory, SentimentBatcher, build_engine, score_mentions
 from pipeline.transport.topics import partition_for
 
