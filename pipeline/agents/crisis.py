@@ -1,7 +1,7 @@
 """Crisis agent: scored micro-batches -> per-brand windows and detectors -> alert events.
 
 ``mentions.scored`` is partitioned by brand (a mention naming several brands is sent to each
-of their partitions, :func:`~pipeline.transport.topics.partition_for`), so the agent on
+of their partitions, :func:`~pipeline.stages.routing.scored_partitions`), so the agent on
 partition ``p`` counts a mention for the brands it names whose partition is ``p``, and every
 brand's state lives on exactly one partition. The work is the pure core
 :class:`~pipeline.stages.crisis_partitions.CrisisPartitions` (counting, windows, detectors,

@@ -1,7 +1,7 @@
 """Dedup agent: routed micro-batches -> duplicates marked -> unique micro-batches.
 
 Each record on ``mentions.routed`` is a micro-batch of one partition (the ingest stage keyed
-it by :func:`pipeline.stages.dedup.routing_key`), so the agent handles a whole batch per
+it by :func:`pipeline.stages.routing.routing_key`), so the agent handles a whole batch per
 Faust event. Every mention goes on (duplicates are marked, never dropped), and the counters
 say how many were exact and near copies.
 
@@ -52,7 +52,8 @@ from pipeline.stages.dedup import (
     mark_encoded_duplicates,
 )
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.transport.topics import group_by_partition, join_batches, partition_for
+from pipeline.stages.routing import mention_key, mention_partition
+from pipeline.transport.topics import group_by_partition, join_batches
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -67,7 +68,7 @@ def unique_records(marked: EncodedVerdicts, partitions: int) -> dict[int, list[b
     """
     by_partition: dict[int, list[bytearray]] = {}
     for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
-        by_partition.setdefault(partition_for(mention_id.encode(), partitions), []).append(encoded)
+        by_partition.setdefault(mention_partition(mention_id, partitions), []).append(encoded)
     return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}
 
 
@@ -151,7 +152,7 @@ def register(context: WorkerContext) -> None:
         count_copies(verdicts)
         partitions.save(journal, newest)
         await send_micro_batches(unique_topic, group_by_partition(
-            mentions, lambda m: str(m["id"]).encode(), settings.partitions,
+            mentions, mention_key, settings.partitions,
         ))
         context.observe_out(STAGE, mentions)
 

@@ -31,7 +31,7 @@ from pipeline.schema import InvalidMention
 from pipeline.stages.alerts import KINDS, Alert
 from pipeline.stages.brands import BrandRule
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor, RecordResult
-from pipeline.transport.topics import partition_for
+from pipeline.stages.routing import brand_partition
 
 # the tone of a mention the sentiment stage could not score (it still counts as volume)
 UNSCORED = "unscored"
@@ -106,9 +106,9 @@ class CrisisStep:
 class CrisisPartitions:
     """The monitors of a worker's partitions over the ``live`` and ``model`` state mappings.
 
-    A brand belongs to the partition its name hashes to (:func:`partition_for`, as the
-    sentiment stage partitions ``mentions.scored``), so each brand's state is written by
-    exactly one partition.
+    A brand belongs to its :func:`~pipeline.stages.routing.brand_partition`, the partition
+    the sentiment stage sends its mentions to, so each brand's state is written by exactly
+    one partition.
     """
 
     def __init__(self, config: CrisisConfig, *, partitions: int,
@@ -124,7 +124,7 @@ class CrisisPartitions:
     def owner(self, partition: int) -> Callable[[str], bool]:
         """Whether a brand belongs to ``partition``."""
         def owns(brand: str) -> bool:
-            return partition_for(brand.encode(), self.partitions) == partition
+            return brand_partition(brand, self.partitions) == partition
         return owns
 
     def forget(self) -> None:
