@@ -11,18 +11,19 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
-from pipeline.schema import dead_letter_record
+from pipeline.schema import InvalidMention, dead_letter_record
 from pipeline.transport.topics import decode_batch, encode_batches
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,20 @@ class WorkerContext:
         )
         self.metrics.deadlettered.labels(stage=stage, reason=reason).inc()
         return ack
+
+    async def dead_letter_mentions(
+        self, refused: Iterable[tuple[Mapping[str, Any], InvalidMention]], *, stage: str,
+        source_topic: str,
+    ) -> list[Awaitable[Any]]:
+        """Dead-letter mentions a stage core refused, each as its JSON with the error's reason.
+
+        The broker's acks to await.
+        """
+        return [
+            await self.dead_letter(orjson.dumps(mention), error.reason, error.detail,
+                                   stage=stage, source_topic=source_topic)
+            for mention, error in refused
+        ]
 
     async def guarded(
         self, stage: str, raw_values: list[bytes], source_topic: str,

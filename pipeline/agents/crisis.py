@@ -107,11 +107,8 @@ def _count(metrics: PipelineMetrics, step: CrisisStep) -> None:
 async def _publish(context: WorkerContext, step: CrisisStep, notifier: WebhookNotifier) -> None:
     """Send a step's dead letters and alerts, wait for the broker, then notify the webhooks."""
     source_topic = context.settings.topic("scored")
-    pending = [
-        await context.dead_letter(orjson.dumps(mention), error.reason, error.detail,
-                                  stage=STAGE, source_topic=source_topic)
-        for mention, error in step.unreadable
-    ]
+    pending = await context.dead_letter_mentions(step.unreadable, stage=STAGE,
+                                                 source_topic=source_topic)
     for alert in step.alerts:
         key, value, headers = alert_record(alert)
         pending.append(await context.topics["alerts"].send(key=key, value=value,

@@ -41,10 +41,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import orjson
 
 from pipeline.agents.context import WorkerContext, send_micro_batches, send_records
 from pipeline.event_time import split_by_event_time
+from pipeline.metrics import PipelineMetrics
 from pipeline.stages.dedup import (
     DedupVerdict,
     EncodedVerdicts,
@@ -137,19 +137,12 @@ def register(context: WorkerContext) -> None:
         app.consumer.assignment()
     )
 
-    def count_copies(verdicts: list[DedupVerdict]) -> None:
-        copies = Counter(verdict.kind for verdict in verdicts if verdict.kind != "unique")
-        for kind, count in copies.items():
-            metrics.duplicates.labels(kind=kind).inc(count)
-
     async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
         mentions, unreadable = split_by_event_time(
             await context.decode_in(STAGE, [raw], source_topic))
-        for mention, error in unreadable:
-            await context.dead_letter(orjson.dumps(mention), error.reason, error.detail,
-                                      stage=STAGE, source_topic=source_topic)
+        await context.dead_letter_mentions(unreadable, stage=STAGE, source_topic=source_topic)
         verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
-        count_copies(verdicts)
+        _count_copies(metrics, verdicts)
         partitions.save(journal, newest)
         await send_micro_batches(unique_topic, group_by_partition(
             mentions, mention_key, settings.partitions,
@@ -170,7 +163,7 @@ def register(context: WorkerContext) -> None:
                     await mark_decoded(raw, journal)
                     return
                 context.count_in(STAGE, len(marked.encoded))
-                count_copies(marked.verdicts)
+                _count_copies(metrics, marked.verdicts)
                 partitions.save(journal, marked.newest)
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
@@ -181,3 +174,9 @@ def register(context: WorkerContext) -> None:
                 )
 
             await context.guarded(STAGE, [raw], source_topic, work)
+
+
+def _count_copies(metrics: PipelineMetrics, verdicts: list[DedupVerdict]) -> None:
+    copies = Counter(verdict.kind for verdict in verdicts if verdict.kind != "unique")
+    for kind, count in copies.items():
+        metrics.duplicates.labels(kind=kind).inc(count)
