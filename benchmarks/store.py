@@ -666,7 +666,7 @@ def period_baseline(store: Any, brand: str, end: datetime, runs: int) -> dict[st
     The floor of a per-brand query (a bare ``count()`` is answered from the parts' metadata
     without reading a row).
     """
-    from pipeline.store.queries import clickhouse_time
+    from pipeline.store.sql import clickhouse_time
 
     baseline: dict[str, Any] = {"brand": brand}
     for name, length in PERIODS.items():
@@ -787,7 +787,7 @@ def child_open(spec: dict[str, Any]) -> dict[str, Any]:
     """Try to open a folder (read-write, or read-only as chDB's ``?mode=ro``) and count."""
     import clickhouse_connect
 
-    from pipeline.store.client import TABLE
+    from pipeline.store.tables import TABLE
 
     options = {"mode": "ro"} if spec["mode"] == "ro" else None
     try:

@@ -14,17 +14,12 @@ recovers the table, and the first batch of a partition replays that partition's 
 each expiry sweep the deltas whose entries have all expired are deleted from the table.
 
 Why a journal and not one table entry per store key (the previous design): each mention
-wrote 2-3 table entries, so 2-3 changelog records, and Faust's producer sends changelog
-records one at a time from a buffer; draining a backlog of 10k-60k mentions it logged
-"producer buffer full" and stopped making progress on the embedded broker. One record per
-micro-batch (~500 mentions under a backlog at the default ingest batch) is ~0.002 changelog
-records per mention. Measured (``benchmarks/pipeline.py`` and ``benchmarks/cores.py``, 2
-cores shared with the broker, benchmarks/README.md): the agent alone drains a 100k-mention
-backlog at 24-31k mentions/s in one worker process, 29-38 us of worker CPU per mention, the
-core itself ~10 us. Why a Faust table of deltas rather than a compacted topic of our own:
-the same record count, but Faust already does the recovery (it pauses the partition's
-streams until the changelog is read, so the old owner's last delta is in), standby replicas,
-and the RocksDB store for production; a topic of our own would need its own recovery
+wrote 2-3 changelog records, which Faust's producer sends one at a time, and draining a
+backlog it stopped making progress ("producer buffer full"); one record per micro-batch does
+not (``benchmarks/README.md``, "The dedup agent under a backlog"). Why a Faust table of deltas
+rather than a compacted topic of our own: Faust already does the recovery (it pauses the
+partition's streams until the changelog is read, so the old owner's last delta is in),
+standby replicas and the RocksDB store; a topic of our own would need its own recovery
 consumer and rebalance handling.
 
 Faust writes a table change to the changelog partition of the event being processed; a

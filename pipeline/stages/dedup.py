@@ -10,11 +10,10 @@ original text is never touched.
   candidate from a shared band is accepted when the estimated Jaccard similarity is at least
   ``near_threshold`` (0.65, from the benchmark's sweep). The 4-grams of a whole batch are
   hashed at once with NumPy and handed to ``rensa`` (Rust MinHash) as one flat buffer, so no
-  Python object is built per 4-gram. Chosen by measurement (``benchmarks/dedup.py``, same
-  run): this signs ~72k mentions/s against ~37k for rensa fed Python 4-gram lists, ~21k for a
-  pure NumPy MinHash and ~3k for ``datasketch``, at the same quality; a NumPy SimHash is
-  fast too, but at the bit agreement that keeps hard negatives out it finds far fewer
-  one-word edits. Texts shorter than ``min_near_chars`` only match exactly.
+  Python object is built per 4-gram: at the same quality, the fastest of rensa fed Python
+  4-gram lists, a pure NumPy MinHash and ``datasketch``; a NumPy SimHash is fast too, but at
+  the bit agreement that keeps hard negatives out it finds far fewer one-word edits
+  (``benchmarks/README.md``, Dedup). Texts shorter than ``min_near_chars`` only match exactly.
 
 State lives in injected ``MutableMapping`` stores with str keys and JSON-ready values, so the
 agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
@@ -38,9 +37,8 @@ memory) and tests or ``mentions process`` pass plain dicts:
 "seen at" and "first seen" are event times (the mention's ``created_at``, Unix seconds).
 :meth:`Deduplicator.expire` deletes every conversation first seen before ``now - window``
 and every mention record older than ``redelivery_window`` (default: the window), so memory
-is bounded by one window of conversations (measured: ~2.1 kB of Python memory and ~0.5 kB of
-changelog per conversation, plus ~0.4 kB for a decoded signature once a conversation has
-been a near-copy candidate) plus one redelivery window of mention records. The agent makes
+is bounded by one window of conversations plus one redelivery window of mention records
+(the bytes per conversation are in ``benchmarks/README.md``). The agent makes
 the stores durable as a journal of per-batch changes (:mod:`pipeline.stages.dedup_journal`).
 
 Copies meet on one partition by :mod:`pipeline.stages.routing`'s keys, which use
