@@ -61,7 +61,7 @@ import numpy.typing as npt
 from rensa import RMinHash
 
 from pipeline.event_time import epoch_seconds, parse_event_time
-from pipeline.stages.brands import fold
+from pipeline.text import fold
 
 DuplicateKind = Literal["unique", "exact", "near"]
 Signatures = npt.NDArray[np.uint32]

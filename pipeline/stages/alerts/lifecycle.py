@@ -62,8 +62,8 @@ from pipeline.stages.alerts.record import (
     ContextSummary,
     Severity,
 )
-from pipeline.stages.brands import tokenize
 from pipeline.stages.spikes import Baseline, ClosedWindow
+from pipeline.text import tokenize
 
 _STATE_VERSION = 1
 
