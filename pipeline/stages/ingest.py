@@ -25,17 +25,16 @@ import orjson
 
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
-from pipeline.schema import (
-    InvalidMention,
+from pipeline.schema import InvalidMention, decode_record
+from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.language import build_language_detector
+from pipeline.usual_mention import (
     UsualMention,
     append_members,
-    decode_record,
     decode_usual,
     encode_usual_mention,
     ingest_members,
 )
-from pipeline.stages.brands import BrandMatcher, load_brand_rules
-from pipeline.stages.language import build_language_detector
 
 
 class LanguageGuessLike(Protocol):
@@ -60,7 +59,7 @@ class _Tags(NamedTuple):
     # (code, score), or None when detection is off
     guess: tuple[str, float] | None
     brands: tuple[str, ...]
-    # the same as JSON object members (schema.ingest_members), for mentions tagged as bytes
+    # the same as JSON object members (usual_mention.ingest_members), for mentions tagged as bytes
     members: bytes
 
 
@@ -213,14 +212,14 @@ class Ingestor:
         """Validate, tag and encode one batch; ``ingested_at`` is stamped on every mention.
 
         A raw record in the usual shape is decoded and validated in C
-        (:func:`~pipeline.schema.decode_usual`); when it spells out every key it already is
-        the wire form, and its tags are appended to its own bytes, else it is encoded again
-        in C. Any other record takes :func:`~pipeline.schema.decode_record`, which
-        normalises it or rejects it.
+        (:func:`~pipeline.usual_mention.decode_usual`); when it spells out every key it
+        already is the wire form, and its tags are appended to its own bytes, else it is
+        encoded again in C. Any other record takes :func:`~pipeline.schema.decode_record`,
+        which normalises it or rejects it.
         """
         outcome = EncodedOutcome()
         # per valid mention: its raw record when that already is its wire form (see
-        # schema.decode_usual), else the typed mention or the normalised record
+        # usual_mention.decode_usual), else the typed mention or the normalised record
         decoded: list[bytes | UsualMention | dict[str, Any]] = []
         texts: list[str] = []
         created_at: list[str] = []
