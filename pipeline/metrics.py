@@ -39,8 +39,9 @@ class BatchHistogram(Collector):
 
     Exposed exactly like :class:`prometheus_client.Histogram` (``_bucket`` with ``le``,
     ``_count``, ``_sum``), but ``labels(...).observe_many(values)`` bins a batch with one
-    numpy call. Per-mention latencies are what this is for: ``Histogram.observe`` costs
-    ~1.9 us a value here (a lock per update), two of them per mention per stage.
+    numpy call. Per-mention latencies are what this is for: ``Histogram.observe`` takes a
+    lock per value, and two of them per mention per stage showed in profiles (measured: see
+    benchmarks/README.md).
     """
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], *,

@@ -255,7 +255,8 @@ def is_canonical_utc(text: str) -> bool:
     ``datetime.isoformat`` writes an aware UTC time as ``YYYY-MM-DDTHH:MM:SS+00:00``, with
     ``.ffffff`` after the seconds unless they are whole. A string of exactly that shape that
     parses is kept as it is, so nearly every mention of a normalised feed skips a
-    parse-and-format round trip (~2 us of ~2.8 here).
+    parse-and-format round trip, most of what checking a time cost (measured: see
+    benchmarks/README.md).
 
     >>> is_canonical_utc("2026-11-02T12:00:05+00:00"), is_canonical_utc("2026-11-02T12:00:05Z")
     (True, False)

@@ -32,6 +32,6 @@ def tokenize(text: str) -> list[str]:
 
     A typographic apostrophe becomes ``'`` in the whole text before the tokens are found:
     the same tokens as replacing it in each (both are inside-word marks for ``_TOKEN``),
-    without a Python call per token (8.9 -> 7.7 us per distinct firehose text here).
+    without a Python call per token (measured: see benchmarks/README.md).
     """
     return _TOKEN.findall(fold(text).replace("\u2019", "'"))

@@ -77,7 +77,8 @@ def decode_usual(raw: bytes, *, max_text_chars: int) -> tuple[UsualMention, bool
     that). Anything else, valid or not, is None: the caller takes
     :func:`~pipeline.schema.decode_record`, which normalises it or says what is wrong. Most
     of a firehose is the usual shape, and this path builds ~5 objects per mention instead
-    of the ~30 of a decoded dict (~1 us against ~4.5 us for ``orjson.loads`` alone here).
+    of the ~30 of a decoded dict, in less time than ``orjson.loads`` alone takes (measured:
+    see benchmarks/README.md).
 
     With the mention comes whether ``raw`` spells every key of that encoding (as the
     firehose does) and ends with its closing brace: then ``raw`` already is the wire form,

@@ -63,8 +63,8 @@ NEAR_THRESHOLD = 0.65
 
 
 # DedupInput and DedupVerdict are NamedTuples, not frozen dataclasses: two are built per
-# mention, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~1.1 us
-# here against ~0.4 us for a NamedTuple, just as immutable.
+# mention, and a frozen dataclass's __init__ (object.__setattr__ per field) is slower than a
+# NamedTuple's, which is just as immutable (measured: see benchmarks/README.md).
 class DedupInput(NamedTuple):
     """What the dedup stage needs of a mention: ``seen_at`` is its event time, Unix seconds."""
 

@@ -33,7 +33,8 @@ class _RoutedFields(msgspec.Struct, gc=False):
 
 
 _ROUTED_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-# the whole array in one call: decoding item by item cost 1.5 us per mention here, 0.65 this way
+# the whole array in one call: decoding item by item cost more per mention (measured: see
+# benchmarks/README.md)
 _ROUTED_FIELDS = msgspec.json.Decoder(list[_RoutedFields])
 
 
@@ -97,10 +98,10 @@ def mark_encoded_duplicates(
     encode_into = _VERDICT_KEYS_ENCODER.encode_into
     for raw_item, verdict in zip(items, verdicts, strict=True):
         # The verdict's keys go over the object's closing brace (msgspec's Raw ends there):
-        # encoded from a struct (0.7 us here, against 1.1 us for verdict_keys' dict and
-        # orjson; both write a float's shortest round-trip form) straight into a copy of the
-        # mention's bytes, whose "{" then becomes the comma. Slicing and joining bytes
-        # instead made four more copies: 0.3-0.5 us a mention more.
+        # encoded from a struct (cheaper than verdict_keys' dict and orjson; both write a
+        # float's shortest round-trip form) straight into a copy of the mention's bytes,
+        # whose "{" then becomes the comma. Slicing and joining bytes instead made four more
+        # copies (measured: see benchmarks/README.md).
         encoded_mention = bytearray(raw_item)
         end = len(encoded_mention) - 1
         encode_into(_VerdictKeys(*verdict), encoded_mention, end)

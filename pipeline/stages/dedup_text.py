@@ -52,7 +52,7 @@ def matching_and_fingerprint(text: str) -> tuple[str, str]:
     """The matching text of a mention's text and its fingerprint, cached by the text.
 
     One post retweeted by many reads the same, so most of a firehose is texts seen moments
-    ago; normalising costs ~7 us, a cache hit well under one. A new text whose copy marks
+    ago, and a cache hit costs a small part of normalising. A new text whose copy marks
     (RT prefix, handles, URLs) were all that set it apart is a second, cheaper hit.
     """
     return _matching_without_copy_marks(_without_copy_marks(text))
@@ -63,9 +63,9 @@ def _matching_without_copy_marks(text: str) -> tuple[str, str]:
     """:func:`matching_and_fingerprint` of a text without its copy marks, cached by it.
 
     Other authors' retweets of one post and its links with other tracking codes differ
-    only in those marks: among 100k firehose mentions, 22.7k distinct texts and 8.8k
-    without their marks. Blanking them is ~4 us of the ~11 us a new text costs here; the
-    words, the folding and the hash are the rest.
+    only in those marks, so far fewer texts are distinct without them. Blanking them is
+    the cheaper part of a new text's cost; the words, the folding and the hash are the rest
+    (measured: see benchmarks/README.md).
     """
     matching = _words_of(text)
     return matching, fingerprint(matching)

@@ -10,9 +10,8 @@ over bytes, with no per-record framework overhead::
 
 The ingest service calls :meth:`Ingestor.process_encoded` instead: the same work, each
 mention handed over already encoded (its wire form), so that a raw record in the usual
-shape goes from bytes to bytes without ever being a dict (~10 us of ~24 per mention saved
-here, benchmarks/README.md); :meth:`Ingestor.process` is that path with each mention
-decoded back.
+shape goes from bytes to bytes without ever being a dict (measured: see
+benchmarks/README.md); :meth:`Ingestor.process` is that path with each mention decoded back.
 """
 
 from __future__ import annotations
@@ -146,8 +145,8 @@ class Ingestor:
         """Each text's language guess ((code, score); None when detection is off) and brands.
 
         Both are pure functions of the text, so a text seen lately is one lookup: a firehose
-        is mostly retweets, and the two stages' own caches cost ~1.8 us per repeated text
-        here (two lookups, a key tuple, rounding) against ~0.3 us for this one.
+        is mostly retweets, and the two stages' own caches cost more than this one per
+        repeated text (two lookups, a key tuple, rounding; measured: see benchmarks/README.md).
         """
         known = self._tags_by_text
         # the batch's own answers: remembering its new texts may evict texts it looked up
@@ -183,8 +182,8 @@ class Ingestor:
 
         A retweet whose prefix changes no verdict (:meth:`BrandMatcher.retweeted`) takes the
         brands of the text it copies when that text is known, in the same language: on the
-        firehose half of the new texts are retweets of a text seen before (100k mentions:
-        11.2k of 22.7k distinct texts), and a match costs several times the check.
+        firehose many new texts are retweets of a text seen before (measured: see
+        benchmarks/README.md), and a match costs several times the check.
         """
         lang = _query_language(guess)
         copied = self.matcher.retweeted(text)
@@ -247,7 +246,7 @@ class Ingestor:
                 texts, created_at, decoded, self._tags(texts), strict=True):
             if isinstance(item, bytes):
                 # most of a firehose: its bytes with the text's tags and the batch's time,
-                # no encoding (~1.5 us a mention here)
+                # no encoding
                 encoded = append_members(item, tags.members, closing)
             elif isinstance(item, dict):
                 _tag_record(item, tags.guess, list(tags.brands), ingested_at)
