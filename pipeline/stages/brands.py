@@ -33,9 +33,6 @@ from pipeline.stages.brand_query import (
     parse_query,
     positive_terms,
 )
-
-# re-exported for pipeline/store/rows.py; import from pipeline.text
-from pipeline.text import fold as fold
 from pipeline.text import tokenize
 
 # What a retweet puts before the text it copies.
