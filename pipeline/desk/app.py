@@ -13,6 +13,8 @@ serving other requests meanwhile. Served by :mod:`pipeline.desk.server`; for exa
     -> {"mentions": [{"id": "syn:3", ...}, ...], "next": "WzE3OTY1..."}
     GET /api/mentions?limit=0
     -> 400 {"error": {"field": "limit", "reason": "must be between 1 and 500"}}
+    GET /api/incidents?brand=telvia&status=open
+    -> {"incidents": [{"incident_id": "telvia-20261201T0900Z", ..., "updates": 2}], "next": null}
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
+from pipeline.store.incidents import parse_incident_id, parse_incidents_query
 from pipeline.store.queries import (
     MAX_MENTIONS_PAGE,
     BadParameter,
@@ -221,7 +224,8 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
 
     Routes: ``/`` (an index), ``/healthz``, ``/readyz``, and ``/api/mentions``,
     ``/api/mentions.csv``, ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``,
-    ``/api/terms`` (their parameters: :mod:`pipeline.store.queries`).
+    ``/api/terms`` (their parameters: :mod:`pipeline.store.queries`), ``/api/incidents`` and
+    ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`).
     """
 
     def json_endpoint(
@@ -243,6 +247,14 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
             export_csv(store, query, limit, first_page), media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": "attachment; filename=mentions.csv"},
         )
+
+    async def incident(request: Request) -> Response:
+        incident_id = parse_incident_id(request.path_params["incident_id"],
+                                        single_parameters(request.query_params.multi_items()))
+        found = await run_in_threadpool(store.incident, incident_id)
+        if found is None:
+            return error_response(404, "incident_id", "no such incident")
+        return ORJSONResponse(found)
 
     async def healthz(request: Request) -> Response:
         return ORJSONResponse({"status": "ok"})
@@ -270,6 +282,8 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
                   json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
             Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
             Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
+            Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
+            Route("/api/incidents/{incident_id}", answering_errors(incident)),
         ],
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
     )
@@ -308,6 +322,10 @@ antigua (<code>brand</code>, <code>q</code>, <code>lang</code>, <code>sentiment<
 <li>/api/share-of-voice?brands=a,b: cuota de voz de cada marca</li>
 <li><a href="/api/top-voices">/api/top-voices</a>: autores de mayor alcance</li>
 <li><a href="/api/terms">/api/terms</a>: términos y hashtags, y los que suben</li>
+<li><a href="/api/incidents">/api/incidents</a>: incidentes (crisis y picos de volumen), del
+último cambio al más antiguo (<code>brand</code>, <code>status</code>, <code>kind</code>,
+<code>since</code>, <code>until</code>, <code>limit</code>, <code>cursor</code>)</li>
+<li>/api/incidents/{id}: un incidente y todas sus alertas</li>
 <li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>: estado</li>
 </ul>
 </body>
