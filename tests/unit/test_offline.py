@@ -60,7 +60,8 @@ def test_spikes_command_writes_nab_results(tmp_path: Path) -> None:
 
 def test_loading_a_file_of_mentions_and_alerts_adds_each_once(
         chdb_store_url: str, tmp_path: Path) -> None:
-    settings = Settings(store_url=chdb_store_url)
+    # fixed dates: a retention of ten years keeps them whatever today is
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
     store = ListeningStore.open(settings, database="unit_offline_load")
     opened, updated = incident("telvia", NOW, (OPENED, UPDATED))
     mention = {"id": "tw:1", "text": "Telvia otra vez sin servicio", "brands": ["telvia"],

@@ -53,7 +53,8 @@ def scored_mentions(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
 @pytest.fixture(scope="session")
 def store(chdb_store_url: str,
           scored_mentions: list[dict[str, Any]]) -> Iterator[ListeningStore]:
-    settings = Settings(store_url=chdb_store_url)
+    # fixed dates: a retention of ten years keeps them whatever today is
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
     store = ListeningStore.open(settings, database="unit_desk")
     encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)))
     batch = encoder.encode(scored_mentions)
