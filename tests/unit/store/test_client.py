@@ -34,6 +34,7 @@ def store_settings(store_url: str) -> Settings:
     """The store at ``store_url``; the tests' dates are fixed, so it keeps ten years."""
     return Settings(store_url=store_url, store_retention_days=3650)
 
+
 TEXTS = (
     "¿Dónde está la cobertura de Acme Móvil? #SinSeñal",
     "Me pasé de Telvia a Acme Móvil y por fin cobertura",
