@@ -332,6 +332,13 @@ def ablation_rows(bench: Bench, path: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
+def sensitivity(bench: Bench, knobs: Knobs) -> dict[str, dict[str, float]]:
+    """The CV standard score of every single-knob change of ``knobs`` (cached by the search)."""
+    cv_score = bench.cv_score(SERIES)
+    return {knob: {describe(v): round(cv_score({**knobs, knob: v}), 2) for v in values}
+            for knob, values in SEARCH_SPACE.items()}
+
+
 def shipped_matches(bench: Bench, knobs: Knobs, ratio: float) -> bool:
     """Whether the shipped defaults are the selected configuration, detections included."""
     shipped = SeriesConfig()
@@ -373,6 +380,10 @@ def main() -> None:
     for row in rows:
         print(f"ablation: {row['variant']:52s} in-sample {row['in_sample_standard']:6.2f}  CV "
               + " ".join(f"{row['cv'][p]:6.2f}" for p in PROFILES))
+    around = {"previous": sensitivity(bench, PREVIOUS), "selected": sensitivity(bench, selected)}
+    for knob, by_value in around["selected"].items():
+        print(f"around the selected: {knob:20s} " + "  ".join(
+            f"{value} {score:.1f}" for value, score in by_value.items()))
     nested_cv, picked = nested(bench, SERIES)
     print_evaluation("nested (knobs and ratio chosen on the other four)", nested_cv)
     for name, knobs in picked.items():
@@ -395,6 +406,7 @@ def main() -> None:
                      "alert_ratio": ratio, "shipped_defaults_match": matches,
                      "in_sample": summary(fit), "cv": summary(cv)},
         "ablation": rows,
+        "single_changes_cv_standard": around,
         "nested": {"picked": {n: changes({**PREVIOUS, **k}, PREVIOUS) for n, k in picked.items()},
                    **summary(nested_cv)},
         "configurations_scored": len(bench.tables),
