@@ -1,6 +1,7 @@
 """NAB score of the spike detector on the five realTweets dev series, against baselines.
 
-    /work/venv/bin/python -m benchmarks.nab
+    .venv/bin/python -m benchmarks.nab          # the shipped detector against baselines
+    .venv/bin/python -m benchmarks.nab --cv     # leave-one-series-out CV (benchmarks.nab_cv)
 
 The scorer follows the Numenta Anomaly Benchmark's published rules (Lavin and Ahmad 2015;
 numenta/NAB ``sweeper.py``), re-implemented here:
@@ -23,6 +24,7 @@ without the gate, is scored too (that is how NAB itself reads ``anomaly_score``)
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import math
@@ -245,4 +247,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cv", action="store_true",
+                        help="choose the detector's knobs by leave-one-series-out "
+                             "cross-validation and report CV next to in-sample scores")
+    if parser.parse_args().cv:
+        from benchmarks import nab_cv
+
+        nab_cv.main()
+    else:
+        main()

@@ -18,7 +18,7 @@ WINDOW = timedelta(minutes=5)
 BRAND = "acme-mobile"
 CALM_WINDOWS = 360          # 30 hours
 # extra negative mentions in the crisis windows: it opens, grows (an update), then calms down
-CRISIS_EXTRA = (30, 45, 60, 90, 120, 120, 90, 60)
+CRISIS_EXTRA = (30, 45, 60, 90, 120, 180, 180, 120, 60)
 AFTER_WINDOWS = 12
 CRISIS_START = START + CALM_WINDOWS * WINDOW
 

@@ -254,6 +254,8 @@ class FirehoseGenerator:
         self._authors = [self._make_author(index) for index in range(authors)]
         self._crisis_voices = sorted(self._authors, key=lambda a: -a.followers)[:8]
         self._recent: list[dict[str, Any]] = []
+        # sentiment each recent mention was written with (copies inherit it)
+        self._labels: dict[str, str] = {}
         self._sequence = 0
         # event-time slots: quiet hours skip slots, so the background follows a daily rhythm
         self._slot = 0
@@ -334,7 +336,7 @@ class FirehoseGenerator:
         )
         return self._record(text, author, moment, lang)
 
-    def _background_mention(self, moment: datetime) -> dict[str, Any]:
+    def _background_mention(self, moment: datetime) -> tuple[dict[str, Any], str]:
         lang = self.random.choices(self._languages, self._language_weights)[0]
         brand_id = self.random.choices(self._brands, self._brand_weights)[0]
         sentiment = self.random.choices(list(SENTIMENT_MIX), list(SENTIMENT_MIX.values()))[0]
@@ -342,7 +344,8 @@ class FirehoseGenerator:
         if self.random.random() < self.noise_share:
             # chatter that matches no query (the firehose is never perfectly filtered)
             text = self.random.choice(("buenos días a todos ☀️", "good morning!", "bom dia"))
-        return self._record(text, self.random.choice(self._authors), moment, lang)
+            sentiment = "neutral"
+        return self._record(text, self.random.choice(self._authors), moment, lang), sentiment
 
     def _copy_of(self, original: dict[str, Any], moment: datetime) -> dict[str, Any]:
         author = self.random.choice(self._authors)
@@ -365,6 +368,21 @@ class FirehoseGenerator:
 
     def mentions(self, count: int | None = None) -> Iterator[dict[str, Any]]:
         """Yield ``count`` mentions (forever when ``None``), in event-time order."""
+        for record, _ in self.labelled_mentions(count):
+            yield record
+
+    def labelled_mentions(self, count: int | None = None) -> Iterator[tuple[dict[str, Any], str]]:
+        """The same mentions as :meth:`mentions`, each with the sentiment it was written with.
+
+        The label (``negative``, ``neutral`` or ``positive``) is the template's, copies carry
+        their original's and crisis mentions are negative: ground truth for measuring the
+        crisis detector without the sentiment model's errors.
+
+        >>> from datetime import datetime, UTC
+        >>> firehose = FirehoseGenerator(seed=7, start=datetime(2026, 11, 1, tzinfo=UTC))
+        >>> [label for _, label in firehose.labelled_mentions(3)]
+        ['neutral', 'positive', 'positive']
+        """
         produced = 0
         while count is None or produced < count:
             moment = self._event_time()
@@ -378,26 +396,30 @@ class FirehoseGenerator:
             if self._crisis_due >= 1.0:
                 self._crisis_due -= 1.0
                 record = self._crisis_mention(moment)
-                self._remember(record)
+                self._remember(record, "negative")
                 produced += 1
-                yield record
+                yield record, "negative"
                 continue
             if self._recent and self.random.random() < (
                 self.retweet_share + self.near_copy_share
             ):
-                record = self._copy_of(self.random.choice(self._recent), moment)
+                original = self.random.choice(self._recent)
+                record = self._copy_of(original, moment)
+                label = self._labels[original["id"]]
             elif self.random.random() > self._daily_factor(moment):
                 self._slot += 1
                 continue
             else:
-                record = self._background_mention(moment)
-            self._remember(record)
+                record, label = self._background_mention(moment)
+            self._remember(record, label)
             produced += 1
             self._slot += 1
-            yield record
+            yield record, label
 
-    def _remember(self, record: dict[str, Any]) -> None:
+    def _remember(self, record: dict[str, Any], label: str) -> None:
         """Keep a bounded random set of recent mentions for retweets and near copies."""
         self._recent.append(record)
+        self._labels[record["id"]] = label
         if len(self._recent) > 200:
-            self._recent.pop(self.random.randrange(len(self._recent)))
+            forgotten = self._recent.pop(self.random.randrange(len(self._recent)))
+            del self._labels[forgotten["id"]]

@@ -31,7 +31,7 @@ absorbed within about a day. The spread is an exponentially weighted mean absolu
 hour of day, never below Poisson counting noise. Learning rates are set by time constants, not
 per-update constants, so the same configuration serves 1-minute and 5-minute windows.
 
-The z of a window is the larger of its own z and that of a 30-minute exponential average of
+The z of a window is the larger of its own z and that of a one-hour exponential average of
 z (a sustained rise). Social volume is bursty and some brands burst daily, so z is finally
 compared with the brand's typical daily peak z (a robust running mean over about two weeks):
 the score is 0.5, the shipped threshold, when z reaches ``alert_ratio`` typical daily peaks.
@@ -68,15 +68,16 @@ class SpikeConfig:
     daily_memory_days: float = 3.0
     weekly_memory_weeks: float = 2.0
     spread_memory_days: float = 3.0
-    # a short exponential average of z catches a sustained rise that no single window flags
-    short_memory: timedelta = timedelta(minutes=30)
+    # a short exponential average of z catches a sustained rise that no single window flags;
+    # this and ``alert_ratio`` are chosen by cross-validation (see benchmarks/README.md)
+    short_memory: timedelta = timedelta(hours=1)
     clip_z: float = 2.5
     # overdispersion of the counts (variance mu + phi mu^2), which shapes the transform
     overdispersion: float = 0.1
     # spread floor in transformed units, 1 being pure Poisson counting noise
     min_spread: float = 1.0
     # the score is 0.5, the shipped alert threshold, when z is this many typical daily peaks
-    alert_ratio: float = 1.5
+    alert_ratio: float = 1.8
     prior_daily_peak: float = 4.0
     min_daily_peak: float = 3.0
     peak_memory_days: float = 14.0

@@ -50,3 +50,21 @@ def test_crisis_is_a_negative_burst_about_one_brand() -> None:
     before, during = acme_share(0, 10), acme_share(13, 17)
     assert during > before + 0.2
     assert any(plan.hashtag in m["text"] for m in mentions)
+
+
+def test_labelled_mentions_are_the_same_firehose_with_its_ground_truth_sentiment() -> None:
+    plan = CrisisPlan(start_after=timedelta(minutes=10), duration=timedelta(minutes=10))
+    plain = list(FirehoseGenerator(seed=4, start=START, rate_per_s=5, crisis=plan).mentions(6000))
+    labelled = list(
+        FirehoseGenerator(seed=4, start=START, rate_per_s=5, crisis=plan).labelled_mentions(6000))
+    assert [record for record, _ in labelled] == plain
+    labels = {record["id"]: label for record, label in labelled}
+    assert set(labels.values()) == {"negative", "neutral", "positive"}
+    crisis = [label for record, label in labelled if plan.hashtag in record["text"]]
+    assert crisis and set(crisis) == {"negative"}
+    # a retweet carries the sentiment of the mention it copies
+    by_text = {record["text"]: label for record, label in labelled}
+    retweets = [(record["text"].split(": ", 1)[1], label) for record, label in labelled
+                if record["text"].startswith("RT @")]
+    known = [(by_text[text], label) for text, label in retweets if text in by_text]
+    assert len(known) > 100 and all(original == label for original, label in known)
