@@ -40,12 +40,12 @@ import orjson
 from benchmarks.common import write_results
 from benchmarks.pipeline import firehose
 from pipeline.agents.dedup import unique_records
-from pipeline.agents.ingest import Router
 from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
 from pipeline.stages.dedup import mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal
 from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingestor
+from pipeline.stages.routing import Router
 
 PHASES = ("ingest", "route", "dedup", "journal", "unique encode")
 T = TypeVar("T")

@@ -46,12 +46,11 @@ from pipeline.stages.dedup import (
     SEED,
     DedupInput,
     Deduplicator,
-    hot_brand_spread,
     normalise_for_matching,
-    routing_key,
     shingle_hashes,
     signatures,
 )
+from pipeline.stages.routing import hot_brand_spread, routing_key
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 BATCH = 500

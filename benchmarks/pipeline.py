@@ -53,7 +53,8 @@ from pipeline.transport.broker import (
     free_port,
     wait_for_port,
 )
-from pipeline.transport.topics import decode_batch, ensure_topics, kafka_client_options
+from pipeline.transport.connection import kafka_client_options
+from pipeline.transport.topics import decode_batch, ensure_topics
 
 
 @dataclass(frozen=True, slots=True)

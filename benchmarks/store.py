@@ -325,9 +325,13 @@ def sql_rows(store: Any, sql: str, **parameters: Any) -> list[tuple[Any, ...]]:
     return store.query(BoundQuery(sql, parameters))
 
 
-def table_parts(store: Any, mentions: int | None = None) -> dict[str, Any]:
-    """The store's active parts: how many, rows, bytes per row (and per mention, if given)."""
-    database, table = store.table.split(".")
+def table_parts(store: Any, mentions: int | None = None, *,
+                table_name: str | None = None) -> dict[str, Any]:
+    """A table's active parts (the main one by default).
+
+    How many, rows, bytes per row (and per mention, if given).
+    """
+    database, table = (table_name or store.table).split(".")
     ((parts, rows, on_disk, compressed, uncompressed, partitions),) = sql_rows(
         store,
         "SELECT count(), sum(rows), sum(bytes_on_disk), sum(data_compressed_bytes), "
@@ -666,7 +670,7 @@ def period_baseline(store: Any, brand: str, end: datetime, runs: int) -> dict[st
     The floor of a per-brand query (a bare ``count()`` is answered from the parts' metadata
     without reading a row).
     """
-    from pipeline.store.queries import clickhouse_time
+    from pipeline.store.sql import clickhouse_time
 
     baseline: dict[str, Any] = {"brand": brand}
     for name, length in PERIODS.items():
@@ -764,6 +768,7 @@ def child_query(spec: dict[str, Any]) -> dict[str, Any]:
         "first_call_ms": first, "endpoints": endpoints,
         "baseline": period_baseline(store, loudest, end, spec["baseline_runs"]),
         "parts": table_parts(store, mentions),
+        "by_time_parts": table_parts(store, mentions, table_name=store.by_time),
         "engine_version": sql_rows(store, "SELECT version()")[0][0],
         "peak_rss_mb_querying": round(peak_rss_mb()),
         "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
@@ -787,7 +792,7 @@ def child_open(spec: dict[str, Any]) -> dict[str, Any]:
     """Try to open a folder (read-write, or read-only as chDB's ``?mode=ro``) and count."""
     import clickhouse_connect
 
-    from pipeline.store.client import TABLE
+    from pipeline.store.tables import TABLE
 
     options = {"mode": "ro"} if spec["mode"] == "ro" else None
     try:

@@ -43,10 +43,10 @@ from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
 from pipeline.stages.alerts.render import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
+from pipeline.transport.connection import kafka_client_options
 from pipeline.transport.topics import (
     decode_batch,
     ensure_topics,
-    kafka_client_options,
     uncommitted_by_partition,
 )
 

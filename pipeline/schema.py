@@ -23,16 +23,12 @@ wrong, for the dead-letter record.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
 import orjson
 from msgspec import UnsetType
 
@@ -50,8 +46,6 @@ REJECT_REASONS: Final = (
 )
 
 _TWITTER_TIME = "%a %b %d %H:%M:%S %z %Y"
-# what validation writes before the "+00:00": whole seconds, or six digits of fraction
-_NAIVE_LENGTHS: Final = (19, 26)
 # Epoch values above this are milliseconds (it is year 2286 in seconds).
 _EPOCH_MS_THRESHOLD = 10_000_000_000
 
@@ -437,49 +431,6 @@ def _is_canonical_utc(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def epoch_seconds(times: Sequence[str]) -> npt.NDArray[np.float64]:
-    """Unix seconds of ISO 8601 times with an offset; NaN where one does not parse.
-
-    Once per mention per stage (event times for dedup and the latency metrics). A batch of
-    times in the shapes validation writes (``YYYY-MM-DDTHH:MM:SS[.ffffff]+00:00``) is parsed
-    by NumPy in one call: ~0.4 us a time in a dedup micro-batch of ~470, ~0.2 us in one of
-    2,000, against ~0.5 us for ``datetime.fromisoformat(...).timestamp()`` here. Any other
-    batch takes ``datetime`` time by time: one with another offset or length, one NumPy
-    reads only with a warning (it takes trailing text for an offset) or not at all. (Within
-    those lengths NumPy also skips leading spaces, which ``datetime`` does not; validation
-    never writes them.)
-
-    >>> epoch_seconds(["1970-01-01T00:00:01.500000+00:00", "1970-01-01T00:00:02+00:00"])
-    array([1.5, 2. ])
-    >>> epoch_seconds(["1970-01-01T01:00:00+01:00", "1970-01-01T00:00:00", "today"])
-    array([ 0., nan, nan])
-    """
-    naive = [time.removesuffix("+00:00") for time in times]
-    lengths = np.fromiter(map(len, naive), dtype=np.int64, count=len(naive))
-    # removesuffix takes 6 characters or none: the lengths add up only if every time was UTC
-    if (int(lengths.sum()) + 6 * len(naive) == sum(map(len, times))
-            # two comparisons, not np.isin: its set-up costs ~0.1 ms a call
-            and ((lengths == _NAIVE_LENGTHS[0]) | (lengths == _NAIVE_LENGTHS[1])).all()):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                parsed = np.array(naive, dtype="datetime64[us]")
-        except (ValueError, UserWarning):
-            pass
-        else:
-            if not np.isnat(parsed).any():
-                return parsed.astype(np.int64) / 1e6
-    return np.array([_epoch_seconds_or_nan(time) for time in times], dtype=np.float64)
-
-
-def _epoch_seconds_or_nan(time: str) -> float:
-    try:
-        parsed = datetime.fromisoformat(time)
-    except (TypeError, ValueError):
-        return math.nan
-    return parsed.timestamp() if parsed.tzinfo is not None else math.nan
 
 
 def _parse_time_text(value: str) -> datetime:

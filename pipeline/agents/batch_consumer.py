@@ -24,9 +24,11 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from mode import Service
 
-from pipeline.agents.app import WorkerContext, broker_credentials
+from pipeline.agents.context import WorkerContext
+from pipeline.agents.lag import record_lag
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.transport.connection import aiokafka_options, heartbeat_interval_s
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +47,6 @@ def owned_next_offsets(
             if tp in owned and records}
 
 
-def aiokafka_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for aiokafka clients, from the same settings Faust uses."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.broker.split(","),
-        "security_protocol": settings.security_protocol,
-    }
-    credentials = broker_credentials(settings)
-    if settings.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password.get_secret_value(),
-        )
-    if credentials is not None and getattr(credentials, "context", None) is not None:
-        options["ssl_context"] = credentials.context
-    elif credentials is not None and getattr(credentials, "ssl_context", None) is not None:
-        options["ssl_context"] = credentials.ssl_context
-    return options
-
-
 def batch_consumer_options(settings: Settings, stage: str, batch_size: int) -> dict[str, Any]:
     """A stage's consumer group: manual commits, polls of up to ``batch_size`` records."""
     return {
@@ -73,12 +55,11 @@ def batch_consumer_options(settings: Settings, stage: str, batch_size: int) -> d
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "max_poll_records": batch_size,
-        # aiokafka's 500 ms fetch wait stays: at 100 ms (the agents' setting) ingest's own p99
-        # at 2,000 mentions/s fell from 0.29 s to 0.09 s, but dedup behind it fell behind
-        # (p50 1.7-2.4 s against 0.18-0.22 s; benchmarks/README.md)
+        # aiokafka's own fetch wait stays: at the agents' shorter wait ingest's latency fell,
+        # but dedup behind it fell behind (measured: see benchmarks/README.md)
         "session_timeout_ms": int(settings.group_session_timeout_s * 1000),
         "rebalance_timeout_ms": int(settings.group_rebalance_timeout_s * 1000),
-        "heartbeat_interval_ms": int(min(3.0, settings.group_session_timeout_s / 3) * 1000),
+        "heartbeat_interval_ms": int(heartbeat_interval_s(settings) * 1000),
     }
 
 
@@ -176,19 +157,5 @@ class BatchedConsumerService(Service):
                 # replays them from the last commit; otherwise the next batch's commit covers
                 # these records too (offsets are positions)
                 log.warning("%s: offsets not committed (%r)", self.stage, error)
-            self._sample_lag(offsets)
-
-    def _sample_lag(self, next_offsets: Mapping[Any, int]) -> None:
-        """Lag of each partition at its next offset, for those this consumer still owns.
-
-        The commit before this awaits, so a rebalance may have taken partitions away since,
-        and aiokafka asserts on the highwater of a partition it does not own.
-        """
-        assert self.consumer is not None
-        owned = self.assignment
-        for tp, next_offset in next_offsets.items():
-            highwater = self.consumer.highwater(tp) if tp in owned else None
-            if highwater is not None:
-                self.context.metrics.consumer_lag.labels(
-                    topic=tp.topic, partition=str(tp.partition),
-                ).set(max(0, highwater - next_offset))
+            # the commit awaited: record_lag skips partitions a rebalance took meanwhile
+            record_lag(self.context.metrics, self.consumer, offsets)

@@ -1,10 +1,11 @@
 """Crisis agent: scored micro-batches -> per-brand windows and detectors -> alert events.
 
 ``mentions.scored`` is partitioned by brand (a mention naming several brands is sent to each
-of their partitions, :func:`~pipeline.transport.topics.partition_for`), so the agent on
+of their partitions, :func:`~pipeline.stages.routing.scored_partitions`), so the agent on
 partition ``p`` counts a mention for the brands it names whose partition is ``p``, and every
 brand's state lives on exactly one partition. The work is the pure core
-:class:`~pipeline.stages.crisis.PartitionMonitor`; this module only moves records:
+:class:`~pipeline.stages.crisis_partitions.CrisisPartitions` (counting, windows, detectors,
+incidents, which state changed); this module only moves records:
 
 - alert events go to the alerts topic (key: brand, so one incident's events stay in order;
   header ``idempotency-key``) and to the :class:`~pipeline.stages.notify.WebhookNotifier`,
@@ -25,60 +26,108 @@ rebuilt from the tables after every rebalance.
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import orjson
 
-from pipeline.agents.app import WorkerContext
-from pipeline.config import Settings
-from pipeline.stages.alerts.record import KINDS, Alert
+from pipeline.agents.context import WorkerContext
+from pipeline.metrics import PipelineMetrics
 from pipeline.stages.alerts.routing import load_routing_rules
-from pipeline.stages.brands import BrandRule, load_brand_rules
-from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor
+from pipeline.stages.brands import load_brand_rules
+from pipeline.stages.crisis_partitions import (
+    CrisisPartitions,
+    CrisisStep,
+    alert_record,
+    crisis_config,
+)
 from pipeline.stages.notify import DeadLetter, WebhookNotifier
-from pipeline.transport.topics import partition_for
 
 log = logging.getLogger(__name__)
 
 STAGE = "crisis"
 
 
-def crisis_config(settings: Settings, rules: list[BrandRule]) -> CrisisConfig:
-    """The detector configuration of a worker.
-
-    Window and lateness come from the settings, per-brand crisis minimums from the listening
-    queries (``min_crisis_volume``).
-    """
-    return CrisisConfig.for_brands(
-        {rule.id: rule.min_crisis_volume for rule in rules if rule.min_crisis_volume},
-        window=timedelta(seconds=settings.crisis_window_s),
-        lateness=timedelta(seconds=settings.crisis_lateness_s),
-    )
-
-
-def alert_record(alert: Alert) -> tuple[bytes, bytes, dict[str, bytes]]:
-    """Key, value and headers of an alert event on the alerts topic."""
-    return (alert.brand.encode(), orjson.dumps(alert.to_dict()),
-            {"idempotency-key": alert.idempotency_key.encode()})
-
-
 def register(context: WorkerContext) -> None:
     """Attach the crisis agent, its tables and the webhook notifier to the app."""
     app, settings, metrics = context.app, context.settings, context.metrics
     rules = load_brand_rules(settings.brands_file)
-    config = crisis_config(settings, rules)
-    brand_names = {rule.id: rule.name for rule in rules}
-    partitions = settings.partitions
-    live_table = app.Table(f"{settings.app_id}-crisis-live", default=None,
-                           partitions=partitions)
-    model_table = app.Table(f"{settings.app_id}-crisis-model", default=None,
-                            partitions=partitions)
-    monitors: dict[int, PartitionMonitor] = {}
-    alerts_topic = context.topics["alerts"]
-    dead_letter_topic = context.topics["alerts_deadletter"]
+    partitions = CrisisPartitions(
+        crisis_config(settings, rules), partitions=settings.partitions,
+        brand_names={rule.id: rule.name for rule in rules},
+        live=app.Table(f"{settings.app_id}-crisis-live", default=None,
+                       partitions=settings.partitions),
+        model=app.Table(f"{settings.app_id}-crisis-model", default=None,
+                        partitions=settings.partitions),
+    )
+    notifier = _webhook_notifier(context)
     source_topic = settings.topic("scored")
+    context.readiness.checks["crisis_partitions_assigned"] = lambda: bool(
+        app.consumer.assignment()
+    )
+
+    @app.on_partitions_assigned.connect
+    async def forget_monitors(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        # the tables are the truth after a rebalance; rebuilt lazily per partition
+        partitions.forget()
+
+    @app.agent(context.topics["scored"], name=f"{settings.app_id}.crisis")
+    async def crisis(stream: Any) -> None:
+        async for event in stream.events():
+            raw = bytes(event.value)
+            partition, offset = event.message.partition, event.message.offset
+
+            async def work(raw: bytes = raw, partition: int = partition,
+                           offset: int = offset) -> None:
+                mentions = await context.decode_in(STAGE, [raw], source_topic)
+                step = partitions.apply(partition, offset, mentions)
+                _count(metrics, step)
+                await _publish(context, step, notifier)
+                # state after the alerts: a crash in between re-emits, never loses them
+                partitions.save(step)
+                if step.alerts:
+                    for kind, count in partitions.open_incidents().items():
+                        metrics.open_incidents.labels(kind=kind).set(count)
+                context.observe_out(STAGE, mentions)
+
+            await context.guarded(STAGE, [raw], source_topic, work)
+
+
+def _count(metrics: PipelineMetrics, step: CrisisStep) -> None:
+    """Count what one record did: mentions dropped, and mentions per brand and tone."""
+    if step.result.late:
+        metrics.crisis_dropped.labels(reason="late").inc(step.result.late)
+    if step.result.refused:
+        metrics.crisis_dropped.labels(reason="bad_time").inc(step.result.refused)
+    for (brand, tone), count in step.tones.items():
+        metrics.brand_mentions.labels(
+            brand=metrics.brand_labels.label(brand), sentiment=tone,
+        ).inc(count)
+
+
+async def _publish(context: WorkerContext, step: CrisisStep, notifier: WebhookNotifier) -> None:
+    """Send a step's dead letters and alerts, wait for the broker, then notify the webhooks."""
+    source_topic = context.settings.topic("scored")
+    pending = await context.dead_letter_mentions(step.unreadable, stage=STAGE,
+                                                 source_topic=source_topic)
+    for alert in step.alerts:
+        key, value, headers = alert_record(alert)
+        pending.append(await context.topics["alerts"].send(key=key, value=value,
+                                                           headers=headers))
+    for future in pending:
+        await future
+    for alert in step.alerts:
+        notifier.enqueue(alert)
+        context.metrics.alerts.labels(kind=alert.kind, severity=alert.severity.label,
+                                      status=alert.status).inc()
+        record = alert.to_dict()
+        for listener in context.alert_listeners:
+            listener(record)
+
+
+def _webhook_notifier(context: WorkerContext) -> WebhookNotifier:
+    """The webhook notifier, started and stopped with the app; its failures dead-lettered."""
+    app, settings, metrics = context.app, context.settings, context.metrics
+    dead_letter_topic = context.topics["alerts_deadletter"]
 
     async def publish_dead_letter(letter: DeadLetter) -> None:
         await dead_letter_topic.send(key=letter.alert.brand.encode(),
@@ -90,9 +139,6 @@ def register(context: WorkerContext) -> None:
         on_dead_letter=publish_dead_letter,
         on_outcome=lambda outcome: metrics.webhook_deliveries.labels(outcome=outcome).inc(),
     )
-    context.readiness.checks["crisis_partitions_assigned"] = lambda: bool(
-        app.consumer.assignment()
-    )
 
     @app.task
     async def start_notifier() -> None:
@@ -102,85 +148,4 @@ def register(context: WorkerContext) -> None:
     async def stop_notifier(sender: Any, **kwargs: Any) -> None:
         await notifier.stop(drain_timeout=5.0)
 
-    @app.on_partitions_assigned.connect
-    async def forget_monitors(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        # the tables are the truth after a rebalance; rebuilt lazily per partition
-        monitors.clear()
-
-    def partition_monitor(partition: int) -> PartitionMonitor:
-        monitor = monitors.get(partition)
-        if monitor is not None:
-            return monitor
-
-        def owns(brand: str) -> bool:
-            return partition_for(brand.encode(), partitions) == partition
-
-        restored = []
-        for brand, live in list(live_table.items()):
-            if live is not None and owns(brand):
-                restored.append(BrandMonitor.from_state(
-                    brand, config, live=live, model=model_table.get(brand),
-                    brand_name=brand_names.get(brand)))
-        monitor = PartitionMonitor(config, brand_names=brand_names, owns=owns,
-                                   monitors=restored)
-        monitors[partition] = monitor
-        return monitor
-
-    def count_open_incidents() -> None:
-        totals = dict.fromkeys(KINDS, 0)
-        for monitor in monitors.values():
-            for kind, count in monitor.open_incidents().items():
-                totals[kind] += count
-        for kind, count in totals.items():
-            metrics.open_incidents.labels(kind=kind).set(count)
-
-    @app.agent(context.topics["scored"], name=f"{settings.app_id}.crisis")
-    async def crisis(stream: Any) -> None:
-        async for event in stream.events():
-            raw = bytes(event.value)
-            partition, offset = event.message.partition, event.message.offset
-
-            async def work(raw: bytes = raw, partition: int = partition,
-                           offset: int = offset) -> None:
-                mentions = await context.decode_in(STAGE, [raw], source_topic)
-                monitor = partition_monitor(partition)
-                result = monitor.apply(offset, mentions)
-                if result.late:
-                    metrics.crisis_dropped.labels(reason="late").inc(result.late)
-                if result.refused:
-                    metrics.crisis_dropped.labels(reason="bad_time").inc(result.refused)
-                tone_counts: Counter[tuple[str, str]] = Counter()
-                for mention in mentions:
-                    sentiment = mention.get("sentiment")
-                    label = sentiment.get("label") if isinstance(sentiment, dict) else None
-                    for brand in set(mention.get("brands") or ()):
-                        if monitor.owns(brand):
-                            tone_counts[brand, str(label or "unscored")] += 1
-                for (brand, tone), count in tone_counts.items():
-                    metrics.brand_mentions.labels(
-                        brand=metrics.brand_labels.label(brand), sentiment=tone,
-                    ).inc(count)
-                pending = []
-                for alert in result.alerts:
-                    key, value, headers = alert_record(alert)
-                    pending.append(await alerts_topic.send(key=key, value=value,
-                                                           headers=headers))
-                for future in pending:
-                    await future
-                for alert in result.alerts:
-                    notifier.enqueue(alert)
-                    metrics.alerts.labels(kind=alert.kind, severity=alert.severity.label,
-                                          status=alert.status).inc()
-                    record = alert.to_dict()
-                    for listener in context.alert_listeners:
-                        listener(record)
-                # state after the alerts: a crash in between re-emits, never loses them
-                for brand in result.changed_model:
-                    model_table[brand] = monitor.monitors[brand].model_state()
-                for brand in result.changed_live:
-                    live_table[brand] = monitor.monitors[brand].live_state()
-                if result.alerts:
-                    count_open_incidents()
-                context.observe_out(STAGE, mentions)
-
-            await context.guarded(STAGE, [raw], source_topic, work)
+    return notifier

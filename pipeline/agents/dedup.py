@@ -1,7 +1,7 @@
 """Dedup agent: routed micro-batches -> duplicates marked -> unique micro-batches.
 
 Each record on ``mentions.routed`` is a micro-batch of one partition (the ingest stage keyed
-it by :func:`pipeline.stages.dedup.routing_key`), so the agent handles a whole batch per
+it by :func:`pipeline.stages.routing.routing_key`), so the agent handles a whole batch per
 Faust event. Every mention goes on (duplicates are marked, never dropped), and the counters
 say how many were exact and near copies.
 
@@ -14,17 +14,12 @@ recovers the table, and the first batch of a partition replays that partition's 
 each expiry sweep the deltas whose entries have all expired are deleted from the table.
 
 Why a journal and not one table entry per store key (the previous design): each mention
-wrote 2-3 table entries, so 2-3 changelog records, and Faust's producer sends changelog
-records one at a time from a buffer; draining a backlog of 10k-60k mentions it logged
-"producer buffer full" and stopped making progress on the embedded broker. One record per
-micro-batch (~500 mentions under a backlog at the default ingest batch) is ~0.002 changelog
-records per mention. Measured (``benchmarks/pipeline.py`` and ``benchmarks/cores.py``, 2
-cores shared with the broker, benchmarks/README.md): the agent alone drains a 100k-mention
-backlog at 24-31k mentions/s in one worker process, 29-38 us of worker CPU per mention, the
-core itself ~10 us. Why a Faust table of deltas rather than a compacted topic of our own:
-the same record count, but Faust already does the recovery (it pauses the partition's
-streams until the changelog is read, so the old owner's last delta is in), standby replicas,
-and the RocksDB store for production; a topic of our own would need its own recovery
+wrote 2-3 changelog records, which Faust's producer sends one at a time, and draining a
+backlog it stopped making progress ("producer buffer full"); one record per micro-batch does
+not (``benchmarks/README.md``, "The dedup agent under a backlog"). Why a Faust table of deltas
+rather than a compacted topic of our own: Faust already does the recovery (it pauses the
+partition's streams until the changelog is read, so the old owner's last delta is in),
+standby replicas and the RocksDB store; a topic of our own would need its own recovery
 consumer and rebalance handling.
 
 Faust writes a table change to the changelog partition of the event being processed; a
@@ -42,7 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.agents.app import WorkerContext, send_micro_batches, send_records
+from pipeline.agents.context import WorkerContext, send_micro_batches, send_records
+from pipeline.event_time import split_by_event_time
+from pipeline.metrics import PipelineMetrics
 from pipeline.stages.dedup import (
     DedupVerdict,
     EncodedVerdicts,
@@ -50,7 +47,8 @@ from pipeline.stages.dedup import (
     mark_encoded_duplicates,
 )
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.transport.topics import group_by_partition, join_batches, partition_for
+from pipeline.stages.routing import mention_key, mention_partition
+from pipeline.transport.topics import group_by_partition, join_batches
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -65,7 +63,7 @@ def unique_records(marked: EncodedVerdicts, partitions: int) -> dict[int, list[b
     """
     by_partition: dict[int, list[bytearray]] = {}
     for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
-        by_partition.setdefault(partition_for(mention_id.encode(), partitions), []).append(encoded)
+        by_partition.setdefault(mention_partition(mention_id, partitions), []).append(encoded)
     return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}
 
 
@@ -134,18 +132,15 @@ def register(context: WorkerContext) -> None:
         app.consumer.assignment()
     )
 
-    def count_copies(verdicts: list[DedupVerdict]) -> None:
-        copies = Counter(verdict.kind for verdict in verdicts if verdict.kind != "unique")
-        for kind, count in copies.items():
-            metrics.duplicates.labels(kind=kind).inc(count)
-
     async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
-        mentions = await context.decode_in(STAGE, [raw], source_topic)
+        mentions, unreadable = split_by_event_time(
+            await context.decode_in(STAGE, [raw], source_topic))
+        await context.dead_letter_mentions(unreadable, stage=STAGE, source_topic=source_topic)
         verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
-        count_copies(verdicts)
+        _count_copies(metrics, verdicts)
         partitions.save(journal, newest)
         await send_micro_batches(unique_topic, group_by_partition(
-            mentions, lambda m: str(m["id"]).encode(), settings.partitions,
+            mentions, mention_key, settings.partitions,
         ))
         context.observe_out(STAGE, mentions)
 
@@ -163,7 +158,7 @@ def register(context: WorkerContext) -> None:
                     await mark_decoded(raw, journal)
                     return
                 context.count_in(STAGE, len(marked.encoded))
-                count_copies(marked.verdicts)
+                _count_copies(metrics, marked.verdicts)
                 partitions.save(journal, marked.newest)
                 # not waiting for the broker's acks here: Faust flushes its producer before it
                 # commits the routed offsets (at-least-once), and one round trip per event
@@ -174,3 +169,9 @@ def register(context: WorkerContext) -> None:
                 )
 
             await context.guarded(STAGE, [raw], source_topic, work)
+
+
+def _count_copies(metrics: PipelineMetrics, verdicts: list[DedupVerdict]) -> None:
+    copies = Counter(verdict.kind for verdict in verdicts if verdict.kind != "unique")
+    for kind, count in copies.items():
+        metrics.duplicates.labels(kind=kind).inc(count)

@@ -19,73 +19,18 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from pipeline.agents.app import WorkerContext, send_records
 from pipeline.agents.batch_consumer import BatchedConsumerService
-from pipeline.caching import BoundedCache
-from pipeline.config import Settings
-from pipeline.schema import epoch_seconds
-from pipeline.stages.dedup import routing_key
-from pipeline.stages.ingest import EncodedMention, Ingestor, build_ingestor
-from pipeline.transport.topics import join_batches, partition_for
+from pipeline.agents.context import WorkerContext, send_records
+from pipeline.event_time import epoch_seconds
+from pipeline.stages.ingest import Ingestor, build_ingestor
+from pipeline.stages.routing import Router
 
 STAGE = "ingest"
 log = logging.getLogger(__name__)
-
-
-class Router:
-    """Groups tagged mentions into micro-batch records of ``mentions.routed``, by partition.
-
-    Keyed so that copies of one text meet on one partition: by brand (copies name the same
-    brands), a hot brand split into sub-keys by a content bucket (see
-    :func:`pipeline.stages.dedup.routing_key`). A brand that is not hot sends every mention
-    to one partition, so its partition is remembered instead of keyed and hashed again per
-    mention (100k firehose mentions: ~1.1 us a mention as keyed, ~0.45 remembered); keys
-    that depend on the text (a hot brand's sub-key, or the content bucket of a mention
-    without brands) are remembered per text for the newest ``text_cache_size`` texts.
-    """
-
-    def __init__(self, settings: Settings, *, text_cache_size: int = 50_000) -> None:
-        self.hot_brands = settings.dedup_hot_brands
-        self.partitions = settings.partitions
-        self._by_brand: dict[str, int] = {}
-        self._by_text = BoundedCache[tuple[str | None, str], int](text_cache_size)
-
-    def partition(self, text: str, brands: Sequence[str]) -> int:
-        """The routed partition of a mention with this text and these brands."""
-        brand = min(brands) if brands else None
-        if brand is not None and brand not in self.hot_brands:
-            partition = self._by_brand.get(brand)
-            if partition is None:
-                partition = self._by_brand[brand] = self._keyed(text, brands)
-            return partition
-        partition = self._by_text.get((brand, text))
-        if partition is None:
-            partition = self._by_text.remember((brand, text), self._keyed(text, brands))
-        return partition
-
-    def records(self, mentions: Sequence[EncodedMention]) -> dict[int, list[bytes]]:
-        """The micro-batch records of ``mentions``, by partition, in their order."""
-        by_brand = self._by_brand
-        by_partition: dict[int, list[bytes]] = {}
-        for mention in mentions:
-            brands = mention.brands
-            # the usual mention, one brand that is not hot, without a call (a frame per
-            # mention was a third of the routing's cost)
-            partition = by_brand.get(brands[0]) if len(brands) == 1 else None
-            if partition is None:
-                partition = self.partition(mention.text, brands)
-            by_partition.setdefault(partition, []).append(mention.encoded)
-        return {partition: join_batches(encoded) for partition, encoded in by_partition.items()}
-
-    def _keyed(self, text: str, brands: Sequence[str]) -> int:
-        return partition_for(
-            routing_key(text, brands, hot_brands=self.hot_brands), self.partitions,
-        )
 
 
 class IngestService(BatchedConsumerService):

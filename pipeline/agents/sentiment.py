@@ -13,7 +13,8 @@ not seen is scored like any mention. A batch the model cannot score in time goes
 counting still sees its volume.
 
 ``mentions.scored`` is partitioned by brand: a mention naming several brands is sent to the
-partition of each (once per distinct partition), which is the crisis agent's contract.
+partition of each, once per distinct partition
+(:func:`~pipeline.stages.routing.scored_partitions`), which is the crisis agent's contract.
 """
 
 from __future__ import annotations
@@ -21,28 +22,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.agents.app import WorkerContext, send_micro_batches
+from pipeline.agents.context import WorkerContext, send_micro_batches
+from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engine import build_engine
 from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
-from pipeline.transport.topics import partition_for
 
 log = logging.getLogger(__name__)
 
 STAGE = "sentiment"
-
-
-def scored_partitions(mention: dict[str, Any], partitions: int) -> set[int]:
-    """The ``scored`` partitions a mention goes to: one per distinct brand partition.
-
-    >>> sorted(scored_partitions({"id": "1", "brands": ["acme", "acme"]}, 8)) == sorted(
-    ...     {partition_for(b"acme", 8)})
-    True
-    """
-    brands = mention.get("brands") or ()
-    if not brands:
-        return {partition_for(str(mention.get("id")).encode(), partitions)}
-    return {partition_for(str(brand).encode(), partitions) for brand in brands}
 
 
 def register(context: WorkerContext) -> None:

@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pipeline.agents.app import WorkerContext
 from pipeline.agents.batch_consumer import BatchedConsumerService
+from pipeline.agents.context import WorkerContext
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
 from pipeline.store.rows import RowBatch, RowEncoder, kinds_by_brand, rows_payload

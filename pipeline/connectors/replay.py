@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
-from pipeline.transport.topics import kafka_client_options
+from pipeline.transport.connection import kafka_client_options
 
 
 def jsonl_records(path: Path) -> Iterator[bytes]:

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipeline.event_time import parse_event_time
+from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.alerts.terms import is_negative
@@ -69,15 +71,6 @@ class CrisisConfig:
         config = cls(**overrides)
         return replace(config, incidents=replace(
             config.incidents, brand_min_negative=dict(min_crisis_volume)))
-
-
-def mention_time(mention: Mapping[str, Any]) -> datetime | None:
-    """The mention's event time, or None when missing, unreadable or not timezone-aware."""
-    try:
-        moment = datetime.fromisoformat(str(mention["created_at"]))
-    except (KeyError, ValueError):
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _share_baseline(share: Baseline) -> Baseline:
@@ -192,7 +185,11 @@ class BrandMonitor:
 
 @dataclass(slots=True)
 class RecordResult:
-    """What one record did to a partition: alerts, and which brands' state parts changed."""
+    """What one record did to a partition: alerts, and which brands' state parts changed.
+
+    ``refused`` counts the mentions without a usable time: ``unreadable`` ones (each with
+    the error, for the dead letters) and those too far ahead of the watermark.
+    """
 
     alerts: list[Alert] = field(default_factory=list)
     changed_live: set[str] = field(default_factory=set)
@@ -201,6 +198,7 @@ class RecordResult:
     late: int = 0
     refused: int = 0
     skipped: int = 0
+    unreadable: list[tuple[Mapping[str, Any], InvalidMention]] = field(default_factory=list)
 
 
 class PartitionMonitor:
@@ -234,17 +232,23 @@ class PartitionMonitor:
         """Count one record's mentions, advance the watermark, close windows, return alerts.
 
         ``offset`` is the record's position in the partition; a brand that already applied
-        it (a redelivery after a restart) skips it.
+        it (a redelivery after a restart) skips it. A mention of an owned brand whose time
+        does not read is not counted and comes back in ``result.unreadable``, for the
+        caller's dead letters.
         """
         result = RecordResult()
         latest = self.watermark
         for mention in mentions:
-            created_at = mention_time(mention)
             brands = [b for b in dict.fromkeys(mention.get("brands") or ()) if self.owns(b)]
             if not brands:
                 continue
-            if created_at is None or (self.watermark is not None
-                                      and created_at > self.watermark + self.config.max_ahead):
+            try:
+                created_at = parse_event_time(mention.get("created_at"))
+            except InvalidMention as error:
+                result.refused += 1
+                result.unreadable.append((mention, error))
+                continue
+            if self.watermark is not None and created_at > self.watermark + self.config.max_ahead:
                 result.refused += 1
                 continue
             for brand in brands:
@@ -294,5 +298,4 @@ __all__ = [
     "CrisisConfig",
     "PartitionMonitor",
     "RecordResult",
-    "mention_time",
 ]

@@ -10,11 +10,10 @@ original text is never touched.
   candidate from a shared band is accepted when the estimated Jaccard similarity is at least
   ``near_threshold`` (0.65, from the benchmark's sweep). The 4-grams of a whole batch are
   hashed at once with NumPy and handed to ``rensa`` (Rust MinHash) as one flat buffer, so no
-  Python object is built per 4-gram. Chosen by measurement (``benchmarks/dedup.py``, same
-  run): this signs ~72k mentions/s against ~37k for rensa fed Python 4-gram lists, ~21k for a
-  pure NumPy MinHash and ~3k for ``datasketch``, at the same quality; a NumPy SimHash is
-  fast too, but at the bit agreement that keeps hard negatives out it finds far fewer
-  one-word edits. Texts shorter than ``min_near_chars`` only match exactly.
+  Python object is built per 4-gram: at the same quality, the fastest of rensa fed Python
+  4-gram lists, a pure NumPy MinHash and ``datasketch``; a NumPy SimHash is fast too, but at
+  the bit agreement that keeps hard negatives out it finds far fewer one-word edits
+  (``benchmarks/README.md``, Dedup). Texts shorter than ``min_near_chars`` only match exactly.
 
 State lives in injected ``MutableMapping`` stores with str keys and JSON-ready values, so the
 agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
@@ -38,23 +37,12 @@ memory) and tests or ``mentions process`` pass plain dicts:
 "seen at" and "first seen" are event times (the mention's ``created_at``, Unix seconds).
 :meth:`Deduplicator.expire` deletes every conversation first seen before ``now - window``
 and every mention record older than ``redelivery_window`` (default: the window), so memory
-is bounded by one window of conversations (measured: ~2.1 kB of Python memory and ~0.5 kB of
-changelog per conversation, plus ~0.4 kB for a decoded signature once a conversation has
-been a near-copy candidate) plus one redelivery window of mention records. The agent makes
+is bounded by one window of conversations plus one redelivery window of mention records
+(the bytes per conversation are in ``benchmarks/README.md``). The agent makes
 the stores durable as a journal of per-batch changes (:mod:`pipeline.stages.dedup_journal`).
 
-Routing (the ``mentions.routed`` key, :func:`routing_key`): copies must meet on one
-partition. A mention with brands is keyed by its first brand (sorted): copies of one text
-name the same brands, so they always meet. A hot brand (one brand may be most of the
-firehose) would then load one partition, so a brand listed in ``hot_brands`` is split into
-that many sub-keys by a content bucket: one MinHash value of the words of the matching text,
-which two texts with word-set Jaccard similarity J share with probability J (exact copies
-always). Near copies of a hot brand meet with probability about ``J + (1 - J) / spread``, so
-near-copy recall is lost only there; cold brands keep all of it. Mentions without a brand
-are keyed by the content bucket alone. :func:`hot_brand_spread` sizes the split from brand
-shares. Measured over 8 partitions with one brand at half the traffic (one-word-edit recall;
-0.94 on a single partition): brand keys 0.93 but the busiest partition takes 5.8x its fair
-share; content keys 0.87 at 1.3x; brand keys with the hot brand spread 0.89 at 2.0x.
+Copies meet on one partition by :mod:`pipeline.stages.routing`'s keys, which use
+:func:`normalise_for_matching` too.
 """
 
 from __future__ import annotations
@@ -62,7 +50,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import math
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -73,7 +60,7 @@ import numpy as np
 import numpy.typing as npt
 from rensa import RMinHash
 
-from pipeline.schema import epoch_seconds
+from pipeline.event_time import epoch_seconds, parse_event_time
 from pipeline.stages.brands import fold
 
 DuplicateKind = Literal["unique", "exact", "near"]
@@ -240,63 +227,6 @@ def decode_signature(stored: str | Sequence[int]) -> Signatures:
     return np.asarray(stored, dtype=np.uint32)
 
 
-def content_bucket(text: str) -> int:
-    """One MinHash value of a mention's matching text: the smallest hash of its words.
-
-    Two texts with Jaccard similarity J over their word sets share it with probability J;
-    exact copies (after normalisation) always do, reordered clauses nearly always. Words
-    rather than 4-grams because a one-word edit changes fewer words than 4-grams (measured in
-    the benchmark). An empty matching text gets 0.
-    """
-    words = set(normalise_for_matching(text).split())
-    return min(
-        (int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-         for word in words),
-        default=0,
-    )
-
-
-def routing_key(
-    text: str, brands: Sequence[str] = (), *, hot_brands: Mapping[str, int] | None = None,
-) -> bytes:
-    """Kafka key on ``mentions.routed`` so copies of one text meet on one partition.
-
-    Keyed by the first brand (sorted); a hot brand is split into ``hot_brands[brand]``
-    sub-keys by :func:`content_bucket`; without brands, by the content bucket alone (see the
-    module docstring for what that costs).
-
-    >>> routing_key("Acme down again", ["acme"])
-    b'b:acme'
-    """
-    if brands:
-        brand = min(brands)
-        spread = (hot_brands or {}).get(brand, 1)
-        if spread <= 1:
-            return f"b:{brand}".encode()
-        return f"b:{brand}/{content_bucket(text) % spread}".encode()
-    return f"c:{content_bucket(text):016x}".encode()
-
-
-def hot_brand_spread(
-    brand_shares: Mapping[str, float], partitions: int, *, fair_share: float = 1.0,
-) -> dict[str, int]:
-    """How many routing sub-keys each hot brand needs, from its share of the traffic.
-
-    A brand carrying share ``s`` of all mentions is split into ``ceil(s * partitions /
-    fair_share)`` sub-keys (at most ``partitions``), so no sub-key carries much more than one
-    partition's fair share. Brands that need one key are left out.
-
-    >>> hot_brand_spread({"acme": 0.5, "nimbus": 0.05}, partitions=8)
-    {'acme': 4}
-    """
-    spread = {}
-    for brand, share in brand_shares.items():
-        keys = min(partitions, math.ceil(share * partitions / fair_share))
-        if keys > 1:
-            spread[brand] = keys
-    return spread
-
-
 # DedupInput and DedupVerdict are NamedTuples, not frozen dataclasses: two are built per
 # mention, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~1.1 us
 # here against ~0.4 us for a NamedTuple, just as immutable.
@@ -336,23 +266,19 @@ def verdict_keys(verdict: DedupVerdict) -> dict[str, Any]:
     return keys
 
 
-def event_time(mention: dict[str, Any]) -> datetime:
-    """A mention record's ``created_at`` (validated at ingest); now, if it is unreadable."""
-    try:
-        return datetime.fromisoformat(str(mention["created_at"]))
-    except (KeyError, ValueError):
-        return datetime.now(UTC)
-
-
 def mark_duplicates(
     deduplicator: Deduplicator, mentions: Sequence[dict[str, Any]],
 ) -> tuple[list[DedupVerdict], datetime | None]:
     """Check a micro-batch of mention records and write each verdict onto its record.
 
     Returns the verdicts and the batch's newest event time (None for an empty batch), which
-    the caller's expiry runs at.
+    the caller's expiry runs at. Every mention needs a readable event time: one without
+    raises :class:`~pipeline.schema.InvalidMention` before the deduplicator is touched (a
+    batch that may hold such goes through
+    :func:`~pipeline.event_time.split_by_event_time` first, and its rejects to the dead
+    letters).
     """
-    times = [event_time(mention) for mention in mentions]
+    times = [parse_event_time(mention.get("created_at")) for mention in mentions]
     inputs = [DedupInput(str(mention["id"]), str(mention["text"]), created.timestamp())
               for mention, created in zip(mentions, times, strict=True)]
     verdicts = deduplicator.check(inputs)
@@ -412,11 +338,11 @@ def mark_encoded_duplicates(
 
     Only ``id``, ``text``, ``created_at`` and ``ingested_at`` of each mention are decoded; the
     verdict is appended to the mention's own bytes. A mention decoded whole is ~30 Python
-    objects, and decoding it was the largest part of the dedup hop's own cost (~5 us of ~9
-    here, benchmarks/README.md). None, with the deduplicator untouched, when the batch is
+    objects, and decoding it was the largest part of the dedup hop's own cost (measured:
+    see benchmarks/README.md). None, with the deduplicator untouched, when the batch is
     not in the usual shape (not a JSON array of objects, a field of another type, an
-    unreadable time, verdict keys already there): the caller then decodes it whole and
-    calls :func:`mark_duplicates`, which handles every shape.
+    unreadable time, verdict keys already there): the caller then decodes it whole, sets
+    the mentions whose time does not read aside, and calls :func:`mark_duplicates`.
     """
     try:
         items = _ROUTED_ITEMS.decode(micro_batch)

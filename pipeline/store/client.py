@@ -32,7 +32,7 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.stages.alerts.context import ENGAGEMENT_REACH
-from pipeline.store import queries
+from pipeline.store import queries, sql
 from pipeline.store.queries import (
     BoundQuery,
     Cursor,
@@ -43,18 +43,13 @@ from pipeline.store.queries import (
     VolumeQuery,
 )
 from pipeline.store.rows import SENTIMENT_LABELS
+from pipeline.store.tables import BY_TIME, TABLE, by_time_select, schema_statements, ttl
 
 log = logging.getLogger(__name__)
 
-TABLE: Final = "brand_mentions"
-BY_TIME: Final = "mentions_by_time"
-# the columns a page of the explorer is found by (MentionFilter's), kept in time order
-_BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
-                           "duplicate_of, search_text")
 _IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # embedded folders this process opened: its own lock on one is not another process's
 _OPEN_HERE: set[Path] = set()
-# windows searched first for a page that spans several brands (ListeningStore.mentions)
 # a rising term needs this many mentions in the period, so one tweet is not a trend
 RISING_MIN_COUNT: Final = 3
 
@@ -65,95 +60,6 @@ class StoreUnavailable(RuntimeError):
 
 class StoreRejected(RuntimeError):
     """The store refused a statement or its data; retrying the same thing will not help."""
-
-
-def schema_statements(database: str, retention_days: int) -> list[str]:
-    """The DDL of the store, idempotent (``IF NOT EXISTS``).
-
-    One row per mention and brand it names (:mod:`pipeline.store.rows`). The desk's questions
-    are per brand and period, so the key is ``(brand, created_at, id)``: a brand's period is
-    one contiguous range of the table (measured on 10M mentions: a time-first key made every
-    30-day query read every granule, whatever the brand; ``benchmarks/README.md``).
-    ``ReplacingMergeTree`` on that key keeps one row per mention and brand (a mention's event
-    time never changes, so a redelivery has the same key; queries read ``FINAL``); monthly
-    partitions let the TTL drop whole parts.
-    """
-    table = f"{database}.{TABLE}"
-    return [
-        f"CREATE DATABASE IF NOT EXISTS {database}",
-        f"""CREATE TABLE IF NOT EXISTS {table} (
-            brand LowCardinality(String),
-            id String,
-            created_at DateTime64(3, 'UTC'),
-            ingested_at DateTime64(3, 'UTC'),
-            stored_at DateTime64(3, 'UTC') DEFAULT now64(3),
-            brands Array(LowCardinality(String)),
-            kinds Array(LowCardinality(String)),
-            source LowCardinality(String),
-            author_id String,
-            author_handle String,
-            author_followers UInt64,
-            lang LowCardinality(String),
-            sentiment LowCardinality(String),
-            negative Float32,
-            neutral Float32,
-            positive Float32,
-            duplicate_of String,
-            original_author String,
-            duplicate_kind LowCardinality(String),
-            copy_count UInt32,
-            likes UInt32,
-            reposts UInt32,
-            replies UInt32,
-            quotes UInt32,
-            url String CODEC(ZSTD(3)),
-            search_text String CODEC(ZSTD(3)),
-            terms Array(String) CODEC(ZSTD(3)),
-            mention String CODEC(ZSTD(3)),
-            INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1
-        )
-        ENGINE = ReplacingMergeTree(stored_at)
-        PARTITION BY toYYYYMM(created_at)
-        ORDER BY (brand, created_at, id)
-        TTL {ttl(retention_days)}""",
-        # a store made before copies named their original's author (a metadata change)
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS original_author String "
-        "AFTER duplicate_of",
-        # A row per mention, in time order, for pages over none or several brands: in the
-        # main table those span every brand's range and the engine reads them all, here it
-        # reads from the newest granule and stops at the page. Fed by a materialized view
-        # on every insert; a store made before it is filled once at start (ensure_schema).
-        f"""CREATE TABLE IF NOT EXISTS {database}.{BY_TIME} (
-            created_at DateTime64(3, 'UTC'),
-            id String,
-            stored_at DateTime64(3, 'UTC'),
-            brands Array(LowCardinality(String)),
-            kinds Array(LowCardinality(String)),
-            source LowCardinality(String),
-            lang LowCardinality(String),
-            sentiment LowCardinality(String),
-            duplicate_of String,
-            search_text String CODEC(ZSTD(3)),
-            INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1
-        )
-        ENGINE = ReplacingMergeTree(stored_at)
-        PARTITION BY toYYYYMM(created_at)
-        ORDER BY (created_at, id)
-        TTL {ttl(retention_days)}""",
-        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{BY_TIME}_feed "
-        f"TO {database}.{BY_TIME} AS {by_time_select(table)}",
-    ]
-
-
-def by_time_select(table: str) -> str:
-    """The rows of ``mentions_by_time`` from the main table's: each mention's first brand's."""
-    return (f"SELECT {_BY_TIME_COLUMNS} FROM {table} "
-            "WHERE brand = if(empty(brands), '', brands[1])")
-
-
-def ttl(retention_days: int) -> str:
-    """The table's TTL expression for a retention in days."""
-    return f"toDateTime(created_at) + toIntervalDay({int(retention_days)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,15 +248,15 @@ class ListeningStore:
     def original_authors(self, ids: Sequence[str], since_s: float,
                          until_s: float) -> dict[str, str]:
         """The authors of the stored mentions ``ids`` made between the two Unix seconds."""
-        return dict(self.query(queries.original_authors_sql(
+        return dict(self.query(sql.original_authors_sql(
             self.table, ids, datetime.fromtimestamp(since_s, UTC),
             datetime.fromtimestamp(until_s, UTC))))
 
     def mentions(self, query: MentionsQuery) -> dict[str, Any]:
         """A page of mentions as the pipeline emitted them, newest first, and the next cursor.
 
-        The page's keys are found without ``FINAL`` and its mentions then read by key (a
-        rare word over every brand read ``FINAL`` took ~0.9 s on 10M mentions; ~0.12 s so).
+        The page's keys are found without ``FINAL`` and its mentions then read by key: read
+        ``FINAL``, a rare word over every brand read every granule it might be in.
         """
         rows = self._newest_first(query)
         page = rows[:query.limit]
@@ -366,22 +272,22 @@ class ListeningStore:
         # rows, or a newer copy that no longer matches) the whole query is read FINAL
         wanted = query.limit + 1
         fetch = 2 * wanted
-        keyed = self.table if len(query.filter.brands) == 1 else self.by_time
-        found = self.query(queries.mention_keys_sql(keyed, query, fetch))
+        keyed = self.table if query.filter.brands else self.by_time
+        found = self.query(sql.mention_keys_sql(keyed, query, fetch))
         keys = list(dict.fromkeys((brand, int(created_ms), mention_id)
                                   for brand, created_ms, mention_id in found))[:wanted]
         if not keys:
             return []
         if len(keys) == wanted or len(found) < fetch:
-            rows = self.query(queries.page_sql(self.table, query, keys))
+            rows = self.query(sql.page_sql(self.table, query, keys))
             if len(rows) == len(keys):
                 return rows
-        return self.query(queries.mentions_sql(self.table, query))
+        return self.query(sql.mentions_sql(self.table, query))
 
     def volume(self, query: VolumeQuery) -> dict[str, Any]:
         """Mentions per bucket by sentiment (copies count as volume), empty buckets included."""
         counts: dict[int, dict[str, int]] = {}
-        for bucket, label, mentions in self.query(queries.volume_sql(self.table, query)):
+        for bucket, label, mentions in self.query(sql.volume_sql(self.table, query)):
             counts.setdefault(int(bucket), {})[label or "unscored"] = int(mentions)
         buckets = []
         for start in queries.bucket_starts(query.period, query.interval, query.tz):
@@ -398,7 +304,7 @@ class ListeningStore:
         """
         counts: dict[int, dict[str, tuple[int, int]]] = {}
         for bucket, brand, mentions, negative in self.query(
-                queries.share_of_voice_sql(self.table, query)):
+                sql.share_of_voice_sql(self.table, query)):
             counts.setdefault(int(bucket), {})[brand] = (int(mentions), int(negative))
         overall: dict[str, tuple[int, int]] = {}
         for by_brand in counts.values():
@@ -419,7 +325,7 @@ class ListeningStore:
 
     def top_voices(self, query: TopVoicesQuery) -> dict[str, Any]:
         """Authors ranked by reach, with their mention count and sentiment mix."""
-        rows = self.query(queries.top_voices_sql(self.table, query, ENGAGEMENT_REACH))
+        rows = self.query(sql.top_voices_sql(self.table, query, ENGAGEMENT_REACH))
         voices = [{
             "author_id": author_id, "handle": handle or None, "followers": int(followers),
             "mentions": int(mentions), "copies": int(copies), "engagement": int(engagement),
@@ -436,7 +342,7 @@ class ListeningStore:
         The period before is of equal length and ends where this one starts.
         """
         rows = [(term, int(current), int(previous)) for term, current, previous in
-                self.query(queries.terms_sql(self.table, query))]
+                self.query(sql.terms_sql(self.table, query))]
 
         def listed(candidates: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
             return [{"term": term, "count": current, "previous": previous}

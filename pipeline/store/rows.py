@@ -32,7 +32,7 @@ from typing import Any, Final
 import orjson
 
 from pipeline.caching import BoundedCache
-from pipeline.schema import epoch_seconds
+from pipeline.event_time import epoch_seconds
 from pipeline.stages.alerts.terms import mention_terms
 from pipeline.stages.brands import fold
 

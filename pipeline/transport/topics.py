@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import orjson
 
 from pipeline.config import Settings
+from pipeline.transport.connection import kafka_client_options
 
 # Largest micro-batch record: half of Kafka's default message.max.bytes and of Faust's
 # producer_max_request_size (both ~1 MB), leaving room for the record and request framing.
@@ -61,23 +62,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         "alerts no webhook destination accepted",
     ))
     return specs
-
-
-def kafka_client_options(settings: Settings) -> dict[str, Any]:
-    """Connection options for kafka-python clients (producer, admin) from the settings."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": settings.broker.split(","),
-        "security_protocol": settings.security_protocol,
-    }
-    if settings.security_protocol.startswith("SASL"):
-        options.update(
-            sasl_mechanism=settings.sasl_mechanism,
-            sasl_plain_username=settings.sasl_username,
-            sasl_plain_password=settings.sasl_password.get_secret_value(),
-        )
-    if settings.ssl_cafile is not None:
-        options["ssl_cafile"] = str(settings.ssl_cafile)
-    return options
 
 
 def ensure_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:

@@ -23,7 +23,8 @@ import pytest
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.demo import wait_until_ready
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
-from pipeline.transport.topics import ensure_topics, kafka_client_options
+from pipeline.transport.connection import kafka_client_options
+from pipeline.transport.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from pipeline.config import Settings
+from pipeline.transport.connection import aiokafka_options
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +20,7 @@ RECORDS = 40
 async def send_and_read_end_offset(settings: Settings, topic: str) -> tuple[int, int]:
     """Send small records the way a worker's producer batches them; the end offset seen and
     the records a consumer reads back."""
-    options = {"bootstrap_servers": settings.broker.split(",")}
+    options = aiokafka_options(settings)
     producer = AIOKafkaProducer(**options, max_batch_size=settings.producer_batch_bytes,
                                 linger_ms=20)
     await producer.start()

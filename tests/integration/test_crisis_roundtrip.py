@@ -75,7 +75,7 @@ def webhook() -> Iterator[WebhookReceiver]:
 def produce_scored(settings: Settings, batches: list[list[dict]]) -> None:
     from kafka import KafkaProducer
 
-    from pipeline.transport.topics import kafka_client_options
+    from pipeline.transport.connection import kafka_client_options
 
     producer = KafkaProducer(**kafka_client_options(settings))
     partition = partition_for(BRAND.encode(), settings.partitions)

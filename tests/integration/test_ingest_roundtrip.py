@@ -10,7 +10,8 @@ from kafka.admin import KafkaAdminClient
 
 from benchmarks.pipeline import committed
 from pipeline.config import Settings
-from pipeline.transport.topics import decode_batch, kafka_client_options
+from pipeline.transport.connection import kafka_client_options
+from pipeline.transport.topics import decode_batch
 from tests.integration.conftest import RunningWorker, consume_until, produce
 
 pytestmark = pytest.mark.integration

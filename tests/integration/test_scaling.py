@@ -20,10 +20,10 @@ from kafka import KafkaProducer
 from pipeline.config import Settings
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.stages.ingest import build_ingestor
+from pipeline.transport.connection import kafka_client_options
 from pipeline.transport.topics import (
     decode_batch,
     encode_batch,
-    kafka_client_options,
     uncommitted_by_partition,
 )
 from tests.integration.conftest import RunningWorker, consume_until

@@ -23,7 +23,8 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.transport.broker import free_port
-from pipeline.transport.topics import encode_batch, kafka_client_options, partition_for
+from pipeline.transport.connection import kafka_client_options
+from pipeline.transport.topics import encode_batch, partition_for
 from tests.integration.conftest import consume_until, produce
 
 pytestmark = pytest.mark.integration

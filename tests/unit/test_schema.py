@@ -1,5 +1,3 @@
-import math
-import warnings
 from datetime import UTC, datetime
 
 import orjson
@@ -15,7 +13,6 @@ from pipeline.schema import (
     decode_record,
     decode_usual,
     encode_usual_mention,
-    epoch_seconds,
     ingest_members,
 )
 
@@ -159,48 +156,6 @@ def test_the_canonical_time_shortcut_agrees_with_parsing(created_at: str) -> Non
     except InvalidMention as error:
         got = (error.reason, error.detail)
     assert got == expected
-
-
-def seconds_by_datetime(time: str) -> float:
-    """What ``epoch_seconds`` must give for one time: datetime's reading, NaN if none."""
-    try:
-        parsed = datetime.fromisoformat(time)
-    except ValueError:
-        return math.nan
-    return parsed.timestamp() if parsed.tzinfo is not None else math.nan
-
-
-ODD_TIMES = [
-    "2026-11-02T12:00:05+00:00", "2026-02-30T12:00:05+00:00", "2026-11-02T24:00:05+00:00",
-    "2026-W44-1T12:00:05+00:00", "2026-11-02T120005.5+00:00", "2026-11-02 12:00:05+00:00",
-    "2026-11-02T12:00:05.250+00:00", "2026-11-02T12:00:05,250000+00:00",
-    "2026-11-02T12:00:05.25000a+00:00", "2026-11-02T12:00:05.000000+00:00",
-    "2026-11-02T12:00:05.250000+00:00", "2026-11-02T12:00:05+01:00", "2026-11-02T12:00:05Z",
-    "2026-11-02T12:00:05", "2026-11-02+00:00", "NaT+00:00", "today+00:00", "now+00:00",
-    "+00:00", "", "2026-11-02t12:00:05+00:00", "2026-11-02T12:00:05.1234567+00:00",
-    "1969-12-31T23:59:59.999999+00:00", "9999-12-31T23:59:59+00:00",
-]
-
-
-@pytest.mark.parametrize("time", ODD_TIMES)
-def test_epoch_seconds_read_a_time_as_datetime_does(time: str) -> None:
-    canonical = "2026-11-02T12:00:05.250000+00:00"
-    # alone, and among canonical times (where the whole batch may take NumPy's path)
-    for batch in ([time], [canonical, time, canonical]):
-        # NumPy warns where it reads trailing text as an offset: no warning may get out
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            got = epoch_seconds(batch).tolist()
-        expected = [seconds_by_datetime(item) for item in batch]
-        assert got == pytest.approx(expected, nan_ok=True, abs=1e-6)
-        assert not caught
-
-
-def test_epoch_seconds_of_the_synthetic_firehose_are_datetimes_to_the_microsecond() -> None:
-    times = [mention["created_at"] for mention in FirehoseGenerator(
-        seed=3, start=datetime(2026, 11, 22, tzinfo=UTC)).mentions(2000)]
-    assert epoch_seconds(times).tolist() == [seconds_by_datetime(time) for time in times]
-    assert epoch_seconds([]).size == 0
 
 
 def usual(**changes: object) -> bytes:

@@ -100,6 +100,9 @@ def test_late_bad_and_far_future_mentions_are_not_counted() -> None:
     future = mention(6, START + timedelta(days=3), negative=False)
     refused = monitor.apply(3, [broken, naive, future])
     assert (refused.refused, refused.counted) == (3, 0)
+    # the unreadable ones come back with the reason, for the agent's dead letters
+    assert [(m["id"], error.reason) for m, error in refused.unreadable] == [
+        (broken["id"], "bad_timestamp"), (naive["id"], "bad_timestamp")]
     assert monitor.watermark == START + timedelta(minutes=30)
 
 

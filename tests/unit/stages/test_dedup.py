@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
-from pipeline.schema import validated_record
+from pipeline.event_time import split_by_event_time
+from pipeline.schema import InvalidMention, validated_record
 from pipeline.stages import dedup as dedup_module
 from pipeline.stages.dedup import (
     NEAR_THRESHOLD,
@@ -20,11 +21,9 @@ from pipeline.stages.dedup import (
     decode_signature,
     encode_signature,
     fingerprint,
-    hot_brand_spread,
     mark_duplicates,
     mark_encoded_duplicates,
     normalise_for_matching,
-    routing_key,
     shingle_hashes,
     signature,
     signatures,
@@ -227,26 +226,10 @@ def test_apply_verdict_marks_the_record() -> None:
     assert mention["copy_count"] == 2 and mention["text"] == f"{TWEET} #fail"
 
 
-def test_routing_keys_bring_copies_together_and_spread_hot_brands() -> None:
-    retweet = f"RT @x: {TWEET.upper()} https://t.co/y"
-    assert routing_key(TWEET) == routing_key(retweet) != routing_key(OTHER)
-    assert routing_key(TWEET, ["movil", "acme"]) == routing_key(OTHER, ["acme"]) == b"b:acme"
-    hot = {"acme": 4}
-    assert routing_key(TWEET, ["acme"], hot_brands=hot) == routing_key(
-        retweet, ["acme"], hot_brands=hot,
-    )
-    # different conversations of a hot brand land on all of its sub-keys
-    texts = [f"mention{n} about{n * 7} something{n * 13} else" for n in range(40)]
-    sub_keys = {routing_key(text, ["acme"], hot_brands=hot) for text in texts}
-    assert sub_keys == {f"b:acme/{n}".encode() for n in range(4)}
-    assert hot_brand_spread({"acme": 0.5, "nimbus": 0.05, "zeta": 2.0}, partitions=8) == {
-        "acme": 4, "zeta": 8,
-    }
-
-
 def test_signatures_and_routing_are_the_same_in_every_process() -> None:
     code = (
-        "from pipeline.stages.dedup import normalise_for_matching, signature, routing_key;"
+        "from pipeline.stages.dedup import normalise_for_matching, signature;"
+        "from pipeline.stages.routing import routing_key;"
         f"print(signature(normalise_for_matching({TWEET!r}))[:4], routing_key({TWEET!r}))"
     )
     outputs = {
@@ -315,3 +298,17 @@ def test_an_unusual_encoded_batch_is_left_to_the_decoded_path_untouched(
     deduplicator = Deduplicator()
     assert mark_encoded_duplicates(deduplicator, micro_batch) is None
     assert all(not getattr(deduplicator, name) for name in STORE_NAMES)
+
+
+def test_a_mention_without_a_readable_time_raises_before_the_state_changes() -> None:
+    batch = routed_batches()[0][:3]
+    batch[1] = batch[1] | {"created_at": "2026-11-22T10:00:00"}  # no offset
+    deduplicator = Deduplicator()
+    with pytest.raises(InvalidMention, match="bad_timestamp"):
+        mark_duplicates(deduplicator, batch)
+    assert all(not getattr(deduplicator, name) for name in STORE_NAMES)
+    # the agent's order: split off the unreadable ones (dead letters), mark the rest
+    kept, unreadable = split_by_event_time(batch)
+    verdicts, newest = mark_duplicates(deduplicator, kept)
+    assert [mention for mention, _ in unreadable] == [batch[1]] and len(verdicts) == 2
+    assert newest == max(datetime.fromisoformat(mention["created_at"]) for mention in kept)

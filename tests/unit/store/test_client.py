@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.offline import load_into_store
-from pipeline.store import queries
+from pipeline.store import queries, sql
 from pipeline.store.client import (
     ListeningStore,
     StoreLocation,
@@ -347,7 +347,7 @@ def test_pages_searched_newest_window_first_equal_pages_searched_whole(
     for _ in range(6):
         query = queries.parse_mentions_query(
             {**params, "limit": "40", **({"cursor": cursor} if cursor else {})}, NOW)
-        whole = store.query(queries.mentions_sql(store.table, query))
+        whole = store.query(sql.mentions_sql(store.table, query))
         page = store.mentions(query)
         assert [m["id"] for m in page["mentions"]] == [row[2] for row in whole[:40]]
         cursor = page["next"]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.store import queries
+from pipeline.store import queries, sql
 from pipeline.store.queries import BadParameter, Cursor, Period
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -109,7 +109,7 @@ def test_user_values_are_bound_never_written_into_the_sql() -> None:
     query = queries.parse_mentions_query(
         {"q": f'"{hostile}" {hostile}', "brand": hostile, "lang": hostile, "source": hostile},
         NOW)
-    bound = queries.mentions_sql("db.mentions", query)
+    bound = sql.mentions_sql("db.mentions", query)
     assert "DROP" not in bound.sql and "OR 1=1" not in bound.sql
     assert hostile in bound.parameters.values() or [hostile] in bound.parameters.values()
     assert all(f"{{{name}:" in bound.sql for name in bound.parameters)
@@ -121,9 +121,9 @@ def test_every_query_binds_each_parameter_it_declares(endpoint: str) -> None:
         "brand": "acme-mobile", "q": "cobertura", "lang": "es"}
     query = queries.PARSERS[endpoint](params, NOW)
     builders = {
-        "mentions": queries.mentions_sql, "volume": queries.volume_sql,
-        "share-of-voice": queries.share_of_voice_sql, "terms": queries.terms_sql,
-        "top-voices": lambda table, q: queries.top_voices_sql(table, q, 10.0),
+        "mentions": sql.mentions_sql, "volume": sql.volume_sql,
+        "share-of-voice": sql.share_of_voice_sql, "terms": sql.terms_sql,
+        "top-voices": lambda table, q: sql.top_voices_sql(table, q, 10.0),
     }
     bound = builders[endpoint]("db.mentions", query)
     for name in bound.parameters:

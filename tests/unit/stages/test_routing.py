@@ -1,4 +1,4 @@
-"""The ingest service's routing of tagged mentions onto ``mentions.routed`` (pure, no broker)."""
+"""Routing: the keys that make copies meet, and the ingest side's remembered partitions."""
 
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import itertools
 
 import pytest
 
-from pipeline.agents.ingest import Router
 from pipeline.config import Settings
-from pipeline.stages.dedup import routing_key
 from pipeline.stages.ingest import EncodedMention
+from pipeline.stages.routing import (
+    Router,
+    brand_partition,
+    hot_brand_spread,
+    mention_key,
+    mention_partition,
+    routing_key,
+    scored_partitions,
+)
 from pipeline.transport.topics import join_batches, partition_for
 
+TWEET = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzoso"
+OTHER = "Nimbus Bank abre nuevas oficinas en Lisboa la próxima semana"
 TEXTS = [
     "Acme Mobile is down again in Madrid",
     "RT @ana: Acme Mobile is down again in Madrid",
@@ -60,3 +69,29 @@ def test_a_hot_brand_spreads_over_its_sub_keys_and_a_plain_brand_does_not() -> N
     assert len({router.partition(text, ["telvia"]) for text in texts}) == 1
     # keyed by the first brand in sort order, whatever else a mention names
     assert router.partition(texts[0], ["zeta", "telvia"]) == router.partition("x", ["telvia"])
+
+
+def test_routing_keys_bring_copies_together_and_spread_hot_brands() -> None:
+    retweet = f"RT @x: {TWEET.upper()} https://t.co/y"
+    assert routing_key(TWEET) == routing_key(retweet) != routing_key(OTHER)
+    assert routing_key(TWEET, ["movil", "acme"]) == routing_key(OTHER, ["acme"]) == b"b:acme"
+    hot = {"acme": 4}
+    assert routing_key(TWEET, ["acme"], hot_brands=hot) == routing_key(
+        retweet, ["acme"], hot_brands=hot,
+    )
+    # different conversations of a hot brand land on all of its sub-keys
+    texts = [f"mention{n} about{n * 7} something{n * 13} else" for n in range(40)]
+    sub_keys = {routing_key(text, ["acme"], hot_brands=hot) for text in texts}
+    assert sub_keys == {f"b:acme/{n}".encode() for n in range(4)}
+    assert hot_brand_spread({"acme": 0.5, "nimbus": 0.05, "zeta": 2.0}, partitions=8) == {
+        "acme": 4, "zeta": 8,
+    }
+
+
+def test_the_unique_and_scored_keys_are_the_mention_id_and_the_brands() -> None:
+    mention = {"id": "tw:1", "brands": ["acme", "telvia", "acme"]}
+    assert mention_key(mention) == b"tw:1"
+    assert mention_partition("tw:1", 8) == partition_for(b"tw:1", 8)
+    assert scored_partitions(mention, 8) == {brand_partition("acme", 8),
+                                             brand_partition("telvia", 8)}
+    assert scored_partitions({"id": "tw:2", "brands": []}, 8) == {mention_partition("tw:2", 8)}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pipeline.agents import app
-from pipeline.agents.app import Readiness, WorkerContext
+from pipeline.agents import context as context_module
+from pipeline.agents.context import Readiness, WorkerContext
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 
@@ -21,7 +21,7 @@ NOW = 1_795_000_000.0
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(app, "time", SimpleNamespace(time=lambda: NOW))
+    monkeypatch.setattr(context_module, "time", SimpleNamespace(time=lambda: NOW))
 
 
 def context() -> WorkerContext:

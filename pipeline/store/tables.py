@@ -1,0 +1,110 @@
+"""The store's tables: their DDL, idempotent, and the retention they keep.
+
+``brand_mentions`` has a row per mention and brand it names (:mod:`pipeline.store.rows`);
+``mentions_by_time`` a row per mention in time order, for explorer pages over every brand.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TABLE: Final = "brand_mentions"
+BY_TIME: Final = "mentions_by_time"
+# the columns a page of the explorer is found by (MentionFilter's), kept in time order
+_BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
+                           "duplicate_of, search_text")
+
+_MENTION_COLUMNS: Final = """
+brand LowCardinality(String),
+id String,
+created_at DateTime64(3, 'UTC'),
+ingested_at DateTime64(3, 'UTC'),
+stored_at DateTime64(3, 'UTC') DEFAULT now64(3),
+brands Array(LowCardinality(String)),
+kinds Array(LowCardinality(String)),
+source LowCardinality(String),
+author_id String,
+author_handle String,
+author_followers UInt64,
+lang LowCardinality(String),
+sentiment LowCardinality(String),
+negative Float32,
+neutral Float32,
+positive Float32,
+duplicate_of String,
+original_author String,
+duplicate_kind LowCardinality(String),
+copy_count UInt32,
+likes UInt32,
+reposts UInt32,
+replies UInt32,
+quotes UInt32,
+url String CODEC(ZSTD(3)),
+search_text String CODEC(ZSTD(3)),
+terms Array(String) CODEC(ZSTD(3)),
+mention String CODEC(ZSTD(3)),
+INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1"""
+
+_BY_TIME_COLUMN_TYPES: Final = """
+created_at DateTime64(3, 'UTC'),
+id String,
+stored_at DateTime64(3, 'UTC'),
+brands Array(LowCardinality(String)),
+kinds Array(LowCardinality(String)),
+source LowCardinality(String),
+lang LowCardinality(String),
+sentiment LowCardinality(String),
+duplicate_of String,
+search_text String CODEC(ZSTD(3)),
+INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1"""
+
+
+def schema_statements(database: str, retention_days: int) -> list[str]:
+    """The DDL of the store, idempotent (``IF NOT EXISTS``).
+
+    One row per mention and brand it names (:mod:`pipeline.store.rows`). The desk's questions
+    are per brand and period, so the key is ``(brand, created_at, id)``: a brand's period is
+    one contiguous range of the table (a time-first key made every 30-day query read every
+    granule, whatever the brand: ``benchmarks/README.md``).
+    ``ReplacingMergeTree`` on that key keeps one row per mention and brand (a mention's event
+    time never changes, so a redelivery has the same key; queries read ``FINAL``); monthly
+    partitions let the TTL drop whole parts.
+    """
+    table = f"{database}.{TABLE}"
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {database}",
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            {_MENTION_COLUMNS}
+        )
+        ENGINE = ReplacingMergeTree(stored_at)
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (brand, created_at, id)
+        TTL {ttl(retention_days)}""",
+        # a store made before copies named their original's author (a metadata change)
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS original_author String "
+        "AFTER duplicate_of",
+        # A row per mention, in time order, for explorer pages over every brand: in the
+        # main table those span every brand's range and the engine reads them all, here it
+        # reads from the newest granule and stops at the page. Fed by a materialized view
+        # on every insert; a store made before it is filled once at start (ensure_schema).
+        f"""CREATE TABLE IF NOT EXISTS {database}.{BY_TIME} (
+            {_BY_TIME_COLUMN_TYPES}
+        )
+        ENGINE = ReplacingMergeTree(stored_at)
+        PARTITION BY toYYYYMM(created_at)
+        ORDER BY (created_at, id)
+        TTL {ttl(retention_days)}""",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{BY_TIME}_feed "
+        f"TO {database}.{BY_TIME} AS {by_time_select(table)}",
+    ]
+
+
+def by_time_select(table: str) -> str:
+    """The rows of ``mentions_by_time`` from the main table's: each mention's first brand's."""
+    return (f"SELECT {_BY_TIME_COLUMNS} FROM {table} "
+            "WHERE brand = if(empty(brands), '', brands[1])")
+
+
+def ttl(retention_days: int) -> str:
+    """The table's TTL expression for a retention in days."""
+    return f"toDateTime(created_at) + toIntervalDay({int(retention_days)})"
