@@ -1,8 +1,9 @@
 """How fresh the store is, and which sources it holds: the console's small questions.
 
 Both read ``mentions_by_time`` (a row per mention, ordered by event time), so they touch only
-the recent end of the table or the period asked about. Kept apart from
-:class:`~pipeline.store.client.ListeningStore`, which answers the API's questions.
+the recent end of the table or the period asked about. Their SQL is kept here with them, apart
+from :mod:`~pipeline.store.sql` and :class:`~pipeline.store.client.ListeningStore`, which
+answer the API's questions.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from pipeline.store.client import ListeningStore
-from pipeline.store.queries import BoundQuery, Period, clickhouse_time
+from pipeline.store.queries import BoundQuery, Period
+from pipeline.store.sql import clickhouse_time
 
 # the newest mentions are looked for among those of this much event time before now first
 RECENT: Final = timedelta(days=2)
