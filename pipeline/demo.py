@@ -41,6 +41,7 @@ import orjson
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
+from pipeline.desk.demo_login import DemoLogin, console_url
 from pipeline.stages.alerts.render import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.connection import kafka_client_options
@@ -275,6 +276,7 @@ def run_demo(options: DemoOptions) -> int:
         desk_port=options.desk_port if port_is_free(options.desk_port) else free_port(),
         **overrides,
     )
+    login = DemoLogin.create(workdir)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
@@ -284,7 +286,7 @@ def run_demo(options: DemoOptions) -> int:
             # one process owns an embedded store: the first worker sinks and serves the desk
             workers.append(_start_worker(
                 settings, port, workdir / f"worker-{index}.log",
-                store_worker_env(settings) if index == 0 else None,
+                {**store_worker_env(settings), **login.env()} if index == 0 else None,
             ))
             print(f"worker {index} (pid {workers[-1].pid}): metrics on "
                   f"http://127.0.0.1:{port}/metrics", flush=True)
@@ -295,10 +297,14 @@ def run_demo(options: DemoOptions) -> int:
                       flush=True)
                 return 1
         print(f"stages: {', '.join(settings.stages)}, store; logs in {workdir}", flush=True)
-        print(f"desk (JSON API, console): http://{settings.desk_host}:{settings.desk_port}/ "
-              f"reading the store at {settings.store_url}", flush=True)
-        crisis = None
         start = datetime.now(UTC) - HISTORY
+        desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
+        print(f"desk (console, JSON API): {desk_url}/ reading the store at "
+              f"{settings.store_url}\n  the demo's event time in the console: "
+              f"{console_url(desk_url, start, start + demo_horizon(options))}\n"
+              f"  log in as {login.user} with password {login.password} (new each run)",
+              flush=True)
+        crisis = None
         print(f"event time runs {options.time_scale:.0f}x the wall clock from "
               f"{start:%Y-%m-%d %H:%M} UTC: the detectors' one-day warm-up takes "
               f"{86_400 / options.time_scale:.0f} s", flush=True)
@@ -322,6 +328,13 @@ def run_demo(options: DemoOptions) -> int:
             _stop(process)
         if broker is not None:
             broker.stop()
+
+
+def demo_horizon(options: DemoOptions) -> timedelta:
+    """How much event time the demo covers: its duration, compressed (a month when endless)."""
+    if not options.duration_s:
+        return timedelta(days=30)
+    return timedelta(seconds=options.duration_s * options.time_scale)
 
 
 def port_is_free(port: int) -> bool:
