@@ -110,6 +110,7 @@ MESSAGES: Final[dict[str, str]] = {
     "filters.copies.all": "Originals and copies",
     "filters.copies.original": "Originals only",
     "filters.copies.copies": "Copies only",
+    "filters.more": "More filters",
     "filters.clear": "Clear filters",
     "mentions.title": "Mentions",
     "mentions.search_label": "Search mentions",

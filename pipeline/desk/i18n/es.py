@@ -110,6 +110,7 @@ MESSAGES: Final[dict[str, str]] = {
     "filters.copies.all": "Originales y copias",
     "filters.copies.original": "Solo originales",
     "filters.copies.copies": "Solo copias",
+    "filters.more": "Más filtros",
     "filters.clear": "Quitar filtros",
     "mentions.title": "Menciones",
     "mentions.search_label": "Buscar menciones",

@@ -53,6 +53,16 @@
     sync();
   });
 
+  /* -- on a phone the explorer's filters fold away unless one is in use ----------------- */
+  if (window.matchMedia("(max-width: 600px)").matches) {
+    document.querySelectorAll("details[data-narrow-closed]").forEach(function (details) {
+      var inUse = Array.prototype.some.call(details.querySelectorAll("select"), function (select) {
+        return select.selectedIndex > 0 && select.name !== "period";
+      });
+      if (!inUse) { details.open = false; }
+    });
+  }
+
   /* -- charts ------------------------------------------------------------------------- */
   function axisDates(locale, tz, span) {
     var options = span > 2 * 86400
