@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 Page = Callable[[Request], Awaitable[Response]]
 # the pages announced in the navigation that later work fills: (path, page, catalog prefix)
+# incidents are rarer than mentions: their page looks back further by default
+INCIDENTS_PERIOD: Final = "30d"
 COMING: Final = (("/themes", "themes", "coming.themes"), ("/inbox", "inbox", "coming.inbox"))
 
 
@@ -55,10 +57,20 @@ def page_errors(console: Console, page: str) -> Callable[[Page], Page]:
     return decorate
 
 
-def view_of(console: Console, request: Request) -> View:
+def view_of(console: Console, request: Request, default_period: str = "24h") -> View:
     """The view the request's query string asks for, in the reader's zone."""
     zone = console.preferences(request).zone
-    return read_view(dict(request.query_params), zone, console.clock())
+    return read_view(dict(request.query_params), zone, console.clock(), default_period)
+
+
+def incident_params(view: View, status: str) -> dict[str, str]:
+    """``GET /api/incidents``'s parameters for the incidents page's filters."""
+    params = {**view.period_params(), "limit": "50"}
+    if view.brand:
+        params["brand"] = view.brand
+    if status in ("open", "resolved"):
+        params["status"] = status
+    return params
 
 
 def period_fields(console: Console, view: View) -> dict[str, Any]:
@@ -108,10 +120,27 @@ def console_routes(console: Console) -> list[BaseRoute]:
 
     @errors("incidents")
     async def incidents(request: Request) -> Response:
-        view = view_of(console, request)
-        listing = await run_in_threadpool(console.incidents.listing, view.period_params())
+        view = view_of(console, request, INCIDENTS_PERIOD)
+        status = request.query_params.get("status", "")
+        listing = await run_in_threadpool(
+            console.incidents.listing, incident_params(view, status), console.clock())
+        list_query = urlencode({**dict(request.query_params), "period": view.period_key})
         return console.render(request, "incidents.html", page="incidents", listing=listing,
-                              list_query=view.period_query(), **period_fields(console, view))
+                              status=status, brands=console.brands, list_query=list_query,
+                              **period_fields(console, view))
+
+    @errors("incidents")
+    async def incident(request: Request) -> Response:
+        view = view_of(console, request, INCIDENTS_PERIOD)
+        t, fmt = console.reader(request)
+        shown = await run_in_threadpool(views.incident_page, console,
+                                        request.path_params["incident_id"], t, fmt.zone.key)
+        if shown is None:
+            return console.render(request, "error.html", page="incidents", status_code=404,
+                                  problem="no_incident", field=None, reason="",
+                                  **period_fields(console, view))
+        return console.render(request, "incident.html", page="incidents",
+                              **period_fields(console, view), **shown)
 
     def coming(page: str, prefix: str) -> Page:
         async def endpoint(request: Request) -> Response:
@@ -126,6 +155,7 @@ def console_routes(console: Console) -> list[BaseRoute]:
         Route("/mentions", mentions),
         Route("/voices", voices),
         Route("/incidents", incidents),
+        Route("/incidents/{incident_id:path}", incident),
         *(Route(path, coming(page, prefix)) for path, page, prefix in COMING),
         *fragment_routes(console),
     ]
@@ -160,8 +190,10 @@ def fragment_routes(console: Console) -> list[BaseRoute]:
                               now=console.clock())
 
     async def incidents(request: Request) -> Response:
-        view = view_of(console, request)
-        listing = await run_in_threadpool(console.incidents.listing, view.period_params())
+        view = view_of(console, request, INCIDENTS_PERIOD)
+        listing = await run_in_threadpool(
+            console.incidents.listing,
+            incident_params(view, request.query_params.get("status", "")), console.clock())
         return console.render(request, "fragments/incidents.html", listing=listing,
                               brand_names=console.brand_names)
 

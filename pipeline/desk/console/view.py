@@ -96,7 +96,8 @@ class View:
                        cursor="").query()
 
 
-def read_view(params: Mapping[str, str], zone: ZoneInfo, now: datetime) -> View:
+def read_view(params: Mapping[str, str], zone: ZoneInfo, now: datetime,
+              default_period: str = DEFAULT_PERIOD) -> View:
     """The view a query string asks for; :class:`BadParameter` names a value it cannot use.
 
     >>> from datetime import UTC
@@ -106,7 +107,7 @@ def read_view(params: Mapping[str, str], zone: ZoneInfo, now: datetime) -> View:
     >>> view.period.since.isoformat(), view.interval
     ('2026-11-02T08:00:00+00:00', '5m')
     """
-    key = params.get("period", "").strip() or DEFAULT_PERIOD
+    key = params.get("period", "").strip() or default_period
     since_text = params.get("since", "").strip()
     until_text = params.get("until", "").strip()
     if key == "custom":

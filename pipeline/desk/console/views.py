@@ -7,12 +7,13 @@ the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pipeline.desk.console.charts import Chart, share_of_voice_chart, volume_chart
 from pipeline.desk.console.context import Console
+from pipeline.desk.console.incidents import chart_period
 from pipeline.desk.console.view import View
 from pipeline.desk.i18n import Translator
 from pipeline.stages.brands import BrandRule
@@ -77,7 +78,7 @@ def overview(console: Console, view: View, t: Translator) -> dict[str, Any]:
              **view.period_params()}, now))
         share_chart = share_of_voice_chart("share-of-voice", t("overview.share_over_time"),
                                            share, console.brand_names)
-    open_incidents = console.incidents.open_incidents()
+    open_incidents = console.incidents.open_incidents(now)
     return {"summaries": summaries, "share": share, "share_chart": share_chart,
             "negatives": newest_negative(console, view, now), "open_incidents": open_incidents,
             "incidents_available": open_incidents.available,
@@ -122,12 +123,35 @@ def voices(console: Console, view: View, brand: str) -> dict[str, Any]:
     return {"voices": answer["voices"]}
 
 
+def incident_page(console: Console, incident_id: str, t: Translator,
+                  zone: str) -> dict[str, Any] | None:
+    """An incident, its alerts in order and a chart of its brand's volume around it."""
+    found = console.incidents.detail(incident_id)
+    if found is None:
+        return None
+    incident = found["incident"]
+    since, until = chart_period(incident)
+    interval = "5m" if until - since <= timedelta(days=2) else "1h"
+    volume = console.store.volume(parse_volume_query(
+        {"brand": incident["brand"], "since": since.isoformat(), "until": until.isoformat(),
+         "interval": interval, "tz": zone}, console.clock()))
+    name = console.brand_names.get(incident["brand"], incident["brand_name"])
+    chart = volume_chart("incident-volume", t("incident.chart", brand=name), volume, t)
+    marks = [(datetime.fromisoformat(incident["opened_at"]), t("incident.opened"))]
+    if incident.get("resolved_at"):
+        marks.append((datetime.fromisoformat(incident["resolved_at"]), t("incident.resolved")))
+    return {**found, "chart": replace(chart, marks=tuple(marks)),
+            "window": {"since": since, "until": until}}
+
+
 def freshness(console: Console) -> dict[str, Any]:
     """The store's freshness for the status line: reachable, stale, and since when."""
     now = console.clock()
     found = store_freshness.freshness(console.store, now)
     limit = console.settings.desk_stale_after_s
     age = found.age(now)
+    open_count = (len(console.incidents.open_incidents(now).incidents)
+                  if console.incidents.available else None)
     return {"reachable": True, "newest_stored_at": found.newest_stored_at,
             "newest_created_at": found.newest_created_at, "age": age,
-            "stale": age is None or age.total_seconds() > limit}
+            "stale": age is None or age.total_seconds() > limit, "open_incidents": open_count}

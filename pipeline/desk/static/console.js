@@ -71,6 +71,27 @@
     return new Intl.DateTimeFormat(locale, options);
   }
 
+  /* moments worth a line across a chart (an incident opening, resolving), with a label */
+  function drawMarks(u, marks) {
+    var ctx = u.ctx;
+    marks.forEach(function (mark) {
+      var x = Math.round(u.valToPos(mark.at, "x", true));
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) { return; }
+      ctx.save();
+      ctx.strokeStyle = "#6b4a00";
+      ctx.fillStyle = "#6b4a00";
+      ctx.lineWidth = 1.5 * devicePixelRatio;
+      ctx.setLineDash([5 * devicePixelRatio, 4 * devicePixelRatio]);
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+      ctx.font = (12 * devicePixelRatio) + "px system-ui, sans-serif";
+      ctx.fillText(mark.label, x + 4 * devicePixelRatio, u.bbox.top + 12 * devicePixelRatio);
+      ctx.restore();
+    });
+  }
+
   function drawChart(holder) {
     var source = document.getElementById(holder.dataset.chart);
     if (!source || typeof uPlot === "undefined") { return; }
@@ -103,7 +124,8 @@
         { values: function (u, splits) { return splits.map(function (v) { return numbers.format(v); }); },
           size: 56, stroke: "#505050", grid: { stroke: "#e3e6ea" } }
       ],
-      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); }
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), tz); },
+      hooks: { draw: [function (u) { drawMarks(u, data.marks || []); }] }
     };
     var values = [data.x].concat(data.series.map(function (line) { return line.values; }));
     var plot = new uPlot(options, values, holder);
