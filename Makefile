@@ -43,7 +43,8 @@ test: lint typecheck
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline
 
-# the console's screenshots (README) from its browser tests, into docs/screenshots/
+# the console's screenshots (README) from its browser tests, into docs/screenshots/; Debian's
+# chromium-l10n and fonts-noto-color-emoji make the date fields Spanish and draw emoji
 screenshots: setup
 	PIPELINE_SCREENSHOTS_DIR=docs/screenshots HF_HUB_OFFLINE=1 $(BIN)/pytest -q \
 		tests/integration/test_console.py -k screenshots

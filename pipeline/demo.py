@@ -273,7 +273,9 @@ def run_demo(options: DemoOptions) -> int:
     settings = load_settings(
         broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
         store_url=options.store_url or f"chdb://{workdir / 'store'}",
-        desk_port=options.desk_port if port_is_free(options.desk_port) else free_port(),
+        # chosen here (0 too), so that the address printed is the one served
+        desk_port=(options.desk_port if options.desk_port and port_is_free(options.desk_port)
+                   else free_port()),
         **overrides,
     )
     login = DemoLogin.create(workdir)

@@ -150,8 +150,12 @@ def chromium(size: tuple[int, int] = DESKTOP, language: str = "es-ES") -> Iterat
         options.add_argument(argument)
     options.add_experimental_option("prefs", {"intl.accept_languages": language})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)),
-                              options=options)
+    # the browser's own widgets (a date field) follow its process locale, not --lang (with
+    # Debian's chromium-l10n; without it they stay en-US)
+    locale = language.replace("-", "_") + ".UTF-8"
+    service = Service(executable_path=str(CHROMEDRIVER),
+                      env={**os.environ, "LANG": locale, "LANGUAGE": language.split("-")[0]})
+    driver = webdriver.Chrome(service=service, options=options)
     driver.set_page_load_timeout(60)
     try:
         yield driver

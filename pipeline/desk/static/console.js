@@ -64,11 +64,21 @@
   }
 
   /* -- charts ------------------------------------------------------------------------- */
-  function axisDates(locale, tz, span) {
-    var options = span > 2 * 86400
-      ? { day: "numeric", month: "short", timeZone: tz }
-      : { hour: "2-digit", minute: "2-digit", timeZone: tz };
-    return new Intl.DateTimeFormat(locale, options);
+  /* tick labels: the time of day, and the date under the first tick of each day; whole
+   * days (ticks a day or more apart) show the date alone */
+  function tickLabels(locale, tz) {
+    var day = new Intl.DateTimeFormat(locale, { day: "numeric", month: "short", timeZone: tz });
+    var time = new Intl.DateTimeFormat(locale, { hour: "2-digit", minute: "2-digit", timeZone: tz });
+    return function (u, splits, axis, space, increment) {
+      var previous = null;
+      return splits.map(function (split) {
+        var moment = new Date(split * 1000), date = day.format(moment);
+        if (increment >= 86400) { return date; }
+        var label = date !== previous ? time.format(moment) + "\n" + date : time.format(moment);
+        previous = date;
+        return label;
+      });
+    };
   }
 
   /* moments worth a line across a chart (an incident opening, resolving), with a label */
@@ -102,8 +112,6 @@
       : new Intl.NumberFormat(locale, { maximumFractionDigits: 0 });
     var full = new Intl.DateTimeFormat(locale, {
       day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", timeZone: tz });
-    var span = data.x.length > 1 ? data.x[data.x.length - 1] - data.x[0] : 0;
-    var ticks = axisDates(locale, tz, span);
     var series = [{ value: function (u, v) { return v == null ? "" : full.format(new Date(v * 1000)); } }];
     data.series.forEach(function (line) {
       series.push({
@@ -119,8 +127,7 @@
         return data.shares ? [0, Math.min(1, Math.max(max * 1.1, 0.1))] : [0, Math.max(max * 1.1, 1)];
       } } },
       axes: [
-        { values: function (u, splits) { return splits.map(function (s) { return ticks.format(new Date(s * 1000)); }); },
-          stroke: "#505050", grid: { stroke: "#e3e6ea" } },
+        { values: tickLabels(locale, tz), size: 44, stroke: "#505050", grid: { stroke: "#e3e6ea" } },
         { values: function (u, splits) { return splits.map(function (v) { return numbers.format(v); }); },
           size: 56, stroke: "#505050", grid: { stroke: "#e3e6ea" } }
       ],
