@@ -42,7 +42,7 @@ from benchmarks.pipeline import firehose
 from pipeline.agents.dedup import unique_records
 from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
-from pipeline.stages.dedup import mark_encoded_duplicates
+from pipeline.stages.dedup_encoded import mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal
 from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingestor
 from pipeline.stages.routing import Router

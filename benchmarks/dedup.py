@@ -40,16 +40,9 @@ import orjson
 from rensa import RMinHash
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
-from pipeline.stages.dedup import (
-    NEAR_THRESHOLD,
-    NUM_PERM,
-    SEED,
-    DedupInput,
-    Deduplicator,
-    normalise_for_matching,
-    shingle_hashes,
-    signatures,
-)
+from pipeline.stages.dedup import NEAR_THRESHOLD, DedupInput, Deduplicator
+from pipeline.stages.dedup_minhash import NUM_PERM, SEED, shingle_hashes, signatures
+from pipeline.stages.dedup_text import normalise_for_matching
 from pipeline.stages.routing import hot_brand_spread, routing_key
 
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -18,8 +18,8 @@ class BoundedCache(OrderedDict[K, V]):
 
     An ``OrderedDict``, not a plain dict: both look up at C speed, but a plain dict evicts
     its oldest key by ``next(iter(d))``, which walks over the slots every earlier deletion
-    left empty at the front until the next resize. Once a 50,000-entry cache was full that
-    cost 58 us per insert here (0.9 us with ``popitem(last=False)``), on every new text.
+    left empty at the front until the next resize: once a large cache is full, that walk
+    comes with every new text (measured: see benchmarks/README.md).
 
     >>> cache = BoundedCache[str, int](2)
     >>> [cache.remember(key, value) for key, value in (("a", 1), ("b", 2), ("c", 3))]

@@ -39,8 +39,9 @@ class BatchHistogram(Collector):
 
     Exposed exactly like :class:`prometheus_client.Histogram` (``_bucket`` with ``le``,
     ``_count``, ``_sum``), but ``labels(...).observe_many(values)`` bins a batch with one
-    numpy call. Per-mention latencies are what this is for: ``Histogram.observe`` costs
-    ~1.9 us a value here (a lock per update), two of them per mention per stage.
+    numpy call. Per-mention latencies are what this is for: ``Histogram.observe`` takes a
+    lock per value, and two of them per mention per stage showed in profiles (measured: see
+    benchmarks/README.md).
     """
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], *,
@@ -130,11 +131,25 @@ class BrandLabelCap:
 
 
 class PipelineMetrics:
-    """All the pipeline's metrics, registered on one registry."""
+    """All the pipeline's metrics, registered on one registry.
+
+    Attributes are flat (``metrics.stage_in``, ``metrics.duplicates``) so agents name what
+    they count; they are defined in groups, one per stage, below.
+    """
 
     def __init__(self, registry: CollectorRegistry, *, brand_label_limit: int = 50) -> None:
         self.registry = registry
         self.brand_labels = BrandLabelCap(brand_label_limit)
+        self._define_stage_flow(registry)
+        self._define_consumers(registry)
+        self._define_ingest(registry)
+        self._define_dedup(registry)
+        self._define_sentiment(registry)
+        self._define_crisis(registry)
+        self._define_store(registry)
+
+    def _define_stage_flow(self, registry: CollectorRegistry) -> None:
+        """What every stage counts: mentions in and out, failures, batches, latency."""
         self.stage_in = Counter(
             "mentions_stage_in", "Mentions that entered a stage.", ["stage"], registry=registry,
         )
@@ -146,13 +161,9 @@ class PipelineMetrics:
             "mentions_deadlettered", "Records sent to the dead-letter topic, by reason.",
             ["stage", "reason"], registry=registry,
         )
-        self.unmatched = Counter(
-            "mentions_unmatched", "Valid mentions that matched no listening query.",
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "mentions_duplicates", "Mentions recognised as copies of an earlier one.",
-            ["kind"], registry=registry,
+        self.stage_failures = Counter(
+            "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
+            ["stage", "reason"], registry=registry,
         )
         self.stage_batch_seconds = Histogram(
             "mentions_stage_batch_duration_seconds",
@@ -173,6 +184,9 @@ class PipelineMetrics:
             "From the mention's created_at to leaving a stage (includes upstream delay).",
             ["stage"], buckets=END_TO_END_BUCKETS, registry=registry,
         )
+
+    def _define_consumers(self, registry: CollectorRegistry) -> None:
+        """Each worker's Kafka consumers: lag, assignment, records read again."""
         self.consumer_lag = Gauge(
             "mentions_consumer_lag_messages",
             "Records behind the log end, per topic and partition.",
@@ -182,6 +196,33 @@ class PipelineMetrics:
             "mentions_assigned_partitions", "Partitions assigned to this worker.",
             registry=registry,
         )
+        self.consumer_rewinds = Counter(
+            "mentions_consumer_rewinds", "Records of a stream topic that a worker's consumer "
+            "found passed over by Faust: read again (outcome=reread) or, after three tries, "
+            "given up as deleted from the broker (outcome=given_up).",
+            ["topic", "outcome"], registry=registry,
+        )
+
+    def _define_ingest(self, registry: CollectorRegistry) -> None:
+        """Ingest: brand matching."""
+        self.unmatched = Counter(
+            "mentions_unmatched", "Valid mentions that matched no listening query.",
+            registry=registry,
+        )
+        self.brand_volume = Counter(
+            "mentions_brand_volume", "Mentions tagged with each brand at ingest (brands beyond "
+            "the cap count as 'other').", ["brand"], registry=registry,
+        )
+
+    def _define_dedup(self, registry: CollectorRegistry) -> None:
+        """Dedup: copies found."""
+        self.duplicates = Counter(
+            "mentions_duplicates", "Mentions recognised as copies of an earlier one.",
+            ["kind"], registry=registry,
+        )
+
+    def _define_sentiment(self, registry: CollectorRegistry) -> None:
+        """Sentiment: model batches, inherited results, the accelerator."""
         self.model_seconds = Histogram(
             "mentions_sentiment_model_duration_seconds",
             "Model forward time per sentiment batch.", buckets=LATENCY_BUCKETS,
@@ -203,6 +244,18 @@ class PipelineMetrics:
             "mentions_device_utilization_ratio", "Accelerator busy ratio (0..1) over the last "
             "sampling period.", ["device"], registry=registry,
         )
+
+    def _define_crisis(self, registry: CollectorRegistry) -> None:
+        """Crisis: scored mentions per brand, incidents, alerts and their delivery."""
+        self.brand_mentions = Counter(
+            "mentions_brand_mentions", "Scored mentions per brand and sentiment (brands beyond "
+            "the cap count as 'other').", ["brand", "sentiment"], registry=registry,
+        )
+        self.crisis_dropped = Counter(
+            "mentions_crisis_dropped", "Mentions the crisis stage could not count, by reason "
+            "(late: after their window closed; bad_time: no usable created_at, or too far "
+            "ahead of the watermark).", ["reason"], registry=registry,
+        )
         self.alerts = Counter(
             "mentions_alerts", "Alert events emitted, by kind, severity and status.",
             ["kind", "severity", "status"], registry=registry,
@@ -211,33 +264,13 @@ class PipelineMetrics:
             "mentions_open_incidents", "Incidents currently open on this worker.", ["kind"],
             registry=registry,
         )
-        self.crisis_dropped = Counter(
-            "mentions_crisis_dropped", "Mentions the crisis stage could not count, by reason "
-            "(late: after their window closed; bad_time: no usable created_at, or too far "
-            "ahead of the watermark).", ["reason"], registry=registry,
-        )
         self.webhook_deliveries = Counter(
             "mentions_webhook_deliveries", "Webhook delivery outcomes.", ["outcome"],
             registry=registry,
         )
-        self.brand_volume = Counter(
-            "mentions_brand_volume", "Mentions tagged with each brand at ingest (brands beyond "
-            "the cap count as 'other').", ["brand"], registry=registry,
-        )
-        self.brand_mentions = Counter(
-            "mentions_brand_mentions", "Scored mentions per brand and sentiment (brands beyond "
-            "the cap count as 'other').", ["brand", "sentiment"], registry=registry,
-        )
-        self.consumer_rewinds = Counter(
-            "mentions_consumer_rewinds", "Records of a stream topic that a worker's consumer "
-            "found passed over by Faust: read again (outcome=reread) or, after three tries, "
-            "given up as deleted from the broker (outcome=given_up).",
-            ["topic", "outcome"], registry=registry,
-        )
-        self.stage_failures = Counter(
-            "mentions_stage_failures", "Batches a stage failed on (records dead-lettered).",
-            ["stage", "reason"], registry=registry,
-        )
+
+    def _define_store(self, registry: CollectorRegistry) -> None:
+        """The store sink: rows inserted, insert time, failures."""
         self.store_rows = Counter(
             "mentions_store_rows", "Rows the store sink inserted (a redelivered mention is "
             "inserted again and kept once).", registry=registry,

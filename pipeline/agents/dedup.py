@@ -40,12 +40,8 @@ import numpy as np
 from pipeline.agents.context import WorkerContext, send_micro_batches, send_records
 from pipeline.event_time import split_by_event_time
 from pipeline.metrics import PipelineMetrics
-from pipeline.stages.dedup import (
-    DedupVerdict,
-    EncodedVerdicts,
-    mark_duplicates,
-    mark_encoded_duplicates,
-)
+from pipeline.stages.dedup import DedupVerdict, mark_duplicates
+from pipeline.stages.dedup_encoded import EncodedVerdicts, mark_encoded_duplicates
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
 from pipeline.stages.routing import mention_key, mention_partition
 from pipeline.transport.topics import group_by_partition, join_batches

@@ -1,16 +1,15 @@
 """Ingest agent: raw topic -> validate, tag brands -> routed micro-batches.
 
 The raw topic carries one mention per record, as upstream sends it, so a Faust stream over
-it pays Faust's per-event cost on every mention (measured here: ~5.6k mentions/s for this
-hop, ~7k events/s for an agent that does nothing). Ingest is stateless, so it does not need
-Faust's per-event machinery at all: this service reads the raw topic with its own batched
-aiokafka consumer (``getmany``, thousands of records per call), hands each batch to
-:class:`pipeline.stages.ingest.Ingestor` in one call, sends rejects to the dead-letter topic
-and valid mentions to ``mentions.routed`` as one micro-batch per target partition, waits
-until the broker acknowledged every send (dead letters too), and only then commits the raw
-offsets (at-least-once: a crash replays the batch, and downstream state is idempotent by
-mention id). The stateful stages downstream stay Faust agents: on micro-batch topics Faust's
-per-record cost is paid once per batch.
+it pays Faust's per-event cost on every mention (measured: see benchmarks/README.md,
+Pipeline). Ingest is stateless, so it does not need Faust's per-event machinery at all: this
+service reads the raw topic with its own batched aiokafka consumer (``getmany``, thousands of
+records per call), hands each batch to :class:`pipeline.stages.ingest.Ingestor` in one call,
+sends rejects to the dead-letter topic and valid mentions to ``mentions.routed`` as one
+micro-batch per target partition, waits until the broker acknowledged every send (dead
+letters too), and only then commits the raw offsets (at-least-once: a crash replays the
+batch, and downstream state is idempotent by mention id). The stateful stages downstream stay
+Faust agents: on micro-batch topics Faust's per-record cost is paid once per batch.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ class IngestService(BatchedConsumerService):
             for reject in outcome.rejects
         ]
         metrics.unmatched.inc(len(outcome.unmatched))
-        # one increment per brand per batch: a labelled inc costs ~3 us, per mention it showed
+        # one increment per brand per batch: a labelled inc per mention showed in profiles
         brand_counts = Counter(brand for mention in outcome.mentions for brand in mention.brands)
         for brand, count in brand_counts.items():
             metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc(count)

@@ -26,8 +26,8 @@ def tune_garbage_collector(young_threshold: int) -> None:
     A worker holds each micro-batch's few thousand dicts alive across awaits, so with
     CPython's default young threshold (700 allocations) nearly every collection finds a batch
     in flight, promotes it, and the promotions trigger full passes over every live object
-    (caches, dedup state, Faust): ~10% of the worker's CPU in the quick pipeline benchmark,
-    ~1% with 50k (benchmarks/README.md). Most of these objects die by reference counting
+    (caches, dedup state, Faust): a large share of the worker's CPU, and a small one with
+    50k (measured: see benchmarks/README.md). Most of these objects die by reference counting
     anyway; the collector only has to find cycles. ``gc.freeze()`` moves the modules,
     models and app built at start-up out of every later pass.
     """

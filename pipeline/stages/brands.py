@@ -1,32 +1,19 @@
-"""Listening queries: parse the boolean query language and match thousands of them fast.
-
-The language is the one listening teams know from the big suites::
-
-    ("acme mobile" OR acmemobile OR #acme OR @acme_es) AND NOT (roadrunner OR "wile e")
-    telef* NEAR/3 (caro OR cara OR fraude)
-    acme NEAR/2f phone           # NEAR/nf: in this order
-
-- words match whole words (and the body of a hashtag: ``acme`` matches ``#acme``);
-- ``"quoted phrases"`` match consecutive words;
-- a trailing ``*`` matches any word starting with the prefix (``telef*``);
-- ``#tag`` matches only that hashtag, ``@handle`` only that handle;
-- ``AND`` / ``OR`` / ``NOT`` (upper case), parentheses; juxtaposition means AND;
-- ``A NEAR/n B``: some match of A and some match of B at most n words apart.
+"""Brand stage core: the listened brands' rules, and a matcher for thousands of their queries.
 
 Matching is accent- and case-insensitive ("Telefónica" = "telefonica"). Every term of every
-query goes into one Aho-Corasick automaton over the normalised token stream, so a mention is
-scanned once whatever the number of queries; only the queries with at least one positive
-term hit are then checked against their boolean tree. A retweet whose ``RT @handle:`` can
-start no term matches what the text it copies matches (:meth:`BrandMatcher.retweeted`), which
-the ingest stage uses to tag retweets of texts it already knows without a match.
+query (:mod:`pipeline.stages.brand_query`) goes into one Aho-Corasick automaton over the
+normalised token stream, so a mention is scanned once whatever the number of queries; only the
+queries with at least one positive term hit are then checked against their boolean tree. A
+retweet whose ``RT @handle:`` can start no term matches what the text it copies matches
+(:meth:`BrandMatcher.retweeted`), which the ingest stage uses to tag retweets of texts it
+already knows without a match.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -35,333 +22,21 @@ import ahocorasick
 import yaml
 
 from pipeline.caching import BoundedCache
-
-# --------------------------------------------------------------------------------------------
-# Normalisation and tokens
-# --------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"[#@]?\w+(?:['\u2019]\w+)*", re.UNICODE)
-
-
-# Combining diacritics of the Latin, Greek and Cyrillic scripts and Arabic short vowels: what
-# people drop when they type fast ("telefonica"). One C-speed regex pass instead of a Python
-# loop over characters (this runs on every mention in ingest and dedup).
-_DIACRITICS = re.compile(r"[\u0300-\u036f\u064b-\u065f\u0670]")
-
-
-def fold(text: str) -> str:
-    """Case- and accent-fold: ``fold("Telefónica")`` is ``"telefonica"``."""
-    if text.isascii():
-        return text.casefold()
-    return _DIACRITICS.sub("", unicodedata.normalize("NFKD", text.casefold()))
-
-
-def tokenize(text: str) -> list[str]:
-    """Folded word, ``#hashtag`` and ``@handle`` tokens of a text, in order.
-
-    A typographic apostrophe becomes ``'`` in the whole text before the tokens are found:
-    the same tokens as replacing it in each (both are inside-word marks for ``_TOKEN``),
-    without a Python call per token (8.9 -> 7.7 us per distinct firehose text here).
-    """
-    return _TOKEN.findall(fold(text).replace("\u2019", "'"))
-
+from pipeline.stages.brand_query import (
+    And,
+    Node,
+    Not,
+    Or,
+    QuerySyntaxError,
+    Term,
+    iter_terms,
+    parse_query,
+    positive_terms,
+)
+from pipeline.text import tokenize
 
 # What a retweet puts before the text it copies.
 _RETWEET_PREFIX = re.compile(r"RT @(\w+): ")
-
-
-# --------------------------------------------------------------------------------------------
-# Query syntax tree
-# --------------------------------------------------------------------------------------------
-
-
-class QuerySyntaxError(ValueError):
-    """A query that does not parse; ``position`` is the 0-based character offset."""
-
-    def __init__(self, message: str, query: str, position: int) -> None:
-        pointer = f"{query}\n{' ' * position}^"
-        super().__init__(f"{message} at position {position}:\n{pointer}")
-        self.message = message
-        self.query = query
-        self.position = position
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """A leaf: a word, phrase, prefix wildcard, hashtag or handle (already folded)."""
-
-    words: tuple[str, ...]
-    prefix: bool = False
-
-    def describe(self) -> str:
-        """The term as it would be written in a query."""
-        body = " ".join(self.words)
-        if len(self.words) > 1:
-            return f'"{body}"'
-        return body + ("*" if self.prefix else "")
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    """Every operand matches."""
-
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    """At least one operand matches."""
-
-    operands: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    """The operand does not match."""
-
-    operand: Node
-
-
-@dataclass(frozen=True, slots=True)
-class Near:
-    """Both operands match within ``distance`` words (in order when ``ordered``)."""
-
-    left: Node
-    right: Node
-    distance: int
-    ordered: bool
-
-
-Node = Term | And | Or | Not | Near
-
-_LEXEME = re.compile(
-    r"""\s*(?:
-        (?P<lparen>\()|(?P<rparen>\))|
-        (?P<phrase>"[^"]*"?)|
-        (?P<near>NEAR/(?P<distance>\d+)(?P<ordered>f)?)(?=[\s("]|$)|
-        (?P<op>AND|OR|NOT)(?=[\s("]|$)|
-        (?P<word>[^\s()"]+)
-    )""",
-    re.VERBOSE,
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Lexeme:
-    kind: Literal["lparen", "rparen", "phrase", "near", "op", "word", "end"]
-    text: str
-    position: int
-    distance: int = 0
-    ordered: bool = False
-
-
-def _lex(query: str) -> list[_Lexeme]:
-    lexemes: list[_Lexeme] = []
-    position = 0
-    while position < len(query):
-        if query[position:].strip() == "":
-            break
-        found = _LEXEME.match(query, position)
-        if found is None or found.end() == position:
-            raise QuerySyntaxError("unexpected character", query, position)
-        kind = found.lastgroup
-        start = found.start(kind) if kind else position
-        if kind in ("distance", "ordered"):
-            kind = "near"
-        if kind == "near":
-            start = found.start("near")
-            lexemes.append(_Lexeme(
-                "near", found.group("near"), start,
-                distance=int(found.group("distance")), ordered=bool(found.group("ordered")),
-            ))
-        elif kind == "phrase":
-            text = found.group("phrase")
-            if len(text) < 2 or not text.endswith('"'):
-                raise QuerySyntaxError("unterminated quoted phrase", query, start)
-            lexemes.append(_Lexeme("phrase", text[1:-1], start))
-        elif kind == "lparen":
-            lexemes.append(_Lexeme("lparen", "(", start))
-        elif kind == "rparen":
-            lexemes.append(_Lexeme("rparen", ")", start))
-        elif kind == "op":
-            lexemes.append(_Lexeme("op", found.group("op"), start))
-        elif kind == "word":
-            lexemes.append(_Lexeme("word", found.group("word"), start))
-        position = found.end()
-    lexemes.append(_Lexeme("end", "", len(query)))
-    return lexemes
-
-
-class _Parser:
-    """Recursive descent: or := and (OR and)*; and := not (AND? not)*; not := NOT not | near."""
-
-    def __init__(self, query: str) -> None:
-        self.query = query
-        self.lexemes = _lex(query)
-        self.index = 0
-
-    @property
-    def current(self) -> _Lexeme:
-        return self.lexemes[self.index]
-
-    def _advance(self) -> _Lexeme:
-        lexeme = self.lexemes[self.index]
-        self.index += 1
-        return lexeme
-
-    def _error(self, message: str, lexeme: _Lexeme | None = None) -> QuerySyntaxError:
-        return QuerySyntaxError(message, self.query, (lexeme or self.current).position)
-
-    def parse(self) -> Node:
-        if self.current.kind == "end":
-            raise self._error("empty query")
-        node = self._or()
-        if self.current.kind != "end":
-            raise self._error(f"unexpected {self.current.text!r}")
-        return node
-
-    def _or(self) -> Node:
-        operands = [self._and()]
-        while self.current.kind == "op" and self.current.text == "OR":
-            self._advance()
-            operands.append(self._and())
-        return operands[0] if len(operands) == 1 else Or(tuple(operands))
-
-    def _and(self) -> Node:
-        operands = [self._not()]
-        while True:
-            lexeme = self.current
-            if lexeme.kind == "op" and lexeme.text == "AND":
-                self._advance()
-                operands.append(self._not())
-            elif lexeme.kind in ("word", "phrase", "lparen") or (
-                lexeme.kind == "op" and lexeme.text == "NOT"
-            ):
-                operands.append(self._not())
-            else:
-                break
-        return operands[0] if len(operands) == 1 else And(tuple(operands))
-
-    def _not(self) -> Node:
-        if self.current.kind == "op" and self.current.text == "NOT":
-            self._advance()
-            return Not(self._not())
-        return self._near()
-
-    def _near(self) -> Node:
-        left = self._primary()
-        while self.current.kind == "near":
-            operator = self._advance()
-            right_start = self.current
-            right = self._primary()
-            for side, where in ((left, operator), (right, right_start)):
-                if not _is_positional(side):
-                    raise self._error(
-                        "NEAR takes terms, phrases or OR-groups of them", where
-                    )
-            left = Near(left, right, operator.distance, operator.ordered)
-        return left
-
-    def _primary(self) -> Node:
-        lexeme = self.current
-        if lexeme.kind == "lparen":
-            self._advance()
-            if self.current.kind == "rparen":
-                raise self._error("empty parentheses")
-            node = self._or()
-            if self.current.kind != "rparen":
-                raise self._error("missing closing parenthesis", lexeme)
-            self._advance()
-            return node
-        if lexeme.kind == "word":
-            self._advance()
-            return self._word_term(lexeme)
-        if lexeme.kind == "phrase":
-            self._advance()
-            words = tuple(tokenize(lexeme.text))
-            if not words:
-                raise self._error("empty quoted phrase", lexeme)
-            return Term(words)
-        if lexeme.kind == "end":
-            raise self._error("query ends where a term was expected")
-        raise self._error(f"expected a term, found {lexeme.text!r}")
-
-    def _word_term(self, lexeme: _Lexeme) -> Term:
-        text = lexeme.text
-        prefix = text.endswith("*")
-        body = text[:-1] if prefix else text
-        if "*" in body:
-            raise self._error("a wildcard * is only allowed at the end of a word", lexeme)
-        tokens = tokenize(body)
-        if not tokens:
-            raise self._error(f"{text!r} has no letters or digits", lexeme)
-        if prefix and len(tokens[-1].lstrip("#@")) < 2:
-            raise self._error("a wildcard needs at least two letters before *", lexeme)
-        if len(tokens) > 1 and not prefix:
-            # "e-commerce" or "at&t": written as one word, matched as the phrase of its parts
-            return Term(tuple(tokens))
-        if len(tokens) > 1:
-            raise self._error("a wildcard term must be a single word", lexeme)
-        return Term((tokens[0],), prefix=prefix)
-
-
-def _is_positional(node: Node) -> bool:
-    if isinstance(node, Term):
-        return True
-    if isinstance(node, Or):
-        return all(_is_positional(operand) for operand in node.operands)
-    return False
-
-
-def parse_query(query: str) -> Node:
-    """Parse a listening query into its syntax tree, or raise :class:`QuerySyntaxError`.
-
-    >>> parse_query('acme AND NOT "road runner"')
-    And(operands=(Term(words=('acme',), prefix=False), Not(operand=Term(words=('road', \
-'runner'), prefix=False))))
-    """
-    node = _Parser(query).parse()
-    if not _has_positive_term(node):
-        raise QuerySyntaxError("a query needs at least one term that is not negated", query, 0)
-    return node
-
-
-def _has_positive_term(node: Node) -> bool:
-    if isinstance(node, Term):
-        return True
-    if isinstance(node, Not):
-        return False
-    if isinstance(node, Near):
-        return True
-    if isinstance(node, And):
-        return any(_has_positive_term(operand) for operand in node.operands)
-    return all(_has_positive_term(operand) for operand in node.operands)
-
-
-def iter_terms(node: Node) -> Iterable[Term]:
-    """Every leaf term of a syntax tree."""
-    if isinstance(node, Term):
-        yield node
-    elif isinstance(node, Not):
-        yield from iter_terms(node.operand)
-    elif isinstance(node, Near):
-        yield from iter_terms(node.left)
-        yield from iter_terms(node.right)
-    else:
-        for operand in node.operands:
-            yield from iter_terms(operand)
-
-
-def _positive_terms(node: Node) -> Iterable[Term]:
-    """Terms whose presence can make the query true (not under a NOT)."""
-    if isinstance(node, Term):
-        yield node
-    elif isinstance(node, Near):
-        yield from iter_terms(node)
-    elif isinstance(node, And | Or):
-        for operand in node.operands:
-            yield from _positive_terms(operand)
-
 
 # --------------------------------------------------------------------------------------------
 # Brand rules file
@@ -494,7 +169,7 @@ class BrandMatcher:
             for tree in trees:
                 for term in iter_terms(tree):
                     self._term_ids.setdefault(term, len(self._term_ids))
-            for term in _positive_terms(rule.parsed):
+            for term in positive_terms(rule.parsed):
                 triggered = self._triggers.setdefault(self._term_ids[term], [])
                 if not triggered or triggered[-1] != rule_index:
                     triggered.append(rule_index)

@@ -1,8 +1,9 @@
 """Crisis stage core: scored mentions in, alert events out, per brand, with restartable state.
 
-One :class:`BrandMonitor` per brand chains the pieces of :mod:`pipeline.stages.spikes` and
-:mod:`pipeline.stages.alerts`: event-time windows (:class:`~pipeline.stages.spikes.BrandWindows`)
-count the brand's mentions and negative mentions; each closed window updates three
+One :class:`BrandMonitor` per brand chains the pieces of :mod:`pipeline.stages.brand_windows`,
+:mod:`pipeline.stages.spikes` and :mod:`pipeline.stages.alerts`: event-time windows
+(:class:`~pipeline.stages.brand_windows.BrandWindows`) count the brand's mentions and negative
+mentions; each closed window updates three
 :class:`~pipeline.stages.spikes.SpikeDetector` series (volume, negative volume and negative
 share, the share fed in percent so the detector's count transform sees 0-100 rather than
 0-1); the :class:`~pipeline.stages.alerts.lifecycle.BrandIncidents` lifecycle turns the
@@ -41,7 +42,8 @@ from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.alerts.terms import is_negative
-from pipeline.stages.spikes import Baseline, BrandWindows, SpikeConfig, SpikeDetector
+from pipeline.stages.brand_windows import BrandWindows
+from pipeline.stages.spikes import Baseline, SpikeConfig, SpikeDetector
 
 _STATE_VERSION = 1
 # the negative-share detector sees percent: its transform models counts, and 0-1 would sit

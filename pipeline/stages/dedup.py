@@ -1,19 +1,12 @@
 """Dedup stage core: exact and near-duplicate mentions, in bounded, windowed state.
 
-Matching text: :func:`normalise_for_matching` drops a retweet prefix, @handles, URLs (so
-tracking parameters do not matter), emoji and punctuation, and folds case and accents. The
-original text is never touched.
-
-- **Exact copies** share the fingerprint (BLAKE2b, 8 bytes) of the matching text.
-- **Near copies** (a word changed, hashtags appended, clauses reordered): MinHash over
-  character 4-grams of the matching text, 64 permutations in 16 LSH bands of 4 rows; a
-  candidate from a shared band is accepted when the estimated Jaccard similarity is at least
-  ``near_threshold`` (0.65, from the benchmark's sweep). The 4-grams of a whole batch are
-  hashed at once with NumPy and handed to ``rensa`` (Rust MinHash) as one flat buffer, so no
-  Python object is built per 4-gram: at the same quality, the fastest of rensa fed Python
-  4-gram lists, a pure NumPy MinHash and ``datasketch``; a NumPy SimHash is fast too, but at
-  the bit agreement that keeps hard negatives out it finds far fewer one-word edits
-  (``benchmarks/README.md``, Dedup). Texts shorter than ``min_near_chars`` only match exactly.
+- **Exact copies** share the fingerprint of their matching text
+  (:mod:`pipeline.stages.dedup_text`: no RT prefix, handles, URLs, emoji or punctuation,
+  case and accents folded).
+- **Near copies** (a word changed, hashtags appended, clauses reordered) share an LSH band
+  of their MinHash signatures (:mod:`pipeline.stages.dedup_minhash`), and a candidate is
+  accepted when the estimated Jaccard similarity is at least ``near_threshold`` (0.65, from
+  the benchmark's sweep). Texts shorter than ``min_near_chars`` only match exactly.
 
 State lives in injected ``MutableMapping`` stores with str keys and JSON-ready values, so the
 agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
@@ -42,194 +35,36 @@ is bounded by one window of conversations plus one redelivery window of mention 
 the stores durable as a journal of per-batch changes (:mod:`pipeline.stages.dedup_journal`).
 
 Copies meet on one partition by :mod:`pipeline.stages.routing`'s keys, which use
-:func:`normalise_for_matching` too.
+:func:`~pipeline.stages.dedup_text.normalise_for_matching` too.
 """
 
 from __future__ import annotations
 
-import base64
-import functools
-import hashlib
-import re
 from collections.abc import Mapping, MutableMapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
-import msgspec
 import numpy as np
-import numpy.typing as npt
-from rensa import RMinHash
 
-from pipeline.event_time import epoch_seconds, parse_event_time
-from pipeline.stages.brands import fold
+from pipeline.event_time import parse_event_time
+from pipeline.stages.dedup_minhash import (
+    Signatures,
+    band_keys,
+    decode_signature,
+    encode_signature,
+    signatures,
+    similarity,
+)
+from pipeline.stages.dedup_text import matching_and_fingerprint
 
 DuplicateKind = Literal["unique", "exact", "near"]
-Signatures = npt.NDArray[np.uint32]
-
-_RETWEET = re.compile(r"^\s*RT\s+@\w+\s*:?\s*", re.IGNORECASE)
-_URL_OR_HANDLE = re.compile(r"(?:https?://|www\.)\S+|@\w+")
-_WORDS = re.compile(r"\w+")
-
-NUM_PERM = 64
-BANDS = 16
-ROWS = NUM_PERM // BANDS
-SEED = 1729
-SHINGLE = 4
 # chosen on the benchmark's threshold sweep (XLM-T train + val): one-word edits vs precision
 NEAR_THRESHOLD = 0.65
-# texts whose matching form is kept (process-wide; ~0.5 kB each for a tweet-sized text)
-MATCHING_CACHE_SIZE = 50_000
-
-# odd 64-bit constants (golden ratio and splitmix64's) for multiply-xor mixing
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-def normalise_for_matching(text: str) -> str:
-    """The text two copies have in common: no RT prefix, handles, URLs, emoji or punctuation.
-
-    >>> normalise_for_matching("RT @ana: ¡Acme CAÍDO otra vez!!! 😡 https://t.co/x?utm=1")
-    'acme caido otra vez'
-    """
-    return _words_of(_without_copy_marks(text))
-
-
-def _without_copy_marks(text: str) -> str:
-    """The first step of :func:`normalise_for_matching`: RT prefix, handles and URLs gone."""
-    return _URL_OR_HANDLE.sub(" ", _RETWEET.sub("", text))
-
-
-def _words_of(text: str) -> str:
-    """The rest of :func:`normalise_for_matching`: folded words, single-spaced."""
-    return " ".join(_WORDS.findall(fold(text)))
-
-
-def fingerprint(matching_text: str) -> str:
-    """Exact-copy key of a normalised text (16 hex digits)."""
-    return hashlib.blake2b(matching_text.encode(), digest_size=8).hexdigest()
-
-
-@functools.lru_cache(maxsize=MATCHING_CACHE_SIZE)
-def matching_and_fingerprint(text: str) -> tuple[str, str]:
-    """The matching text of a mention's text and its fingerprint, cached by the text.
-
-    One post retweeted by many reads the same, so most of a firehose is texts seen moments
-    ago; normalising costs ~7 us, a cache hit well under one. A new text whose copy marks
-    (RT prefix, handles, URLs) were all that set it apart is a second, cheaper hit.
-    """
-    return _matching_without_copy_marks(_without_copy_marks(text))
-
-
-@functools.lru_cache(maxsize=MATCHING_CACHE_SIZE)
-def _matching_without_copy_marks(text: str) -> tuple[str, str]:
-    """:func:`matching_and_fingerprint` of a text without its copy marks, cached by it.
-
-    Other authors' retweets of one post and its links with other tracking codes differ
-    only in those marks: among 100k firehose mentions, 22.7k distinct texts and 8.8k
-    without their marks. Blanking them is ~4 us of the ~11 us a new text costs here; the
-    words, the folding and the hash are the rest.
-    """
-    matching = _words_of(text)
-    return matching, fingerprint(matching)
-
-
-def _finalise(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    # splitmix64's finaliser: every input bit flips about half of the output bits
-    values = values ^ (values >> np.uint64(30))
-    values = values * _MIX1
-    values = values ^ (values >> np.uint64(27))
-    values = values * _MIX2
-    return values ^ (values >> np.uint64(31))
-
-
-def shingle_hashes(
-    matching_texts: Sequence[str],
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """64-bit hashes of the character 4-grams of each text, as one flat array and row offsets.
-
-    Row ``i`` is ``hashes[offsets[i]:offsets[i + 1]]``; a non-empty text shorter than four
-    characters is one (NUL-padded) gram, an empty text has none. The hashes are arithmetic on
-    code points, so every process (whatever its ``PYTHONHASHSEED``) gets the same ones.
-    """
-    padded_texts = [
-        text.ljust(SHINGLE, "\0") if 0 < len(text) < SHINGLE else text for text in matching_texts
-    ]
-    lengths = np.fromiter((len(text) for text in padded_texts), dtype=np.int64,
-                          count=len(padded_texts))
-    points = np.frombuffer("".join(padded_texts).encode("utf-32-le"), dtype=np.uint32)
-    total = len(points)
-    # padding keeps the grams that start in a text's last three characters in bounds; those
-    # grams run into the next text and are dropped below
-    extended = np.concatenate([points, np.zeros(SHINGLE - 1, dtype=np.uint32)]).astype(np.uint64)
-    mixed = extended[:total].copy()
-    for shift in range(1, SHINGLE):
-        mixed = (mixed * _GOLDEN) ^ extended[shift: shift + total]
-    counts = np.maximum(lengths - (SHINGLE - 1), 0)
-    text_starts = np.cumsum(lengths) - lengths
-    row_starts = np.cumsum(counts) - counts
-    # position of every kept gram: its text's start plus its rank within the text
-    keep = np.repeat(text_starts - row_starts, counts) + np.arange(int(counts.sum()))
-    hashes = _finalise(mixed[keep])
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint64)
-    return hashes, offsets
-
-
-def signatures(matching_texts: Sequence[str]) -> Signatures:
-    """MinHash signatures (one row of ``NUM_PERM`` uint32 per text) of normalised texts.
-
-    The same in every process; an empty text gets a row of 0xFFFFFFFF (it matches nothing,
-    see ``min_near_chars``).
-    """
-    if not matching_texts:
-        return np.zeros((0, NUM_PERM), dtype=np.uint32)
-    hashes, offsets = shingle_hashes(matching_texts)
-    matrix = RMinHash.digest_matrix_from_flat_token_hashes(hashes, offsets, NUM_PERM, SEED)
-    return np.array(matrix.to_rows(), dtype=np.uint32)
-
-
-def signature(matching_text: str) -> list[int]:
-    """MinHash signature (``NUM_PERM`` values) of one normalised text."""
-    return [int(value) for value in signatures([matching_text])[0]]
-
-
-def similarity(left: Sequence[int] | Signatures, right: Sequence[int] | Signatures) -> float:
-    """Estimated Jaccard similarity of two signatures."""
-    return float(np.count_nonzero(np.asarray(left) == np.asarray(right))) / NUM_PERM
-
-
-def band_keys(rows: Signatures) -> npt.NDArray[np.uint64]:
-    """LSH band keys (``BANDS`` per signature row); the band number is mixed into the key."""
-    grouped = rows.reshape(len(rows), BANDS, ROWS).astype(np.uint64)
-    keys = grouped[:, :, 0]
-    for row in range(1, ROWS):
-        keys = (keys * _GOLDEN) ^ grouped[:, :, row]
-    keys = keys ^ (np.arange(BANDS, dtype=np.uint64) << np.uint64(56))
-    return _finalise(keys)
-
-
-def band_keys_of(sig: Sequence[int] | Signatures) -> list[int]:
-    """The LSH band keys of one signature."""
-    row = np.asarray(sig, dtype=np.uint32).reshape(1, NUM_PERM)
-    return [int(key) for key in band_keys(row)[0]]
-
-
-def encode_signature(sig: Signatures) -> str:
-    """Store form of a signature: base64 of its values as big-endian uint32 (344 characters)."""
-    return base64.b64encode(sig.astype(">u4").tobytes()).decode("ascii")
-
-
-def decode_signature(stored: str | Sequence[int]) -> Signatures:
-    """A signature back from its store form (base64; hex or a list of ints in older entries)."""
-    if isinstance(stored, str):
-        raw = bytes.fromhex(stored) if len(stored) == 8 * NUM_PERM else base64.b64decode(stored)
-        return np.frombuffer(raw, dtype=">u4").astype(np.uint32)
-    return np.asarray(stored, dtype=np.uint32)
 
 
 # DedupInput and DedupVerdict are NamedTuples, not frozen dataclasses: two are built per
-# mention, and a frozen dataclass's __init__ (object.__setattr__ per field) cost ~1.1 us
-# here against ~0.4 us for a NamedTuple, just as immutable.
+# mention, and a frozen dataclass's __init__ (object.__setattr__ per field) is slower than a
+# NamedTuple's, which is just as immutable (measured: see benchmarks/README.md).
 class DedupInput(NamedTuple):
     """What the dedup stage needs of a mention: ``seen_at`` is its event time, Unix seconds."""
 
@@ -285,100 +120,6 @@ def mark_duplicates(
     for mention, verdict in zip(mentions, verdicts, strict=True):
         apply_verdict(mention, verdict)
     return verdicts, max(times, default=None)
-
-
-class _RoutedFields(msgspec.Struct, gc=False):
-    """What dedup reads of a routed mention; the verdict keys only to see that none is there."""
-
-    id: str
-    text: str
-    created_at: str
-    ingested_at: float | None = None
-    duplicate_of: Any = msgspec.UNSET
-    duplicate_kind: Any = msgspec.UNSET
-    copy_count: Any = msgspec.UNSET
-    duplicate_similarity: Any = msgspec.UNSET
-
-
-_ROUTED_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
-# the whole array in one call: decoding item by item cost 1.5 us per mention here, 0.65 this way
-_ROUTED_FIELDS = msgspec.json.Decoder(list[_RoutedFields])
-
-
-class _VerdictKeys(msgspec.Struct, gc=False, omit_defaults=True):
-    """The keys :func:`verdict_keys` makes, in its order (no similarity for a first copy)."""
-
-    duplicate_of: str | None
-    duplicate_kind: DuplicateKind
-    copy_count: int
-    duplicate_similarity: float | None = None
-
-
-_VERDICT_KEYS_ENCODER = msgspec.json.Encoder()
-_COMMA = ord(",")
-
-
-class EncodedVerdicts(NamedTuple):
-    """A micro-batch marked by :func:`mark_encoded_duplicates`, each mention still encoded."""
-
-    verdicts: list[DedupVerdict]
-    newest: datetime | None
-    mention_ids: list[str]
-    # each mention's JSON object with its verdict's keys appended, as apply_verdict would
-    encoded: list[bytearray]
-    ingested_at: list[float | None]
-    # each mention's event time, Unix seconds
-    event_times: npt.NDArray[np.float64]
-
-
-def mark_encoded_duplicates(
-    deduplicator: Deduplicator, micro_batch: bytes,
-) -> EncodedVerdicts | None:
-    """:func:`mark_duplicates` on an encoded micro-batch, without decoding the mentions whole.
-
-    Only ``id``, ``text``, ``created_at`` and ``ingested_at`` of each mention are decoded; the
-    verdict is appended to the mention's own bytes. A mention decoded whole is ~30 Python
-    objects, and decoding it was the largest part of the dedup hop's own cost (measured:
-    see benchmarks/README.md). None, with the deduplicator untouched, when the batch is
-    not in the usual shape (not a JSON array of objects, a field of another type, an
-    unreadable time, verdict keys already there): the caller then decodes it whole, sets
-    the mentions whose time does not read aside, and calls :func:`mark_duplicates`.
-    """
-    try:
-        items = _ROUTED_ITEMS.decode(micro_batch)
-        fields = _ROUTED_FIELDS.decode(micro_batch)
-    except msgspec.MsgspecError:
-        return None
-    event_times = epoch_seconds([item.created_at for item in fields])
-    if np.isnan(event_times).any():
-        return None
-    unset = msgspec.UNSET
-    for item in fields:
-        if not (item.duplicate_of is item.duplicate_kind is item.copy_count
-                is item.duplicate_similarity is unset):
-            return None
-    verdicts = deduplicator.check([
-        DedupInput(item.id, item.text, seen_at)
-        for item, seen_at in zip(fields, event_times.tolist(), strict=True)
-    ])
-    encoded = []
-    encode_into = _VERDICT_KEYS_ENCODER.encode_into
-    for raw_item, verdict in zip(items, verdicts, strict=True):
-        # The verdict's keys go over the object's closing brace (msgspec's Raw ends there):
-        # encoded from a struct (0.7 us here, against 1.1 us for verdict_keys' dict and
-        # orjson; both write a float's shortest round-trip form) straight into a copy of the
-        # mention's bytes, whose "{" then becomes the comma. Slicing and joining bytes
-        # instead made four more copies: 0.3-0.5 us a mention more.
-        encoded_mention = bytearray(raw_item)
-        end = len(encoded_mention) - 1
-        encode_into(_VerdictKeys(*verdict), encoded_mention, end)
-        encoded_mention[end] = _COMMA
-        encoded.append(encoded_mention)
-    newest = datetime.fromtimestamp(event_times.max(), UTC) if event_times.size else None
-    return EncodedVerdicts(
-        verdicts, newest, [item.id for item in fields], encoded,
-        [item.ingested_at for item in fields], event_times,
-    )
 
 
 class Deduplicator:

@@ -60,8 +60,8 @@ class RecordingStore(MutableMapping[str, Any]):
         self.written: set[str] = set()
         # The core's hot path calls get(), several times per mention. Mapping's get goes
         # through __getitem__ and an exception per miss, and a method of ours that calls the
-        # dict's is still a Python frame per call: 83-92 ns against 50-71 ns for the dict's
-        # own bound method (timeit, hits and misses alike).
+        # dict's is still a Python frame per call, slower than the dict's own bound method
+        # (timeit, hits and misses alike; measured: see benchmarks/README.md).
         self.get = self.data.get  # type: ignore[method-assign]  # same signature, a C call
 
     def __getitem__(self, key: str) -> Any:

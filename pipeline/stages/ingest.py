@@ -10,9 +10,8 @@ over bytes, with no per-record framework overhead::
 
 The ingest service calls :meth:`Ingestor.process_encoded` instead: the same work, each
 mention handed over already encoded (its wire form), so that a raw record in the usual
-shape goes from bytes to bytes without ever being a dict (~10 us of ~24 per mention saved
-here, benchmarks/README.md); :meth:`Ingestor.process` is that path with each mention
-decoded back.
+shape goes from bytes to bytes without ever being a dict (measured: see
+benchmarks/README.md); :meth:`Ingestor.process` is that path with each mention decoded back.
 """
 
 from __future__ import annotations
@@ -25,17 +24,16 @@ import orjson
 
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
-from pipeline.schema import (
-    InvalidMention,
+from pipeline.schema import InvalidMention, decode_record
+from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.language import build_language_detector
+from pipeline.usual_mention import (
     UsualMention,
     append_members,
-    decode_record,
     decode_usual,
     encode_usual_mention,
     ingest_members,
 )
-from pipeline.stages.brands import BrandMatcher, load_brand_rules
-from pipeline.stages.language import build_language_detector
 
 
 class LanguageGuessLike(Protocol):
@@ -60,7 +58,7 @@ class _Tags(NamedTuple):
     # (code, score), or None when detection is off
     guess: tuple[str, float] | None
     brands: tuple[str, ...]
-    # the same as JSON object members (schema.ingest_members), for mentions tagged as bytes
+    # the same as JSON object members (usual_mention.ingest_members), for mentions tagged as bytes
     members: bytes
 
 
@@ -147,8 +145,8 @@ class Ingestor:
         """Each text's language guess ((code, score); None when detection is off) and brands.
 
         Both are pure functions of the text, so a text seen lately is one lookup: a firehose
-        is mostly retweets, and the two stages' own caches cost ~1.8 us per repeated text
-        here (two lookups, a key tuple, rounding) against ~0.3 us for this one.
+        is mostly retweets, and the two stages' own caches cost more than this one per
+        repeated text (two lookups, a key tuple, rounding; measured: see benchmarks/README.md).
         """
         known = self._tags_by_text
         # the batch's own answers: remembering its new texts may evict texts it looked up
@@ -184,8 +182,8 @@ class Ingestor:
 
         A retweet whose prefix changes no verdict (:meth:`BrandMatcher.retweeted`) takes the
         brands of the text it copies when that text is known, in the same language: on the
-        firehose half of the new texts are retweets of a text seen before (100k mentions:
-        11.2k of 22.7k distinct texts), and a match costs several times the check.
+        firehose many new texts are retweets of a text seen before (measured: see
+        benchmarks/README.md), and a match costs several times the check.
         """
         lang = _query_language(guess)
         copied = self.matcher.retweeted(text)
@@ -213,14 +211,14 @@ class Ingestor:
         """Validate, tag and encode one batch; ``ingested_at`` is stamped on every mention.
 
         A raw record in the usual shape is decoded and validated in C
-        (:func:`~pipeline.schema.decode_usual`); when it spells out every key it already is
-        the wire form, and its tags are appended to its own bytes, else it is encoded again
-        in C. Any other record takes :func:`~pipeline.schema.decode_record`, which
-        normalises it or rejects it.
+        (:func:`~pipeline.usual_mention.decode_usual`); when it spells out every key it
+        already is the wire form, and its tags are appended to its own bytes, else it is
+        encoded again in C. Any other record takes :func:`~pipeline.schema.decode_record`,
+        which normalises it or rejects it.
         """
         outcome = EncodedOutcome()
         # per valid mention: its raw record when that already is its wire form (see
-        # schema.decode_usual), else the typed mention or the normalised record
+        # usual_mention.decode_usual), else the typed mention or the normalised record
         decoded: list[bytes | UsualMention | dict[str, Any]] = []
         texts: list[str] = []
         created_at: list[str] = []
@@ -248,7 +246,7 @@ class Ingestor:
                 texts, created_at, decoded, self._tags(texts), strict=True):
             if isinstance(item, bytes):
                 # most of a firehose: its bytes with the text's tags and the batch's time,
-                # no encoding (~1.5 us a mention here)
+                # no encoding
                 encoded = append_members(item, tags.members, closing)
             elif isinstance(item, dict):
                 _tag_record(item, tags.guess, list(tags.brands), ingested_at)

@@ -18,16 +18,14 @@ measurement (``benchmarks/language.py``, numbers in ``benchmarks/results/languag
    ``minimum_score``, is ``und``, never a guess;
 5. the guess is a pure function of the cleaned text, and a retweet or copy-paste cleans to
    the text it copies, so guesses are kept for the last ``cache_size`` cleaned texts: a copy
-   costs the cleaning and a lookup (on the synthetic firehose 1.9k distinct cleaned texts
-   among 19k mentions; on XLM-T, almost no repeats: there it changes nothing). Most of the
-   cleaning is skipped too: guesses are also kept by the text with only its noise (RT,
-   handles, links) blanked, the first and cheap step of the cleaning, which is all that
-   tells most copies apart (on 100k firehose mentions, 22.7k distinct texts, 11.1k
-   distinct without their noise, 4.5k cleaned).
+   costs the cleaning and a lookup (the synthetic firehose repeats most cleaned texts;
+   XLM-T almost none, so there it changes nothing). Most of the cleaning is skipped too:
+   guesses are also kept by the text with only its noise (RT, handles, links) blanked, the
+   first and cheap step of the cleaning, which is all that tells most copies apart.
 
-The defaults keep the whole above 20k mentions/s per CPU second on the 2-core dev box
-(23k measured); sending more texts to the vote (``confident=0.8``, py3langid voting too)
-buys 0.8 points of macro accuracy on XLM-T at 3/4 of the speed (both in the benchmark).
+The defaults meet the speed target per CPU core (benchmarks/README.md, Language ID); sending
+more texts to the vote (``confident=0.8``, py3langid voting too) buys a little macro accuracy
+on XLM-T but falls below that target.
 
 >>> detector = LanguageDetector(["es", "en", "pt", "fr"])
 >>> detector.detect("Llevo tres horas sin internet, vergüenza de servicio").lang
@@ -57,23 +55,23 @@ SECOND_OPINIONS: tuple[str, ...] = ("lingua", "py3langid")
 
 # one pass for what is never language: a leading RT, URLs (XLM-T and other scrapes leave a
 # bare "http" where the link was), @handles, HTML entities
-# (the lookahead lets the engine skip most positions: half the time of the bare alternation)
+# (the lookahead lets the engine skip most positions of a text)
 _NOISE = re.compile(
     r"(?=[rhw@&])(?:^RT\b|\bhttps?\S*|www\.\S+|@\w+|&(?:amp|lt|gt|quot|#\d+);)",
     re.IGNORECASE,
 )
 # any character but whitespace: repeated symbols and digits are removed next anyway (a
-# letter class costs 2.5x the time), and runs of spaces are left to the final split. Blanking
-# the noise leaves runs of three spaces in most retweets ("RT @ana: "), and every match costs
-# a Python-level template expansion: 4.6 -> 3.6 us per distinct firehose text.
+# letter class is slower), and runs of spaces are left to the final split. Blanking the noise
+# leaves runs of three spaces in most retweets ("RT @ana: "), and every match costs a
+# Python-level template expansion (measured: see benchmarks/README.md).
 _REPEATS = re.compile(r"(\S)\1\1+")
 # neither a letter, a mark, an apostrophe nor a space: digits, emoji, symbols, '#' marks
 _NOT_LETTERS = re.compile(r"[^\w\s'\u2019]+|[\d_]+")
 _APOSTROPHES = ("'", "\u2019")
 # What _NOT_LETTERS and the split after it do to ASCII text, byte-wise: a letter or an
 # apostrophe stays, anything else becomes a space (the split then drops the spaces). The
-# Unicode character class took ~4 us of the ~9 us cleaning of a firehose text here; with the
-# translation for ASCII texts, the cleaning averages 8.0 us (12.5 -> 10.2 on XLM-T tweets).
+# Unicode character class was most of the cleaning's cost (measured: see
+# benchmarks/README.md).
 _ASCII_LANGUAGE_BYTES = bytes(
     byte if chr(byte) in string.ascii_letters + "'" else ord(" ") for byte in range(256)
 )
@@ -116,8 +114,8 @@ def _word_set(words: str) -> frozenset[str]:
 # Hindi on social media is mostly romanised ("kya hua, nahi pata"). Words picked from the
 # XLM-T Hindi train split (frequent there, at most twice in the other seven languages' train
 # tweets), names, places and hashtags left out; the rule below was chosen on train and
-# checked on val (the shipped detector: 0.506 of val Hindi tweets, where about half are
-# English; 1 of the 2,268 other val tweets answered hi).
+# checked on val (results in benchmarks/README.md, Language ID; about half of XLM-T's Hindi
+# tweets are English).
 # WEAK words are also words, or frequent short forms, of es/pt/it/en/de.
 ROMANISED_HINDI_STRONG = _word_set("""
     hai hain nahi nahin nhi kya bhi aur mein hum aap yeh kuch bahut kaise kyun kyon kyu kyonki
@@ -243,7 +241,7 @@ class LanguageDetector:
         if len(known) < 2:  # lingua refuses to build for fewer than two languages
             return None
         # trigram-only mode: it only sees the texts fastText is unsure of; the full mode
-        # costs 3x the time and 150 MB more for no measured gain in the vote
+        # costs much more time and memory for no measured gain in the vote
         lingua = (
             LanguageDetectorBuilder.from_iso_codes_639_1(*known).with_low_accuracy_mode().build()
         )
@@ -329,7 +327,7 @@ class LanguageDetector:
         return self.detect_batch([text])[0]
 
     def warm_up(self) -> None:
-        """Load every model now (lingua loads its n-gram tables lazily, ~1 s on first use)."""
+        """Load every model now (lingua loads its n-gram tables lazily, slowly, on first use)."""
         self._first_pass("warm up")
         for name in self.second_opinions:
             opinion = self._py3langid if name == "py3langid" else self._lingua

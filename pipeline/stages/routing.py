@@ -8,7 +8,7 @@ place that says which, for the stages that write a topic and those that read it:
   so they always meet. A hot brand (one brand may be most of the firehose) would then load
   one partition, so a brand listed in ``hot_brands`` is split into that many sub-keys by a
   content bucket: one MinHash value of the words of the matching text
-  (:func:`~pipeline.stages.dedup.normalise_for_matching`), which two texts with word-set
+  (:func:`~pipeline.stages.dedup_text.normalise_for_matching`), which two texts with word-set
   Jaccard similarity J share with probability J (exact copies always). Near copies of a hot
   brand meet with probability about ``J + (1 - J) / spread``, so near-copy recall is lost
   only there; cold brands keep all of it. Mentions without a brand are keyed by the content
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
-from pipeline.stages.dedup import normalise_for_matching
+from pipeline.stages.dedup_text import normalise_for_matching
 from pipeline.transport.topics import join_batches, partition_for
 
 if TYPE_CHECKING:  # only its shape: the crisis worker needs the keys, not the ingest core

@@ -34,7 +34,7 @@ import orjson
 from pipeline.caching import BoundedCache
 from pipeline.event_time import epoch_seconds
 from pipeline.stages.alerts.terms import mention_terms
-from pipeline.stages.brands import fold
+from pipeline.text import fold
 
 SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
 # Letters and digits of any script. ClickHouse's tokens (hasToken, tokenbf_v1) are runs of

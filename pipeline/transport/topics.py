@@ -2,10 +2,11 @@
 
 The raw topic carries one mention per record, as upstream sources send it. Internal topics
 carry *micro-batches*: one record is a JSON array of enriched mentions that all belong to the
-same partition. A Faust hop costs a fixed amount per record (DESIGN.md: ~7k records/s), so
-batching inside the hop moves the ceiling of every internal hop from records/s to
-mentions/s. Producers compute the partition themselves (:func:`partition_for`) so that every
-mention in a batch shares the key-derived partition the stateful stage downstream needs.
+same partition. A Faust hop costs a fixed amount per record (measured: see
+benchmarks/README.md, Pipeline), so batching inside the hop moves the ceiling of every
+internal hop from records per second to mentions per second. Producers compute the partition
+themselves (:func:`partition_for`) so that every mention in a batch shares the key-derived
+partition the stateful stage downstream needs.
 """
 
 from __future__ import annotations

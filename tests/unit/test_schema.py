@@ -6,11 +6,13 @@ import pytest
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.schema import (
     InvalidMention,
-    UsualMention,
-    append_members,
     dead_letter_record,
     decode_mention,
     decode_record,
+)
+from pipeline.usual_mention import (
+    UsualMention,
+    append_members,
     decode_usual,
     encode_usual_mention,
     ingest_members,

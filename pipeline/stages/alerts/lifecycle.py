@@ -62,8 +62,9 @@ from pipeline.stages.alerts.record import (
     ContextSummary,
     Severity,
 )
-from pipeline.stages.brands import tokenize
-from pipeline.stages.spikes import Baseline, ClosedWindow
+from pipeline.stages.brand_windows import ClosedWindow
+from pipeline.stages.spikes import Baseline
+from pipeline.text import tokenize
 
 _STATE_VERSION = 1
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from pipeline.stages.brands import tokenize
+from pipeline.text import tokenize
 
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 # French and Italian elisions ("l'appareil", "dell'app") would otherwise be separate terms

@@ -3,17 +3,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import PACKAGE_DATA
+from pipeline.stages.brand_query import QuerySyntaxError, parse_query
 from pipeline.stages.brands import (
-    _TOKEN,
     BrandMatcher,
     BrandRulesError,
-    QuerySyntaxError,
     brand_rules_from_dicts,
-    fold,
     load_brand_rules,
-    parse_query,
-    tokenize,
 )
+from pipeline.text import _TOKEN, fold, tokenize
 
 
 def matcher(*queries: str, **extra: object) -> BrandMatcher:

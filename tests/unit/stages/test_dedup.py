@@ -18,16 +18,17 @@ from pipeline.stages.dedup import (
     DedupInput,
     Deduplicator,
     apply_verdict,
+    mark_duplicates,
+)
+from pipeline.stages.dedup_encoded import mark_encoded_duplicates
+from pipeline.stages.dedup_minhash import (
     decode_signature,
     encode_signature,
-    fingerprint,
-    mark_duplicates,
-    mark_encoded_duplicates,
-    normalise_for_matching,
     shingle_hashes,
     signature,
     signatures,
 )
+from pipeline.stages.dedup_text import fingerprint, normalise_for_matching
 from pipeline.transport.topics import encode_batch, join_batches
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
@@ -228,7 +229,8 @@ def test_apply_verdict_marks_the_record() -> None:
 
 def test_signatures_and_routing_are_the_same_in_every_process() -> None:
     code = (
-        "from pipeline.stages.dedup import normalise_for_matching, signature;"
+        "from pipeline.stages.dedup_minhash import signature;"
+        "from pipeline.stages.dedup_text import normalise_for_matching;"
         "from pipeline.stages.routing import routing_key;"
         f"print(signature(normalise_for_matching({TWEET!r}))[:4], routing_key({TWEET!r}))"
     )

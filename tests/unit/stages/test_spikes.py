@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.stages.brand_windows import BrandWindows
 from pipeline.stages.spikes import (
-    BrandWindows,
     GateConfig,
     SpikeDetector,
     SpikeGate,

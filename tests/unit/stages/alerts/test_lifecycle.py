@@ -7,7 +7,8 @@ import pytest
 
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, VOLUME_SPIKE, Severity
-from pipeline.stages.spikes import Baseline, ClosedWindow
+from pipeline.stages.brand_windows import ClosedWindow
+from pipeline.stages.spikes import Baseline
 from tests.unit.stages.alerts.conftest import BRAND, START, STEP, calm, crisis, mention, run, window
 
 
