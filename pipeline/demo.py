@@ -273,9 +273,7 @@ def run_demo(options: DemoOptions) -> int:
     settings = load_settings(
         broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
         store_url=options.store_url or f"chdb://{workdir / 'store'}",
-        # chosen here (0 too), so that the address printed is the one served
-        desk_port=(options.desk_port if options.desk_port and port_is_free(options.desk_port)
-                   else free_port()),
+        desk_port=desk_port_for(options.desk_port),
         **overrides,
     )
     login = DemoLogin.create(workdir)
@@ -300,12 +298,7 @@ def run_demo(options: DemoOptions) -> int:
                 return 1
         print(f"stages: {', '.join(settings.stages)}, store; logs in {workdir}", flush=True)
         start = datetime.now(UTC) - HISTORY
-        desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
-        print(f"desk (console, JSON API): {desk_url}/ reading the store at "
-              f"{settings.store_url}\n  the demo's event time in the console: "
-              f"{console_url(desk_url, start, start + demo_horizon(options))}\n"
-              f"  log in as {login.user} with password {login.password} (new each run)",
-              flush=True)
+        print_desk(settings, login, start, options)
         crisis = None
         print(f"event time runs {options.time_scale:.0f}x the wall clock from "
               f"{start:%Y-%m-%d %H:%M} UTC: the detectors' one-day warm-up takes "
@@ -332,11 +325,29 @@ def run_demo(options: DemoOptions) -> int:
             broker.stop()
 
 
+def print_desk(settings: Settings, login: DemoLogin, start: datetime,
+               options: DemoOptions) -> None:
+    """Where the console is, a link over the demo's event time, and the run's login."""
+    desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
+    print(f"desk (console, JSON API): {desk_url}/ reading the store at {settings.store_url}\n"
+          f"  the demo's event time in the console: "
+          f"{console_url(desk_url, start, start + demo_horizon(options))}\n"
+          f"  log in as {login.user} with password {login.password} (new each run)", flush=True)
+
+
 def demo_horizon(options: DemoOptions) -> timedelta:
     """How much event time the demo covers: its duration, compressed (a month when endless)."""
     if not options.duration_s:
         return timedelta(days=30)
     return timedelta(seconds=options.duration_s * options.time_scale)
+
+
+def desk_port_for(port: int) -> int:
+    """``port`` if this process may listen on it, else a free one (0 gets one too).
+
+    Chosen here, so that the address the demo prints is the one the desk serves.
+    """
+    return port if port and port_is_free(port) else free_port()
 
 
 def port_is_free(port: int) -> bool:

@@ -83,18 +83,40 @@ def period_fields(console: Console, view: View) -> dict[str, Any]:
 
 def console_routes(console: Console) -> list[BaseRoute]:
     """Every page and fragment of the console."""
-    errors = functools.partial(page_errors, console)
+    return [*Pages(console).routes(), *Fragments(console).routes()]
 
-    @errors("overview")
-    async def overview(request: Request) -> Response:
+
+class Pages:
+    """The console's pages; each method is one route's endpoint."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def routes(self) -> list[BaseRoute]:
+        """The pages' routes, each answering its errors with a page."""
+        errors = functools.partial(page_errors, self.console)
+        return [
+            Route("/", errors("overview")(self.overview)),
+            Route("/mentions", errors("mentions")(self.mentions)),
+            Route("/voices", errors("voices")(self.voices)),
+            Route("/incidents", errors("incidents")(self.incidents)),
+            Route("/incidents/{incident_id:path}", errors("incidents")(self.incident)),
+            *(Route(path, errors(page)(self.coming(page, prefix)))
+              for path, page, prefix in COMING),
+        ]
+
+    async def overview(self, request: Request) -> Response:
+        """Resumen: each brand, the share of voice, open incidents, new negatives."""
+        console = self.console
         view = view_of(console, request)
         t, _ = console.reader(request)
         shown = await run_in_threadpool(views.overview, console, view, t)
         return console.render(request, "overview.html", page="overview",
                               **period_fields(console, view), **shown)
 
-    @errors("mentions")
-    async def mentions(request: Request) -> Response:
+    async def mentions(self, request: Request) -> Response:
+        """Menciones: the explorer's first page and its filters' choices."""
+        console = self.console
         view = view_of(console, request)
 
         def gather() -> dict[str, Any]:
@@ -107,19 +129,20 @@ def console_routes(console: Console) -> list[BaseRoute]:
                               export_query=urlencode(export), export_role=Role.COMMUNITY_MANAGER,
                               **period_fields(console, view), **shown)
 
-    @errors("voices")
-    async def voices(request: Request) -> Response:
+    async def voices(self, request: Request) -> Response:
+        """Voces: a brand's top voices (the first own brand unless one is asked for)."""
+        console = self.console
         view = view_of(console, request)
         own = console.own_brands() or console.brands
         brand = view.brand or (own[0].id if own else "")
         shown = await run_in_threadpool(views.voices, console, view, brand) if brand else {
             "voices": []}
         return console.render(request, "voices.html", page="voices", brand=brand,
-                              brands=console.brands,
-                              **period_fields(console, view), **shown)
+                              brands=console.brands, **period_fields(console, view), **shown)
 
-    @errors("incidents")
-    async def incidents(request: Request) -> Response:
+    async def incidents(self, request: Request) -> Response:
+        """Incidentes: the incidents the filters ask for."""
+        console = self.console
         view = view_of(console, request, INCIDENTS_PERIOD)
         status = request.query_params.get("status", "")
         listing = await run_in_threadpool(
@@ -129,8 +152,9 @@ def console_routes(console: Console) -> list[BaseRoute]:
                               status=status, brands=console.brands, list_query=list_query,
                               **period_fields(console, view))
 
-    @errors("incidents")
-    async def incident(request: Request) -> Response:
+    async def incident(self, request: Request) -> Response:
+        """An incident: its lifecycle, baseline, context and the chart around it."""
+        console = self.console
         view = view_of(console, request, INCIDENTS_PERIOD)
         t, fmt = console.reader(request)
         shown = await run_in_threadpool(views.incident_page, console,
@@ -142,29 +166,35 @@ def console_routes(console: Console) -> list[BaseRoute]:
         return console.render(request, "incident.html", page="incidents",
                               **period_fields(console, view), **shown)
 
-    def coming(page: str, prefix: str) -> Page:
+    def coming(self, page: str, prefix: str) -> Page:
+        """A page that later work fills, saying so."""
+
         async def endpoint(request: Request) -> Response:
-            view = view_of(console, request)
-            return console.render(request, "coming.html", page=page, prefix=prefix,
-                                  **period_fields(console, view))
+            view = view_of(self.console, request)
+            return self.console.render(request, "coming.html", page=page, prefix=prefix,
+                                       **period_fields(self.console, view))
 
-        return errors(page)(endpoint)
-
-    return [
-        Route("/", overview),
-        Route("/mentions", mentions),
-        Route("/voices", voices),
-        Route("/incidents", incidents),
-        Route("/incidents/{incident_id:path}", incident),
-        *(Route(path, coming(page, prefix)) for path, page, prefix in COMING),
-        *fragment_routes(console),
-    ]
+        return endpoint
 
 
-def fragment_routes(console: Console) -> list[BaseRoute]:
+class Fragments:
     """The pieces of pages that ``console.js`` fetches: more mentions, new ones, the status."""
 
-    async def more_mentions(request: Request) -> Response:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def routes(self) -> list[BaseRoute]:
+        """The fragments' routes (errors as plain text: the script keeps what it shows)."""
+        return [
+            Route("/fragments/incidents", fragment_errors(self.incidents)),
+            Route("/fragments/mentions", fragment_errors(self.mentions)),
+            Route("/fragments/negatives", fragment_errors(self.negatives)),
+            Route("/fragments/status", self.status),
+        ]
+
+    async def mentions(self, request: Request) -> Response:
+        """The next page of mentions (``cursor``) or the newer ones (``newer_than``)."""
+        console = self.console
         view = view_of(console, request)
         newer_than = request.query_params.get("newer_than", "")
         shown = await run_in_threadpool(functools.partial(
@@ -172,7 +202,9 @@ def fragment_routes(console: Console) -> list[BaseRoute]:
         return console.render(request, "fragments/mentions.html", brand_names=console.brand_names,
                               headers={"x-next-cursor": shown["next"] or ""}, **shown)
 
-    async def new_negatives(request: Request) -> Response:
+    async def negatives(self, request: Request) -> Response:
+        """The overview's newest negative mentions (from ``newer_than``)."""
+        console = self.console
         view = view_of(console, request)
         newer_than = request.query_params.get("newer_than", "")
         shown = await run_in_threadpool(
@@ -180,29 +212,25 @@ def fragment_routes(console: Console) -> list[BaseRoute]:
         return console.render(request, "fragments/mentions.html", mentions=shown,
                               brand_names=console.brand_names)
 
-    async def status(request: Request) -> Response:
+    async def status(self, request: Request) -> Response:
+        """The status line: how fresh the store is (or that it cannot be read)."""
         try:
-            shown = await run_in_threadpool(views.freshness, console)
+            shown = await run_in_threadpool(views.freshness, self.console)
         except (StoreUnavailable, StoreRejected) as error:
             log.warning("desk: status: %s", error)
             shown = {"reachable": False}
-        return console.render(request, "fragments/status.html", status=shown,
-                              now=console.clock())
+        return self.console.render(request, "fragments/status.html", status=shown,
+                                   now=self.console.clock())
 
-    async def incidents(request: Request) -> Response:
+    async def incidents(self, request: Request) -> Response:
+        """The incidents page's list, as its filters ask."""
+        console = self.console
         view = view_of(console, request, INCIDENTS_PERIOD)
         listing = await run_in_threadpool(
             console.incidents.listing,
             incident_params(view, request.query_params.get("status", "")), console.clock())
         return console.render(request, "fragments/incidents.html", listing=listing,
                               brand_names=console.brand_names)
-
-    return [
-        Route("/fragments/incidents", fragment_errors(incidents)),
-        Route("/fragments/mentions", fragment_errors(more_mentions)),
-        Route("/fragments/negatives", fragment_errors(new_negatives)),
-        Route("/fragments/status", status),
-    ]
 
 
 def fragment_errors(endpoint: Page) -> Page:
