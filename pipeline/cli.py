@@ -189,7 +189,7 @@ def cmd_spikes(args: argparse.Namespace) -> int:
 
 
 def cmd_store_load(args: argparse.Namespace) -> int:
-    """Load ``mentions process`` output into the store; print the mentions it added."""
+    """Load ``mentions process`` output and alerts into the store; print what it added."""
     from pipeline.offline import load_into_store
     from pipeline.store.client import ListeningStore
 
@@ -198,7 +198,8 @@ def cmd_store_load(args: argparse.Namespace) -> int:
     print(f"store: {store.location}", file=sys.stderr, flush=True)
     summary = load_into_store(settings, store, args.input, batch_size=args.batch_size)
     print(f"{summary.added} mentions added ({summary.lines} lines read, {summary.stored} "
-          f"stored in all, {summary.rejected} rejected)", flush=True)
+          f"stored in all, {summary.rejected} rejected); {summary.alerts_added} alerts added "
+          f"({summary.alerts_stored} stored in all)", flush=True)
     for line_number, reason in summary.rejects[:20]:
         print(f"  line {line_number}: {reason}", file=sys.stderr)
     return 0 if not summary.rejected else 1
@@ -342,9 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     store = commands.add_parser("store", help="the listening store: load a file, count")
     store_commands = store.add_subparsers(dest="store_command", required=True)
     load = store_commands.add_parser(
-        "load", help="load `mentions process` output (idempotent: a mention is kept once)",
+        "load", help="load `mentions process` output and crisis alerts (idempotent: a mention "
+        "or alert is kept once)",
     )
-    load.add_argument("--input", type=Path, required=True, help="JSONL of scored mentions")
+    load.add_argument("--input", type=Path, required=True,
+                      help="JSONL of scored mentions and/or alerts (a line with incident_id and "
+                      "idempotency_key is an alert, as on the alerts topic)")
     load.add_argument("--batch-size", type=int, default=20_000, help="rows per insert")
     _add_store_flags(load)
     load.set_defaults(handler=cmd_store_load)

@@ -7,8 +7,8 @@ second, mentions/s in and out and the consumer lag; alerts are printed in plain 
 fire. Each worker serves ``/metrics`` while it runs. The first worker also runs the store
 sink into an embedded listening store (in the demo's folder unless ``--store-url`` says
 otherwise) and serves the desk from it; at the end the demo checks that the store holds
-exactly the distinct mentions that reached ``mentions.scored``. Everything it started is
-stopped by pid at the end.
+exactly the distinct mentions that reached ``mentions.scored`` and the alert events that
+reached the alerts topic. Everything it started is stopped by pid at the end.
 
 Event time is compressed: the crisis detector learns each brand's normal level and daily
 rhythm for a day of event time before it may alert, so the firehose's ``created_at`` runs
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -50,6 +50,9 @@ from pipeline.transport.topics import (
     ensure_topics,
     uncommitted_by_partition,
 )
+
+if TYPE_CHECKING:
+    from pipeline.store.client import ListeningStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +316,11 @@ def run_demo(options: DemoOptions) -> int:
                   f"{crisis.start_after.total_seconds() / options.time_scale:.0f} s from now",
                   flush=True)
         scored_ids: set[str] = set()
-        code = _run_loop(settings, options, start, crisis, stop, scored_ids)
+        alert_keys: dict[str, set[str]] = {}
+        code = _run_loop(settings, options, start, crisis, stop, scored_ids, alert_keys)
         for process in workers:
             _stop(process)
-        return code if check_store(settings, scored_ids) else 1
+        return code if check_store(settings, scored_ids, alert_keys) else 1
     finally:
         signal.signal(signal.SIGINT, previous)
         for process in workers:
@@ -369,10 +373,12 @@ def store_worker_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def check_store(settings: Settings, scored_ids: set[str]) -> bool:
-    """True when the store holds exactly the distinct mentions seen on the scored topic.
+def check_store(settings: Settings, scored_ids: set[str],
+                alert_keys: dict[str, set[str]]) -> bool:
+    """True when the store holds exactly the mentions and alerts seen on their topics.
 
-    Run once the store's worker has stopped: an embedded store opens in one process at a time.
+    ``alert_keys``: the idempotency keys of each incident's alerts on the alerts topic. Run
+    once the store's worker has stopped: an embedded store opens in one process at a time.
     """
     from pipeline.store.client import ListeningStore, StoreUnavailable
 
@@ -381,8 +387,32 @@ def check_store(settings: Settings, scored_ids: set[str]) -> bool:
     except StoreUnavailable as error:
         print(f"store: not readable ({error})", flush=True)
         return False
-    stored = store.mention_ids()
-    store.close()
+    try:
+        mentions_kept = _check_stored_mentions(settings, store.mention_ids(), scored_ids)
+        alerts_kept = _check_stored_alerts(settings, store, alert_keys)
+    finally:
+        store.close()
+    return mentions_kept and alerts_kept
+
+
+def _check_stored_alerts(settings: Settings, store: ListeningStore,
+                         alert_keys: dict[str, set[str]]) -> bool:
+    """True when the store holds exactly the alerts seen on the alerts topic, by incident."""
+    seen = set().union(*alert_keys.values())
+    stored = {alert["idempotency_key"] for incident_id in alert_keys
+              for alert in (store.incident(incident_id) or {"history": []})["history"]}
+    count = store.alert_count()
+    if stored == seen and count == len(seen):
+        print(f"store: {count} alert events of {len(alert_keys)} incident(s), exactly those "
+              f"on {settings.alerts_topic}", flush=True)
+        return True
+    print(f"store: {count} alert events against {len(seen)} on {settings.alerts_topic}: "
+          f"{len(seen - stored)} missing, {count - len(seen & stored)} unexpected", flush=True)
+    return False
+
+
+def _check_stored_mentions(settings: Settings, stored: set[str], scored_ids: set[str]) -> bool:
+    """True when the store holds exactly the distinct mentions seen on the scored topic."""
     if stored == scored_ids:
         print(f"store: {len(stored)} distinct mentions, exactly the distinct ids on "
               f"{settings.topic('scored')}; browse them with: mentions desk --store-url "
@@ -396,7 +426,7 @@ def check_store(settings: Settings, scored_ids: set[str]) -> bool:
 
 def _run_loop(
     settings: Settings, options: DemoOptions, start: datetime, crisis: CrisisPlan | None,
-    stop: threading.Event, scored_ids: set[str],
+    stop: threading.Event, scored_ids: set[str], alert_keys: dict[str, set[str]],
 ) -> int:
     from kafka.admin import KafkaAdminClient
 
@@ -439,7 +469,7 @@ def _run_loop(
     deadline = time.monotonic() + options.duration_s if options.duration_s else None
     try:
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            _drain(tail, settings, progress, timing, scored_ids)
+            _drain(tail, settings, progress, timing, scored_ids, alert_keys)
             progress.show(consumer_lag(settings, admin, tail.consumer))
             time.sleep(max(0.0, 1.0 - (time.monotonic() - progress._last[0])))
         stop.set()
@@ -449,16 +479,16 @@ def _run_loop(
         settle_until = time.monotonic() + 60
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < settle_until:
-            _drain(tail, settings, progress, timing, scored_ids)
+            _drain(tail, settings, progress, timing, scored_ids, alert_keys)
             if progress.received != last_count:
                 last_count, last_change = progress.received, time.monotonic()
             lag = consumer_lag(settings, admin, tail.consumer)
-            store_lag = consumer_lag(settings, admin, tail.consumer, stage="store",
-                                     topic=settings.topic("scored"))
-            if lag == 0 and store_lag == 0 and time.monotonic() - last_change > 3:
+            store_lags = [consumer_lag(settings, admin, tail.consumer, stage="store", topic=topic)
+                          for topic in (settings.topic("scored"), settings.alerts_topic)]
+            if lag == 0 and store_lags == [0, 0] and time.monotonic() - last_change > 3:
                 break
             time.sleep(0.5)
-        _drain(tail, settings, progress, timing, scored_ids)
+        _drain(tail, settings, progress, timing, scored_ids, alert_keys)
         if progress.tty:
             sys.stdout.write("\n")
         progress.show(consumer_lag(settings, admin, tail.consumer))
@@ -476,12 +506,13 @@ def _run_loop(
     return 0
 
 
-def _drain(tail: TopicTail, settings: Settings, progress: Progress,
-           timing: CrisisTiming, scored_ids: set[str]) -> None:
+def _drain(tail: TopicTail, settings: Settings, progress: Progress, timing: CrisisTiming,
+           scored_ids: set[str], alert_keys: dict[str, set[str]]) -> None:
     for record in tail.poll():
         if record.topic == settings.alerts_topic:
             progress.alerts += 1
             alert = orjson.loads(record.value)
+            alert_keys.setdefault(alert["incident_id"], set()).add(alert["idempotency_key"])
             if progress.tty:
                 sys.stdout.write("\n")
             print(render_text(alert), flush=True)

@@ -272,8 +272,9 @@ class PipelineMetrics:
     def _define_store(self, registry: CollectorRegistry) -> None:
         """The store sink: rows inserted, insert time, failures."""
         self.store_rows = Counter(
-            "mentions_store_rows", "Rows the store sink inserted (a redelivered mention is "
-            "inserted again and kept once).", registry=registry,
+            "mentions_store_rows", "Rows the store sink inserted, by table (brand_mentions, "
+            "incident_alerts; a redelivered record is inserted again and kept once).",
+            ["table"], registry=registry,
         )
         self.store_insert_seconds = Histogram(
             "mentions_store_insert_duration_seconds", "Time of one acknowledged insert into "

@@ -24,7 +24,9 @@ from pipeline.stages.ingest import build_ingestor
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
 from pipeline.store.client import ListeningStore
+from pipeline.store.incident_rows import alert_rows, is_alert_record
 from pipeline.store.rows import RowEncoder, kinds_by_brand
+from pipeline.store.tables import INCIDENTS, TABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +110,14 @@ def process_file(
 
 @dataclass(frozen=True, slots=True)
 class StoreLoadSummary:
-    """What ``mentions store load`` did: lines read, mentions added and held, the rejects."""
+    """What ``mentions store load`` did: lines read, mentions and alerts added and held, rejects."""
 
     lines: int
     added: int
     stored: int
     rejects: list[tuple[int, str]]
+    alerts_added: int = 0
+    alerts_stored: int = 0
 
     @property
     def rejected(self) -> int:
@@ -124,38 +128,51 @@ class StoreLoadSummary:
 def load_into_store(
     settings: Settings, store: ListeningStore, input_path: Path, *, batch_size: int = 20_000,
 ) -> StoreLoadSummary:
-    """Insert the scored mentions of a JSONL file (``mentions process`` output) into the store.
+    """Insert the scored mentions and crisis alerts of a JSONL file into the store.
 
-    Idempotent: the store keeps one row per mention, so loading a file again adds nothing.
-    A line that is not a JSON object, or not a mention the store can keep, is reported with
-    its number and reason, and the rest is loaded.
+    A line with an alert's shape (``incident_id`` and ``idempotency_key``: a record of the
+    alerts topic) is an alert, any other a mention (``mentions process`` output), so one file
+    may hold both. Idempotent: the store keeps one row per mention and per alert, so loading a
+    file again adds nothing. A line that is not a JSON object, or not a record the store can
+    keep, is reported with its number and reason, and the rest is loaded.
     """
     encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)),
                          copy_window_s=settings.dedup_window_hours * 3600,
                          find_originals=store.original_authors)
-    before = store.count()
+    before, alerts_before = store.count(), store.alert_count()
     lines = 0
     rejects: list[tuple[int, str]] = []
     with input_path.open("rb") as source:
         for chunk in _chunks(source, batch_size):
-            mentions: list[dict[str, Any]] = []
-            numbers: list[int] = []
-            for number, raw in chunk:
-                lines += 1
-                try:
-                    mention = orjson.loads(raw)
-                except orjson.JSONDecodeError as error:
-                    rejects.append((number, f"not_json: {error}"))
-                    continue
-                if not isinstance(mention, dict):
-                    rejects.append((number, "wrong_type: not a JSON object"))
-                    continue
-                mentions.append(mention)
-                numbers.append(number)
-            batch = encoder.encode(mentions)
-            rejects += [(numbers[reject.index], f"{reject.reason}: {reject.detail}")
-                        for reject in batch.rejects]
-            store.insert(batch.payload)
-    stored = store.count()
+            lines += len(chunk)
+            records = _json_objects(chunk, rejects)
+            mentions = [(number, record) for number, record in records
+                        if not is_alert_record(record)]
+            alerts = [(number, record) for number, record in records if is_alert_record(record)]
+            for numbered, batch, table in (
+                    (mentions, encoder.encode([record for _, record in mentions]), TABLE),
+                    (alerts, alert_rows([record for _, record in alerts]), INCIDENTS)):
+                rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
+                            for reject in batch.rejects]
+                store.insert(batch.payload, table)
+    stored, alerts_stored = store.count(), store.alert_count()
     return StoreLoadSummary(lines=lines, added=stored - before, stored=stored,
-                            rejects=sorted(rejects))
+                            rejects=sorted(rejects), alerts_added=alerts_stored - alerts_before,
+                            alerts_stored=alerts_stored)
+
+
+def _json_objects(chunk: list[tuple[int, bytes]],
+                  rejects: list[tuple[int, str]]) -> list[tuple[int, dict[str, Any]]]:
+    """The chunk's lines that are JSON objects, numbered; the others go to ``rejects``."""
+    objects: list[tuple[int, dict[str, Any]]] = []
+    for number, raw in chunk:
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            rejects.append((number, f"not_json: {error}"))
+            continue
+        if not isinstance(record, dict):
+            rejects.append((number, "wrong_type: not a JSON object"))
+            continue
+        objects.append((number, record))
+    return objects

@@ -1,11 +1,11 @@
-"""A consumer group that takes a topic in batches and commits only what a batch's work finished.
+"""A consumer group that takes topics in batches and commits only what a batch's work finished.
 
 Faust pays a fixed cost per event; a stage that wants thousands of records per call (ingest on
 the one-mention-per-record raw topic, the store sink batching inserts for ClickHouse) reads its
 topic with its own aiokafka consumer instead: ``getmany`` up to a batch size or a wait, the
-subclass's :meth:`BatchedConsumerService.handle` (inside the worker's ``guarded`` net), then a
-commit of the batch's offsets. At-least-once: a crash before the commit replays the batch, and
-the stages' state is idempotent by mention id.
+subclass's :meth:`BatchedConsumerService.handle` once per topic of the batch (each inside the
+worker's ``guarded`` net), then one commit of the batch's offsets. At-least-once: a crash
+before the commit replays the batch, and the stages' state is idempotent by mention id.
 
 Rebalances: a partition that moved to another worker while its batch was being handled is not
 committed here (aiokafka raises on it, and its new owner replays from the last commit), and
@@ -78,31 +78,31 @@ class _ForgetMovedPartitions(ConsumerRebalanceListener):
 
 
 class BatchedConsumerService(Service):
-    """Reads ``topic`` in batches for ``stage``; subclasses say what a batch does (:meth:`handle`).
+    """Reads ``topics`` in batches for ``stage``; subclasses say what a batch does (:meth:`handle`).
 
     The worker's Faust agents sample lag for Faust's own consumer; this service samples its
-    topic's lag itself, after each commit.
+    topics' lag itself, after each commit.
     """
 
     def __init__(
-        self, context: WorkerContext, *, stage: str, topic: str, batch_size: int,
+        self, context: WorkerContext, *, stage: str, topics: Sequence[str], batch_size: int,
         batch_wait_s: float, **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.context = context
         self.stage = stage
-        self.topic = topic
+        self.topics = tuple(topics)
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.consumer: AIOKafkaConsumer | None = None
 
     @property
     def assignment(self) -> set[Any]:
-        """Partitions of the topic this worker currently owns."""
+        """Partitions of the topics this worker currently owns."""
         return set(self.consumer.assignment()) if self.consumer is not None else set()
 
-    async def handle(self, values: list[bytes]) -> None:
-        """Do a batch's work; the batch is committed when this returns."""
+    async def handle(self, topic: str, values: list[bytes]) -> None:
+        """Do the work of a batch's records from ``topic``; committed once every topic's returns."""
         raise NotImplementedError
 
     async def on_start(self) -> None:
@@ -112,9 +112,9 @@ class BatchedConsumerService(Service):
             **aiokafka_options(self.context.settings),
         )
         await self.consumer.start()
-        topic = self.topic
-        self.consumer.subscribe([topic], listener=_ForgetMovedPartitions(
-            self.context.metrics, lambda name: name == topic,
+        topics = self.topics
+        self.consumer.subscribe(list(topics), listener=_ForgetMovedPartitions(
+            self.context.metrics, lambda name: name in topics,
         ))
 
     async def on_stop(self) -> None:
@@ -132,15 +132,19 @@ class BatchedConsumerService(Service):
                     timeout_ms=wait_ms, max_records=self.batch_size,
                 )
             except KafkaError:
-                log.exception("%s: fetching from %s failed; retrying", self.stage, self.topic)
+                log.exception("%s: fetching from %s failed; retrying", self.stage,
+                              ", ".join(self.topics))
                 await asyncio.sleep(1.0)
                 continue
             if not batches:
                 continue
-            values = [record.value for records in batches.values() for record in records]
-            await self.context.guarded(
-                self.stage, values, self.topic, functools.partial(self.handle, values),
-            )
+            by_topic: dict[str, list[bytes]] = {}
+            for tp, records in batches.items():
+                by_topic.setdefault(tp.topic, []).extend(record.value for record in records)
+            for topic, values in by_topic.items():
+                await self.context.guarded(
+                    self.stage, values, topic, functools.partial(self.handle, topic, values),
+                )
             # a rebalance during the batch's work may have moved some of its partitions to
             # another worker: aiokafka refuses (raises on) offsets or lag of a partition this
             # consumer no longer owns, and the new owner replays those records anyway

@@ -38,14 +38,14 @@ class IngestService(BatchedConsumerService):
     def __init__(self, context: WorkerContext, ingestor: Ingestor, **kwargs: Any) -> None:
         settings = context.settings
         super().__init__(
-            context, stage=STAGE, topic=settings.topic("raw"),
+            context, stage=STAGE, topics=(settings.topic("raw"),),
             batch_size=settings.ingest_batch_size, batch_wait_s=settings.ingest_batch_wait_s,
             **kwargs,
         )
         self.ingestor = ingestor
         self.router = Router(settings)
 
-    async def handle(self, raws: list[bytes]) -> None:
+    async def handle(self, topic: str, raws: list[bytes]) -> None:
         """Validate and tag a batch of raw mentions, send them on; dead-letter the rejects."""
         context, settings, metrics = self.context, self.context.settings, self.context.metrics
         context.count_in(STAGE, len(raws))

@@ -1,20 +1,23 @@
-"""Store sink: scored micro-batches -> rows -> one insert into the listening store -> commit.
+"""Store sink: scored micro-batches and crisis alerts -> rows -> inserts into the store -> commit.
 
-ClickHouse wants few large inserts, not one per record: the sink reads ``mentions.scored``
-with a batched consumer (:class:`~pipeline.agents.batch_consumer.BatchedConsumerService`, up to
-``store_batch_size`` records or ``store_batch_wait_s``), encodes the batch's mentions as rows
-(:class:`~pipeline.store.rows.RowEncoder`, which asks the store for the authors of originals
-it has not seen), inserts them in one statement, and commits the offsets only once the insert
-returned.
+ClickHouse wants few large inserts, not one per record: the sink reads ``mentions.scored`` and
+the alerts topic with one batched consumer
+(:class:`~pipeline.agents.batch_consumer.BatchedConsumerService`, up to ``store_batch_size``
+records or ``store_batch_wait_s``), encodes each topic's records as rows of its table (mentions:
+:class:`~pipeline.store.rows.RowEncoder`, which asks the store for the authors of originals it
+has not seen; alerts: :func:`~pipeline.store.incident_rows.alert_rows_from_values`), inserts
+each in one statement, and commits the offsets only once the inserts returned. One consumer
+over both topics, as ClickHouse's own Kafka sink maps topics to tables: one store handle, one
+outage wait, one desk, one group; the alerts are few and ride along with the mentions' batches.
 
 - At-least-once in, exactly-once in effect: a replayed batch inserts its rows again and the
-  table (keyed by mention) keeps one (``mentions.scored`` also carries a mention once per
-  brand partition it names: same id, same row).
+  tables (keyed by mention, and by alert idempotency key) keep one (``mentions.scored`` also
+  carries a mention once per brand partition it names: same id, same row).
 - A store that is down makes the sink wait and retry with backoff, one log line per outage;
   nothing is committed meanwhile, so lag grows and nothing is dropped.
-- A mention that cannot be a row, or that the store refuses, goes to the dead-letter topic
-  with the reason; a refused insert is split in halves until the refused rows are found, so
-  one bad mention never holds the rest back.
+- A mention or alert that cannot be a row, or that the store refuses, goes to the dead-letter
+  topic with the reason; a refused insert is split in halves until the refused rows are found,
+  so one bad record never holds the rest back.
 
 With an embedded store this worker is the store's only process; ``PIPELINE_DESK_IN_WORKER``
 then serves the desk from it too (:class:`~pipeline.desk.server.DeskThread`).
@@ -32,7 +35,9 @@ from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.agents.context import WorkerContext
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
+from pipeline.store.incident_rows import alert_rows_from_values
 from pipeline.store.rows import RowBatch, RowEncoder, kinds_by_brand, rows_payload
+from pipeline.store.tables import INCIDENTS, TABLE
 
 STAGE = "store"
 log = logging.getLogger(__name__)
@@ -40,15 +45,16 @@ _T = TypeVar("_T")
 
 
 class StoreSink(BatchedConsumerService):
-    """Batched consumer of the scored topic writing the listening store."""
+    """Batched consumer of the scored and alerts topics writing the listening store."""
 
     def __init__(self, context: WorkerContext, encoder: RowEncoder, **kwargs: Any) -> None:
         settings = context.settings
         super().__init__(
-            context, stage=STAGE, topic=settings.topic("scored"),
+            context, stage=STAGE, topics=(settings.topic("scored"), settings.alerts_topic),
             batch_size=settings.store_batch_size, batch_wait_s=settings.store_batch_wait_s,
             **kwargs,
         )
+        self.alerts_topic = settings.alerts_topic
         self.encoder = encoder
         self.store: ListeningStore | None = None
         self.reachable = True
@@ -84,40 +90,45 @@ class StoreSink(BatchedConsumerService):
                 log.warning("desk on %s", await asyncio.to_thread(self.desk.start))
         return self.store
 
-    async def handle(self, values: list[bytes]) -> None:
-        """Insert a batch of scored micro-batches; dead-letter what cannot be stored."""
-        context = self.context
-        mentions = await context.decode_in(STAGE, values, self.topic)
-        batch: RowBatch = await self._with_store(lambda _: self.encoder.encode(mentions))
-        acks = []
-        for reject in batch.rejects:
-            acks.append(await context.dead_letter(
-                reject.raw, reject.reason, reject.detail, stage=STAGE, source_topic=self.topic,
-            ))
-        for row, error in await self._insert(batch.rows):
-            acks.append(await context.dead_letter(
-                row, "store_rejected", error, stage=STAGE, source_topic=self.topic,
-            ))
+    async def handle(self, topic: str, values: list[bytes]) -> None:
+        """Insert a batch of one topic's records; dead-letter what cannot be stored."""
+        if topic == self.alerts_topic:
+            batch = alert_rows_from_values(values)
+            await self._store(topic, batch, INCIDENTS)
+            return
+        mentions = await self.context.decode_in(STAGE, values, topic)
+        batch = await self._with_store(lambda _: self.encoder.encode(mentions))
+        await self._store(topic, batch, TABLE)
+        self.context.observe_out(STAGE, mentions)
+
+    async def _store(self, topic: str, batch: RowBatch, table: str) -> None:
+        """Insert a batch's rows into ``table``; dead-letter its rejects and the refused rows."""
+        refused = await self._insert(batch.rows, table)
+        letters = [*((reject.raw, reject.reason, reject.detail) for reject in batch.rejects),
+                   *((row, "store_rejected", error) for row, error in refused)]
+        acks = [await self.context.dead_letter(raw, reason, detail, stage=STAGE,
+                                               source_topic=topic)
+                for raw, reason, detail in letters]
         # commit only after every dead letter is on the broker, as ingest does
         await asyncio.gather(*acks)
-        context.observe_out(STAGE, mentions)
 
-    async def _insert(self, rows: list[bytes]) -> list[tuple[bytes, str]]:
+    async def _insert(self, rows: list[bytes], table: str) -> list[tuple[bytes, str]]:
         """Insert ``rows``, waiting out outages; the rows the store refused, with its error."""
         if not rows:
             return []
         started = time.perf_counter()
         try:
-            await self._with_store(lambda store: store.insert(rows_payload(rows)))
+            await self._with_store(lambda store: store.insert(rows_payload(rows), table))
         except StoreRejected as error:
             self.context.metrics.store_errors.labels(reason="rejected").inc()
             if len(rows) == 1:
-                log.warning("store refused a mention: %s", error)
+                log.warning("store refused a row of %s: %s", table, error)
                 return [(rows[0], str(error))]
             middle = len(rows) // 2
-            return await self._insert(rows[:middle]) + await self._insert(rows[middle:])
+            return (await self._insert(rows[:middle], table)
+                    + await self._insert(rows[middle:], table))
         self.context.metrics.store_insert_seconds.observe(time.perf_counter() - started)
-        self.context.metrics.store_rows.inc(len(rows))
+        self.context.metrics.store_rows.labels(table=table).inc(len(rows))
         return []
 
     async def _with_store(self, work: Callable[[ListeningStore], _T]) -> _T:

@@ -13,6 +13,8 @@ serving other requests meanwhile. Served by :mod:`pipeline.desk.server`; for exa
     -> {"mentions": [{"id": "syn:3", ...}, ...], "next": "WzE3OTY1..."}
     GET /api/mentions?limit=0
     -> 400 {"error": {"field": "limit", "reason": "must be between 1 and 500"}}
+    GET /api/incidents?brand=telvia&status=open
+    -> {"incidents": [{"incident_id": "telvia-20261201T0900Z", ..., "updates": 2}], "next": null}
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from pipeline.desk.console.pages import console_routes
 from pipeline.desk.security import Access, Gate, is_api_path, login_redirect, visitor_of
 from pipeline.desk.users import Role
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
+from pipeline.store.incidents import parse_incident_id, parse_incidents_query
 from pipeline.store.queries import (
     MAX_MENTIONS_PAGE,
     BadParameter,
@@ -232,8 +235,9 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
     :mod:`pipeline.desk.console`), ``/login`` and ``/logout``, ``/static/...``, ``/healthz``,
     ``/readyz``, the API's index ``/api`` and ``/api/mentions``, ``/api/mentions.csv``,
     ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``, ``/api/terms`` (their
-    parameters: :mod:`pipeline.store.queries`). ``settings`` say who may use it
-    (:mod:`pipeline.desk.security`) and the console's defaults.
+    parameters: :mod:`pipeline.store.queries`), ``/api/incidents`` and
+    ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`). ``settings`` say who
+    may use it (:mod:`pipeline.desk.security`) and the console's defaults.
     """
     settings = settings or Settings()
     access = Access.from_settings(settings)
@@ -281,6 +285,14 @@ def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[Ba
             headers={"Content-Disposition": "attachment; filename=mentions.csv"},
         )
 
+    async def incident(request: Request) -> Response:
+        incident_id = parse_incident_id(request.path_params["incident_id"],
+                                        single_parameters(request.query_params.multi_items()))
+        found = await run_in_threadpool(store.incident, incident_id)
+        if found is None:
+            return error_response(404, "incident_id", "no such incident")
+        return ORJSONResponse(found)
+
     async def healthz(request: Request) -> Response:
         return ORJSONResponse({"status": "ok"})
 
@@ -306,6 +318,8 @@ def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[Ba
               json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
         Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
         Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
+        Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
+        Route("/api/incidents/{incident_id}", answering_errors(incident)),
     ]
 
 

@@ -32,7 +32,8 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.stages.alerts.context import ENGAGEMENT_REACH
-from pipeline.store import queries, sql
+from pipeline.store import incidents, queries, sql
+from pipeline.store.incidents import IncidentsQuery
 from pipeline.store.queries import (
     BoundQuery,
     Cursor,
@@ -43,7 +44,15 @@ from pipeline.store.queries import (
     VolumeQuery,
 )
 from pipeline.store.rows import SENTIMENT_LABELS
-from pipeline.store.tables import BY_TIME, TABLE, by_time_select, schema_statements, ttl
+from pipeline.store.tables import (
+    BY_TIME,
+    INCIDENTS,
+    TABLE,
+    TTL_COLUMNS,
+    by_time_select,
+    schema_statements,
+    ttl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +167,7 @@ class ListeningStore:
         self.location = location
         self.table = f"{location.database}.{TABLE}"
         self.by_time = f"{location.database}.{BY_TIME}"
+        self.incident_table = f"{location.database}.{INCIDENTS}"
         self.retention_days = retention_days
 
     @classmethod
@@ -190,14 +200,14 @@ class ListeningStore:
             if "TTL" in engine and wanted not in engine:
                 log.warning("store: %s retention changed to %d days", name, self.retention_days)
                 self.command(f"ALTER TABLE {self.location.database}.{name} "
-                             f"MODIFY TTL {ttl(self.retention_days)}")
+                             f"MODIFY TTL {ttl(self.retention_days, TTL_COLUMNS[name])}")
 
     def _engines(self) -> dict[str, str]:
         """The store's tables and their engine definitions."""
         return dict(self.query(BoundQuery(
             "SELECT name, engine_full FROM system.tables WHERE database = {db:String} "
             "AND name IN {names:Array(String)}",
-            {"db": self.location.database, "names": [TABLE, BY_TIME]},
+            {"db": self.location.database, "names": list(TTL_COLUMNS)},
         )))
 
     def close(self) -> None:
@@ -215,11 +225,15 @@ class ListeningStore:
         result = self._call(self.client.query, bound.sql, parameters=bound.parameters)
         return list(result.result_rows)
 
-    def insert(self, payload: bytes) -> None:
-        """Insert ``JSONEachRow`` rows (:class:`~pipeline.store.rows.RowEncoder`'s payload)."""
+    def insert(self, payload: bytes, table: str = TABLE) -> None:
+        """Insert ``JSONEachRow`` rows into :data:`TABLE` or :data:`INCIDENTS`.
+
+        Mentions' rows come from :class:`~pipeline.store.rows.RowEncoder`, alerts' from
+        :func:`~pipeline.store.incident_rows.alert_rows`.
+        """
         if payload:
-            self._call(self.client.raw_insert, self.table, insert_block=payload,
-                       fmt="JSONEachRow")
+            self._call(self.client.raw_insert, f"{self.location.database}.{table}",
+                       insert_block=payload, fmt="JSONEachRow")
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
@@ -240,6 +254,10 @@ class ListeningStore:
     def count(self) -> int:
         """How many distinct mentions are stored."""
         return int(self.query(BoundQuery(f"SELECT uniqExact(id) FROM {self.table}"))[0][0])
+
+    def alert_count(self) -> int:
+        """How many distinct alerts are stored."""
+        return int(self.query(BoundQuery(f"SELECT count() FROM {self.incident_table} FINAL"))[0][0])
 
     def mention_ids(self) -> set[str]:
         """Every stored mention's id (for checks on small stores, such as the demo's)."""
@@ -360,6 +378,18 @@ class ListeningStore:
             "hashtags": listed([row for row in rows if row[1] and row[0].startswith("#")]),
             "rising": listed(rising),
         }
+
+
+    def incidents(self, query: IncidentsQuery) -> dict[str, Any]:
+        """A page of incidents, newest update first (:mod:`pipeline.store.incidents`)."""
+        return incidents.incidents_page(
+            self.query(incidents.incidents_sql(self.incident_table, query)), query.limit)
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        """An incident and its alerts in sequence order; ``None`` when there is no such one."""
+        return incidents.incident_detail(
+            [alert for (alert,) in self.query(incidents.history_sql(self.incident_table,
+                                                                   incident_id))])
 
 
 def rise_score(current: int, previous: int) -> float:

@@ -170,8 +170,11 @@ class TermsQuery:
 # --------------------------------------------------------------------------------------------
 
 
-class _Params:
-    """Request parameters read once each; names nobody read are an error (typos are loud)."""
+class RequestParams:
+    """Request parameters read once each; names nobody read are an error (typos are loud).
+
+    Every query module reads its requests with it, so all endpoints validate alike.
+    """
 
     def __init__(self, params: Mapping[str, str], known: Sequence[str]) -> None:
         unknown = sorted(set(params) - set(known))
@@ -181,10 +184,12 @@ class _Params:
         self.params = {name: value.strip() for name, value in params.items()}
 
     def text(self, name: str) -> str | None:
+        """The parameter's value, stripped; ``None`` when absent or empty."""
         value = self.params.get(name)
         return value or None
 
     def choices(self, name: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+        """A comma-separated list, each value once (and among ``allowed`` when given)."""
         value = self.text(name)
         if value is None:
             return ()
@@ -199,6 +204,7 @@ class _Params:
         return items
 
     def integer(self, name: str, default: int, low: int, high: int) -> int:
+        """An integer between ``low`` and ``high``, ``default`` when absent."""
         value = self.text(name)
         if value is None:
             return default
@@ -211,6 +217,7 @@ class _Params:
         return number
 
     def one_of(self, name: str, allowed: Mapping[str, Any] | Sequence[str], default: _T) -> _T:
+        """One of ``allowed``, ``default`` when absent."""
         value = self.text(name)
         if value is None:
             return default
@@ -219,6 +226,7 @@ class _Params:
         return value  # type: ignore[return-value]  # one of the literal's allowed values
 
     def zone(self) -> ZoneInfo:
+        """The ``tz`` parameter's IANA zone (default UTC)."""
         name = self.text("tz") or "UTC"
         try:
             return ZoneInfo(name)
@@ -227,15 +235,21 @@ class _Params:
                                "(e.g. Europe/Madrid)") from None
 
     def instant(self, name: str, zone: ZoneInfo) -> datetime | None:
+        """An ISO 8601 time (:func:`parse_instant`), ``None`` when absent."""
         value = self.text(name)
         return None if value is None else parse_instant(name, value, zone)
 
-    def period(self, now: datetime, zone: ZoneInfo, *, required: bool = True) -> Period | None:
+    def period(self, now: datetime, zone: ZoneInfo, *, required: bool = True,
+               default: timedelta = DEFAULT_PERIOD) -> Period | None:
+        """``since``/``until``; missing ends are ``now`` and ``default`` before ``until``.
+
+        Not ``required``: ``None`` when neither is given.
+        """
         since, until = self.instant("since", zone), self.instant("until", zone)
         if since is None and until is None and not required:
             return None
         until = until or now
-        since = since or until - DEFAULT_PERIOD
+        since = since or until - default
         if since >= until:
             raise BadParameter("since", "must be before until")
         if until - since > MAX_PERIOD:
@@ -265,7 +279,7 @@ def parse_instant(name: str, value: str, zone: ZoneInfo) -> datetime:
     return moment
 
 
-def _mention_filter(params: _Params, period: Period | None) -> MentionFilter:
+def _mention_filter(params: RequestParams, period: Period | None) -> MentionFilter:
     words, phrases = parse_search(params.text("q") or "")
     return MentionFilter(
         brands=params.choices("brand"), period=period, words=words, phrases=phrases,
@@ -304,7 +318,7 @@ def parse_search(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 def parse_mentions_query(params: Mapping[str, str], now: datetime) -> MentionsQuery:
     """``GET /api/mentions``: filters, ``limit`` (1-500, default 50) and ``cursor``."""
-    reader = _Params(params, (*FILTER_PARAMS, "limit", "cursor"))
+    reader = RequestParams(params, (*FILTER_PARAMS, "limit", "cursor"))
     zone = reader.zone()
     cursor = reader.text("cursor")
     return MentionsQuery(
@@ -316,7 +330,7 @@ def parse_mentions_query(params: Mapping[str, str], now: datetime) -> MentionsQu
 
 def parse_volume_query(params: Mapping[str, str], now: datetime) -> VolumeQuery:
     """``GET /api/volume``: one ``brand``, filters and ``interval`` (5m, 1h, 1d; default 1h)."""
-    reader = _Params(params, (*FILTER_PARAMS, "interval"))
+    reader = RequestParams(params, (*FILTER_PARAMS, "interval"))
     zone = reader.zone()
     period = reader.period(now, zone)
     assert period is not None
@@ -327,7 +341,7 @@ def parse_volume_query(params: Mapping[str, str], now: datetime) -> VolumeQuery:
 
 def parse_share_of_voice_query(params: Mapping[str, str], now: datetime) -> ShareOfVoiceQuery:
     """``GET /api/share-of-voice``: ``brands`` (2-20 ids) and an optional ``interval``."""
-    reader = _Params(params, ("brands", "since", "until", "interval", "tz"))
+    reader = RequestParams(params, ("brands", "since", "until", "interval", "tz"))
     zone = reader.zone()
     period = reader.period(now, zone)
     assert period is not None
@@ -353,7 +367,7 @@ def parse_terms_query(params: Mapping[str, str], now: datetime) -> TermsQuery:
 def _ranking(params: Mapping[str, str], now: datetime,
              most: int) -> tuple[MentionFilter, Period, int]:
     """A ranking's filter, period (required) and length (default 20)."""
-    reader = _Params(params, (*FILTER_PARAMS, "limit"))
+    reader = RequestParams(params, (*FILTER_PARAMS, "limit"))
     period = reader.period(now, reader.zone())
     assert period is not None
     return (_one_brand(_mention_filter(reader, period)), period,

@@ -1,7 +1,8 @@
 """The store's tables: their DDL, idempotent, and the retention they keep.
 
 ``brand_mentions`` has a row per mention and brand it names (:mod:`pipeline.store.rows`);
-``mentions_by_time`` a row per mention in time order, for explorer pages over every brand.
+``mentions_by_time`` a row per mention in time order, for explorer pages over every brand;
+``incident_alerts`` a row per crisis alert (:mod:`pipeline.store.incident_rows`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from typing import Final
 
 TABLE: Final = "brand_mentions"
 BY_TIME: Final = "mentions_by_time"
+INCIDENTS: Final = "incident_alerts"
+# the event time each table's retention counts from (an incident's alerts expire together)
+TTL_COLUMNS: Final = {TABLE: "created_at", BY_TIME: "created_at", INCIDENTS: "started_at"}
 # the columns a page of the explorer is found by (MentionFilter's), kept in time order
 _BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
                            "duplicate_of, search_text")
@@ -58,6 +62,20 @@ duplicate_of String,
 search_text String CODEC(ZSTD(3)),
 INDEX search_tokens search_text TYPE tokenbf_v1(8192, 3, 0) GRANULARITY 1"""
 
+_INCIDENT_COLUMNS: Final = """
+brand LowCardinality(String),
+incident_id String,
+sequence UInt32,
+idempotency_key String,
+kind LowCardinality(String),
+status LowCardinality(String),
+severity LowCardinality(String),
+started_at DateTime64(3, 'UTC'),
+window_start DateTime64(3, 'UTC'),
+window_end DateTime64(3, 'UTC'),
+stored_at DateTime64(3, 'UTC') DEFAULT now64(3),
+alert String CODEC(ZSTD(3))"""
+
 
 def schema_statements(database: str, retention_days: int) -> list[str]:
     """The DDL of the store, idempotent (``IF NOT EXISTS``).
@@ -96,6 +114,16 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         TTL {ttl(retention_days)}""",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.{BY_TIME}_feed "
         f"TO {database}.{BY_TIME} AS {by_time_select(table)}",
+        # A row per crisis alert, keyed by its idempotency key (brand/incident/sequence): a
+        # redelivered alert is one row. An incident's alerts share its start, so they share a
+        # partition (where the engine replaces) and expire together.
+        f"""CREATE TABLE IF NOT EXISTS {database}.{INCIDENTS} (
+            {_INCIDENT_COLUMNS}
+        )
+        ENGINE = ReplacingMergeTree(stored_at)
+        PARTITION BY toYYYYMM(started_at)
+        ORDER BY (brand, incident_id, sequence)
+        TTL {ttl(retention_days, TTL_COLUMNS[INCIDENTS])}""",
     ]
 
 
@@ -105,6 +133,6 @@ def by_time_select(table: str) -> str:
             "WHERE brand = if(empty(brands), '', brands[1])")
 
 
-def ttl(retention_days: int) -> str:
-    """The table's TTL expression for a retention in days."""
-    return f"toDateTime(created_at) + toIntervalDay({int(retention_days)})"
+def ttl(retention_days: int, column: str = "created_at") -> str:
+    """A table's TTL expression for a retention in days, counted from ``column``."""
+    return f"toDateTime({column}) + toIntervalDay({int(retention_days)})"

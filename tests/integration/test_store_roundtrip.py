@@ -1,8 +1,9 @@
-"""Store sink on the real broker: scored batches in, one row per mention in an embedded store.
+"""Store sink on the real broker: scored batches and crisis alerts in, one row each in an
+embedded store.
 
 The worker owns its chDB folder and serves the desk from it (``PIPELINE_DESK_IN_WORKER``), so
 the test reads the store through the desk's HTTP API while the worker runs, and through
-``mentions store count`` (a new process) once it stopped.
+``mentions store ...`` (a new process) once it stopped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.config import Settings
 from pipeline.transport.broker import free_port
 from pipeline.transport.connection import kafka_client_options
 from pipeline.transport.topics import encode_batch, partition_for
+from tests.crisis_scenario import BRAND, windows
 from tests.integration.conftest import consume_until, produce
 
 pytestmark = pytest.mark.integration
@@ -89,11 +91,11 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def store_command(store_url: str, *args: str) -> str:
+def store_command(store_url: str, *args: str, **env: str) -> str:
     completed = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "store", *args],
-        env={**os.environ, "PIPELINE_STORE_URL": store_url}, capture_output=True, text=True,
-        timeout=120, check=False,
+        env={**os.environ, "PIPELINE_STORE_URL": store_url, **env}, capture_output=True,
+        text=True, timeout=120, check=False,
     )
     assert completed.returncode == 0, completed.stderr
     return completed.stdout
@@ -144,9 +146,8 @@ def test_every_scored_mention_is_stored_once_even_when_replayed(
     # the unstorable mention came twice (two replays), the broken record once
     assert reasons == ["bad_timestamp", "bad_timestamp", "bad_value"]
     metrics = worker.metrics_text()
-    assert "mentions_store_rows_total" in metrics
     inserted = next(float(line.split()[-1]) for line in metrics.splitlines()
-                    if line.startswith("mentions_store_rows_total"))
+                    if line.startswith('mentions_store_rows_total{table="brand_mentions"}'))
     # a row per mention and brand; a mention comes once per brand partition, twice over:
     # copies that arrive in one batch are one row already, later ones are inserted again
     rows = sum(len(mention["brands"]) for mention in mentions)
@@ -197,3 +198,64 @@ def test_a_store_that_is_down_holds_the_offsets_and_is_retried(
     assert uncommitted(pipeline_settings, f"{pipeline_settings.app_id}-store",
                        scored_topic) == len(records)
     assert worker.log().count("retrying with backoff until it is back") == 1
+
+
+def test_a_real_crisis_run_leaves_its_alerts_in_the_store_once(
+    pipeline_settings: Settings, start_worker: Any, tmp_path: Path,
+) -> None:
+    store_url = f"chdb://{tmp_path / 'store'}"
+    desk_port = free_port()
+    # the scenario's crisis is in March 2026: a retention of ten years keeps it
+    retention = {"PIPELINE_STORE_RETENTION_DAYS": "3650"}
+    worker = start_worker(
+        pipeline_settings, "crisis,store", PIPELINE_STORE_URL=store_url,
+        PIPELINE_DESK_IN_WORKER="true", PIPELINE_DESK_PORT=str(desk_port),
+        PIPELINE_STORE_BATCH_WAIT_S="0.2", **retention,
+    )
+    scored_topic, alerts_topic = pipeline_settings.topic("scored"), pipeline_settings.alerts_topic
+    produce(pipeline_settings, [encode_batch(batch) for batch in windows()], topic=scored_topic,
+            partition=partition_for(BRAND.encode(), pipeline_settings.partitions))
+    records = consume_until(pipeline_settings, alerts_topic, lambda rs: any(
+        orjson.loads(r.value)["status"] == "resolved" for r in rs), timeout_s=120)
+    alerts = [orjson.loads(record.value) for record in records]
+    assert [alert["status"] for alert in alerts] == ["open", "update", "resolved"]
+    # every alert delivered again, as after a crash, and a record that is not a whole alert
+    produce(pipeline_settings, [record.value for record in records], topic=alerts_topic,
+            partition=records[0].partition)
+    produce(pipeline_settings, [b'{"incident_id": "x", "idempotency_key": "x/x/0"}'],
+            topic=alerts_topic, partition=0)
+
+    group = f"{pipeline_settings.app_id}-store"
+    wait_for(lambda: uncommitted(pipeline_settings, group, alerts_topic) == 0
+             and uncommitted(pipeline_settings, group, scored_topic) == 0, 120,
+             "the sink to commit the alerts and scored topics")
+    base = f"http://127.0.0.1:{desk_port}/api/incidents"
+    listed = get_json(f"{base}?since=2026-03-01&until=2026-03-05")
+    incident = {**alerts[-1], "opened_at": alerts[0]["window_end"],
+                "updated_at": alerts[-1]["window_end"], "resolved_at": alerts[-1]["window_end"],
+                "updates": 3}
+    assert listed == {"incidents": [incident], "next": None}, worker.log()[-3000:]
+    assert get_json(f"{base}/{alerts[0]['incident_id']}") == {"incident": incident,
+                                                              "history": alerts}
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(f"{base}/{BRAND}-19990101T0000Z", timeout=10)
+    assert unknown.value.code == 404
+
+    dead = consume_until(pipeline_settings, pipeline_settings.topic("deadletter"),
+                         lambda rs: len(rs) >= 1, timeout_s=30)
+    assert [(letter["reason"], letter["source_topic"], letter["stage"]) for letter in
+            (orjson.loads(record.value) for record in dead)] == [
+        ("missing_field", alerts_topic, "store")]
+    inserted = next(float(line.split()[-1]) for line in worker.metrics_text().splitlines()
+                    if line.startswith('mentions_store_rows_total{table="incident_alerts"}'))
+    # each alert once, and again unless its redelivery came in the same batch
+    assert 3 <= inserted <= 6
+
+    worker.process.terminate()
+    worker.process.wait(timeout=30)
+    exported = tmp_path / "alerts.jsonl"
+    exported.write_bytes(b"".join(record.value + b"\n" for record in records))
+    mentions = sum(len(batch) for batch in windows())
+    assert store_command(store_url, "load", "--input", str(exported), **retention).strip() == (
+        f"0 mentions added (3 lines read, {mentions} stored in all, 0 rejected); "
+        "0 alerts added (3 stored in all)")

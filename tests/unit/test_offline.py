@@ -1,9 +1,18 @@
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
 from pipeline.cli import main
+from pipeline.config import Settings
+from pipeline.offline import load_into_store
+from pipeline.stages.alerts.record import OPENED, UPDATED
+from pipeline.store.client import ListeningStore
+from pipeline.store.incidents import incident_record
+from tests.incident_alerts import incident
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
 
 def test_process_gives_one_line_per_input_line(tmp_path: Path) -> None:
@@ -47,3 +56,26 @@ def test_spikes_command_writes_nab_results(tmp_path: Path) -> None:
     assert len(lines) == len(rows)
     fired = [line.split(",")[0] for line in lines[1:] if line.endswith(",1")]
     assert fired == ["2026-11-03 12:30:00"]
+
+
+def test_loading_a_file_of_mentions_and_alerts_adds_each_once(
+        chdb_store_url: str, tmp_path: Path) -> None:
+    # fixed dates: a retention of ten years keeps them whatever today is
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
+    store = ListeningStore.open(settings, database="unit_offline_load")
+    opened, updated = incident("telvia", NOW, (OPENED, UPDATED))
+    mention = {"id": "tw:1", "text": "Telvia otra vez sin servicio", "brands": ["telvia"],
+               "created_at": NOW.isoformat()}
+    lines = [mention, opened, updated, updated, {**updated, "status": "closed"}]
+    exported = tmp_path / "exported.jsonl"
+    exported.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines) + b"{oops\n")
+    first = load_into_store(settings, store, exported, batch_size=4)
+    second = load_into_store(settings, store, exported, batch_size=4)
+    assert (first.lines, first.added, first.alerts_added, first.alerts_stored) == (6, 1, 2, 2)
+    assert [(line, reason.split(":")[0]) for line, reason in first.rejects] == [
+        (5, "wrong_type"), (6, "not_json")]
+    assert (second.added, second.stored, second.alerts_added, second.alerts_stored) == (
+        0, 1, 0, 2)
+    assert store.incident(opened["incident_id"]) == {
+        "incident": incident_record(updated, opened["window_end"], 2),
+        "history": [opened, updated]}

@@ -1,4 +1,5 @@
-"""The desk's fixtures: one store of generated, processed mentions, served by uvicorn.
+"""The desk's fixtures: one store of generated, processed mentions and of crisis incidents
+(:func:`tests.incident_alerts.listed_incidents`), served by uvicorn.
 
 The store is a database of its own in the test process's chDB folder (``chdb_store_url``:
 a process opens one folder in its life), filled once; tests tell their data apart by filters
@@ -19,7 +20,10 @@ from pipeline.desk.server import DeskThread
 from pipeline.offline import process_file
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore
+from pipeline.store.incident_rows import alert_rows
 from pipeline.store.rows import RowEncoder, kinds_by_brand
+from pipeline.store.tables import INCIDENTS
+from tests.incident_alerts import listed_incidents
 from tests.unit.desk.expected import created_at
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -49,13 +53,17 @@ def scored_mentions(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, 
 @pytest.fixture(scope="session")
 def store(chdb_store_url: str,
           scored_mentions: list[dict[str, Any]]) -> Iterator[ListeningStore]:
-    settings = Settings(store_url=chdb_store_url)
+    # fixed dates: a retention of ten years keeps them whatever today is
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
     store = ListeningStore.open(settings, database="unit_desk")
     encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)))
     batch = encoder.encode(scored_mentions)
     assert batch.rejects == []
     store.insert(batch.payload)
     assert store.count() == COUNT
+    alerts = alert_rows([alert for alerts in listed_incidents(NOW) for alert in alerts])
+    assert alerts.rejects == []
+    store.insert(alerts.payload, INCIDENTS)
     yield store
     store.close()
 
