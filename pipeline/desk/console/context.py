@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse
 
 from pipeline.config import Settings
 from pipeline.desk.console.charts import Chart
-from pipeline.desk.console.incidents import IncidentReader
+from pipeline.desk.console.incidents import IncidentReader, peak_of
 from pipeline.desk.i18n import LANGUAGE_NAMES, LANGUAGES, Translator
 from pipeline.desk.i18n.formatting import LocalFormat, reader_locale
 from pipeline.desk.security import Access, Visitor, visitor_of
@@ -80,6 +80,7 @@ class Console:
         )
         self.templates.filters["json_script"] = json_script
         self.incidents = IncidentReader(store)
+        self.templates.globals["peak_of"] = peak_of
 
     @cached_property
     def brands(self) -> list[BrandRule]:

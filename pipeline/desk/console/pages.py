@@ -215,7 +215,8 @@ class Fragments:
     async def status(self, request: Request) -> Response:
         """The status line: how fresh the store is (or that it cannot be read)."""
         try:
-            shown = await run_in_threadpool(views.freshness, self.console)
+            view = view_of(self.console, request)
+            shown = await run_in_threadpool(views.freshness, self.console, view)
         except (StoreUnavailable, StoreRejected) as error:
             log.warning("desk: status: %s", error)
             shown = {"reachable": False}

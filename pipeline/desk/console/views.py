@@ -78,10 +78,9 @@ def overview(console: Console, view: View, t: Translator) -> dict[str, Any]:
              **view.period_params()}, now))
         share_chart = share_of_voice_chart("share-of-voice", t("overview.share_over_time"),
                                            share, console.brand_names)
-    open_incidents = console.incidents.open_incidents(now)
+    open_incidents = console.incidents.open_incidents(view.period.until, now)
     return {"summaries": summaries, "share": share, "share_chart": share_chart,
             "negatives": newest_negative(console, view, now), "open_incidents": open_incidents,
-            "incidents_available": open_incidents.available,
             "open_by_brand": console.incidents.open_by_brand(open_incidents)}
 
 
@@ -144,14 +143,13 @@ def incident_page(console: Console, incident_id: str, t: Translator,
             "window": {"since": since, "until": until}}
 
 
-def freshness(console: Console) -> dict[str, Any]:
-    """The store's freshness for the status line: reachable, stale, and since when."""
+def freshness(console: Console, view: View) -> dict[str, Any]:
+    """The status line: the store reachable, stale, since when; the open incidents' count."""
     now = console.clock()
     found = store_freshness.freshness(console.store, now)
     limit = console.settings.desk_stale_after_s
     age = found.age(now)
-    open_count = (len(console.incidents.open_incidents(now).incidents)
-                  if console.incidents.available else None)
+    open_count = len(console.incidents.open_incidents(view.period.until, now).incidents)
     return {"reachable": True, "newest_stored_at": found.newest_stored_at,
             "newest_created_at": found.newest_created_at, "age": age,
             "stale": age is None or age.total_seconds() > limit, "open_incidents": open_count}

@@ -80,8 +80,6 @@ MESSAGES: Final[dict[str, str]] = {
     "overview.newest_negative": "Newest negative mentions",
     "overview.no_negative": "No negative mention in this period.",
     "overview.all_negative": "See every negative mention",
-    "incidents.none_stored": "No incidents stored yet: the store does not record the crisis "
-                             "alerts yet.",
     "incidents.none_open": "No open incidents.",
     "incidents.title": "Crisis incidents",
     "incidents.intro": "Every incident the crisis detection opened, with its lifecycle: "
@@ -103,8 +101,6 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.updated": "Last update",
     "incident.resolved": "Resolved",
     "incident.still_open": "still open",
-    "incident.observed_line": "{volume} mentions against ~{expected} usual; {share}"
-                              " negative against ~{expected_share}.",
     "incident.top_terms": "Top terms",
     "incident.lifecycle": "Lifecycle",
     "incident.began": "Began",
@@ -113,12 +109,10 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.event.resolved": "Resolved",
     "incident.history_line": "{negative} negative of {volume} mentions",
     "incident.baseline_title": "Baseline against observed",
-    "incident.observed": "Observed",
     "incident.expected": "Usual",
     "incident.volume": "Mentions",
     "incident.negative": "Negative",
     "incident.negative_share": "Negative share",
-    "incident.window": "In the window from {since} to {until}.",
     "incident.around": "Volume around the incident",
     "incident.chart": "{brand} mentions",
     "incident.see_mentions": "See the mentions of that window",
@@ -128,6 +122,13 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.samples": "Sample mentions",
     "error.title.no_incident": "Incident not found",
     "error.detail.no_incident": "There is no incident with that id.",
+    "incident.peak_line": "At the peak ({when}): {volume} mentions against ~{expected}"
+                          " usual; {negative} negative against ~{expected_negative}.",
+    "incident.not_recorded": "not recorded",
+    "incident.at_peak": "Peak ({when})",
+    "incident.latest_window": "Latest window ({when})",
+    "incident.windows_note": "Each column is one of the detection's windows; “usual” is"
+                             " what the baseline expected in it.",
     "filters.apply": "Apply",
     "filters.search": "Search",
     "filters.search_hint": "words or \"an exact phrase\"",
@@ -221,5 +222,7 @@ MESSAGES: Final[dict[str, str]] = {
     "api.share_of_voice": "each brand's share of voice",
     "api.top_voices": "authors by reach",
     "api.terms": "terms and hashtags, and those rising",
+    "api.incidents": "incidents (crises and volume spikes), the latest change first",
+    "api.incident": "an incident and all its alerts",
     "api.health": "health",
 }

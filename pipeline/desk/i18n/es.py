@@ -80,8 +80,6 @@ MESSAGES: Final[dict[str, str]] = {
     "overview.newest_negative": "Últimas menciones negativas",
     "overview.no_negative": "Ninguna mención negativa en este periodo.",
     "overview.all_negative": "Ver todas las menciones negativas",
-    "incidents.none_stored": "Todavía no hay incidentes guardados: el almacén aún no "
-                             "registra las alertas de crisis.",
     "incidents.none_open": "No hay incidentes abiertos.",
     "incidents.title": "Incidentes de crisis",
     "incidents.intro": "Cada incidente que abrió la detección de crisis, con su ciclo de vida: "
@@ -103,8 +101,6 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.updated": "Última actualización",
     "incident.resolved": "Resuelto",
     "incident.still_open": "sigue abierto",
-    "incident.observed_line": "{volume} menciones frente a ~{expected} habituales; {share}"
-                              " negativas frente a ~{expected_share}.",
     "incident.top_terms": "Términos principales",
     "incident.lifecycle": "Ciclo de vida",
     "incident.began": "Empezó",
@@ -113,12 +109,10 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.event.resolved": "Cierre",
     "incident.history_line": "{negative} negativas de {volume} menciones",
     "incident.baseline_title": "Referencia frente a lo observado",
-    "incident.observed": "Observado",
     "incident.expected": "Habitual",
     "incident.volume": "Menciones",
     "incident.negative": "Negativas",
     "incident.negative_share": "Proporción negativa",
-    "incident.window": "En la ventana del {since} al {until}.",
     "incident.around": "Volumen alrededor del incidente",
     "incident.chart": "Menciones de {brand}",
     "incident.see_mentions": "Ver las menciones de esa ventana",
@@ -128,6 +122,13 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.samples": "Menciones de muestra",
     "error.title.no_incident": "Incidente no encontrado",
     "error.detail.no_incident": "No hay ningún incidente con ese identificador.",
+    "incident.peak_line": "En el pico ({when}): {volume} menciones frente a ~{expected} "
+                          "habituales; {negative} negativas frente a ~{expected_negative}.",
+    "incident.not_recorded": "no consta",
+    "incident.at_peak": "Pico ({when})",
+    "incident.latest_window": "Última ventana ({when})",
+    "incident.windows_note": "Cada columna es una ventana de la detección; «habitual» es"
+                             " lo que la referencia esperaba en ella.",
     "filters.apply": "Aplicar",
     "filters.search": "Buscar",
     "filters.search_hint": "palabras o \"frase exacta\"",
@@ -224,5 +225,7 @@ MESSAGES: Final[dict[str, str]] = {
     "api.share_of_voice": "cuota de voz de cada marca",
     "api.top_voices": "autores de mayor alcance",
     "api.terms": "términos y hashtags, y los que suben",
+    "api.incidents": "incidentes (crisis y picos de volumen), del último cambio al más antiguo",
+    "api.incident": "un incidente y todas sus alertas",
     "api.health": "estado",
 }
