@@ -23,7 +23,10 @@ import httpx
 import orjson
 import pytest
 
+from pipeline.config import Settings
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
+from pipeline.stages.brands import load_brand_rules
+from pipeline.stages.crisis import CrisisConfig, PartitionMonitor
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -57,13 +60,18 @@ def mentions_cli(*args: str, env: dict[str, str] | None = None,
     return completed.stdout
 
 
-def firehose_mentions(now: datetime, count: int = 1500) -> list[dict[str, Any]]:
-    """Generated raw mentions over the 22 hours before ``now``, with a crisis 6 hours ago."""
-    start = now - timedelta(hours=22)
-    crisis = CrisisPlan(brand_id="acme-mobile", start_after=timedelta(hours=16),
-                        duration=timedelta(hours=2), intensity=3.0)
-    firehose = FirehoseGenerator(seed=5, start=start, rate_per_s=count / (22 * 3600 * 0.8),
-                                 crisis=crisis)
+# the crisis detector learns a day of each brand before it may alert: 34 hours of history, a
+# crisis 6 hours before now (inside the pages' default 24 hours)
+HISTORY = timedelta(hours=34)
+
+
+def firehose_mentions(now: datetime, count: int = 2500) -> list[dict[str, Any]]:
+    """Generated raw mentions over the 34 hours before ``now``, with a crisis 6 hours ago."""
+    start = now - HISTORY
+    crisis = CrisisPlan(brand_id="acme-mobile", start_after=HISTORY - timedelta(hours=6),
+                        duration=timedelta(hours=2), intensity=5.0)
+    firehose = FirehoseGenerator(
+        seed=5, start=start, rate_per_s=count / (HISTORY.total_seconds() * 0.8), crisis=crisis)
     end = now - timedelta(minutes=10)
     mentions = []
     for mention in firehose.mentions():
@@ -73,14 +81,38 @@ def firehose_mentions(now: datetime, count: int = 1500) -> list[dict[str, Any]]:
     return mentions
 
 
-def load_store(folder: Path, store_url: str, now: datetime) -> list[dict[str, Any]]:
-    """Generated mentions through the offline pipeline into the store; the scored ones."""
+def crisis_alerts(mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    """The alerts the crisis stage's core raises over ``mentions`` (in event-time order)."""
+    rules = load_brand_rules(Settings().brands_file)
+    monitor = PartitionMonitor(
+        CrisisConfig.for_brands({rule.id: rule.min_crisis_volume for rule in rules
+                                 if rule.min_crisis_volume}),
+        brand_names={rule.id: rule.name for rule in rules})
+    ordered = sorted(mentions, key=lambda mention: mention["created_at"])
+    alerts = []
+    for offset, start in enumerate(range(0, len(ordered), 20), 1):
+        alerts += monitor.apply(offset, ordered[start:start + 20]).alerts
+    alerts += monitor.close_until(now)
+    return [alert.to_dict() for alert in alerts]
+
+
+def load_store(folder: Path, store_url: str,
+               now: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Generated mentions through the offline pipeline and the crisis core into the store.
+
+    Answers the scored mentions and the alerts, both loaded by ``mentions store load``.
+    """
     raw, scored = folder / "raw.jsonl", folder / "scored.jsonl"
     raw.write_bytes(b"".join(orjson.dumps(mention) + b"\n"
                              for mention in firehose_mentions(now)))
     mentions_cli("process", "--input", str(raw), "--output", str(scored))
-    mentions_cli("store", "load", "--input", str(scored), env={"PIPELINE_STORE_URL": store_url})
-    return [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    mentions = [orjson.loads(line) for line in scored.read_bytes().splitlines()]
+    alerts = crisis_alerts(mentions, now)
+    loaded = folder / "load.jsonl"
+    loaded.write_bytes(scored.read_bytes() + b"".join(orjson.dumps(alert) + b"\n"
+                                                      for alert in alerts))
+    mentions_cli("store", "load", "--input", str(loaded), env={"PIPELINE_STORE_URL": store_url})
+    return mentions, alerts
 
 
 @dataclass

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
@@ -49,7 +50,9 @@ ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
 def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[str, Any]]]:
     folder = tmp_path_factory.mktemp("console")
     store_url = f"chdb://{folder / 'store'}"
-    return store_url, load_store(folder, store_url, now_utc())
+    mentions, alerts = load_store(folder, store_url, now_utc())
+    assert {alert["status"] for alert in alerts} >= {"open", "resolved"}, alerts
+    return store_url, mentions
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +117,20 @@ def foreign_strings(text: str, language: str) -> list[str]:
 # -- every page ---------------------------------------------------------------------------
 
 
+def first_incident(browser: Any, desk: DeskProcess) -> str:
+    with browser_client(browser, desk.url) as client:
+        incidents = client.get("/api/incidents").json()["incidents"]
+    assert incidents, "the crisis core raised no incident over the generated crisis"
+    return str(incidents[0]["incident_id"])
+
+
 def test_every_page_renders_without_console_errors_in_either_language(
         browser: Any, desk: DeskProcess) -> None:
+    pages = (*PAGES, f"/incidents/{first_incident(browser, desk)}")
     for language in ("es", "en"):
         set_language(browser, desk.url, language)
         console_errors(browser)
-        for path in PAGES:
+        for path in pages:
             open_page(browser, f"{desk.url}{path}")
             assert browser.execute_script("return document.documentElement.lang;") == language
             assert console_errors(browser) == [], path
@@ -181,14 +192,26 @@ def test_search_and_each_filter_narrow_the_list_as_the_api_says(
              {"sentiment": "negative"}, {"source": source}, {"copies": "original"},
              {"copies": "copies"}, {"brand": "acme-mobile", "sentiment": "negative"}]
     with browser_client(browser, desk.url) as client:
-        everything = client.get("/api/mentions", params={"limit": "25"}).json()["mentions"]
+        everything = len(every_id(client))
         for fields in cases:
             fill_filters(browser, desk.url, **fields)
             shown = listed_ids(browser)
             api = client.get("/api/mentions", params={**fields, "limit": "25"}).json()
-            assert shown == [mention["id"] for mention in api["mentions"]], fields
-            assert shown and shown != [mention["id"] for mention in everything], fields
+            assert shown and shown == [mention["id"] for mention in api["mentions"]], fields
+            assert 0 < len(every_id(client, **fields)) < everything, fields
             assert console_errors(browser) == [], fields
+
+
+def every_id(client: Any, **params: str) -> list[str]:
+    """The ids of every mention the API lists for ``params``, following its cursor."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page = client.get("/api/mentions", params={
+            **params, "limit": "500", **({"cursor": cursor} if cursor else {})}).json()
+        ids += [mention["id"] for mention in page["mentions"]]
+        if not (cursor := page["next"]):
+            return ids
 
 
 def test_load_more_appends_the_next_page_in_place(browser: Any, desk: DeskProcess) -> None:
@@ -209,19 +232,39 @@ def test_the_csv_export_holds_what_the_api_lists(browser: Any, desk: DeskProcess
 
     fill_filters(browser, desk.url, brand="telvia", copies="original")
     href = browser.find_element(By.CSS_SELECTOR, "a[data-export]").get_attribute("href")
+    # the export's filters: the page's, its period included (the last 24 hours)
+    filters = dict(parse_qsl(urlsplit(href).query))
+    assert {"brand": "telvia", "copies": "original"}.items() <= filters.items()
     with browser_client(browser, desk.url) as client:
         exported = client.get(href)
         assert exported.status_code == 200
         rows = list(csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff"))))
-        ids, cursor = [], None
-        while True:
-            page = client.get("/api/mentions", params={
-                "brand": "telvia", "copies": "original", "limit": "500",
-                **({"cursor": cursor} if cursor else {})}).json()
-            ids += [mention["id"] for mention in page["mentions"]]
-            if not (cursor := page["next"]):
-                break
+        ids = every_id(client, **filters)
     assert [row["id"] for row in rows] == ids and ids
+
+
+# -- incidents ------------------------------------------------------------------------------
+
+
+def test_the_incidents_page_lists_the_apis_and_opens_one(browser: Any, desk: DeskProcess) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, f"{desk.url}/incidents")
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('[data-incident]'))"
+        ".map(item => item.dataset.incident);")
+    with browser_client(browser, desk.url) as client:
+        api = client.get("/api/incidents").json()["incidents"]
+        history = client.get(f"/api/incidents/{api[0]['incident_id']}").json()["history"]
+    assert shown == [incident["incident_id"] for incident in api]
+    browser.find_element(By.CSS_SELECTOR, "[data-incident] h2 a").click()
+    wait_for(browser, "location.pathname.startsWith('/incidents/')")
+    open_page(browser, browser.current_url)
+    steps = browser.execute_script(
+        "return document.querySelectorAll('ol.history > li').length;")
+    assert steps == len(history)
+    assert browser.execute_script("return !!document.querySelector('.plot canvas');")
+    assert console_errors(browser) == []
 
 
 # -- access ---------------------------------------------------------------------------------
@@ -247,8 +290,9 @@ def test_screenshots(browser: Any, desk: DeskProcess, tmp_path: Path) -> None:
     folder = Path(os.environ.get("PIPELINE_SCREENSHOTS_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     set_language(browser, desk.url, "es")
+    incident = f"/incidents/{first_incident(browser, desk)}"
     for name, path in (("overview", "/"), ("mentions", "/mentions"),
-                       ("incidents", "/incidents")):
+                       ("incidents", "/incidents"), ("incident", incident)):
         open_page(browser, f"{desk.url}{path}")
         assert screenshot(browser, name, folder, DESKTOP).stat().st_size > 10_000
     browser.set_window_size(*PHONE)

@@ -1,8 +1,9 @@
-"""The console live: a mention stored while a page is open appears on it without a reload.
+"""The console live: a mention or an incident stored while a page is open appears on it.
 
 An embedded store opens in one process, so new mentions reach it the way they do in the
 demo: a worker runs the store sink on the real broker and serves the desk itself
-(``PIPELINE_DESK_IN_WORKER``); the test sends scored mentions to ``mentions.scored``.
+(``PIPELINE_DESK_IN_WORKER``); the test sends scored mentions to ``mentions.scored`` and a
+crisis alert to the alerts topic, which the sink stores too.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from pipeline.config import Settings
 from pipeline.desk.users import Role, add_user
+from pipeline.stages.alerts.record import OPENED
 from pipeline.transport.broker import free_port
+from tests.incident_alerts import incident
 from tests.integration.conftest import produce
 from tests.integration.console_harness import (
     PASSWORD,
@@ -88,3 +92,16 @@ def test_a_new_mention_appears_on_open_pages_without_a_reload(
                 "return document.querySelector('ul.mentions > li').dataset.id;")
             assert first == fresh["id"]
             assert console_errors(driver) == []
+        # a crisis opens: the incidents page lists it, every page's navigation counts it
+        open_page(driver, f"{url}/incidents")
+        driver.execute_script("window.notReloaded = true;")
+        alerts = incident("acme-mobile", now_utc() - timedelta(minutes=10), (OPENED,))
+        produce(pipeline_settings, [orjson.dumps(alert) for alert in alerts],
+                topic=pipeline_settings.alerts_topic)
+        opened = alerts[0]["incident_id"]
+        wait_for(driver, f"document.querySelector('[data-incident=\"{opened}\"]')",
+                 timeout_s=60, what="the new incident on /incidents")
+        wait_for(driver, "document.querySelector('[data-open-incidents]').textContent === '1'",
+                 what="the navigation's count of open incidents")
+        assert driver.execute_script("return window.notReloaded;") is True
+        assert console_errors(driver) == []
