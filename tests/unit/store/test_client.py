@@ -28,6 +28,13 @@ from pipeline.store.rows import RowEncoder, search_tokens
 START = datetime(2026, 11, 30, 22, 0, tzinfo=UTC)
 NOW = START + timedelta(days=2)
 KINDS = {"acme-mobile": "brand", "telvia": "competitor"}
+
+
+def store_settings(store_url: str) -> Settings:
+    """The store at ``store_url``; the tests' dates are fixed, so it keeps ten years."""
+    return Settings(store_url=store_url, store_retention_days=3650)
+
+
 TEXTS = (
     "¿Dónde está la cobertura de Acme Móvil? #SinSeñal",
     "Me pasé de Telvia a Acme Móvil y por fin cobertura",
@@ -64,7 +71,7 @@ MENTIONS = [scored(index) for index in range(400)]
 
 @pytest.fixture(scope="module")
 def store(chdb_store_url: str) -> Iterator[ListeningStore]:
-    store = ListeningStore.open(Settings(store_url=chdb_store_url), database="unit_client")
+    store = ListeningStore.open(store_settings(chdb_store_url), database="unit_client")
     store.command(f"TRUNCATE TABLE {store.table}")
     encoder = RowEncoder(KINDS)
     store.insert(encoder.encode(MENTIONS).payload)
@@ -192,7 +199,7 @@ def test_top_voices_credit_authors_with_the_reach_of_their_copies(store: Listeni
 
 def test_a_mention_whose_newest_copy_no_longer_matches_leaves_the_page(
         chdb_store_url: str) -> None:
-    store = ListeningStore.open(Settings(store_url=chdb_store_url), database="unit_rescored")
+    store = ListeningStore.open(store_settings(chdb_store_url), database="unit_rescored")
     store.command(f"TRUNCATE TABLE {store.table}")
     encoder = RowEncoder(KINDS)
     negative = [{**scored(3 * i), "sentiment": {"label": "negative", "scores": {}}}
@@ -210,7 +217,7 @@ def test_a_mention_whose_newest_copy_no_longer_matches_leaves_the_page(
 
 def test_a_store_made_before_the_time_ordered_table_is_filled_at_start(
         chdb_store_url: str) -> None:
-    settings = Settings(store_url=chdb_store_url)
+    settings = store_settings(chdb_store_url)
     store = ListeningStore.open(settings, database="unit_by_time")
     store.command(f"TRUNCATE TABLE {store.table}")
     store.command(f"DROP VIEW IF EXISTS {store.by_time}_feed")
@@ -300,7 +307,7 @@ def test_store_urls_are_parsed_or_refused() -> None:
 
 
 def test_loading_a_file_twice_adds_its_mentions_once(chdb_store_url: str, tmp_path: Any) -> None:
-    settings = Settings(store_url=chdb_store_url)
+    settings = store_settings(chdb_store_url)
     store = ListeningStore.open(settings, database="unit_load")
     processed = tmp_path / "processed.jsonl"
     processed.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in MENTIONS[:50])
