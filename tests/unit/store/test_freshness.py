@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pipeline.config import Settings
 from pipeline.store.client import ListeningStore
 from pipeline.store.freshness import Freshness, freshness, sources
 from pipeline.store.queries import Period
 from pipeline.store.rows import RowEncoder
-from tests.unit.store.test_client import KINDS, scored
+from tests.unit.store.test_client import KINDS, scored, store_settings
 
 
 def test_an_empty_store_is_stale_and_a_filled_one_says_when_it_was_written(
         chdb_store_url: str) -> None:
-    store = ListeningStore.open(Settings(store_url=chdb_store_url), database="unit_freshness")
+    # fixed dates: the client tests' ten-year retention keeps them whatever today is
+    store = ListeningStore.open(store_settings(chdb_store_url), database="unit_freshness")
     store.command(f"TRUNCATE TABLE {store.table}")
     store.command(f"TRUNCATE TABLE {store.by_time}")
     now = datetime.now(UTC)
