@@ -41,7 +41,7 @@ import orjson
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
-from pipeline.desk.demo_login import DemoLogin, console_url
+from pipeline.desk.demo_login import DemoLogin
 from pipeline.stages.alerts.render import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.connection import kafka_client_options
@@ -301,7 +301,7 @@ def run_demo(options: DemoOptions) -> int:
                 return 1
         print(f"stages: {', '.join(settings.stages)}, store; logs in {workdir}", flush=True)
         start = datetime.now(UTC) - HISTORY
-        print_desk(settings, login, start, options)
+        print(login.announce(settings, start, options.duration_s, options.time_scale), flush=True)
         crisis = None
         print(f"event time runs {options.time_scale:.0f}x the wall clock from "
               f"{start:%Y-%m-%d %H:%M} UTC: the detectors' one-day warm-up takes "
@@ -327,23 +327,6 @@ def run_demo(options: DemoOptions) -> int:
             _stop(process)
         if broker is not None:
             broker.stop()
-
-
-def print_desk(settings: Settings, login: DemoLogin, start: datetime,
-               options: DemoOptions) -> None:
-    """Where the console is, a link over the demo's event time, and the run's login."""
-    desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
-    print(f"desk (console, JSON API): {desk_url}/ reading the store at {settings.store_url}\n"
-          f"  the demo's event time in the console: "
-          f"{console_url(desk_url, start, start + demo_horizon(options))}\n"
-          f"  log in as {login.user} with password {login.password} (new each run)", flush=True)
-
-
-def demo_horizon(options: DemoOptions) -> timedelta:
-    """How much event time the demo covers: its duration, compressed (a month when endless)."""
-    if not options.duration_s:
-        return timedelta(days=30)
-    return timedelta(seconds=options.duration_s * options.time_scale)
 
 
 def desk_port_for(port: int) -> int:

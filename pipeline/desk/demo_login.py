@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
 
+from pipeline.config import Settings
 from pipeline.desk.users import Role, add_user
 
 DEMO_USER: Final = "demo"
@@ -37,10 +38,31 @@ class DemoLogin:
         add_user(users_file, DEMO_USER, Role.ADMIN, password, replace=True)
         return cls(users_file, DEMO_USER, password, secrets.token_urlsafe(32))
 
+    def announce(self, settings: Settings, since: datetime, duration_s: float,
+                 time_scale: float) -> str:
+        """What the demo prints: the console, a link over its event time, and this login."""
+        desk_url = f"http://{settings.desk_host}:{settings.desk_port}"
+        until = since + demo_horizon(duration_s, time_scale)
+        return (f"desk (console, JSON API): {desk_url}/ reading the store at "
+                f"{settings.store_url}\n"
+                f"  the demo's event time in the console: {console_url(desk_url, since, until)}\n"
+                f"  log in as {self.user} with password {self.password} (new each run)")
+
     def env(self) -> dict[str, str]:
         """What the worker serving the desk needs to check logins."""
         return {"PIPELINE_DESK_USERS_FILE": str(self.users_file),
                 "PIPELINE_DESK_SESSION_SECRET": self.session_secret}
+
+
+def demo_horizon(duration_s: float, time_scale: float) -> timedelta:
+    """How much event time the demo covers: its duration, compressed (a month when endless).
+
+    >>> demo_horizon(150, 2400)
+    datetime.timedelta(days=4, seconds=14400)
+    """
+    if not duration_s:
+        return timedelta(days=30)
+    return timedelta(seconds=duration_s * time_scale)
 
 
 def console_url(base: str, since: datetime, until: datetime) -> str:
