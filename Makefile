@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test unit integration lint typecheck bench clean
+.PHONY: setup demo test unit integration lint typecheck bench screenshots vendor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,21 @@ test: lint typecheck
 # the end-to-end pipeline benchmark (~15 min); `python -m benchmarks` lists the others
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m benchmarks.pipeline
+
+# the console's screenshots (README) from its browser tests, into docs/screenshots/; Debian's
+# chromium-l10n and fonts-noto-color-emoji make the date fields Spanish and draw emoji
+screenshots: setup
+	PIPELINE_SCREENSHOTS_DIR=docs/screenshots HF_HUB_OFFLINE=1 $(BIN)/pytest -q \
+		tests/integration/test_console.py -k screenshots
+
+# the console's chart library from npm, copied under the package (committed: no build step
+# runs it); the version is pipeline/desk/static/vendor/package.json's
+vendor:
+	cd pipeline/desk/static/vendor && npm install --no-audit --no-fund --no-save \
+		--prefix /tmp/mentions-desk-vendor "uplot@$$(node -p 'require("./package.json").dependencies.uplot')"
+	cp /tmp/mentions-desk-vendor/node_modules/uplot/dist/uPlot.iife.min.js \
+		/tmp/mentions-desk-vendor/node_modules/uplot/dist/uPlot.min.css \
+		/tmp/mentions-desk-vendor/node_modules/uplot/LICENSE pipeline/desk/static/vendor/uplot/
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

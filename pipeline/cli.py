@@ -226,8 +226,10 @@ def cmd_desk(args: argparse.Namespace) -> int:
         # chosen here, so that the address printed is the one served
         settings = settings.model_copy(update={"desk_port": free_port()})
     store = ListeningStore.open(settings)
+    login = (f"login with the users in {settings.desk_users_file}" if settings.desk_users_file
+             else "no login (loopback only)")
     print(f"desk on http://{settings.desk_host}:{settings.desk_port}/ reading "
-          f"{store.location}", flush=True)
+          f"{store.location}; {login}", flush=True)
     serve(settings, store)
     return 0
 
@@ -359,11 +361,44 @@ def build_parser() -> argparse.ArgumentParser:
     desk.add_argument("--host", default=None, help="(PIPELINE_DESK_HOST)")
     _add_store_flags(desk)
     desk.set_defaults(handler=cmd_desk)
+    _add_user_commands(desk)
 
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")
     config.set_defaults(handler=cmd_config)
     return parser
+
+
+def _desk_user(action: str) -> Any:
+    """The handler of ``mentions desk user ACTION`` (:mod:`pipeline.desk.users_cli`)."""
+
+    def handler(args: argparse.Namespace) -> int:
+        from pipeline.desk import users_cli
+
+        return int(users_cli.COMMANDS[action](args))
+
+    return handler
+
+
+def _add_user_commands(desk: argparse.ArgumentParser) -> None:
+    """``mentions desk user add|remove|list``: the console's users file."""
+    user = desk.add_subparsers(dest="desk_command").add_parser(
+        "user", help="the console's users: add (password from a prompt or stdin), remove, list")
+    commands = user.add_subparsers(dest="user_command", required=True)
+    add = commands.add_parser("add", help="add a user, or change one with --replace")
+    add.add_argument("name")
+    add.add_argument("--role", required=True,
+                     help="viewer, community_manager (also exports CSV) or admin")
+    add.add_argument("--replace", action="store_true", help="change an existing user")
+    add.set_defaults(handler=_desk_user("add"))
+    remove = commands.add_parser("remove", help="take a user's access away")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_desk_user("remove"))
+    listing = commands.add_parser("list", help="every user and their role")
+    listing.set_defaults(handler=_desk_user("list"))
+    for command in (add, remove, listing):
+        command.add_argument("--users-file", type=Path, default=None,
+                             help="(PIPELINE_DESK_USERS_FILE)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -377,12 +412,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from pydantic import ValidationError
 
+        from pipeline.desk.security import DeskAccessError
+        from pipeline.desk.users import UsersFileError
         from pipeline.stages.alerts.routing import RoutingRulesError
         from pipeline.stages.brands import BrandRulesError
         from pipeline.store.client import StoreRejected, StoreUnavailable
 
         if isinstance(error, ValidationError | BrandRulesError | RoutingRulesError
-                      | FileNotFoundError | StoreUnavailable | StoreRejected):
+                      | FileNotFoundError | StoreUnavailable | StoreRejected
+                      | DeskAccessError | UsersFileError):
             print(f"mentions {args.command}: {error}", file=sys.stderr)
             return 2
         raise

@@ -272,6 +272,41 @@ class Settings(BaseSettings):
         "same store: how an embedded (chDB) store is read while it is written "
         "(PIPELINE_DESK_IN_WORKER).",
     )
+    desk_users_file: Path | None = Field(
+        None, description="The console's users, roles and argon2 password hashes (YAML, "
+        "written by `mentions desk user add`); set, every page and API route needs a login. "
+        "A desk listening beyond loopback needs one (PIPELINE_DESK_USERS_FILE).",
+    )
+    desk_session_secret: SecretStr = Field(
+        SecretStr(""), description="Key that signs the console's session cookies; share it "
+        "between desk replicas. Unset, each process makes one (logins end at a restart) "
+        "(PIPELINE_DESK_SESSION_SECRET).",
+    )
+    desk_session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="How long a console login lasts, hours "
+        "(PIPELINE_DESK_SESSION_HOURS).",
+    )
+    desk_secure_cookies: bool = Field(
+        False, description="Mark the console's cookies Secure even when the request did not "
+        "arrive over HTTPS (a TLS proxy in front that does not say so); over HTTPS they always "
+        "are (PIPELINE_DESK_SECURE_COOKIES).",
+    )
+    desk_language: Literal["es", "en"] = Field(
+        "es", description="The console's language until a reader picks another "
+        "(PIPELINE_DESK_LANGUAGE).",
+    )
+    desk_time_zone: str = Field(
+        "Europe/Madrid", description="IANA time zone of the console's times until a reader "
+        "picks another (PIPELINE_DESK_TIME_ZONE).",
+    )
+    desk_stale_after_s: float = Field(
+        900.0, gt=0, description="The console says its data is stale when the store's newest "
+        "mention was stored longer ago than this, seconds (PIPELINE_DESK_STALE_AFTER_S).",
+    )
+    desk_refresh_s: float = Field(
+        10.0, ge=1, description="How often an open console page asks for new mentions, "
+        "incidents and the store's freshness, seconds (PIPELINE_DESK_REFRESH_S).",
+    )
 
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
@@ -312,6 +347,17 @@ class Settings(BaseSettings):
                 brand, _, spread = part.partition(":")
                 spreads[brand.strip()] = int(spread or 2)
             return spreads
+        return value
+
+    @field_validator("desk_time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Madrid)") from None
         return value
 
     @property

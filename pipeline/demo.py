@@ -41,6 +41,7 @@ import orjson
 from pipeline.config import Settings, load_settings, settings_env
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.connectors.replay import produce_records
+from pipeline.desk.demo_login import DemoLogin
 from pipeline.stages.alerts.render import render_text
 from pipeline.transport.broker import PRODUCER_BATCH_BYTES, EmbeddedBroker, free_port
 from pipeline.transport.connection import kafka_client_options
@@ -275,9 +276,10 @@ def run_demo(options: DemoOptions) -> int:
     settings = load_settings(
         broker=bootstrap, crisis_lateness_s=max(120.0, LATENESS_WALL_S * options.time_scale),
         store_url=options.store_url or f"chdb://{workdir / 'store'}",
-        desk_port=options.desk_port if port_is_free(options.desk_port) else free_port(),
+        desk_port=desk_port_for(options.desk_port),
         **overrides,
     )
+    login = DemoLogin.create(workdir)
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
@@ -287,7 +289,7 @@ def run_demo(options: DemoOptions) -> int:
             # one process owns an embedded store: the first worker sinks and serves the desk
             workers.append(_start_worker(
                 settings, port, workdir / f"worker-{index}.log",
-                store_worker_env(settings) if index == 0 else None,
+                {**store_worker_env(settings), **login.env()} if index == 0 else None,
             ))
             print(f"worker {index} (pid {workers[-1].pid}): metrics on "
                   f"http://127.0.0.1:{port}/metrics", flush=True)
@@ -298,10 +300,9 @@ def run_demo(options: DemoOptions) -> int:
                       flush=True)
                 return 1
         print(f"stages: {', '.join(settings.stages)}, store; logs in {workdir}", flush=True)
-        print(f"desk (JSON API, console): http://{settings.desk_host}:{settings.desk_port}/ "
-              f"reading the store at {settings.store_url}", flush=True)
-        crisis = None
         start = datetime.now(UTC) - HISTORY
+        print(login.announce(settings, start, options.duration_s, options.time_scale), flush=True)
+        crisis = None
         print(f"event time runs {options.time_scale:.0f}x the wall clock from "
               f"{start:%Y-%m-%d %H:%M} UTC: the detectors' one-day warm-up takes "
               f"{86_400 / options.time_scale:.0f} s", flush=True)
@@ -326,6 +327,14 @@ def run_demo(options: DemoOptions) -> int:
             _stop(process)
         if broker is not None:
             broker.stop()
+
+
+def desk_port_for(port: int) -> int:
+    """``port`` if this process may listen on it, else a free one (0 gets one too).
+
+    Chosen here, so that the address the demo prints is the one the desk serves.
+    """
+    return port if port and port_is_free(port) else free_port()
 
 
 def port_is_free(port: int) -> bool:

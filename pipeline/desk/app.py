@@ -32,10 +32,18 @@ import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from pipeline.config import Settings
+from pipeline.desk.console.account import account_routes
+from pipeline.desk.console.context import Console
+from pipeline.desk.console.pages import console_routes
+from pipeline.desk.security import Access, Gate, is_api_path, login_redirect, visitor_of
+from pipeline.desk.users import Role
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
 from pipeline.store.incidents import parse_incident_id, parse_incidents_query
 from pipeline.store.queries import (
@@ -219,14 +227,40 @@ def answering_errors(endpoint: Endpoint) -> Endpoint:
     return guarded
 
 
-def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
+def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
+               settings: Settings | None = None) -> Starlette:
     """The desk over ``store``; ``clock`` ends the default period of every query.
 
-    Routes: ``/`` (an index), ``/healthz``, ``/readyz``, and ``/api/mentions``,
-    ``/api/mentions.csv``, ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``,
-    ``/api/terms`` (their parameters: :mod:`pipeline.store.queries`), ``/api/incidents`` and
-    ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`).
+    Routes: the console's pages (``/``, ``/mentions``, ``/incidents``, ``/voices``...,
+    :mod:`pipeline.desk.console`), ``/login`` and ``/logout``, ``/static/...``, ``/healthz``,
+    ``/readyz``, the API's index ``/api`` and ``/api/mentions``, ``/api/mentions.csv``,
+    ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``, ``/api/terms`` (their
+    parameters: :mod:`pipeline.store.queries`), ``/api/incidents`` and
+    ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`). ``settings`` say who
+    may use it (:mod:`pipeline.desk.security`) and the console's defaults.
     """
+    settings = settings or Settings()
+    access = Access.from_settings(settings)
+    console = Console(settings, store, access, clock)
+    return Starlette(
+        routes=[*api_routes(store, clock, console), *console_routes(console),
+                *account_routes(console),
+                Mount("/static", StaticFiles(packages=[("pipeline.desk", "static")]),
+                      name="static")],
+        middleware=[Middleware(Gate, access=access, refuse=refuse_anonymous)],
+        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
+    )
+
+
+def refuse_anonymous(request: Request) -> Response:
+    """What an anonymous request gets when a login is needed: 401 from the API, else login."""
+    if is_api_path(request.url.path):
+        return error_response(401, None, "log in first (the console's /login)")
+    return login_redirect(request)
+
+
+def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[BaseRoute]:
+    """The JSON API, its CSV export, its index, health and readiness."""
 
     def json_endpoint(
         parse: Callable[[Mapping[str, str], datetime], _Query],
@@ -239,6 +273,9 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
         return answering_errors(endpoint)
 
     async def mentions_csv(request: Request) -> Response:
+        if not visitor_of(request).may(Role.COMMUNITY_MANAGER):
+            return error_response(403, None, "exporting mentions needs the community_manager "
+                                  "or admin role")
         query, limit = parse_export_query(
             single_parameters(request.query_params.multi_items()), clock())
         # fetched before answering, so a store that is down is a 503, not a 200 cut short
@@ -268,25 +305,22 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now) -> Starlette:
         return ORJSONResponse({"status": "ready"})
 
     async def index(request: Request) -> Response:
-        return HTMLResponse(INDEX_PAGE)
+        return console.render(request, "api_index.html", page="api")
 
-    return Starlette(
-        routes=[
-            Route("/", answering_errors(index)),
-            Route("/healthz", healthz),
-            Route("/readyz", answering_errors(readyz)),
-            Route("/api/mentions", json_endpoint(parse_mentions_query, store.mentions)),
-            Route("/api/mentions.csv", answering_errors(mentions_csv)),
-            Route("/api/volume", json_endpoint(parse_volume_query, store.volume)),
-            Route("/api/share-of-voice",
-                  json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
-            Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
-            Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
-            Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
-            Route("/api/incidents/{incident_id}", answering_errors(incident)),
-        ],
-        exception_handlers={HTTPException: http_error, Exception: unexpected_error},
-    )
+    return [
+        Route("/api", answering_errors(index)),
+        Route("/healthz", healthz),
+        Route("/readyz", answering_errors(readyz)),
+        Route("/api/mentions", json_endpoint(parse_mentions_query, store.mentions)),
+        Route("/api/mentions.csv", answering_errors(mentions_csv)),
+        Route("/api/volume", json_endpoint(parse_volume_query, store.volume)),
+        Route("/api/share-of-voice",
+              json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
+        Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
+        Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
+        Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
+        Route("/api/incidents/{incident_id}", answering_errors(incident)),
+    ]
 
 
 async def http_error(request: Request, error: Exception) -> Response:
@@ -303,31 +337,3 @@ async def unexpected_error(request: Request, error: Exception) -> Response:
     server logs it with its traceback.
     """
     return error_response(500, None, "internal error (the desk's log has the details)")
-
-
-INDEX_PAGE: Final = """<!doctype html>
-<html lang="es">
-<head><meta charset="utf-8"><title>Mesa de escucha</title></head>
-<body>
-<h1>Mesa de escucha</h1>
-<p>La consola llegará pronto. Mientras tanto, la API (JSON; errores 400 con el campo y el
-motivo):</p>
-<ul>
-<li><a href="/api/mentions">/api/mentions</a>: menciones, de la más reciente a la más
-antigua (<code>brand</code>, <code>q</code>, <code>lang</code>, <code>sentiment</code>,
-<code>source</code>, <code>kind</code>, <code>copies</code>, <code>since</code>,
-<code>until</code>, <code>tz</code>, <code>limit</code>, <code>cursor</code>)</li>
-<li><a href="/api/mentions.csv">/api/mentions.csv</a>: las mismas menciones en CSV</li>
-<li><a href="/api/volume">/api/volume</a>: volumen por intervalo y sentimiento</li>
-<li>/api/share-of-voice?brands=a,b: cuota de voz de cada marca</li>
-<li><a href="/api/top-voices">/api/top-voices</a>: autores de mayor alcance</li>
-<li><a href="/api/terms">/api/terms</a>: términos y hashtags, y los que suben</li>
-<li><a href="/api/incidents">/api/incidents</a>: incidentes (crisis y picos de volumen), del
-último cambio al más antiguo (<code>brand</code>, <code>status</code>, <code>kind</code>,
-<code>since</code>, <code>until</code>, <code>limit</code>, <code>cursor</code>)</li>
-<li>/api/incidents/{id}: un incidente y todas sus alertas</li>
-<li><a href="/healthz">/healthz</a>, <a href="/readyz">/readyz</a>: estado</li>
-</ul>
-</body>
-</html>
-"""

@@ -53,7 +53,8 @@ class _DeskServer(uvicorn.Server):
 
 def _desk_server(settings: Settings, store: ListeningStore, clock: Clock) -> _DeskServer:
     return _DeskServer(uvicorn.Config(
-        build_desk(store, clock=clock), host=settings.desk_host, port=settings.desk_port,
+        build_desk(store, clock=clock, settings=settings), host=settings.desk_host,
+        port=settings.desk_port,
         log_level="warning", log_config=None, lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     ))

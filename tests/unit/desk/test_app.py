@@ -70,7 +70,7 @@ def test_healthz_and_readyz_answer_ok(desk: httpx.Client) -> None:
 
 
 def test_index_lists_the_endpoints_in_spanish(desk: httpx.Client) -> None:
-    answer = desk.get("/")
+    answer = desk.get("/api")
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/html")
     assert '<html lang="es">' in answer.text
