@@ -120,6 +120,10 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.languages": "Languages",
     "incident.top_voices": "Top voices",
     "incident.samples": "Sample mentions",
+    "incident.no_samples": (
+        "This alert kept no sample mentions; "
+        "its window's mentions are in the explorer."
+    ),
     "error.title.no_incident": "Incident not found",
     "error.detail.no_incident": "There is no incident with that id.",
     "incident.peak_line": "At the peak ({when}): {volume} mentions against ~{expected}"

@@ -120,6 +120,10 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.languages": "Idiomas",
     "incident.top_voices": "Voces principales",
     "incident.samples": "Menciones de muestra",
+    "incident.no_samples": (
+        "Esta alerta no guardó menciones de muestra; "
+        "las de su ventana están en Menciones."
+    ),
     "error.title.no_incident": "Incidente no encontrado",
     "error.detail.no_incident": "No hay ningún incidente con ese identificador.",
     "incident.peak_line": "En el pico ({when}): {volume} menciones frente a ~{expected} "
