@@ -107,7 +107,7 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.event.open": "Opened",
     "incident.event.update": "Update",
     "incident.event.resolved": "Resolved",
-    "incident.history_line": "{negative} negative of {volume} mentions",
+    "incident.history_line": "negative: {negative} of {volume}",
     "incident.baseline_title": "Baseline against observed",
     "incident.expected": "Usual",
     "incident.volume": "Mentions",

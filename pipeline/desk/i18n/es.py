@@ -107,7 +107,7 @@ MESSAGES: Final[dict[str, str]] = {
     "incident.event.open": "Apertura",
     "incident.event.update": "Actualización",
     "incident.event.resolved": "Cierre",
-    "incident.history_line": "{negative} negativas de {volume} menciones",
+    "incident.history_line": "negativas: {negative} de {volume}",
     "incident.baseline_title": "Referencia frente a lo observado",
     "incident.expected": "Habitual",
     "incident.volume": "Menciones",
