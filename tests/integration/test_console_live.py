@@ -8,7 +8,6 @@ crisis alert to the alerts topic, which the sink stores too.
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from tests.integration.console_harness import (
     open_page,
     wait_for,
 )
+from tests.integration.polling import wait_until
 from tests.integration.test_console import log_in
 from tests.integration.test_store_roundtrip import scored_records
 
@@ -48,15 +48,6 @@ def scored_mention(index: int, minutes_ago: float, label: str = "negative") -> d
         "sentiment": {"label": label, "scores": {"negative": 0.8, "neutral": 0.1,
                                                  "positive": 0.1}},
     }
-
-
-def wait_until(condition: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def send(settings: Settings, mentions: list[dict[str, Any]]) -> None:

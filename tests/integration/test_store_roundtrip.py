@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from pipeline.transport.connection import kafka_client_options
 from pipeline.transport.topics import encode_batch, partition_for
 from tests.crisis_scenario import BRAND, windows
 from tests.integration.conftest import consume_until, produce
+from tests.integration.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -77,15 +77,6 @@ def uncommitted(settings: Settings, group: str, topic: str) -> int:
         consumer.close()
 
 
-def wait_for(condition: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())
@@ -122,8 +113,8 @@ def test_every_scored_mention_is_stored_once_even_when_replayed(
     produce(pipeline_settings, [b"not a micro-batch"], topic=scored_topic, partition=0)
 
     group = f"{pipeline_settings.app_id}-store"
-    wait_for(lambda: uncommitted(pipeline_settings, group, scored_topic) == 0, 90,
-             "the sink to commit the whole scored topic")
+    wait_until(lambda: uncommitted(pipeline_settings, group, scored_topic) == 0,
+               "the sink to commit the whole scored topic", 90)
 
     base = f"http://127.0.0.1:{desk_port}/api/mentions?limit=70"
     pages, cursor = [], None
@@ -189,7 +180,7 @@ def test_a_store_that_is_down_holds_the_offsets_and_is_retried(
         return any(line.startswith('mentions_store_errors_total{reason="unavailable"}')
                    and float(line.split()[-1]) >= 3 for line in metrics.splitlines())
 
-    wait_for(retried, 90, "the sink to retry the unreachable store")
+    wait_until(retried, "the sink to retry the unreachable store", 90)
     assert worker.process.poll() is None, worker.log()[-3000:]
     with pytest.raises(urllib.error.HTTPError) as not_ready:
         urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/readyz", timeout=5)
@@ -226,9 +217,9 @@ def test_a_real_crisis_run_leaves_its_alerts_in_the_store_once(
             topic=alerts_topic, partition=0)
 
     group = f"{pipeline_settings.app_id}-store"
-    wait_for(lambda: uncommitted(pipeline_settings, group, alerts_topic) == 0
-             and uncommitted(pipeline_settings, group, scored_topic) == 0, 120,
-             "the sink to commit the alerts and scored topics")
+    wait_until(lambda: uncommitted(pipeline_settings, group, alerts_topic) == 0
+               and uncommitted(pipeline_settings, group, scored_topic) == 0,
+               "the sink to commit the alerts and scored topics", 120)
     base = f"http://127.0.0.1:{desk_port}/api/incidents"
     listed = get_json(f"{base}?since=2026-03-01&until=2026-03-05")
     incident = {**alerts[-1], "opened_at": alerts[0]["window_end"],
