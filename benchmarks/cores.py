@@ -7,7 +7,8 @@ time of this one thread, so other jobs on a shared machine disturb it less than 
 disturb wall-clock rates). Phases, per raw mention:
 
 - ``ingest``: :meth:`Ingestor.process_encoded` (parse + validate, language, brand rules,
-  each mention encoded with its ingest time);
+  the sentiment model's token ids when carried, each mention encoded with its ingest time;
+  measured again without the token ids, with the routed mention's size both ways);
 - ``route``: key and group into routed micro-batch records (the ingest service's sends,
   without the sends);
 - ``dedup``: :func:`mark_encoded_duplicates` on each routed micro-batch and the partition's
@@ -48,6 +49,8 @@ from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingesto
 from pipeline.stages.routing import Router
 
 PHASES = ("ingest", "route", "dedup", "journal", "unique encode")
+# what one routed mention weighs on the wire, with and without carried token ids
+WIRE = "wire bytes"
 T = TypeVar("T")
 
 
@@ -79,6 +82,7 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
 
     for start in range(0, len(raws), batch_size):
         outcome = timed("ingest", ingest, raws[start:start + batch_size])
+        seconds[WIRE] += sum(len(mention.encoded) for mention in outcome.mentions)
         for partition, record in timed("route", route, outcome.mentions):
             journal = journals[partition]
             marked = timed("dedup", mark_encoded_duplicates, journal.deduplicator, record)
@@ -107,17 +111,29 @@ def main() -> None:
         tune_garbage_collector(settings.gc_young_threshold)
     passes = [one_pass(settings, raws, batch_size) for _ in range(args.repeat)]
     best = {phase: min(run.get(phase, 0.0) for run in passes) for phase in PHASES}
+    # the ingest phase again without the sentiment token ids carried (what carrying costs)
+    plain = settings.model_copy(update={"sentiment_carry_tokens": False})
+    plain_passes = [one_pass(plain, raws, batch_size) for _ in range(args.repeat)]
+    carrying = {
+        "ingest_us_with_ids": best["ingest"] / len(raws) * 1e6,
+        "ingest_us_without_ids": min(run["ingest"] for run in plain_passes) / len(raws) * 1e6,
+        "wire_bytes_with_ids": passes[0][WIRE] / len(raws),
+        "wire_bytes_without_ids": plain_passes[0][WIRE] / len(raws),
+    }
     per_mention_us = {phase: seconds / len(raws) * 1e6 for phase, seconds in best.items()}
     total_us = sum(per_mention_us.values())
     for phase, micros in per_mention_us.items():
         print(f"{phase:14s} {micros:6.1f} us per raw mention")
     print(f"{'all':14s} {total_us:6.1f} us = {1e6 / total_us:,.0f} mentions per CPU-second "
           "(before Kafka client and Faust code)")
+    print("carried sentiment token ids: ingest {ingest_us_without_ids:.1f} -> "
+          "{ingest_us_with_ids:.1f} us, routed mention {wire_bytes_without_ids:.0f} -> "
+          "{wire_bytes_with_ids:.0f} bytes".format(**carrying))
     path = write_results("cores", {
         "mentions": len(raws), "batch_size": batch_size, "repeats": args.repeat,
         "worker_gc": args.worker_gc,
         "us_per_mention": per_mention_us, "us_per_mention_all": total_us,
-        "mentions_per_cpu_s": 1e6 / total_us,
+        "mentions_per_cpu_s": 1e6 / total_us, "carried_sentiment_tokens": carrying,
         "passes_cpu_s": passes,
     })
     print(f"wrote {path}")

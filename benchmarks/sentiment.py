@@ -9,8 +9,11 @@ waiting behind the batch launched before it), or of one call for the naive basel
 - ``engine``: :class:`SentimentEngine` (length-sorted batches, padding to a multiple of 8),
   fp32, and on CPU with smoothed dynamic int8 (the CPU default for a calibrated model); on
   CUDA, bf16 with CUDA graphs (the default), and eager launches for comparison;
-- ``engine, no length sorting``, tokenisation and forward passes alone, and the streaming
-  batcher: each in the shipped default's precision;
+- ``engine fed with carried ids``: the ids the ingest stage carries on each mention read
+  back instead of tokenised (:mod:`pipeline.stages.sentiment.carried`);
+- ``engine, no length sorting``, tokenisation, forward passes and reading carried ids
+  alone, and the streaming batcher from texts and from carried ids: each in the shipped
+  default's precision;
 - the batcher's own cost: the streaming row over 65,536 texts with a stand-in that
   tokenises and scores at once (process CPU per text);
 - a batch-size sweep of the engine (fp32; on CPU int8 as well).
@@ -39,13 +42,14 @@ from typing import Any
 import torch
 
 from benchmarks.common import XLMT_LANGUAGES, load_xlmt, write_results
+from pipeline.stages.sentiment.carried import CarryingTokenizer
 from pipeline.stages.sentiment.engine import (
     AUTO_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
-    EncodedText,
     SentimentEngine,
 )
 from pipeline.stages.sentiment.labels import SentimentResult
+from pipeline.stages.sentiment.tokens import PackedTokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -103,7 +107,8 @@ def time_engine(name: str, engine: SentimentEngine, tweets: list[str]) -> dict[s
                    int8=engine.quantized, cuda_graphs=engine.cuda_graphs)
 
 
-STAGE_ROWS = ("tokenisation only", "forward passes only (pre-tokenised)")
+STAGE_ROWS = ("tokenisation only", "forward passes only (pre-tokenised)",
+              "reading carried ids only")
 OVERHEAD_ROW = "batcher overhead (a model that answers at once)"
 
 
@@ -116,16 +121,43 @@ def time_stages(engine: SentimentEngine, tweets: list[str]) -> list[dict[str, An
     started = time.perf_counter()
     engine._score_packed(packed)
     forward_s = time.perf_counter() - started
+    carried = carried_ids(engine, tweets)
+    started = time.perf_counter()
+    engine.encode_carried(tweets, carried)
+    read_s = time.perf_counter() - started
     return [
         summary(STAGE_ROWS[0], len(tweets), tokenize_s, [tokenize_s],
                 batch_size=len(tweets)),
         summary(STAGE_ROWS[1], len(tweets), forward_s, [forward_s],
                 batch_size=engine.max_batch_size, cuda_graphs=engine.cuda_graphs),
+        summary(STAGE_ROWS[2], len(tweets), read_s, [read_s], batch_size=len(tweets)),
     ]
 
 
+def carried_ids(engine: SentimentEngine, tweets: list[str]) -> list[str]:
+    """The ids the ingest stage would carry on each tweet for this engine's model."""
+    return CarryingTokenizer(engine.model_dir, engine.max_tokens).wire(tweets)
+
+
+def time_engine_carried(engine: SentimentEngine, tweets: list[str]) -> dict[str, Any]:
+    """The engine fed with the ids ingest carried: read back instead of tokenised."""
+    latencies: list[float] = []
+    carried = carried_ids(engine, tweets)
+    engine.warm_up()
+    engine.score_packed(engine.encode_carried(tweets[: 2 * engine.max_batch_size],
+                                              carried[: 2 * engine.max_batch_size]))
+    engine.on_batch = lambda rows, seconds: latencies.append(seconds)
+    started = time.perf_counter()
+    engine.score_packed(engine.encode_carried(tweets, carried))
+    seconds = time.perf_counter() - started
+    engine.on_batch = None
+    return summary("engine fed with carried ids", len(tweets), seconds, latencies,
+                   batch_size=engine.max_batch_size, sorted=engine.sort_by_length,
+                   int8=engine.quantized, cuda_graphs=engine.cuda_graphs)
+
+
 def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: int = 256,
-                 concurrency: int = 64) -> dict[str, Any]:
+                 concurrency: int = 64, carry: bool = False) -> dict[str, Any]:
     """The streaming path: micro-batch requests through :class:`SentimentBatcher`.
 
     ``concurrency`` requests are in flight at once, as partitions of a worker would be;
@@ -138,7 +170,9 @@ def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: in
     from pipeline.stages.sentiment.batcher import SentimentBatcher
 
     engine.warm_up()
-    requests = [tweets[i : i + request_size] for i in range(0, len(tweets), request_size)]
+    carried = carried_ids(engine, tweets) if carry else [None] * len(tweets)
+    requests = [(tweets[i : i + request_size], carried[i : i + request_size])
+                for i in range(0, len(tweets), request_size)]
     latencies: list[float] = []
 
     async def run() -> float:
@@ -146,18 +180,19 @@ def time_batcher(engine: SentimentEngine, tweets: list[str], *, request_size: in
         async with SentimentBatcher(engine, max_batch_size=engine.max_batch_size,
                                     max_batch_tokens=engine.max_batch_tokens,
                                     max_wait=0.005) as batcher:
-            async def one(texts: list[str]) -> None:
+            async def one(texts: list[str], carried: list[Any]) -> None:
                 async with gate:
                     began = time.perf_counter()
-                    await batcher.submit(texts)
+                    await batcher.submit(texts, carried=carried)
                     latencies.append(time.perf_counter() - began)
 
             started = time.perf_counter()
-            await asyncio.gather(*(one(r) for r in requests))
+            await asyncio.gather(*(one(*r) for r in requests))
             return time.perf_counter() - started
 
     seconds = asyncio.run(run())
-    row = summary("batcher (streaming, overlapped)", len(tweets), seconds, latencies,
+    name = "batcher (streaming, overlapped)" + (", carried ids" if carry else "")
+    row = summary(name, len(tweets), seconds, latencies,
                   batch_size=engine.max_batch_size, request_size=request_size,
                   concurrency=concurrency)
     row["p50_request_ms"] = row.pop("p50_batch_ms")
@@ -181,12 +216,13 @@ class _InstantModel:
     def warm_up(self) -> None:
         """Nothing to warm."""
 
-    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
-        return [EncodedText((0, 5, 2) + (7,) * (len(text) % 40)) for text in texts]
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        return PackedTokens.from_rows([(0, 5, 2) + (7,) * (len(text) % 40) for text in texts])
 
-    def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
+    def score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
         return [SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0,
-                                            "positive": 0.0})] * len(encoded)
+                                            "positive": 0.0})] * len(packed)
 
 
 def time_batcher_overhead(tweets: list[str], batch_size: int) -> dict[str, Any]:
@@ -302,8 +338,10 @@ def main() -> None:
             measure(time_engine, "engine, eager launches (no CUDA graphs)", cuda_graphs=False)
         measure(time_engine, "engine, no length sorting" + int8_tag, sort=False,
                 int8=shipped_int8)
+        measure(time_engine_carried, int8=shipped_int8)
         measure(time_stages, int8=shipped_int8)
         measure(time_batcher, int8=shipped_int8)
+        measure(lambda built, texts: time_batcher(built, texts, carry=True), int8=shipped_int8)
         rows.append(time_batcher_overhead(interleaved_val_tweets(65536), batch_size))
         print_table(rows[-1:], header=False)
         for int8 in (False, True) if not on_cuda else (False,):

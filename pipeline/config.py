@@ -198,6 +198,12 @@ class Settings(BaseSettings):
         4, ge=1, description="Micro-batches in flight per worker, so tokenising and the next "
         "batch overlap the model (PIPELINE_SENTIMENT_CONCURRENCY).",
     )
+    sentiment_carry_tokens: bool | None = Field(
+        None, description="Ingest tokenises each mention once with the sentiment model's "
+        "tokenizer and carries the ids on it, so the sentiment worker does not tokenise. "
+        "Unset: on when the model is a local folder with a tokenizer.json "
+        "(PIPELINE_SENTIMENT_CARRY_TOKENS).",
+    )
     sentiment_timeout_s: float = Field(
         60.0, gt=0, description="A micro-batch not scored within this goes on unscored and is "
         "counted (PIPELINE_SENTIMENT_TIMEOUT_S).",

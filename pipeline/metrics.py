@@ -232,6 +232,12 @@ class PipelineMetrics:
             "mentions_sentiment_batch_size", "Texts per model forward.",
             buckets=BATCH_SIZE_BUCKETS, registry=registry,
         )
+        self.model_inputs = Counter(
+            "mentions_sentiment_inputs", "Texts sent to the sentiment model, by where their "
+            "token ids came from: carried from ingest, or tokenised by the sentiment worker "
+            "(a rising tokenised share means ingest and this worker disagree on the model).",
+            ["ids"], registry=registry,
+        )
         self.model_skipped = Counter(
             "mentions_sentiment_skipped", "Mentions that inherited a first copy's sentiment.",
             registry=registry,

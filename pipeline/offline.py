@@ -22,7 +22,12 @@ from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.dedup import Deduplicator, mark_duplicates
 from pipeline.stages.ingest import build_ingestor
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
-from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
+from pipeline.stages.sentiment.mentions import (
+    CopyMemory,
+    drop_carried_tokens,
+    model_inputs,
+    score_mentions,
+)
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
 from pipeline.store.rows import RowEncoder, kinds_by_brand
@@ -54,7 +59,10 @@ class OfflinePipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.ingestor = build_ingestor(settings)
+        # token ids are carried for the sentiment stage only: without it, none are made
+        carrying = settings if "sentiment" in settings.stages else settings.model_copy(
+            update={"sentiment_carry_tokens": False})
+        self.ingestor = build_ingestor(carrying)
         self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
         # the model loads only when the sentiment stage is asked for (PIPELINE_STAGES)
         self.sentiment: SentimentEngine | None = None
@@ -68,8 +76,11 @@ class OfflinePipeline:
         mark_duplicates(self.deduplicator, records)
         if self.sentiment is not None:
             plan = self.copies.plan(records)
-            results = self.sentiment.score([str(records[i]["text"]) for i in plan[0]])
+            # the streaming path's inputs: the ids the ingest stage carried, read back
+            results = self.sentiment.score_packed(
+                self.sentiment.encode_carried(*model_inputs(records, plan[0])))
             score_mentions(records, results, plan, self.copies)
+            drop_carried_tokens(records)
         return records
 
 

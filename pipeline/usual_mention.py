@@ -59,6 +59,7 @@ class UsualMention(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     lang: str | UnsetType = msgspec.UNSET
     lang_score: float | UnsetType = msgspec.UNSET
     brands: list[str] | UnsetType = msgspec.UNSET
+    sentiment_tokens: str | UnsetType = msgspec.UNSET
     ingested_at: float | UnsetType = msgspec.UNSET
 
 
@@ -97,7 +98,7 @@ def decode_usual(raw: bytes, *, max_text_chars: int) -> tuple[UsualMention, bool
             or not author.id
             or not is_canonical_utc(mention.created_at)
             or not (mention.lang is mention.lang_score is mention.brands
-                    is mention.ingested_at is msgspec.UNSET)):
+                    is mention.sentiment_tokens is mention.ingested_at is msgspec.UNSET)):
         return None
     unset = msgspec.UNSET
     engagement = mention.engagement
@@ -135,12 +136,14 @@ class _IngestMembers(msgspec.Struct, gc=False):
     lang: str | UnsetType = msgspec.UNSET
     lang_score: float | UnsetType = msgspec.UNSET
     brands: Sequence[str] | UnsetType = msgspec.UNSET
+    sentiment_tokens: str | UnsetType = msgspec.UNSET
     ingested_at: float | UnsetType = msgspec.UNSET
 
 
 def ingest_members(
     *, lang: str | None = None, lang_score: float | None = None,
-    brands: Sequence[str] | None = None, ingested_at: float | None = None,
+    brands: Sequence[str] | None = None, sentiment_tokens: str | None = None,
+    ingested_at: float | None = None,
 ) -> bytes:
     """The given keys as JSON object members, each after a comma: ``,"lang":"es",...``.
 
@@ -154,6 +157,7 @@ def ingest_members(
         lang=msgspec.UNSET if lang is None else lang,
         lang_score=msgspec.UNSET if lang_score is None else lang_score,
         brands=msgspec.UNSET if brands is None else brands,
+        sentiment_tokens=msgspec.UNSET if sentiment_tokens is None else sentiment_tokens,
         ingested_at=msgspec.UNSET if ingested_at is None else ingested_at,
     ))
     return b"," + members[1:-1] if len(members) > 2 else b""

@@ -6,6 +6,10 @@ forwards on another, merging the micro-batches of ``sentiment_concurrency`` in-f
 into model batches bounded by size and by wait. While batch k runs on the device, batch k+1 is
 tokenised and collected.
 
+Mentions carry their token ids from the ingest stage (``sentiment_tokens``, see
+:mod:`~pipeline.stages.sentiment.carried`), so this worker reads ids instead of tokenising;
+a mention without usable ids is tokenised here. The ids are dropped before ``scored``.
+
 Copies marked by the dedup stage skip the model and inherit their conversation's result
 (:class:`~pipeline.stages.sentiment.mentions.CopyMemory`); a copy whose first copy this worker has
 not seen is scored like any mention. A batch the model cannot score in time goes on with
@@ -26,7 +30,12 @@ from pipeline.agents.context import WorkerContext, send_micro_batches
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engine import build_engine
-from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
+from pipeline.stages.sentiment.mentions import (
+    CopyMemory,
+    drop_carried_tokens,
+    model_inputs,
+    score_mentions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +55,12 @@ def register(context: WorkerContext) -> None:
     def observe_batch(size: int, seconds: float) -> None:
         metrics.model_batch_size.observe(size)
         metrics.model_seconds.observe(seconds)
+
+    def count_inputs(carried: int, tokenised: int) -> None:
+        metrics.model_inputs.labels(ids="carried").inc(carried)
+        metrics.model_inputs.labels(ids="tokenised").inc(tokenised)
+
+    engine.on_inputs = count_inputs
 
     batcher = SentimentBatcher(
         engine, max_batch_size=engine.max_batch_size, max_batch_tokens=engine.max_batch_tokens,
@@ -69,9 +84,9 @@ def register(context: WorkerContext) -> None:
                 if not mentions:
                     return
                 plan = memory.plan(mentions)
-                texts = [str(mentions[i].get("text") or "") for i in plan[0]]
+                texts, carried = model_inputs(mentions, plan[0])
                 try:
-                    results = await batcher.submit(texts) if texts else []
+                    results = await batcher.submit(texts, carried=carried) if texts else []
                 except Exception as error:  # never lose the batch: it goes on unscored
                     log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
                     metrics.stage_failures.labels(stage=STAGE, reason=type(error).__name__).inc()
@@ -81,6 +96,7 @@ def register(context: WorkerContext) -> None:
                 else:
                     inherited = score_mentions(mentions, results, plan, memory)
                     metrics.model_skipped.inc(inherited)
+                drop_carried_tokens(mentions)
                 by_partition: dict[int, list[dict[str, Any]]] = {}
                 for mention in mentions:
                     for target in scored_partitions(mention, settings.partitions):

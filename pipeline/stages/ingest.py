@@ -27,6 +27,11 @@ from pipeline.config import Settings
 from pipeline.schema import InvalidMention, decode_record
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.language import build_language_detector
+from pipeline.stages.sentiment.carried import (
+    CARRIED_KEY,
+    CarryingTokenizer,
+    build_carrying_tokenizer,
+)
 from pipeline.usual_mention import (
     UsualMention,
     append_members,
@@ -58,6 +63,8 @@ class _Tags(NamedTuple):
     # (code, score), or None when detection is off
     guess: tuple[str, float] | None
     brands: tuple[str, ...]
+    # the sentiment model's token ids in their wire form, or None when not carried
+    sentiment_tokens: str | None
     # the same as JSON object members (usual_mention.ingest_members), for mentions tagged as bytes
     members: bytes
 
@@ -109,9 +116,11 @@ class Ingestor:
         max_text_chars: int,
         max_record_bytes: int,
         language_detector: LanguageDetectorLike | None = None,
+        carrying_tokenizer: CarryingTokenizer | None = None,
         tags_cache_size: int = 50_000,
     ) -> None:
         self.matcher = matcher
+        self.carrying_tokenizer = carrying_tokenizer
         self.max_text_chars = max_text_chars
         self.max_record_bytes = max_record_bytes
         self.language_detector = language_detector
@@ -138,7 +147,7 @@ class Ingestor:
         """
         for record, tags in zip(
                 records, self._tags([record["text"] for record in records]), strict=True):
-            _tag_record(record, tags.guess, list(tags.brands), None)
+            _tag_record(record, tags, None)
         return list(records)
 
     def _tags(self, texts: Sequence[str]) -> list[_Tags]:
@@ -160,11 +169,15 @@ class Ingestor:
                 found[text] = tag
         if unknown:
             guesses = self._guesses(unknown)
-            for text, guess in zip(unknown, guesses, strict=True):
+            carried: list[str | None] = (
+                [None] * len(unknown) if self.carrying_tokenizer is None
+                else list(self.carrying_tokenizer.wire(unknown)))
+            for text, guess, tokens in zip(unknown, guesses, carried, strict=True):
                 brands = self._brands(text, guess, found)
-                found[text] = known.remember(text, _Tags(guess, brands, ingest_members(
+                found[text] = known.remember(text, _Tags(guess, brands, tokens, ingest_members(
                     lang=None if guess is None else guess[0],
                     lang_score=None if guess is None else guess[1], brands=brands,
+                    sentiment_tokens=tokens,
                 )))
         return [found[text] for text in texts]
 
@@ -249,12 +262,14 @@ class Ingestor:
                 # no encoding
                 encoded = append_members(item, tags.members, closing)
             elif isinstance(item, dict):
-                _tag_record(item, tags.guess, list(tags.brands), ingested_at)
+                _tag_record(item, tags, ingested_at)
                 encoded = orjson.dumps(item)
             else:
                 if tags.guess is not None:
                     item.lang, item.lang_score = tags.guess
                 item.brands = list(tags.brands)
+                if tags.sentiment_tokens is not None:
+                    item.sentiment_tokens = tags.sentiment_tokens
                 if ingested_at is not None:
                     item.ingested_at = ingested_at
                 encoded = encode_usual_mention(item)
@@ -269,14 +284,18 @@ def _query_language(guess: tuple[str, float] | None) -> str | None:
     return guess[0] if guess is not None and guess[0] != "und" else None
 
 
-def _tag_record(
-    record: dict[str, Any], guess: tuple[str, float] | None, brands: list[str],
-    ingested_at: float | None,
-) -> None:
-    """Write the stage's tags onto a record (a language only when detection is on)."""
-    if guess is not None:
-        record["lang"], record["lang_score"] = guess
-    record["brands"] = brands
+def _tag_record(record: dict[str, Any], tags: _Tags, ingested_at: float | None) -> None:
+    """Write the stage's tags onto a record (a language only when detection is on).
+
+    Carried token ids replace any the raw record brought; without carrying, a raw record's
+    own are left for the sentiment worker to check (by their fingerprint) like any key.
+    """
+    if tags.guess is not None:
+        record["lang"], record["lang_score"] = tags.guess
+    record["brands"] = list(tags.brands)
+    if tags.sentiment_tokens is not None:
+        record.pop(CARRIED_KEY, None)  # written in the wire form's key order
+        record[CARRIED_KEY] = tags.sentiment_tokens
     if ingested_at is not None:
         record["ingested_at"] = ingested_at
 
@@ -292,4 +311,5 @@ def build_ingestor(settings: Settings) -> Ingestor:
         max_text_chars=settings.max_text_chars,
         max_record_bytes=settings.max_record_bytes,
         language_detector=build_language_detector(settings),
+        carrying_tokenizer=build_carrying_tokenizer(settings),
     )

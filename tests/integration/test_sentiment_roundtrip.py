@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
+from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
+from pipeline.stages.sentiment.carried import CARRIED_KEY, CarryingTokenizer
 from pipeline.transport.topics import decode_batch, encode_batch, partition_for
 from tests.integration.conftest import consume_until, produce
 
@@ -38,6 +40,10 @@ def test_unique_batches_are_scored_and_routed_by_brand(
         mention("c1", "RT @x: Worst customer service ever, I want my money back", ["acme"],
                 duplicate_of="m1"),
     ]
+    # as the ingest stage writes them: m2 and m4 come with their token ids, m1 and m3 without
+    carrying = CarryingTokenizer(DEFAULT_MODEL_DIR, pipeline_settings.sentiment_max_tokens)
+    for carried in (first[1], first[3]):
+        carried[CARRIED_KEY] = carrying.wire([carried["text"]])[0]
     later = [mention("c2", "worst customer service EVER i want my money back", ["acme"],
                      duplicate_of="m1")]
 
@@ -77,7 +83,10 @@ def test_unique_batches_are_scored_and_routed_by_brand(
     assert where["m2"] == {partition_for(b"acme", partitions),
                            partition_for(b"globex", partitions)}
     assert seen(records)["m2"] == len(where["m2"])
+    assert not any(CARRIED_KEY in item for item in by_id.values())  # nothing downstream reads them
 
     metrics = worker.metrics_text()
     assert "mentions_sentiment_skipped_total 2.0" in metrics
+    assert 'mentions_sentiment_inputs_total{ids="carried"} 2.0' in metrics
+    assert 'mentions_sentiment_inputs_total{ids="tokenised"} 2.0' in metrics
     assert 'mentions_stage_out_total{stage="sentiment"} 6.0' in metrics

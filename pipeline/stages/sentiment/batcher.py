@@ -1,10 +1,13 @@
 """The async front of the sentiment engine, for the Faust agent.
 
-:class:`SentimentBatcher`: ``await submit(texts)`` returns results in order. Requests are
-tokenised on worker threads as they arrive; a batching task gathers tokenised texts up to a
-size, token and wait budget; one owner thread holds the model and the device, and
-tokenising/collecting the next batch overlaps with the forward pass of the current one.
-Work older than its deadline is dropped before it reaches the model.
+:class:`SentimentBatcher`: ``await submit(texts, carried=...)`` returns results in order.
+Requests are read (ids carried on the mentions) or tokenised on worker threads as they
+arrive; a batching task gathers them up to a size, token and wait budget; one owner thread
+holds the model and the device, and collecting the next batch overlaps with the forward pass
+of the current one. Ids stay in numpy arrays per request (:class:`PackedTokens`) from reading
+to padding: a batch is a few slices of requests, gathered with numpy, with no Python object
+per text until the results. Work older than its deadline is dropped before it reaches the
+model.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.stages.sentiment.engine import EncodedText, SentimentEngine
+from pipeline.stages.sentiment.engine import SentimentEngine
 from pipeline.stages.sentiment.labels import _EMPTY_RESULT, SentimentResult
 from pipeline.stages.sentiment.planning import _plan
+from pipeline.stages.sentiment.tokens import PackedTokens
 
 
 class SentimentExpiredError(TimeoutError):
@@ -30,8 +34,7 @@ class SentimentExpiredError(TimeoutError):
 
 @dataclass(eq=False)
 class _Request:
-    encoded: list[EncodedText]
-    lengths: np.ndarray
+    packed: PackedTokens
     deadline: float
     future: asyncio.Future[list[SentimentResult]]
     results: list[SentimentResult | None] = field(default_factory=list)
@@ -44,6 +47,10 @@ class _Chunk:
 
     request: _Request
     positions: np.ndarray
+
+
+# A batch for the model: chunks of one or more requests.
+_Batch = list[_Chunk]
 
 
 class SentimentBatcher:
@@ -91,12 +98,12 @@ class SentimentBatcher:
         # a request that did not fit a window goes back to the left.
         self._queue: deque[_Chunk | None] = deque()
         self._arrived = asyncio.Event()
-        self._ready: deque[list[tuple[_Request, int]]] = deque()
+        self._ready: deque[_Batch] = deque()
         self._tokenizer_pool: ThreadPoolExecutor | None = None
         self._model_pool: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._in_flight: asyncio.Task[None] | None = None
-        self._tokenizing: set[asyncio.Future[list[EncodedText]]] = set()
+        self._tokenizing: set[asyncio.Future[PackedTokens]] = set()
         # the newest batches' sizes, for tests and debugging; bounded, as the worker runs for
         # months
         self.batch_sizes: deque[int] = deque(maxlen=1024)
@@ -138,10 +145,12 @@ class SentimentBatcher:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
-    async def submit(self, texts: Sequence[str], *,
+    async def submit(self, texts: Sequence[str], *, carried: Sequence[object] | None = None,
                      timeout: float | None = None) -> list[SentimentResult]:
         """Sentiment of ``texts``, in order.
 
+        ``carried``: one value per text, the token ids the ingest stage carried on its
+        mention (``sentiment_tokens``) or None; usable ones spare tokenising their text.
         Raises :class:`SentimentExpiredError` when the request is still unscored
         ``timeout`` (default ``max_age``) seconds from now.
         """
@@ -149,16 +158,18 @@ class SentimentBatcher:
             raise RuntimeError("SentimentBatcher.start() was not awaited")
         loop = asyncio.get_running_loop()
         deadline = self._clock() + (self.max_age if timeout is None else timeout)
-        tokenizing = loop.run_in_executor(self._tokenizer_pool, self.engine.encode, list(texts))
+        tokenizing = loop.run_in_executor(
+            self._tokenizer_pool, self.engine.encode_carried, list(texts),
+            None if carried is None else list(carried))
         self._tokenizing.add(tokenizing)
         try:
-            encoded = await tokenizing
+            packed = await tokenizing
         finally:
             self._tokenizing.discard(tokenizing)
-        lengths = np.array([len(item.input_ids) for item in encoded], dtype=np.int32)
-        request = _Request(encoded, lengths, deadline, loop.create_future())
-        request.results = [_EMPTY_RESULT if length == 0 else None for length in lengths.tolist()]
-        to_score = np.flatnonzero(lengths)
+        request = _Request(packed, deadline, loop.create_future())
+        request.results = [_EMPTY_RESULT if length == 0 else None
+                           for length in packed.lengths.tolist()]
+        to_score = np.flatnonzero(packed.lengths)
         request.pending = len(to_score)
         if request.pending == 0:
             return [r for r in request.results if r is not None]
@@ -184,7 +195,7 @@ class SentimentBatcher:
             await asyncio.wait_for(self._arrived.wait(), timeout)
         return self._dequeue()
 
-    async def _next_batch(self) -> list[tuple[_Request, int]] | None:
+    async def _next_batch(self) -> _Batch | None:
         """The next batch to run: planned earlier, or from a new window of queued texts.
 
         A window starts with the first queued request, waits up to ``max_wait`` for a
@@ -227,17 +238,25 @@ class SentimentBatcher:
         self._ready.extend(self._split(window))
         return self._ready.popleft()
 
-    def _split(self, window: list[_Chunk]) -> list[list[tuple[_Request, int]]]:
-        """Length-sorted batches within the size and padded-token budgets."""
+    def _split(self, window: list[_Chunk]) -> list[_Batch]:
+        """Length-sorted batches within the size and padded-token budgets.
+
+        A batch comes back as one chunk per request it takes texts of (the order inside a
+        batch does not change its padding).
+        """
         requests = [chunk.request for chunk in window]
         owners = np.repeat(np.arange(len(window)), [len(c.positions) for c in window])
         positions = np.concatenate([chunk.positions for chunk in window])
-        lengths = np.concatenate([c.request.lengths[c.positions] for c in window])
+        lengths = np.concatenate([c.request.packed.lengths[c.positions] for c in window])
         batches = []
         for batch in _plan(lengths, self.max_batch_size, self.max_batch_tokens):
-            batches.append([(requests[owner], position) for owner, position
-                            in zip(owners[batch].tolist(), positions[batch].tolist(),
-                                   strict=True)])
+            by_owner = np.argsort(owners[batch], kind="stable")
+            batch_owners, batch_positions = owners[batch][by_owner], positions[batch][by_owner]
+            cuts = np.flatnonzero(np.diff(batch_owners)) + 1
+            batches.append([
+                _Chunk(requests[int(owner[0])], taken) for owner, taken
+                in zip(np.split(batch_owners, cuts), np.split(batch_positions, cuts), strict=True)
+            ])
         return batches
 
     async def _batch_loop(self) -> None:
@@ -253,46 +272,53 @@ class SentimentBatcher:
             if live:
                 self._in_flight = asyncio.create_task(self._run(live))
 
-    def _drop_expired(self, batch: list[tuple[_Request, int]]) -> list[tuple[_Request, int]]:
+    def _drop_expired(self, batch: _Batch) -> _Batch:
         now = self._clock()
-        dead: set[int] = set()
-        for request in {id(request): request for request, _ in batch}.values():
+        live: _Batch = []
+        for chunk in batch:
+            request = chunk.request
             if request.future.done():
-                dead.add(id(request))
-            elif now > request.deadline:
+                continue
+            if now > request.deadline:
                 self.expired += 1
                 request.future.set_exception(SentimentExpiredError(
                     f"sentiment request waited more than its deadline "
-                    f"({len(request.encoded)} texts)"
+                    f"({len(request.packed)} texts)"
                 ))
-                dead.add(id(request))
-        if not dead:
-            return batch
-        return [(request, position) for request, position in batch if id(request) not in dead]
+                continue
+            live.append(chunk)
+        return live
 
-    async def _run(self, batch: list[tuple[_Request, int]]) -> None:
+    def _score(self, batch: _Batch) -> list[SentimentResult]:
+        """The batch's ids gathered from its requests and scored (on the model thread)."""
+        return self.engine.score_packed(PackedTokens.concat(
+            chunk.request.packed.take(chunk.positions) for chunk in batch))
+
+    async def _run(self, batch: _Batch) -> None:
         loop = asyncio.get_running_loop()
-        self.batch_sizes.append(len(batch))
+        size = sum(len(chunk.positions) for chunk in batch)
+        self.batch_sizes.append(size)
         started = time.perf_counter()
         try:
-            results = await loop.run_in_executor(
-                self._model_pool, self.engine.score_encoded,
-                [request.encoded[position] for request, position in batch],
-            )
+            results = await loop.run_in_executor(self._model_pool, self._score, batch)
         except Exception as error:  # a failed forward fails its requests, not the loop
-            for request, _ in batch:
-                if not request.future.done():
-                    request.future.set_exception(error)
+            for chunk in batch:
+                if not chunk.request.future.done():
+                    chunk.request.future.set_exception(error)
             return
         if self.on_batch is not None:
-            self.on_batch(len(batch), time.perf_counter() - started)
-        for (request, position), result in zip(batch, results, strict=True):
-            if request.future.done():
-                continue
-            request.results[position] = result
-            request.pending -= 1
-            if request.pending == 0:
-                request.future.set_result([r for r in request.results if r is not None])
+            self.on_batch(size, time.perf_counter() - started)
+        offset = 0
+        for chunk in batch:
+            request, count = chunk.request, len(chunk.positions)
+            if not request.future.done():
+                for position, result in zip(chunk.positions.tolist(),
+                                            results[offset : offset + count], strict=True):
+                    request.results[position] = result
+                request.pending -= count
+                if request.pending == 0:
+                    request.future.set_result([r for r in request.results if r is not None])
+            offset += count
 
 
 __all__ = [

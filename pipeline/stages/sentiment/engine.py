@@ -38,6 +38,12 @@ import numpy as np
 import torch
 
 from pipeline.config import Settings
+from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
+from pipeline.stages.sentiment.carried import (
+    LARGEST_CARRIED_VOCAB,
+    TokenCarrier,
+    tokenizer_fingerprint,
+)
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
 from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
@@ -58,25 +64,11 @@ from pipeline.stages.sentiment.tokens import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[3] / "models" / "build" / "sentiment-default"
-
 # texts per tokenizer call when a large call is spread over threads
 _TOKENIZE_CHUNK = 1024
 # Batches queued on the device ahead of the one being read back: two keep it busy while
 # the host pads, launches and reads; more would only hold more memory.
 _BATCHES_IN_FLIGHT = 2
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedText:
-    """Token ids of one cleaned text (empty when nothing was left to score)."""
-
-    input_ids: tuple[int, ...]
-
-    @property
-    def length(self) -> int:
-        """Tokens, special tokens included."""
-        return len(self.input_ids)
 
 
 def choose_device(device: str | None) -> torch.device:
@@ -109,6 +101,9 @@ class SentimentEngine:
         on_batch: called with each forward's rows and seconds, from its padding until its
             probabilities are on the host (waiting behind the previous batch included).
 
+    ``on_inputs``, when set, is called from :meth:`encode_carried` (on a tokenising thread)
+    with how many texts came with usable carried ids and how many were tokenised.
+
     """
 
     def __init__(
@@ -135,6 +130,7 @@ class SentimentEngine:
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
         self.on_batch = on_batch
+        self.on_inputs: Callable[[int, int], None] | None = None
         self._load_tokenizer(source)
         self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
         self._tokenize_thread_pool: ThreadPoolExecutor | None = None
@@ -155,6 +151,7 @@ class SentimentEngine:
             self._onto_labels[index, LABELS.index(label)] = 1.0
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
+        self.carrier = None if hub_id else _carrier_of(model_path, max_tokens, model)
 
     def _load_tokenizer(self, source: str | Path) -> None:
         """The checkpoint's tokenizer and padding id, and its Rust backend when it has one."""
@@ -209,10 +206,6 @@ class SentimentEngine:
                                                         dtype=np.int32), lengths))
 
     # --- tokenisation (any thread) ------------------------------------------------
-    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
-        """Clean and tokenise; texts with nothing left get an empty encoding."""
-        return [EncodedText(row) for row in self.encode_packed(texts).rows()]
-
     def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
         """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
         if self._backend is None:
@@ -226,6 +219,29 @@ class SentimentEngine:
         chunks = [texts[i : i + _TOKENIZE_CHUNK] for i in range(0, len(texts), _TOKENIZE_CHUNK)]
         return PackedTokens.concat(self._tokenize_thread_pool.map(
             lambda chunk: encode_packed(self._backend, chunk, self.max_tokens), chunks))
+
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        """Ids of ``texts``: from ``carried`` (one value per text) where usable, else tokenised.
+
+        Carried values are those the ingest stage wrote (:mod:`.carried`); one made by
+        another tokenizer or truncation, or unreadable, is ignored and its text tokenised.
+        """
+        if carried is None or self.carrier is None:
+            self._count_inputs(0, len(texts))
+            return self.encode_packed(texts)
+        read = self.carrier.read(carried)
+        self._count_inputs(len(read.rows), len(texts) - len(read.rows))
+        if len(read.rows) == len(texts):
+            return read.packed
+        missing = np.setdiff1d(np.arange(len(texts)), read.rows)
+        fresh = self.encode_packed([texts[i] for i in missing.tolist()])
+        both = PackedTokens.concat([read.packed, fresh])
+        return both.take(np.argsort(np.concatenate([read.rows, missing]), kind="stable"))
+
+    def _count_inputs(self, carried: int, tokenised: int) -> None:
+        if self.on_inputs is not None:
+            self.on_inputs(carried, tokenised)
 
     def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
         """A tokenizer without a Rust backend: its own batch call."""
@@ -259,15 +275,9 @@ class SentimentEngine:
         by_text = dict(zip(distinct, scored, strict=True))
         return [by_text[text] for text in texts]
 
-    def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
-        """Score already-tokenised texts (see :meth:`encode`), in input order.
-
-        Identical token ids are scored once.
-        """
-        first_of: dict[tuple[int, ...], int] = {}
-        positions = [first_of.setdefault(item.input_ids, len(first_of)) for item in encoded]
-        scored = self._score_packed(PackedTokens.from_rows(list(first_of)))
-        return [scored[p] for p in positions]
+    def score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
+        """Score already-tokenised texts (see :meth:`encode_packed`), in order."""
+        return self._score_packed(packed)
 
     def plan_batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Group positions into batches within the engine's item and padded-token budgets."""
@@ -349,6 +359,16 @@ class SentimentEngine:
                 "negative": negative, "neutral": neutral, "positive": positive})
         if self.on_batch is not None:
             self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
+
+
+def _carrier_of(model_path: Path, max_tokens: int, model: Any) -> TokenCarrier | None:
+    """What reads ids carried for this model folder's tokenizer, when it has its file."""
+    tokenizer_file = model_path / "tokenizer.json"
+    vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
+    if not tokenizer_file.is_file() or not 0 < vocab_size <= LARGEST_CARRIED_VOCAB:
+        return None
+    fingerprint = tokenizer_fingerprint(tokenizer_file.read_text(encoding="utf-8"), max_tokens)
+    return TokenCarrier(vocab_size=vocab_size, max_tokens=max_tokens, fingerprint=fingerprint)
 
 
 def _model_source(model_dir: str | Path) -> tuple[str | Path, bool]:
@@ -452,7 +472,6 @@ def build_engine(settings: Settings) -> SentimentEngine:
 __all__ = [
     "AUTO_BATCH_SIZE",
     "DEFAULT_MODEL_DIR",
-    "EncodedText",
     "SentimentEngine",
     "batch_size_for",
     "build_engine",

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.caching import BoundedCache
+from pipeline.stages.sentiment.carried import CARRIED_KEY
 from pipeline.stages.sentiment.labels import LABELS, SentimentResult
 
 
@@ -66,6 +67,19 @@ def conversation_of(mention: Mapping[str, Any]) -> str:
     return str(mention.get("duplicate_of") or mention.get("id"))
 
 
+def model_inputs(mentions: Sequence[Mapping[str, Any]],
+                 positions: Sequence[int]) -> tuple[list[str], list[object]]:
+    """The texts at ``positions``, and the token ids the ingest stage carried for each."""
+    return ([str(mentions[i].get("text") or "") for i in positions],
+            [mentions[i].get(CARRIED_KEY) for i in positions])
+
+
+def drop_carried_tokens(mentions: Sequence[dict[str, Any]]) -> None:
+    """Take the carried token ids off scored mentions: nothing downstream reads them."""
+    for mention in mentions:
+        mention.pop(CARRIED_KEY, None)
+
+
 def sentiment_record(result: SentimentResult, *, inherited: bool = False) -> dict[str, Any]:
     """The ``sentiment`` field of a mention record.
 
@@ -104,6 +118,8 @@ def score_mentions(mentions: Sequence[dict[str, Any]], scored: Sequence[Sentimen
 __all__ = [
     "CopyMemory",
     "conversation_of",
+    "drop_carried_tokens",
+    "model_inputs",
     "score_mentions",
     "sentiment_record",
 ]

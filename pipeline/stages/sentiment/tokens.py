@@ -85,6 +85,19 @@ class PackedTokens:
         return [tuple(flat[end - length : end])
                 for end, length in zip(bounds, self.lengths.tolist(), strict=True)]
 
+    def take(self, rows: np.ndarray) -> PackedTokens:
+        """The texts at ``rows`` (indices, any order, repeats allowed), in that order.
+
+        >>> PackedTokens.from_rows([(1,), (2, 2), (3, 3, 3)]).take(np.array([2, 0])).rows()
+        [(3, 3, 3), (1,)]
+        """
+        lengths = self.lengths[rows]
+        ends = np.cumsum(lengths, dtype=np.int64)
+        # each taken id's index in self.ids: its row's start, plus its place in the row
+        shift = np.repeat(self.starts[rows] - (ends - lengths), lengths)
+        return PackedTokens(self.ids[shift + np.arange(int(ends[-1]) if len(ends) else 0)],
+                            lengths)
+
     @classmethod
     def from_rows(cls, rows: Sequence[Sequence[int]]) -> PackedTokens:
         """Pack per-text id sequences."""

@@ -17,14 +17,13 @@ from pipeline.stages.sentiment.batcher import SentimentBatcher, SentimentExpired
 from pipeline.stages.sentiment.engine import (
     AUTO_BATCH_SIZE,
     DEFAULT_MODEL_DIR,
-    EncodedText,
     SentimentEngine,
     batch_size_for,
     build_engine,
 )
 from pipeline.stages.sentiment.labels import LABELS, SentimentResult, label_mapping
 from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
-from pipeline.stages.sentiment.tokens import clean_for_sentiment
+from pipeline.stages.sentiment.tokens import PackedTokens, clean_for_sentiment
 from tests.unit.stages.tiny_checkpoint import tiny_texts, write_tiny_checkpoint
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -155,10 +154,9 @@ def test_identical_texts_scored_once(tiny_dir: Path) -> None:
     assert results[0] == results[2] and results[1] == results[3]
     rows_seen.clear()
     # texts that differ only where cleaning erases the difference share their token ids
-    encoded = engine.encode(["good phone", "good   phone", "good phone\u200b", "bad"])
-    assert encoded[0] == encoded[1] == encoded[2]
-    assert engine.score_encoded(encoded)[1] == results[0]
-    assert sum(rows_seen) == 2
+    packed = engine.encode_packed(["good phone", "good   phone", "good phone\u200b", "bad"])
+    assert packed.row(0) == packed.row(1) == packed.row(2)
+    assert engine.score_packed(packed)[1] == results[0]
 
 
 def test_int8_quantised_engine_runs(tiny_dir: Path) -> None:
@@ -197,8 +195,8 @@ def test_default_edge_cases_never_fail_the_batch(default_engine: SentimentEngine
     # nothing left to read after cleaning: neutral by definition, no model call
     for result in results[:4]:
         assert result.label == "neutral" and result.scores["neutral"] == 1.0
-    long_tokens = default_engine.encode(["x" * 100_000])[0]
-    assert long_tokens.length <= default_engine.max_tokens
+    long_tokens = default_engine.encode_packed(["x" * 100_000]).row(0)
+    assert len(long_tokens) <= default_engine.max_tokens
 
 
 def test_default_batch_invariance(default_engine: SentimentEngine) -> None:
@@ -240,15 +238,16 @@ class GatedEngine:
         self.gate.set()
         self.entered = threading.Event()
 
-    def encode(self, texts: Sequence[str]) -> list[EncodedText]:
-        return self.engine.encode(texts)
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        return self.engine.encode_carried(texts, carried)
 
-    def score_encoded(self, encoded: Sequence[EncodedText]) -> list[SentimentResult]:
+    def score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
         self.entered.set()
         self.gate.wait(timeout=10)
-        self.seen += [item.input_ids for item in encoded]
-        self.batch_lengths.append([item.length for item in encoded])
-        return self.engine.score_encoded(encoded)
+        self.seen += packed.rows()
+        self.batch_lengths.append(packed.lengths.tolist())
+        return self.engine.score_packed(packed)
 
 
 class FakeClock:
@@ -318,7 +317,7 @@ async def test_batcher_drops_expired_work_before_the_model(
         await late
     assert (await fresh)[0].label in LABELS
     await batcher.stop()
-    bad_service = tiny_engine.encode(["bad service"])[0].input_ids
+    bad_service = tiny_engine.encode_packed(["bad service"]).row(0)
     assert bad_service not in gated.seen
     assert batcher.expired == 1
 

@@ -90,7 +90,7 @@ def test_packed_encoding_matches_per_text_encoding(tiny_dir: Path) -> None:
     # a call large enough to be spread over threads, in order
     many = texts * 40
     assert engine.encode_packed(many).rows() == one_by_one * 40
-    assert [e.input_ids for e in engine.encode(texts)] == one_by_one
+    assert engine.encode_packed(texts).rows() == one_by_one
     assert one_by_one[:3] == [(), (), ()]  # nothing left after cleaning
     assert max(len(row) for row in one_by_one) == 16  # truncated
 
@@ -111,9 +111,9 @@ def test_classes_mapped_onto_one_label_add_up(tmp_path: Path) -> None:
     stars = {0: "1 star", 1: "2 stars", 2: "3 stars", 3: "4 stars", 4: "5 stars"}
     engine = SentimentEngine(write_tiny_checkpoint(tmp_path, stars), device="cpu")
     texts = tiny_texts(12)
-    encoded = engine.encode(texts)
+    encoded = engine.encode_packed(texts).rows()
     for text, item, result in zip(texts, encoded, engine.score(texts), strict=True):
-        ids = torch.tensor([item.input_ids])
+        ids = torch.tensor([item])
         with torch.inference_mode():
             probabilities = torch.softmax(engine.model(input_ids=ids).logits.float(), -1)[0]
         expected = np.array([probabilities[:2].sum(), probabilities[2], probabilities[3:].sum()])
