@@ -17,7 +17,7 @@ mkdir -p models/build/sentiment-default
 cp -n .gpu/sentiment-default/* models/build/sentiment-default/
 nvidia-smi -L | tee "$out/gpu.txt"
 timeout 180 python3 -m pytest -q -p no:cacheprovider tests/unit/stages/test_sentiment_cuda.py \
-    tests/unit/stages/test_sentiment_tokens.py 2>&1 | tail -15 | tee "$out/pytest.log"
+    tests/unit/stages/test_sentiment_tokens.py tests/unit/stages/test_sentiment_carried.py 2>&1 | tail -15 | tee "$out/pytest.log"
 timeout 150 python3 -m benchmarks.sentiment_probe 2>&1 | grep -v "Loading weights" \
     | tee "$out/probe.log"
 timeout 420 python3 -m benchmarks.sentiment --device cuda --random-weights --naive-n 128 \

@@ -198,10 +198,11 @@ class Settings(BaseSettings):
         4, ge=1, description="Micro-batches in flight per worker, so tokenising and the next "
         "batch overlap the model (PIPELINE_SENTIMENT_CONCURRENCY).",
     )
-    sentiment_carry_tokens: bool | None = Field(
-        None, description="Ingest tokenises each mention once with the sentiment model's "
-        "tokenizer and carries the ids on it, so the sentiment worker does not tokenise. "
-        "Unset: on when the model is a local folder with a tokenizer.json "
+    sentiment_carry_tokens: bool = Field(
+        False, description="Ingest tokenises each mention once with the sentiment model's "
+        "tokenizer and carries the ids on it, so the sentiment worker does not tokenise: on "
+        "where sentiment runs on GPUs, whose workers are bound by tokenising; off on CPU, "
+        "where the model dwarfs tokenising and ingest would pay for nothing "
         "(PIPELINE_SENTIMENT_CARRY_TOKENS).",
     )
     sentiment_timeout_s: float = Field(

@@ -60,9 +60,9 @@ class OfflinePipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         # token ids are carried for the sentiment stage only: without it, none are made
-        carrying = settings if "sentiment" in settings.stages else settings.model_copy(
-            update={"sentiment_carry_tokens": False})
-        self.ingestor = build_ingestor(carrying)
+        carrying = settings.sentiment_carry_tokens and "sentiment" in settings.stages
+        self.ingestor = build_ingestor(settings.model_copy(
+            update={"sentiment_carry_tokens": carrying}))
         self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
         # the model loads only when the sentiment stage is asked for (PIPELINE_STAGES)
         self.sentiment: SentimentEngine | None = None

@@ -40,6 +40,28 @@ def test_process_gives_one_line_per_input_line(tmp_path: Path) -> None:
     ]
 
 
+def test_process_with_carried_token_ids_scores_as_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = tmp_path / "in.jsonl"
+    texts = ["Acme Mobile sin cobertura otra vez", "me encanta acme", "acme ok", "😍😍"]
+    source.write_bytes(b"\n".join(orjson.dumps({
+        "id": str(n), "text": text, "source": "twitter",
+        "created_at": "2026-11-22T10:00:00Z", "author": {"id": "u1"},
+    }) for n, text in enumerate(texts)) + b"\n")
+
+    def process(carry: str) -> list[dict[str, object]]:
+        monkeypatch.setenv("PIPELINE_SENTIMENT_CARRY_TOKENS", carry)
+        output = tmp_path / f"out-{carry}.jsonl"
+        assert main(["process", "--input", str(source), "--output", str(output),
+                     "--rejects", str(tmp_path / "rejects.jsonl")]) == 0
+        return [orjson.loads(line) for line in output.read_bytes().splitlines()]
+
+    carried, plain = process("true"), process("false")
+    assert [m["sentiment"] for m in carried] == [m["sentiment"] for m in plain]
+    assert not any("sentiment_tokens" in m for m in carried)  # used, then dropped
+
+
 def test_spikes_command_writes_nab_results(tmp_path: Path) -> None:
     series = tmp_path / "series.csv"
     rows = ["timestamp,value"]

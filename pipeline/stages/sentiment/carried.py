@@ -160,20 +160,18 @@ def model_tokenizer_file(settings: Settings) -> Path | None:
 
 
 def build_carrying_tokenizer(settings: Settings) -> CarryingTokenizer | None:
-    """The ingest side's tokenizer when carrying is on (see ``sentiment_carry_tokens``).
+    """The ingest side's tokenizer when carrying is on (``sentiment_carry_tokens``).
 
-    Raises :class:`FileNotFoundError` when carrying is asked for and the model has no
-    tokenizer file here.
+    Raises :class:`FileNotFoundError` when carrying is on and the model has no tokenizer
+    file here: a worker that cannot do what it was configured for fails at start.
     """
-    if settings.sentiment_carry_tokens is False:
+    if not settings.sentiment_carry_tokens:
         return None
     tokenizer_file = model_tokenizer_file(settings)
     if tokenizer_file is None:
-        if settings.sentiment_carry_tokens:
-            raise FileNotFoundError(
-                "PIPELINE_SENTIMENT_CARRY_TOKENS is on, but the sentiment model is no local "
-                "folder with a tokenizer.json")
-        return None
+        raise FileNotFoundError(
+            "PIPELINE_SENTIMENT_CARRY_TOKENS is on, but the sentiment model is no local "
+            "folder with a tokenizer.json")
     return CarryingTokenizer(tokenizer_file.parent, settings.sentiment_max_tokens)
 
 

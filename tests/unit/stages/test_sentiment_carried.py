@@ -102,12 +102,10 @@ def test_another_truncation_is_another_fingerprint(tiny_dir: Path) -> None:
 
 
 def test_carrying_follows_the_setting(tiny_dir: Path, tmp_path: Path) -> None:
-    assert build_carrying_tokenizer(Settings(sentiment_model=str(tiny_dir))) is not None
+    assert build_carrying_tokenizer(Settings(sentiment_model=str(tiny_dir))) is None
     assert build_carrying_tokenizer(
-        Settings(sentiment_model=str(tiny_dir), sentiment_carry_tokens=False)) is None
-    # auto: a Hub id or a folder without a tokenizer file means nothing is carried ...
-    assert build_carrying_tokenizer(Settings(sentiment_model=str(tmp_path))) is None
-    # ... unless carrying was asked for, which then fails loudly at start
+        Settings(sentiment_model=str(tiny_dir), sentiment_carry_tokens=True)) is not None
+    # asked for, with a model that has no tokenizer file here: fails loudly at start
     with pytest.raises(FileNotFoundError, match=r"tokenizer\.json"):
         build_carrying_tokenizer(Settings(sentiment_model=str(tmp_path),
                                           sentiment_carry_tokens=True))
