@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,16 @@ def test_every_pipeline_variable_is_a_setting(overlay: str) -> None:
                       if env["name"].startswith(ENV_PREFIX)}
     assert names, "no settings found"
     assert names <= fields, names - fields
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_the_table_store_is_one_the_package_can_open(overlay: str) -> None:
+    store = named(render(OVERLAYS[overlay]), "ConfigMap", "mentions-settings")["data"][
+        "PIPELINE_TABLE_STORE"]
+    scheme = store.split("://")[0]
+    # Faust's rocksdb:// needs a driver the package does not depend on (nor do the images)
+    drivers = {"memory": [], "rocksdb": ["rocksdict", "rocksdb"]}[scheme]
+    assert not drivers or any(importlib.util.find_spec(name) for name in drivers), store
 
 
 @pytest.mark.parametrize("overlay", OVERLAY_NAMES)
