@@ -269,3 +269,67 @@ def test_the_rules_jobs_are_the_jobs_the_service_monitor_makes(overlay: str) -> 
         for name in workers(objects))}
     assert named_jobs, "the rules name no job"
     assert named_jobs <= jobs, named_jobs - jobs
+
+
+# Secrets the cluster's operators write: Strimzi (the KafkaUser's password, the cluster CA)
+# and cert-manager or you (the desk's certificate)
+OPERATOR_SECRETS = {"mentions-worker", "mentions-cluster-ca-cert", "mentions-desk-tls"}
+
+
+def referenced_secrets(objects: tuple[dict[str, Any], ...]) -> set[str]:
+    """Names of the Secrets the pods, the Ingress and KEDA read."""
+    names = set()
+    for _, pod in pod_templates(objects):
+        names |= {volume["secret"]["secretName"] for volume in pod.get("volumes", [])
+                  if "secret" in volume}
+        for container in pod["containers"]:
+            names |= {env["valueFrom"]["secretKeyRef"]["name"] for env in container.get("env", [])
+                      if "secretKeyRef" in env.get("valueFrom", {})}
+    for ingress in of_kind(objects, "Ingress"):
+        names |= {tls["secretName"] for tls in ingress["spec"].get("tls", [])}
+    for auth in of_kind(objects, "TriggerAuthentication"):
+        names |= {ref["name"] for ref in auth["spec"].get("secretTargetRef", [])}
+    return names
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_every_secret_is_rendered_made_by_an_operator_or_in_the_readme(overlay: str) -> None:
+    objects = render(OVERLAYS[overlay])
+    rendered = {secret["metadata"]["name"] for secret in of_kind(objects, "Secret")}
+    readme = (REPO / "README.md").read_text()
+    documented = set(re.findall(r"create secret generic ([\w-]+)", readme))
+    missing = referenced_secrets(objects) - rendered - OPERATOR_SECRETS - documented
+    assert not missing, f"{overlay}: Secrets nobody makes: {missing}"
+    if overlay == "dev":
+        assert referenced_secrets(objects) - rendered <= OPERATOR_SECRETS
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_workers_reach_the_kafka_and_clickhouse_the_overlay_runs(overlay: str) -> None:
+    objects = render(OVERLAYS[overlay])
+    settings = named(objects, "ConfigMap", "mentions-settings")["data"]
+    kafka = named(objects, "Kafka", "mentions")
+    namespace = kafka["metadata"]["namespace"]
+    listener = kafka["spec"]["kafka"]["listeners"][0]
+    assert settings["PIPELINE_BROKER"] == (
+        f"{kafka['metadata']['name']}-kafka-bootstrap.{namespace}.svc:{listener['port']}")
+    assert listener["tls"] and listener["authentication"]["type"] == "scram-sha-512"
+    assert settings["PIPELINE_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert settings["PIPELINE_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert settings["PIPELINE_SASL_USERNAME"] == named(objects, "KafkaUser", "mentions-worker")[
+        "metadata"]["name"]
+    service = named(objects, "Service", "mentions-clickhouse")
+    port = service["spec"]["ports"][0]["port"]
+    assert settings["PIPELINE_STORE_URL"].startswith(
+        f"http://{service['metadata']['name']}.{service['metadata']['namespace']}.svc:{port}/")
+    users = named(objects, "ConfigMap", "mentions-clickhouse-users")["data"]
+    assert any(f"<{settings['PIPELINE_STORE_USER']}>" in text for text in users.values())
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_every_object_is_in_the_pipelines_namespace(overlay: str) -> None:
+    objects = render(OVERLAYS[overlay])
+    namespace = next(of_kind(objects, "Namespace"))["metadata"]["name"]
+    outside = [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects
+               if obj["kind"] != "Namespace" and obj["metadata"].get("namespace") != namespace]
+    assert not outside, outside
