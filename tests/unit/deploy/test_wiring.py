@@ -333,3 +333,24 @@ def test_every_object_is_in_the_pipelines_namespace(overlay: str) -> None:
     outside = [f"{obj['kind']}/{obj['metadata']['name']}" for obj in objects
                if obj["kind"] != "Namespace" and obj["metadata"].get("namespace") != namespace]
     assert not outside, outside
+
+
+@pytest.mark.parametrize("overlay", OVERLAY_NAMES)
+def test_every_selector_selects_pods_the_overlay_runs(overlay: str) -> None:
+    objects = render(OVERLAYS[overlay])
+    pods = [obj["spec"]["template"]["metadata"]["labels"] for obj in objects
+            if obj["kind"] in ("Deployment", "StatefulSet")]
+
+    def selects(selector: dict[str, str]) -> bool:
+        return any(selector.items() <= labels.items() for labels in pods)
+
+    for obj in objects:
+        where = f"{obj['kind']}/{obj['metadata']['name']}"
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            labels = obj["spec"]["template"]["metadata"]["labels"]
+            assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items(), where
+        elif obj["kind"] == "Service":
+            assert selects(obj["spec"]["selector"]), where
+        elif obj["kind"] == "NetworkPolicy":
+            selector = obj["spec"]["podSelector"].get("matchLabels", {})
+            assert not selector or selects(selector), where
