@@ -117,3 +117,16 @@ def pod_templates(objects: tuple[dict[str, Any], ...]) -> Iterator[tuple[str, di
     for obj in objects:
         if obj["kind"] in ("Deployment", "StatefulSet"):
             yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+
+
+def container_env(objects: tuple[dict[str, Any], ...], deployment: str) -> dict[str, str]:
+    """The plain PIPELINE_* values a Deployment's container gets (its ConfigMap, then its env).
+
+    Values from Secrets are left out: they exist only in the cluster.
+    """
+    settings = dict(named(objects, "ConfigMap", "mentions-settings")["data"])
+    container = named(objects, "Deployment", deployment)["spec"]["template"]["spec"][
+        "containers"][0]
+    settings.update({item["name"]: item["value"] for item in container.get("env", [])
+                     if "value" in item})
+    return settings

@@ -14,23 +14,22 @@ from pipeline.agents.app import build_app
 from pipeline.agents.batch_consumer import batch_consumer_options
 from pipeline.config import ENV_PREFIX, Settings, load_settings
 from pipeline.transport.topics import topic_specs
-from tests.unit.deploy.manifests import K8S, OVERLAYS, REPO, named, of_kind, pod_templates, render
+from tests.unit.deploy.manifests import (
+    K8S,
+    OVERLAYS,
+    REPO,
+    container_env,
+    named,
+    of_kind,
+    pod_templates,
+    render,
+)
 
 OVERLAY_NAMES = sorted(OVERLAYS)
 # which stage reads each topic a ScaledObject watches, and whether it reads it with its own
 # batched consumer group (<app id>-<stage>) or as a Faust agent (the app id's group)
 READER_OF_TOPIC = {"raw": ("ingest", True), "routed": ("dedup", False),
                    "unique": ("sentiment", False), "scored": ("store", True)}
-
-
-def worker_env(objects: tuple[dict[str, Any], ...], deployment: str) -> dict[str, str]:
-    """The PIPELINE_* settings a worker Deployment's container gets (ConfigMap, then env)."""
-    settings = dict(named(objects, "ConfigMap", "mentions-settings")["data"])
-    container = named(objects, "Deployment", deployment)["spec"]["template"]["spec"][
-        "containers"][0]
-    settings.update({item["name"]: item["value"] for item in container.get("env", [])
-                     if "value" in item})
-    return settings
 
 
 def settings_of(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, **extra: Any) -> Settings:
@@ -57,7 +56,7 @@ def test_topics_are_the_ones_the_workers_would_create(
     overlay: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     objects = render(OVERLAYS[overlay])
-    settings = settings_of(worker_env(objects, "mentions-cpu-worker"), monkeypatch)
+    settings = settings_of(container_env(objects, "mentions-cpu-worker"), monkeypatch)
     declared = {obj["metadata"]["name"]: obj["spec"] for obj in of_kind(objects, "KafkaTopic")}
     for spec in topic_specs(settings):
         assert spec.name in declared, f"{overlay}: no KafkaTopic {spec.name}"
@@ -77,7 +76,7 @@ def test_every_faust_table_has_a_compacted_changelog_topic(
     declared = {obj["metadata"]["name"]: obj["spec"] for obj in of_kind(objects, "KafkaTopic")}
     expected = set()
     for deployment in workers(objects):
-        env = worker_env(objects, deployment)
+        env = container_env(objects, deployment)
         # registering the sentiment stage loads the model; it keeps no table
         if "sentiment" in env["PIPELINE_STAGES"]:
             continue
@@ -109,7 +108,7 @@ def test_scaled_objects_watch_their_workers_groups_and_stay_within_partitions(
     partitions = partitions_of(objects)
     for scaled in of_kind(objects, "ScaledObject"):
         target = scaled["spec"]["scaleTargetRef"]["name"]
-        settings = settings_of(worker_env(objects, target), monkeypatch)
+        settings = settings_of(container_env(objects, target), monkeypatch)
         assert scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
         for trigger in scaled["spec"]["triggers"]:
             topic = trigger["metadata"]["topic"]
