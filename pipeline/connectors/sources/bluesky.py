@@ -113,7 +113,10 @@ def map_jetstream_event(
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         raise SkipEvent("no_text")  # an image or a quote alone: nothing to listen to
-    created_at = record.get("createdAt") or document.get("time_us")
+    created_at = record.get("createdAt")
+    time_us = document.get("time_us")
+    if not created_at and type(time_us) is int:
+        created_at = time_us // 1000  # the server's clock, as epoch milliseconds
     langs = record.get("langs")
     mention: dict[str, Any] = {
         "id": post_mention_id(did, rkey),

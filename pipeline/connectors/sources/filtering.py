@@ -107,7 +107,8 @@ class _TextCollector(HTMLParser):
 
     def handle_data(self, data: str) -> None:
         if not self._skip_depth:
-            self.parts.append(data)
+            # a line break in HTML source is a space; only <br> and blocks break lines
+            self.parts.append(data.replace("\r", " ").replace("\n", " "))
 
 
 _SPACES = re.compile(r"[ \t\r\f\v]+")

@@ -19,6 +19,7 @@ import calendar
 import functools
 import logging
 import random
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from pipeline.connectors.sources.mastodon import retry_after_s
 from pipeline.connectors.sources.runtime import Backoff, Health, SourceRuntime
 
 log = logging.getLogger("pipeline.sources")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S")
 
 
 def entry_key(entry: Any) -> str | None:
@@ -77,7 +79,8 @@ def map_entry(entry: Any, *, feed_url: str, feed_title: str | None,
     writer = entry.get("author") if isinstance(entry.get("author"), str) else None
     language = entry.get("language") or feed_language
     return {
-        "id": f"rss:{key}" if "://" in key else f"rss:{host}:{key}",
+        # an id that is a URI (a link, tag:, urn:) is global; a bare guid is the feed's own
+        "id": f"rss:{key}" if _URI.match(key) else f"rss:{host}:{key}",
         "text": text,
         "created_at": _entry_time(entry, fetched_at),
         "source": "rss",
