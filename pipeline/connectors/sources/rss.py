@@ -75,7 +75,7 @@ def map_entry(entry: Any, *, feed_url: str, feed_title: str | None,
     text = "\n\n".join(part for part in (html_to_text(title), body) if part)
     if not text:
         raise SkipEvent("no_text")
-    host = urlsplit(feed_url).netloc
+    host = urlsplit(feed_url).hostname or feed_url
     writer = entry.get("author") if isinstance(entry.get("author"), str) else None
     language = entry.get("language") or feed_language
     return {
