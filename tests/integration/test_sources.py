@@ -8,20 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pipeline.config import Settings
+from pipeline.config import Settings, settings_env
 from pipeline.connectors.sources.config import sources_from_dict
 from pipeline.connectors.sources.cursors import ensure_cursor_topic
 from pipeline.connectors.sources.process import Network, listen
 from pipeline.schema import decode_record
+from pipeline.transport.broker import free_port
 from tests.integration.conftest import consume_until
 from tests.integration.source_servers import (
     FakeFeed,
@@ -208,3 +214,40 @@ async def test_rss_polls_conditionally_and_sends_each_entry_once_across_restarts
     assert sorted(mention["id"] for mention in raw) == [
         "rss:127.0.0.1:diario-48300",
         "rss:https://diario.example/economia/2025-12-06/telvia-caida.html"]
+
+
+@pytest.mark.timeout(90)
+async def test_the_source_command_serves_metrics_and_stops_cleanly_on_sigterm(
+        pipeline_settings: Settings, tmp_path: Path) -> None:
+    fake = FakeFeed(RSS_SPANISH)
+    async with running_app(fake.app()) as port:
+        sources_file = tmp_path / "sources.yaml"
+        sources_file.write_text(f"rss:\n  poll_interval_s: 0.2\n  feeds:\n"
+                                f"    - http://127.0.0.1:{port}/feed.xml\n")
+        web_port = free_port()
+        env = {**os.environ, **settings_env(pipeline_settings), "PYTHONUNBUFFERED": "1",
+               "PIPELINE_SOURCES_FILE": str(sources_file), "PIPELINE_WEB_PORT": str(web_port)}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipeline.cli", "source", "rss", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            metrics_url = f"http://127.0.0.1:{web_port}/metrics"
+
+            def delivered() -> float:
+                try:
+                    with urllib.request.urlopen(metrics_url, timeout=2) as response:
+                        text = response.read().decode()
+                except OSError:
+                    return 0.0
+                line = 'mentions_source_delivered_total{source="rss"} '
+                return next((float(row.split()[-1]) for row in text.splitlines()
+                             if row.startswith(line)), 0.0)
+
+            await until(lambda: fake.statuses.count(304) >= 1, "a conditional poll", 60)
+            # the metrics server is the other process's: a short blocking read is fine here
+            await until(lambda: delivered() == 1.0, "the delivery on /metrics")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, output.decode()
+    assert b"rss: stopped; 1 mentions delivered" in output
