@@ -24,6 +24,7 @@ from pipeline.stages.brands import BrandMatcher, BrandRule
 # Bounded label values of mentions_source_skipped_total{reason}.
 SKIP_REASONS: Final = (
     "not_a_post", "not_a_create", "no_text", "no_query_match", "seen_before", "not_an_update",
+    "author_opted_out",
 )
 
 

@@ -6,6 +6,7 @@ the keyword filter Mastodon supports: with ``hashtags_from_queries`` every one-w
 the listening queries becomes a hashtag stream (README: Real sources). The token, when an
 instance needs one, goes in the ``Authorization`` header, never in a URL or a log line.
 A 429 waits for the instance's ``Retry-After``; a refused token is said once, clearly.
+Statuses of accounts that opted out of search indexing (``noindex``) are skipped.
 
 Mentions are keyed by the status's ActivityPub ``uri``, the same on every instance that
 federates it, so one post heard on two instances is one mention id.
@@ -134,6 +135,10 @@ def map_status(status: Any, instance_host: str) -> dict[str, Any]:
         raise UnmappableEvent("missing_field", "a status needs uri and account")
     boosted = status.get("reblog")
     body = boosted if isinstance(boosted, dict) else status
+    # an author who asked search engines not to index them did not ask to be listened to
+    if any(isinstance(writer, dict) and writer.get("noindex") is True
+           for writer in (account, body.get("account"))):
+        raise SkipEvent("author_opted_out")
     mention: dict[str, Any] = {
         "id": f"mastodon:{uri}",
         "text": _status_text(body),

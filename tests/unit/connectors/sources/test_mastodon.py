@@ -101,3 +101,14 @@ def test_a_token_comes_from_the_environment_or_a_file(tmp_path, monkeypatch) -> 
     from_file = MastodonInstance(url="https://m", token_file=path)
     assert from_file.token().get_secret_value() == "filetoken"  # type: ignore[union-attr]
     assert MastodonInstance(url="https://m").token() is None
+
+
+def test_authors_who_opted_out_of_indexing_are_not_listened_to() -> None:
+    status = mastodon_status("117", "<p>Telvia</p>")
+    status["account"]["noindex"] = True
+    with pytest.raises(SkipEvent) as skipped:
+        map_status(status, "m.example")
+    assert skipped.value.reason == "author_opted_out"
+    boosted = mastodon_status("118", "", reblog=status)
+    with pytest.raises(SkipEvent):
+        map_status(boosted, "m.example")
