@@ -95,7 +95,9 @@ async def listen(network: Network, settings: Settings, sources: SourcesConfig, *
             pump = asyncio.create_task(runtime.pump())
             tasks = [asyncio.create_task(reader(session)) for reader in readers]
             stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait([pump, stopped], return_when=asyncio.FIRST_COMPLETED)
+            # readers loop until cancelled: one that ends has failed, and ends the process
+            await asyncio.wait([pump, stopped, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [task for task in tasks if task.done() and not task.cancelled()]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -103,6 +105,8 @@ async def listen(network: Network, settings: Settings, sources: SourcesConfig, *
                 await runtime.stop()
             stopped.cancel()
             await pump  # raises when the broker stopped acknowledging
+            if failed:
+                failed[0].result()
     finally:
         await producer.stop()
     return runtime

@@ -114,15 +114,22 @@ class SourceRuntime:
             self.metrics.skipped.labels(label, skip.reason).inc()
             return _Outcome(None, None, None, cursor)
         except (UnmappableEvent, InvalidMention) as error:
-            self.metrics.dead_lettered.labels(label, error.reason).inc()
-            log.debug("%s: dead-lettered an event: %s", label, error)
-            value = dead_letter_record(raw, error.reason, error.detail,
-                                       stage=f"source-{label}")
-            return _Outcome(self.deadletter_topic, None, value, cursor)
+            return self._dead_letter(raw, error.reason, error.detail, cursor)
+        except Exception as error:  # a shape no mapper foresaw: keep it, keep listening
+            log.exception("%s: an event broke its mapper", label)
+            return self._dead_letter(raw, "bad_value", f"{type(error).__name__}: {error}",
+                                     cursor)
         self.metrics.mapped.labels(label).inc()
         if self.lag_from_mentions:
             self._observe_lag(record["created_at"])
         return _Outcome(self.raw_topic, record["id"].encode(), orjson.dumps(record), cursor)
+
+    def _dead_letter(self, raw: bytes, reason: str, detail: str,
+                     cursor: tuple[str, Any] | None) -> _Outcome:
+        self.metrics.dead_lettered.labels(self.source, reason).inc()
+        log.debug("%s: dead-lettered an event: %s: %s", self.source, reason, detail)
+        value = dead_letter_record(raw, reason, detail, stage=f"source-{self.source}")
+        return _Outcome(self.deadletter_topic, None, value, cursor)
 
     async def offer(self, raw: bytes, mapper: Mapper,
                     cursor: tuple[str, Any] | None = None) -> None:

@@ -77,19 +77,23 @@ async def test_skips_and_dead_letters_are_counted_and_still_move_the_cursor() ->
     def unmappable() -> Any:
         raise UnmappableEvent("not_json", "truncated")
 
+    def unforeseen() -> Any:
+        return {}["text"]
+
     await runtime.offer(like, _mapper(like), ("jetstream", {"time_us": 11}))
     await runtime.offer(unmatched, _mapper(unmatched), ("jetstream", {"time_us": 12}))
     await runtime.offer(too_long, _mapper(too_long), ("jetstream", {"time_us": 13}))
     await runtime.offer(broken, unmappable)
+    await runtime.offer(b"{}", unforeseen)
     producer.release()
     stopping = asyncio.create_task(runtime.stop())
     while not pump.done():
         producer.release()
         await asyncio.sleep(0.01)
     await stopping
-    assert [topic for topic, _, _ in producer.sent] == ["dead", "dead"]
+    assert [topic for topic, _, _ in producer.sent] == ["dead", "dead", "dead"]
     reasons = [orjson.loads(value)["reason"] for _, _, value in producer.sent]
-    assert reasons == ["text_too_long", "not_json"]
+    assert reasons == ["text_too_long", "not_json", "bad_value"]
     assert orjson.loads(producer.sent[1][2])["original"] == broken.decode()
     value = registry.get_sample_value
     assert value("mentions_source_skipped_total", {"source": "bluesky",
@@ -98,7 +102,7 @@ async def test_skips_and_dead_letters_are_counted_and_still_move_the_cursor() ->
                                                    "reason": "no_query_match"}) == 1
     assert value("mentions_source_deadletter_total", {"source": "bluesky",
                                                       "reason": "not_json"}) == 1
-    assert value("mentions_source_events_total", {"source": "bluesky"}) == 4
+    assert value("mentions_source_events_total", {"source": "bluesky"}) == 5
     assert cursors.saved["bluesky"]["jetstream"] == {"time_us": 13}
 
 
