@@ -27,6 +27,8 @@ from pipeline.connectors.sources.config import sources_from_dict
 from pipeline.connectors.sources.cursors import ensure_cursor_topic
 from pipeline.connectors.sources.process import Network, listen
 from pipeline.schema import decode_record
+from pipeline.stages.brands import BrandMatcher, load_brand_rules
+from pipeline.stages.ingest import Ingestor
 from pipeline.transport.broker import free_port
 from tests.integration.conftest import consume_until
 from tests.integration.source_servers import (
@@ -84,6 +86,18 @@ async def topic_values(settings: Settings, name: str, at_least: int) -> list[dic
     return [orjson.loads(record.value) for record in records]
 
 
+def assert_ingest_tags_every_one(settings: Settings, mentions: list[dict[str, Any]]) -> None:
+    """The ingest core accepts every mention sent and tags it with a brand: the pre-filter
+    let through only what the listening queries match."""
+    ingest = Ingestor(BrandMatcher(load_brand_rules(settings.brands_file)),
+                      max_text_chars=settings.max_text_chars,
+                      max_record_bytes=settings.max_record_bytes)
+    outcome = ingest.process([orjson.dumps(mention) for mention in mentions])
+    assert outcome.rejects == []
+    assert len(outcome.mentions) == len(mentions)
+    assert all(mention["brands"] for mention in outcome.mentions)
+
+
 def _jetstream_events() -> tuple[list[dict[str, Any]], set[str]]:
     """30 events a second apart: 18 posts that name Telvia, the rest not for us."""
     events, wanted = [], set()
@@ -120,6 +134,7 @@ async def test_bluesky_survives_a_dropped_connection_and_bad_frames(
     for mention in raw:  # what ingest accepts
         decode_record(orjson.dumps(mention), max_text_chars=20_000, max_record_bytes=10**6)
     assert raw[0]["author"]["handle"] == "ana.bsky.social"
+    assert_ingest_tags_every_one(pipeline_settings, raw)
     (dead,) = await topic_values(pipeline_settings, "deadletter", 1)
     assert dead["reason"] == "not_json" and dead["stage"] == "source-bluesky"
     # the server was asked for posts only; the reconnect resumed 2 s before the cut
@@ -184,6 +199,7 @@ async def test_mastodon_waits_out_a_429_and_streams_statuses(
     raw = await topic_values(pipeline_settings, "raw", 3)
     assert sorted(mention["id"].rsplit("/", 1)[1] for mention in raw) == ["100", "101", "102"]
     assert raw[0]["author"]["followers"] == 842
+    assert_ingest_tags_every_one(pipeline_settings, raw)
 
 
 @pytest.mark.timeout(90)
@@ -214,6 +230,7 @@ async def test_rss_polls_conditionally_and_sends_each_entry_once_across_restarts
     assert sorted(mention["id"] for mention in raw) == [
         "rss:127.0.0.1:diario-48300",
         "rss:https://diario.example/economia/2025-12-06/telvia-caida.html"]
+    assert_ingest_tags_every_one(pipeline_settings, raw)
 
 
 @pytest.mark.timeout(90)
