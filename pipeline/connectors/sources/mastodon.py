@@ -212,12 +212,14 @@ class MastodonStreamReader:
         self.runtime = runtime
         self.backoff = Backoff(runtime_options.backoff_initial_s, runtime_options.backoff_max_s)
         self.health = Health(runtime.source, runtime.metrics)
+        # read at start: a token file that is missing stops the process before it listens
+        self.token = instance.token()
 
     async def run(self, session: Any) -> None:
         """Stream until cancelled."""
         import aiohttp
 
-        token = self.instance.token()
+        token = self.token
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if token is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"

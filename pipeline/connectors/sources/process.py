@@ -134,7 +134,7 @@ def run_source(network: Network, settings: Settings, sources: SourcesConfig) -> 
         except Exception as error:  # the broker: say it once, clearly, and exit non-zero
             from aiokafka.errors import KafkaError
 
-            if not isinstance(error, KafkaError | OSError):
+            if not isinstance(error, KafkaError):
                 raise
             log.error("%s: the broker stopped acknowledging (%s); exiting, a restart resumes "
                       "from the last saved cursor", network, error)
