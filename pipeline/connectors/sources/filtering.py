@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from html.parser import HTMLParser
 from typing import Final
 
-from pipeline.stages.brand_query import positive_terms
+from pipeline.stages.brand_query import And, Node, Not, Or, Term, positive_terms
 from pipeline.stages.brands import BrandMatcher, BrandRule
 
 # Bounded label values of mentions_source_skipped_total{reason}.
@@ -68,18 +68,33 @@ class QueryPrefilter:
     def hashtags(self) -> list[str]:
         """One-word terms of the queries that a hashtag stream can carry (pushed to Mastodon).
 
-        A plain word counts too: the queries match a word used as a hashtag. Prefix
+        A plain word counts too: the queries match a word used as a hashtag. Only a term
+        that matches its query on its own is pushed (``caro`` in ``fibra NEAR/4 caro`` is
+        not): a stream of posts that cannot match would be noise the filter drops. Prefix
         wildcards, phrases and handles cannot be a hashtag stream and are left out.
         """
         tags = set()
         for rule in self.rules:
             for term in positive_terms(rule.parsed):
-                if term.prefix or len(term.words) != 1:
+                if term.prefix or len(term.words) != 1 or not _matches_alone(rule.parsed, term):
                     continue
                 word = term.words[0].removeprefix("#")
                 if _HASHTAG.fullmatch(word):
                     tags.add(word)
         return sorted(tags)
+
+
+def _matches_alone(node: Node, term: Term) -> bool:
+    """Whether a text holding ``term`` and no other term satisfies the query ``node``."""
+    if isinstance(node, Term):
+        return node == term
+    if isinstance(node, And):
+        return all(_matches_alone(operand, term) for operand in node.operands)
+    if isinstance(node, Or):
+        return any(_matches_alone(operand, term) for operand in node.operands)
+    if isinstance(node, Not):
+        return not _matches_alone(node.operand, term)
+    return False  # NEAR needs two terms
 
 
 _HASHTAG = re.compile(r"[^\W]\w*")

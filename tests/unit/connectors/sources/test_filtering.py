@@ -23,6 +23,7 @@ def test_hashtags_pushed_to_mastodon_come_from_the_example_queries() -> None:
     assert {"telvia", "lumoair", "acmemobile", "nimbusbank"} <= set(tags)
     assert not any(" " in tag or tag.endswith("*") for tag in tags)
     assert "weather" not in tags  # a NOT term never triggers a stream
+    assert "caro" not in tags and "fibra" not in tags  # NEAR terms cannot match alone
 
 
 def test_html_to_text_drops_scripts_and_keeps_paragraphs() -> None:
