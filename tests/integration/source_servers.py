@@ -84,9 +84,12 @@ async def running_app(app: web.Application) -> AsyncIterator[int]:
 
 @dataclass
 class FakeMastodon:
-    """One instance: the local timeline streams ``frames`` after answering 429 once."""
+    """One instance. The local timeline's stream answers 429 once, then each connection
+    streams its frames of ``connections`` and closes, but the last stays open; the REST
+    timeline holds ``timeline`` (statuses, for ``min_id`` gap filling)."""
 
-    frames: list[bytes]
+    connections: list[list[bytes]]
+    timeline: list[dict[str, Any]] = field(default_factory=list)
     retry_after_s: int = 1
     requests: list[tuple[float, str, str | None]] = field(default_factory=list)
 
@@ -94,6 +97,7 @@ class FakeMastodon:
         app = web.Application()
         app.router.add_get("/api/v1/streaming/public/local", self.local)
         app.router.add_get("/api/v1/streaming/hashtag", self.hashtag)
+        app.router.add_get("/api/v1/timelines/public", self.public_timeline)
         return app
 
     def _note(self, request: web.Request) -> None:
@@ -102,14 +106,18 @@ class FakeMastodon:
 
     async def local(self, request: web.Request) -> web.StreamResponse:
         self._note(request)
-        if sum(1 for _, path, _ in self.requests if path.endswith("/public/local")) == 1:
+        opened = sum(1 for _, path, _ in self.requests if path.endswith("/public/local"))
+        if opened == 1:
             return web.Response(status=429, headers={"Retry-After": str(self.retry_after_s)},
                                 text='{"error":"Too many requests"}')
+        index = min(opened - 2, len(self.connections) - 1)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         await response.write(b":)\n\n")
-        for frame in self.frames:
+        for frame in self.connections[index]:
             await response.write(frame)
+        if index < len(self.connections) - 1:
+            return response  # the instance drops this stream
         while True:  # heartbeats until the client goes
             await asyncio.sleep(0.5)
             await response.write(b":thump\n\n")
@@ -121,6 +129,13 @@ class FakeMastodon:
         while True:
             await asyncio.sleep(0.5)
             await response.write(b":thump\n\n")
+
+    async def public_timeline(self, request: web.Request) -> web.Response:
+        self._note(request)
+        after = int(request.query["min_id"])
+        newer = sorted((status for status in self.timeline if int(status["id"]) > after),
+                       key=lambda status: -int(status["id"]))
+        return web.json_response(newer[: int(request.query.get("limit", "20"))])
 
 
 @dataclass

@@ -169,35 +169,52 @@ async def test_bluesky_restart_resumes_from_the_durable_cursor(
 
 
 @pytest.mark.timeout(90)
-async def test_mastodon_waits_out_a_429_and_streams_statuses(
+async def test_mastodon_waits_out_a_429_fills_a_dropped_stream_gap_and_resumes(
         pipeline_settings: Settings, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("TEST_INSTANCE_TOKEN", "tok-3f9a")
-    statuses = [mastodon_status(str(100 + n), f"<p>Sin fibra de #Telvia ({n})</p>")
-                for n in range(3)]
-    frames = [sse("update", orjson.dumps(status).decode()) for status in statuses]
-    frames[1:1] = [sse("update", orjson.dumps(mastodon_status("150", "<p>otra cosa</p>"))
-                       .decode()), sse("update", '{"id": "151", "content'),
-                   sse("delete", "99")]
-    fake = FakeMastodon(frames)
+    posted = {str(100 + n): mastodon_status(str(100 + n), f"<p>Sin fibra de #Telvia ({n})</p>")
+              for n in range(6)}
+    posted["101"] = mastodon_status("101", "<p>otra cosa</p>")
+
+    def update(status_id: str) -> bytes:
+        return sse("update", orjson.dumps(posted[status_id]).decode())
+
+    # 103 and 104 are posted while the first stream is down: only the timeline has them
+    fake = FakeMastodon([
+        [update("100"), update("101"), sse("update", '{"id": "151", "content'),
+         sse("delete", "99"), update("102")],
+        [update("105")],
+    ], timeline=list(posted.values()))
     caplog.set_level(logging.INFO, logger="pipeline.sources")
     async with running_app(fake.app()) as port:
         instance = {"url": f"http://127.0.0.1:{port}", "streams": ["public:local", "hashtag"],
                     "token_env": "TEST_INSTANCE_TOKEN"}
-        async with connector("mastodon", pipeline_settings,
-                             {"mastodon": {"instances": [instance]}}) as metric:
-            await until(lambda: metric("mentions_source_delivered_total") >= 4,
-                        "three statuses and a dead letter")
+        document = {"mastodon": {"instances": [instance]}}
+        async with connector("mastodon", pipeline_settings, document) as metric:
+            # 100, the dead letter, 102, then 103-105 from the timeline and 105 streamed
+            await until(lambda: metric("mentions_source_delivered_total") >= 7,
+                        "the statuses, the gap and a dead letter")
             assert metric("mentions_source_skipped_total", reason="not_an_update") == 1
+            assert metric("mentions_source_skipped_total", reason="no_query_match") == 1
+            await asyncio.sleep(0.3)  # past a cursor save
+        async with connector("mastodon", pipeline_settings, document):
+            await until(lambda: sum("min_id=" in path for _, path, _ in fake.requests) >= 2,
+                        "the gap fill after a restart")
     local = [(at, auth) for at, path, auth in fake.requests if path.endswith("/public/local")]
     assert local[1][0] - local[0][0] >= 1.0  # Retry-After was honoured
     assert {auth for _, _, auth in fake.requests} == {"Bearer tok-3f9a"}
+    fills = [path for _, path, _ in fake.requests if "min_id=" in path]
+    assert fills[0] == "/api/v1/timelines/public?local=true&min_id=102&limit=40"
+    assert "min_id=105" in fills[1]  # the restart resumed from the durable cursor
     hashtags = {path.split("tag=")[1] for _, path, _ in fake.requests if "tag=" in path}
-    assert {"telvia", "lumoair"} <= hashtags  # pushed from the listening queries
+    assert hashtags == {"telvia", "lumoair", "acmemobile", "nimbusbank", "orbitabank"}
     assert "tok-3f9a" not in caplog.text
     assert "HTTP 429 (rate limited)" in caplog.text
-    raw = await topic_values(pipeline_settings, "raw", 3)
-    assert sorted(mention["id"].rsplit("/", 1)[1] for mention in raw) == ["100", "101", "102"]
+    raw = await topic_values(pipeline_settings, "raw", 5)
+    ids = [mention["id"].rsplit("/", 1)[1] for mention in raw]
+    assert sorted(set(ids)) == ["100", "102", "103", "104", "105"]
+    assert len(ids) <= 6  # at least once: 105 came from the timeline and the stream
     assert raw[0]["author"]["followers"] == 842
     assert_ingest_tags_every_one(pipeline_settings, raw)
 

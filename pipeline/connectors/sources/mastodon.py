@@ -8,6 +8,10 @@ instance needs one, goes in the ``Authorization`` header, never in a URL or a lo
 A 429 waits for the instance's ``Retry-After``; a refused token is said once, clearly.
 Statuses of accounts that opted out of search indexing (``noindex``) are skipped.
 
+A stream has no resume, so each reader keeps the newest status id it heard (durably, in the
+source cursors); when a stream opens again it first reads the matching REST timeline with
+``min_id`` (a few pages at most) to fill the gap, then the stream: repeats are the same ids.
+
 Mentions are keyed by the status's ActivityPub ``uri``, the same on every instance that
 federates it, so one post heard on two instances is one mention id.
 """
@@ -15,12 +19,13 @@ federates it, so one post heard on two instances is one mention id.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 
@@ -29,6 +34,9 @@ from pipeline.connectors.sources.filtering import SkipEvent, UnmappableEvent, ht
 from pipeline.connectors.sources.runtime import Backoff, Health, SourceRuntime
 
 log = logging.getLogger("pipeline.sources")
+
+# most timeline pages read to fill one gap (40 statuses each)
+GAP_PAGES: Final = 10
 
 _STREAM_PATHS: Final = {
     "public": "/api/v1/streaming/public",
@@ -104,6 +112,32 @@ def stream_urls(instance: MastodonInstance, query_hashtags: list[str]) -> list[s
         else:
             urls.append(path)
     return urls
+
+
+def timeline_url(stream_url: str) -> str:
+    """The REST timeline that holds what a stream carries, for filling a gap.
+
+    >>> timeline_url("https://m.example/api/v1/streaming/hashtag/local?tag=telvia")
+    'https://m.example/api/v1/timelines/tag/telvia?local=true'
+    >>> timeline_url("https://m.example/api/v1/streaming/public")
+    'https://m.example/api/v1/timelines/public'
+    """
+    parts = urlsplit(stream_url)
+    base, _, stream = parts.path.partition("/api/v1/streaming/")
+    root = f"{parts.scheme}://{parts.netloc}{base}/api/v1/timelines/"
+    kind, _, scope = stream.partition("/")
+    local = "?local=true" if scope == "local" else ""
+    if kind == "hashtag":
+        tag = parse_qs(parts.query).get("tag", [""])[0]
+        return f"{root}tag/{quote(tag)}{local}"
+    return f"{root}public{local}"
+
+
+def _newer(status_id: Any, than: str | None) -> bool:
+    """Whether a status id is past ``than`` (Mastodon's ids are numeric strings)."""
+    if not isinstance(status_id, str) or not status_id.isdigit():
+        return False
+    return than is None or not than.isdigit() or int(status_id) > int(than)
 
 
 def _account_handle(account: dict[str, Any], instance_host: str) -> str | None:
@@ -205,24 +239,26 @@ class MastodonStreamReader:
     """Follows one stream URL into a :class:`SourceRuntime`, reconnecting with backoff."""
 
     def __init__(self, url: str, instance: MastodonInstance, runtime: SourceRuntime,
-                 runtime_options: RuntimeOptions) -> None:
+                 runtime_options: RuntimeOptions, saved: dict[str, Any] | None = None) -> None:
         self.url = url
+        self.timeline = timeline_url(url)
         self.instance = instance
         self.instance_host = urlsplit(instance.url).netloc
         self.runtime = runtime
         self.backoff = Backoff(runtime_options.backoff_initial_s, runtime_options.backoff_max_s)
         self.health = Health(runtime.source, runtime.metrics)
+        last_id = (saved or {}).get("last_id")
+        self.last_id: str | None = last_id if isinstance(last_id, str) else None
         # read at start: a token file that is missing stops the process before it listens
-        self.token = instance.token()
+        token = instance.token()
+        self.auth = {} if token is None else {
+            "Authorization": f"Bearer {token.get_secret_value()}"}
 
     async def run(self, session: Any) -> None:
         """Stream until cancelled."""
         import aiohttp
 
-        token = self.token
-        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache", **self.auth}
         while True:
             received = 0
             wait_s = 0.0
@@ -250,6 +286,8 @@ class MastodonStreamReader:
                                     retry_after_s(response.headers.get("Retry-After")))
             self.health.ok(self.url)
             log.info("mastodon: listening to %s", self.url)
+            if self.last_id is not None:  # the stream is open: what came before it, now
+                await self._fill_gap(session)
             parser = SseParser()
             async for chunk in response.content.iter_any():
                 for event in parser.feed(chunk):
@@ -257,7 +295,43 @@ class MastodonStreamReader:
                     await self.accept(event)
         return received
 
+    async def _fill_gap(self, session: Any) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=30)
+        headers = {"Accept": "application/json", **self.auth}
+        joiner = "&" if "?" in self.timeline else "?"
+        for _page in range(GAP_PAGES):
+            url = f"{self.timeline}{joiner}min_id={self.last_id}&limit=40"
+            async with session.get(url, headers=headers, timeout=timeout) as response:
+                if response.status != 200:
+                    raise StreamRefused(response.status,
+                                        retry_after_s(response.headers.get("Retry-After")))
+                page = orjson.loads(await response.read())
+            if not isinstance(page, list) or not page:
+                return
+            for status in reversed(page):  # the timeline lists the newest first
+                await self._offer_status(orjson.dumps(status), status)
+
     async def accept(self, event: ServerSentEvent) -> None:
-        """Hand one event to the runtime."""
-        await self.runtime.offer(event.data.encode(),
-                                 lambda: map_server_event(event, self.instance_host))
+        """Hand one event to the runtime (an update with the cursor it reaches)."""
+        raw = event.data.encode()
+        if event.event == "update":
+            try:
+                status = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                pass  # map_server_event says not_json
+            else:
+                await self._offer_status(raw, status)
+                return
+        await self.runtime.offer(raw, functools.partial(map_server_event, event,
+                                                        self.instance_host))
+
+    async def _offer_status(self, raw: bytes, status: Any) -> None:
+        cursor = None
+        status_id = status.get("id") if isinstance(status, dict) else None
+        if _newer(status_id, self.last_id):
+            self.last_id = status_id
+            cursor = (self.url, {"last_id": status_id})
+        await self.runtime.offer(raw, functools.partial(map_status, status, self.instance_host),
+                                 cursor)

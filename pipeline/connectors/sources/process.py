@@ -47,7 +47,7 @@ def build_readers(network: Network, sources: SourcesConfig, runtime: SourceRunti
         from pipeline.connectors.sources.mastodon import MastodonStreamReader, stream_urls
 
         tags = prefilter.hashtags()
-        streams = [MastodonStreamReader(url, instance, runtime, sources.runtime)
+        streams = [MastodonStreamReader(url, instance, runtime, sources.runtime, saved.get(url))
                    for instance in sources.mastodon.instances
                    for url in stream_urls(instance, tags)]
         return [stream.run for stream in streams]
