@@ -180,7 +180,9 @@ class JetstreamReader:
             url = subscribe_url(endpoint, cursor_us=self.resume_cursor())
             received = 0
             try:
-                async with websockets.connect(url, max_size=2**20, open_timeout=15,
+                # a frame over max_size would close the socket at the same cursor every
+                # time: the bound is far above a record's largest size
+                async with websockets.connect(url, max_size=8 * 2**20, open_timeout=15,
                                               close_timeout=2) as socket:
                     self.health.ok(endpoint)
                     log.info("bluesky: listening to %s", url)
