@@ -246,6 +246,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ))
 
 
+def cmd_source(args: argparse.Namespace) -> int:
+    """Listen to a real network (Bluesky, Mastodon, RSS/Atom) into the raw topic."""
+    from pipeline.connectors.sources.config import load_sources
+    from pipeline.connectors.sources.process import run_source
+
+    settings = _settings_from(args, sources_file=args.sources_file, web_port=args.web_port,
+                              web_host=args.web_host)
+    logging.getLogger("pipeline.sources").setLevel(args.loglevel.upper())
+    return run_source(args.network, settings, load_sources(settings.sources_file))
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print every setting: its environment variable, default and meaning (or current values)."""
     if args.current:
@@ -363,10 +374,28 @@ def build_parser() -> argparse.ArgumentParser:
     desk.set_defaults(handler=cmd_desk)
     _add_user_commands(desk)
 
+    _add_source_command(commands)
+
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")
     config.set_defaults(handler=cmd_config)
     return parser
+
+
+def _add_source_command(commands: Any) -> None:
+    """``mentions source bluesky|mastodon|rss``: a connector process (README: Real sources)."""
+    source = commands.add_parser(
+        "source", help="listen to Bluesky (Jetstream), Mastodon or RSS/Atom feeds into the raw "
+        "topic")
+    source.add_argument("network", choices=("bluesky", "mastodon", "rss"))
+    source.add_argument("--sources-file", type=Path, default=None,
+                        help="endpoints, instances and feeds (PIPELINE_SOURCES_FILE)")
+    source.add_argument("--web-port", type=int, default=None,
+                        help="/metrics port; 0 picks a free one (PIPELINE_WEB_PORT)")
+    source.add_argument("--web-host", default=None, help="(PIPELINE_WEB_HOST)")
+    source.add_argument("--loglevel", default="info")
+    _add_settings_flags(source)
+    source.set_defaults(handler=cmd_source)
 
 
 def _desk_user(action: str) -> Any:
@@ -412,6 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         from pydantic import ValidationError
 
+        from pipeline.connectors.sources.config import SourcesFileError
         from pipeline.desk.security import DeskAccessError
         from pipeline.desk.users import UsersFileError
         from pipeline.stages.alerts.routing import RoutingRulesError
@@ -420,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(error, ValidationError | BrandRulesError | RoutingRulesError
                       | FileNotFoundError | StoreUnavailable | StoreRejected
-                      | DeskAccessError | UsersFileError):
+                      | DeskAccessError | UsersFileError | SourcesFileError):
             print(f"mentions {args.command}: {error}", file=sys.stderr)
             return 2
         raise

@@ -321,6 +321,12 @@ class Settings(BaseSettings):
         description="Listening queries: brands, competitors and their boolean queries "
         "(PIPELINE_BRANDS_FILE).",
     )
+    sources_file: Path = Field(
+        PACKAGE_DATA / "sources.example.yaml",
+        description="What `mentions source` listens to: Jetstream endpoints, Mastodon "
+        "instances and streams, RSS/Atom feeds (README: Real sources) "
+        "(PIPELINE_SOURCES_FILE).",
+    )
     max_text_chars: int = Field(
         20_000, ge=1, description="Longest accepted mention text, in characters "
         "(PIPELINE_MAX_TEXT_CHARS).",
