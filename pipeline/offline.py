@@ -21,6 +21,7 @@ from pipeline.schema import InvalidMention, dead_letter_record, decode_record
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.dedup import Deduplicator, mark_duplicates
 from pipeline.stages.ingest import build_ingestor
+from pipeline.stages.reply import build_reply_classifier
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.mentions import CopyMemory, score_mentions
 from pipeline.store.client import ListeningStore
@@ -61,6 +62,7 @@ class OfflinePipeline:
         if "sentiment" in settings.stages:
             self.sentiment = build_engine(settings)
         self.copies = CopyMemory()
+        self.replies = build_reply_classifier(settings.brands_file)
 
     def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enrich validated mention records through every built stage, keeping their order."""
@@ -70,6 +72,7 @@ class OfflinePipeline:
             plan = self.copies.plan(records)
             results = self.sentiment.score([str(records[i]["text"]) for i in plan[0]])
             score_mentions(records, results, plan, self.copies)
+        self.replies.mark(records)
         return records
 
 
