@@ -21,6 +21,7 @@ from pipeline.schema import InvalidMention, dead_letter_record, decode_record
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.dedup import Deduplicator, mark_duplicates
 from pipeline.stages.ingest import build_ingestor
+from pipeline.stages.reply import build_reply_classifier
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.mentions import (
     CopyMemory,
@@ -69,6 +70,7 @@ class OfflinePipeline:
         if "sentiment" in settings.stages:
             self.sentiment = build_engine(settings)
         self.copies = CopyMemory()
+        self.replies = build_reply_classifier(settings.brands_file)
 
     def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Enrich validated mention records through every built stage, keeping their order."""
@@ -81,6 +83,7 @@ class OfflinePipeline:
                 self.sentiment.encode_carried(*model_inputs(records, plan[0])))
             score_mentions(records, results, plan, self.copies)
             drop_carried_tokens(records)
+        self.replies.mark(records)
         return records
 
 

@@ -27,6 +27,7 @@ import logging
 from typing import Any
 
 from pipeline.agents.context import WorkerContext, send_micro_batches
+from pipeline.stages.reply import build_reply_classifier
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engine import build_engine
@@ -68,6 +69,7 @@ def register(context: WorkerContext) -> None:
         on_batch=observe_batch,
     )
     memory = CopyMemory()
+    replies = build_reply_classifier(settings.brands_file)
     scored_topic = context.topics["scored"]
     source_topic = settings.topic("unique")
     context.readiness.checks["sentiment_model_loaded"] = lambda: engine.model is not None
@@ -97,6 +99,8 @@ def register(context: WorkerContext) -> None:
                     inherited = score_mentions(mentions, results, plan, memory)
                     metrics.model_skipped.inc(inherited)
                 drop_carried_tokens(mentions)
+                # which need an answer: cues, language, handles and the scores just written
+                replies.mark(mentions)
                 by_partition: dict[int, list[dict[str, Any]]] = {}
                 for mention in mentions:
                     for target in scored_partitions(mention, settings.partitions):

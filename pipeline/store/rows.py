@@ -34,6 +34,7 @@ import orjson
 from pipeline.caching import BoundedCache
 from pipeline.event_time import epoch_seconds
 from pipeline.stages.alerts.terms import mention_terms
+from pipeline.stages.reply import REASONS as REPLY_REASONS
 from pipeline.text import fold
 
 SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
@@ -193,6 +194,7 @@ class RowEncoder:
             "original_author": self._original_authors.get(duplicate_of, "") if duplicate_of else "",
             "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
             "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
+            "needs_reply": _reply_reason(mention.get("needs_reply")),
             **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)
                for name in ("likes", "reposts", "replies", "quotes")},
             "url": _text(mention.get("url")),
@@ -234,6 +236,13 @@ def _count(value: Any, name: str, top: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
         raise ValueError(f"wrong_type: {name} {value!r} is not a count")
     return value
+
+
+def _reply_reason(value: Any) -> str | None:
+    # written by the scoring stage; a record from before it has none (NULL)
+    if value is None or value in REPLY_REASONS:
+        return value
+    raise ValueError(f"wrong_type: needs_reply {value!r} is not one of {list(REPLY_REASONS)}")
 
 
 def _score(value: Any) -> float:

@@ -77,6 +77,9 @@ def test_unique_batches_are_scored_and_routed_by_brand(
     for copy_id in ("c1", "c2"):
         assert by_id[copy_id]["sentiment"]["inherited"] is True
         assert by_id[copy_id]["sentiment"]["scores"] == by_id["m1"]["sentiment"]["scores"]
+    # the reply verdict rides with the scores; copies are answered at their first copy
+    assert {m: by_id[m]["needs_reply"] for m in ("m1", "m3", "m4", "c1", "c2")} == {
+        "m1": "complaint", "m3": None, "m4": None, "c1": None, "c2": None}
     # one copy per brand partition: the crisis agent owns a brand on exactly one partition
     partitions = pipeline_settings.partitions
     assert where["m1"] == {partition_for(b"acme", partitions)}

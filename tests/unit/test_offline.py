@@ -62,6 +62,27 @@ def test_process_with_carried_token_ids_scores_as_without(
     assert not any("sentiment_tokens" in m for m in carried)  # used, then dropped
 
 
+def test_process_says_which_mentions_need_a_reply(tmp_path: Path) -> None:
+    question = {
+        "id": "q", "text": "@acmemobile ¿cuándo llega la fibra a mi barrio?", "source": "twitter",
+        "created_at": "2026-11-22T10:00:00Z", "author": {"id": "u1"},
+    }
+    copy = {**question, "id": "q-copy", "created_at": "2026-11-22T10:01:00Z",
+            "author": {"id": "u2"}}
+    quiet = {**question, "id": "quiet", "text": "hoy hace sol en la playa"}
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(orjson.dumps(m) + b"\n" for m in (question, copy, quiet)))
+    output, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    assert main([
+        "process", "--input", str(source), "--output", str(output), "--rejects", str(rejects),
+    ]) == 0
+    written = [orjson.loads(line) for line in output.read_bytes().splitlines()]
+    # every line says it, null included; the copy of a question is answered at its first copy
+    assert [(m["id"], m["duplicate_of"], m["needs_reply"]) for m in written] == [
+        ("q", None, "question"), ("q-copy", "q", None), ("quiet", None, None)]
+
+
+
 def test_spikes_command_writes_nab_results(tmp_path: Path) -> None:
     series = tmp_path / "series.csv"
     rows = ["timestamp,value"]

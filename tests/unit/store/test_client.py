@@ -234,6 +234,21 @@ def test_a_store_made_before_the_time_ordered_table_is_filled_at_start(
     assert [m["id"] for m in first["mentions"]] == ["after-reopen"]
 
 
+def test_a_store_made_before_needs_reply_gets_the_column_at_start(chdb_store_url: str) -> None:
+    settings = store_settings(chdb_store_url)
+    store = ListeningStore.open(settings, database="unit_needs_reply")
+    store.command(f"TRUNCATE TABLE {store.table}")
+    store.command(f"ALTER TABLE {store.table} DROP COLUMN needs_reply")
+    reopened = ListeningStore.open(settings, database="unit_needs_reply")
+    reopened.insert(RowEncoder(KINDS).encode([{**MENTIONS[0], "needs_reply": "question"},
+                                              MENTIONS[2]]).payload)
+    rows = reopened.query(BoundQuery(
+        f"SELECT id, needs_reply, toTypeName(needs_reply) FROM {reopened.table} FINAL "
+        "ORDER BY id"))
+    assert [row[:2] for row in rows] == [("m0000", "question"), ("m0002", None)]
+    assert rows[0][2] == "LowCardinality(Nullable(String))"
+
+
 def test_a_restarted_encoder_finds_the_original_author_in_the_store(
         store: ListeningStore) -> None:
     fresh = RowEncoder(KINDS, find_originals=store.original_authors)

@@ -57,6 +57,17 @@ def test_a_scored_mention_becomes_a_row_per_brand_with_every_column() -> None:
     assert batch.payload == batch.rows[0] + b"\n" + batch.rows[1] + b"\n"
 
 
+@pytest.mark.parametrize(("fields", "stored"), [
+    ({"needs_reply": "complaint"}, "complaint"),
+    ({"needs_reply": None}, None),
+    ({}, None),  # a record from before the reply stage
+])
+def test_the_reply_verdict_is_stored_as_the_stage_wrote_it(fields: dict[str, Any],
+                                                          stored: str | None) -> None:
+    row = orjson.loads(RowEncoder(KINDS).encode([scored(**fields)]).rows[0])
+    assert row["needs_reply"] == stored
+
+
 def test_an_unscored_mention_is_kept_with_empty_sentiment() -> None:
     [row] = [orjson.loads(row) for row in RowEncoder(KINDS).encode([scored(
         sentiment=None, sentiment_error="TimeoutError", lang=None, ingested_at=None, brands=[],
@@ -88,6 +99,7 @@ def test_a_mention_delivered_twice_in_one_batch_is_one_row_per_brand_the_last() 
     ({"engagement": {"likes": 2**40}}, "wrong_type"),
     ({"copy_count": True}, "wrong_type"),
     ({"sentiment": {"label": "angry", "scores": {}}}, "wrong_type"),
+    ({"needs_reply": "rant"}, "wrong_type"),
 ])
 def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
     change: dict[str, Any], reason: str,
