@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from pipeline.config import Settings
 from pipeline.stages.themes.book import (
     UNASSIGNED,
     LanguageMeans,
@@ -184,6 +185,29 @@ class ThemesJob:
             if record["theme_id"] in first:
                 record["first_seen"] = clickhouse_time(first[record["theme_id"]])
                 lines[position] = orjson.dumps(record)
+
+
+def themes_job(store: ListeningStore, settings: Settings) -> ThemesJob:
+    """The job over ``store`` with the configured encoder."""
+    if settings.themes_model is None:
+        return ThemesJob(store)
+    model_dir = settings.themes_model
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        from pipeline.embeddings import mean_pooled_embeddings
+
+        return mean_pooled_embeddings(texts, model_dir=model_dir)
+
+    return ThemesJob(store, embed=embed)
+
+
+def start_scheduler(store: ListeningStore, settings: Settings) -> ThemesScheduler | None:
+    """The themes job every ``themes_interval_s`` in a thread (``None`` when it is 0)."""
+    if not settings.themes_interval_s:
+        return None
+    scheduler = ThemesScheduler(themes_job(store, settings), settings.themes_interval_s)
+    scheduler.start()
+    return scheduler
 
 
 class ThemesScheduler:
