@@ -16,7 +16,9 @@ reported. Every method clusters each language alone and then all languages toget
   number of topics (it gets the answer's size for free; ours does not).
 
 Cost: the encoder over ``--cost-texts`` train tweets, then assignment to 200 themes and one
-spawn over a full pool, timed apart and scaled to 100k mentions.
+spawn over a full pool, timed apart and scaled to 100k mentions; then one run of the real
+job (:class:`~pipeline.themes_job.ThemesJob`) over the same tweets stored in an embedded store
+(read, embed, assign, spawn, write), scaled the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import csv
 import hashlib
 import itertools
 import random
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -281,6 +284,41 @@ def cost(texts: int) -> dict[str, Any]:
             "per_100k_s": round((embed_s + assign_s) * scale + spawn_s, 1)}
 
 
+def job_cost(texts: int, store_folder: Path) -> dict[str, Any]:
+    """One run of the real themes job over ``texts`` stored train tweets (an embedded store)."""
+    from datetime import UTC, datetime, timedelta
+
+    from benchmarks.common import XLMT_ISO
+    from pipeline.config import Settings
+    from pipeline.store.client import ListeningStore
+    from pipeline.store.rows import RowEncoder
+    from pipeline.themes_job import ThemesJob
+
+    now = datetime.now(UTC)
+    per_language = texts // len(XLMT_LANGUAGES) + 1
+    mentions: list[dict[str, Any]] = []
+    for language in XLMT_LANGUAGES:
+        for line, text in enumerate(load_xlmt(language, "train")[0][:per_language]):
+            mentions.append({
+                "id": f"{language}-{line}", "text": text, "source": "twitter",
+                "created_at": (now - timedelta(seconds=len(mentions) + 1)).isoformat(),
+                "author": {"id": "a", "handle": "a", "followers": 1},
+                "lang": XLMT_ISO[language], "brands": ["telvia"], "duplicate_of": None,
+                "duplicate_kind": "unique", "copy_count": 1,
+                "sentiment": {"label": "neutral",
+                              "scores": {"negative": 0.2, "neutral": 0.6, "positive": 0.2}}})
+    mentions = mentions[:texts]
+    store = ListeningStore.open(Settings(store_url=f"chdb://{store_folder}",
+                                         store_retention_days=3650), database="bench_themes")
+    store.insert(RowEncoder({"telvia": "brand"}).encode(mentions).payload)
+    started = time.perf_counter()
+    report = ThemesJob(store).run(now)
+    seconds = time.perf_counter() - started
+    store.close()
+    return {"mentions": report.mentions, "themes": report.themes, "run_s": round(seconds, 2),
+            "per_100k_s": round(seconds * 100_000 / max(report.mentions, 1), 1)}
+
+
 def main() -> None:
     """Tune on one half, report both halves and the cost; write ``results/themes.json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -308,6 +346,9 @@ def main() -> None:
     if args.cost_texts:
         results["cost_cpu"] = cost(args.cost_texts)
         print("cost:", results["cost_cpu"])
+        with tempfile.TemporaryDirectory() as folder:
+            results["job_cpu"] = job_cost(args.cost_texts, Path(folder))
+        print("job:", results["job_cpu"])
     print("wrote", write_results("themes", results))
 
 
