@@ -81,12 +81,13 @@ class ThemesJob:
         self.sql = ThemeSql(store.location.database, store.table)
         self.database = store.location.database
 
-    def load_book(self) -> ThemeBook:
-        """The themes as stored."""
+    def load_book(self) -> tuple[ThemeBook, dict[int, datetime]]:
+        """The themes as stored, and when each was first seen."""
         rows = self.store.query(self.sql.themes())
-        return ThemeBook.of((Theme(int(theme_id), np.asarray(centroid, dtype=np.float32),
+        book = ThemeBook.of((Theme(int(theme_id), np.asarray(centroid, dtype=np.float32),
                                    int(size)) for theme_id, centroid, size, _ in rows),
                             self.settings.themes)
+        return book, {int(theme_id): first_seen for theme_id, _, _, first_seen in rows}
 
     def load_means(self) -> LanguageMeans:
         """The languages' mean embeddings as stored."""
@@ -101,7 +102,7 @@ class ThemesJob:
         now = now or utc_now()
         period = Period(now - self.settings.lookback, now)
         rows = self.store.query(self.sql.unseen(period, self.settings.max_mentions))
-        book = self.load_book()
+        book, first_seen = self.load_book()
         known = set(book.themes)
         languages = [row[3] or "" for row in rows]
         raw = self._embed_distinct([row[5] for row in rows])
@@ -114,9 +115,11 @@ class ThemesJob:
         book.absorb(vectors, theme_ids)
         self._insert_assignments(rows, theme_ids, similarity, vectors)
         spawned = self._spawn(book, period)
-        self._insert_centroids(book, set(known), theme_ids, now)
-        report = RunReport(len(rows), int((theme_ids != UNASSIGNED).sum()),
-                           len(set(book.themes) - known), spawned, len(book.themes))
+        new = set(book.themes) - known
+        self._insert_centroids(book, new | {int(i) for i in np.unique(theme_ids) if i},
+                               first_seen, now)
+        report = RunReport(len(rows), int((theme_ids != UNASSIGNED).sum()), len(new), spawned,
+                           len(book.themes))
         log.info("themes: %s", report)
         return report
 
@@ -163,28 +166,15 @@ class ThemesJob:
             in zip(rows, theme_ids, similarity, vectors, strict=True)]
         self.store.insert(b"\n".join(lines), THEME_MENTIONS)
 
-    def _insert_centroids(self, book: ThemeBook, known: set[int], theme_ids: np.ndarray,
-                          now: datetime) -> None:
-        changed = (set(book.themes) - known) | {int(i) for i in np.unique(theme_ids) if i}
+    def _insert_centroids(self, book: ThemeBook, changed: set[int],
+                          first_seen: dict[int, datetime], now: datetime) -> None:
+        # a theme's first_seen never moves; a new theme's is this run
         lines = [orjson.dumps({
-            "theme_id": theme_id, "first_seen": clickhouse_time(now),
+            "theme_id": theme_id, "first_seen": clickhouse_time(first_seen.get(theme_id, now)),
             "updated_at": clickhouse_time(utc_now()), "size": book.themes[theme_id].size,
             "centroid": book.themes[theme_id].centroid,
         }, option=orjson.OPT_SERIALIZE_NUMPY) for theme_id in sorted(changed)]
-        self._keep_first_seen(lines, changed - (set(book.themes) - known))
         self.store.insert(b"\n".join(lines), THEME_CENTROIDS)
-
-    def _keep_first_seen(self, lines: list[bytes], existing: set[int]) -> None:
-        # a theme's first_seen never moves: rewrite it from the stored row
-        if not existing:
-            return
-        first = {int(theme_id): seen for theme_id, _, _, seen in
-                 self.store.query(self.sql.themes()) if int(theme_id) in existing}
-        for position, line in enumerate(lines):
-            record = orjson.loads(line)
-            if record["theme_id"] in first:
-                record["first_seen"] = clickhouse_time(first[record["theme_id"]])
-                lines[position] = orjson.dumps(record)
 
 
 def themes_job(store: ListeningStore, settings: Settings) -> ThemesJob:

@@ -135,6 +135,12 @@ def test_job_spawns_assigns_incrementally_and_reports(store: ListeningStore) -> 
     assert len(themes["billing"]) == 1 and len(themes["outage"]) == 1
     assert themes["outage"].isdisjoint(themes["billing"] | themes["coverage"])
 
+    # a theme's first sighting stays; the new one is first seen in this run
+    first_seen = {theme_id: seen.replace(tzinfo=UTC) for theme_id, _, _, seen
+                  in store.query(job.sql.themes())}
+    assert first_seen[min(themes["billing"])] == START + DAY
+    assert first_seen[min(themes["outage"])] == START + 2 * DAY
+
     report = themes_report(store, ThemesQuery("telvia", Period(START + DAY, START + 2 * DAY)))
     listed = {tuple(theme["label"][:1]): theme for theme in report["themes"]}
     assert report["analysed"] == 48 and report["unassigned"] == 0
