@@ -160,7 +160,9 @@ class ThemesJob:
             "brand": brand, "id": mention_id, "created_at": clickhouse_time(created_at),
             "theme_id": int(theme_id), "similarity": round(float(score), 5),
             "lang": lang or "", "sentiment": sentiment or "",
-            "embedding": vector, "stored_at": clickhouse_time(utc_now()),
+            # only the unclaimed need their vector again (the pool); a theme keeps a centroid
+            "embedding": vector if theme_id == UNASSIGNED else [],
+            "stored_at": clickhouse_time(utc_now()),
         }, option=orjson.OPT_SERIALIZE_NUMPY) for (brand, mention_id, created_at, lang, sentiment,
                                                      _), theme_id, score, vector
             in zip(rows, theme_ids, similarity, vectors, strict=True)]

@@ -2,8 +2,9 @@
 
 ``theme_mentions`` has a row per mention and brand once the themes job has seen it: its theme
 (0 while no theme claims it), its similarity to that theme's centroid, its language and
-sentiment (copied so a period's mix needs no join) and its embedding (kept so the unclaimed
-mentions can be clustered again later without running the encoder again).
+sentiment (copied so a period's mix needs no join) and, while no theme claims it, its
+embedding (so the pool is clustered again later without running the encoder again; an
+assigned mention's is dropped, its theme's centroid holds what is needed).
 ``theme_centroids`` has a row per theme version (the newest wins): centroid, size, first seen;
 ``theme_languages`` each language's running mean embedding (what centring takes away).
 

@@ -17,7 +17,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.store.client import ListeningStore
-from pipeline.store.queries import Period
+from pipeline.store.queries import BoundQuery, Period
 from pipeline.store.rows import RowEncoder
 from pipeline.store.theme_report import themes_report
 from pipeline.store.themes import THEME_CENTROIDS, THEME_LANGUAGES, THEME_MENTIONS, ThemesQuery
@@ -101,8 +101,6 @@ def themes_of(store: ListeningStore) -> dict[str, set[int]]:
 
 
 def _assignments(store: ListeningStore) -> Any:
-    from pipeline.store.queries import BoundQuery
-
     return BoundQuery(f"SELECT id, theme_id FROM {store.location.database}.{THEME_MENTIONS} "
                       "FINAL ORDER BY id")
 
@@ -134,6 +132,12 @@ def test_job_spawns_assigns_incrementally_and_reports(store: ListeningStore) -> 
     themes = themes_of(store)
     assert len(themes["billing"]) == 1 and len(themes["outage"]) == 1
     assert themes["outage"].isdisjoint(themes["billing"] | themes["coverage"])
+
+    # a claimed mention's vector is not kept (its theme's centroid is)
+    kept = store.query(BoundQuery(
+        f"SELECT countIf(length(embedding) > 0), count() FROM {store.location.database}."
+        f"{THEME_MENTIONS} FINAL WHERE theme_id != 0"))
+    assert kept == [(0, 70)]
 
     # a theme's first sighting stays; the new one is first seen in this run
     first_seen = {theme_id: seen.replace(tzinfo=UTC) for theme_id, _, _, seen
