@@ -175,11 +175,13 @@ class ThemeSql:
             _brand_parameters(query))
 
     def samples(self, query: ThemesQuery) -> BoundQuery:
-        """Per theme: the originals nearest its centroid (text, language, sentiment, time)."""
+        """Per theme: distinct texts nearest its centroid, originals before copies."""
+        nearest = (f"SELECT theme_id, id, text, lang, sentiment, created_at, similarity, "
+                   f"duplicate_of != '' AS copy FROM {self._joined()} WHERE theme_id != 0 "
+                   "ORDER BY copy, similarity DESC, id LIMIT 1 BY theme_id, text")
         return BoundQuery(
-            f"SELECT theme_id, id, text, lang, sentiment, created_at FROM {self._joined()} "
-            "WHERE theme_id != 0 AND duplicate_of = '' "
-            f"ORDER BY similarity DESC, id LIMIT {SAMPLES_PER_THEME} BY theme_id",
+            f"SELECT theme_id, id, text, lang, sentiment, created_at FROM ({nearest}) "
+            f"ORDER BY copy, similarity DESC, id LIMIT {SAMPLES_PER_THEME} BY theme_id",
             _brand_parameters(query))
 
     def _joined(self) -> str:
