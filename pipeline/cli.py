@@ -214,6 +214,21 @@ def cmd_store_count(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_themes(args: argparse.Namespace) -> int:
+    """Run the themes job once over the stored mentions it has not seen; print what it did."""
+    from pipeline.store.client import ListeningStore
+    from pipeline.themes_job import themes_job
+
+    settings = _store_settings(args)
+    store = ListeningStore.open(settings)
+    print(f"store: {store.location}", file=sys.stderr, flush=True)
+    report = themes_job(store, settings).run()
+    print(f"{report.mentions} mentions read, {report.assigned} joined a theme, "
+          f"{report.spawned} formed {report.new_themes} new themes; {report.themes} themes in "
+          "all", flush=True)
+    return 0
+
+
 def cmd_desk(args: argparse.Namespace) -> int:
     """Serve the desk (JSON API and console) from the configured store."""
     from pipeline.desk.server import serve
@@ -375,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_user_commands(desk)
 
     _add_source_command(commands)
+    themes = commands.add_parser(
+        "themes", help="group the newly stored mentions into themes (once; the desk's process "
+        "also runs it every PIPELINE_THEMES_INTERVAL_S)")
+    _add_store_flags(themes)
+    themes.set_defaults(handler=cmd_themes)
 
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")

@@ -279,6 +279,15 @@ class Settings(BaseSettings):
         "same store: how an embedded (chDB) store is read while it is written "
         "(PIPELINE_DESK_IN_WORKER).",
     )
+    themes_interval_s: float = Field(
+        900.0, ge=0, description="How often the process that serves the desk runs the themes "
+        "job over the newly stored mentions, seconds; 0 turns it off (then run `mentions "
+        "themes`) (PIPELINE_THEMES_INTERVAL_S).",
+    )
+    themes_model: Path | None = Field(
+        None, description="The encoder folder the themes job embeds mentions with; unset, "
+        "models/build/e5-small (PIPELINE_THEMES_MODEL).",
+    )
     desk_users_file: Path | None = Field(
         None, description="The console's users, roles and argon2 password hashes (YAML, "
         "written by `mentions desk user add`); set, every page and API route needs a login. "

@@ -57,6 +57,8 @@ from pipeline.store.queries import (
     parse_top_voices_query,
     parse_volume_query,
 )
+from pipeline.store.theme_report import themes_report
+from pipeline.store.themes import parse_themes_query
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +237,8 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
     :mod:`pipeline.desk.console`), ``/login`` and ``/logout``, ``/static/...``, ``/healthz``,
     ``/readyz``, the API's index ``/api`` and ``/api/mentions``, ``/api/mentions.csv``,
     ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``, ``/api/terms`` (their
-    parameters: :mod:`pipeline.store.queries`), ``/api/incidents`` and
+    parameters: :mod:`pipeline.store.queries`), ``/api/themes``
+    (:mod:`pipeline.store.theme_report`), ``/api/incidents`` and
     ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`). ``settings`` say who
     may use it (:mod:`pipeline.desk.security`) and the console's defaults.
     """
@@ -318,6 +321,8 @@ def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[Ba
               json_endpoint(parse_share_of_voice_query, store.share_of_voice)),
         Route("/api/top-voices", json_endpoint(parse_top_voices_query, store.top_voices)),
         Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
+        Route("/api/themes", json_endpoint(parse_themes_query,
+                                           functools.partial(themes_report, store))),
         Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
         Route("/api/incidents/{incident_id}", answering_errors(incident)),
     ]

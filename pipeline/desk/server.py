@@ -7,8 +7,11 @@ uvicorn installs its signal handlers only on the main thread (``Server.capture_s
 uvicorn 0.55 yields without touching them elsewhere), so the worker keeps its own handlers and
 stops the desk with :meth:`DeskThread.stop`.
 
-Both run without a lifespan (the store is opened and closed by the caller, not by the app) and
-without uvicorn's logging configuration (the process's own logging shows the desk's warnings).
+Both also run the themes job every ``PIPELINE_THEMES_INTERVAL_S`` in a thread of their own
+(:class:`~pipeline.themes_job.ThemesScheduler`): the process that serves the desk is the one
+that may write an embedded store. Both run without a lifespan (the store is opened and closed
+by the caller, not by the app) and without uvicorn's logging configuration (the process's own
+logging shows the desk's warnings).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import uvicorn
 from pipeline.config import Settings
 from pipeline.desk.app import Clock, build_desk
 from pipeline.store.client import ListeningStore, utc_now
+from pipeline.themes_job import ThemesScheduler, start_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,13 @@ def _desk_server(settings: Settings, store: ListeningStore, clock: Clock) -> _De
 
 
 def serve(settings: Settings, store: ListeningStore) -> None:
-    """Serve the desk until SIGINT or SIGTERM (``mentions desk``)."""
-    _desk_server(settings, store, utc_now).run()
+    """Serve the desk until SIGINT or SIGTERM (``mentions desk``), with the themes job."""
+    scheduler = start_scheduler(store, settings)
+    try:
+        _desk_server(settings, store, utc_now).run()
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
 
 
 class DeskThread:
@@ -77,6 +86,8 @@ class DeskThread:
     def __init__(self, settings: Settings, store: ListeningStore, *, clock: Clock = utc_now,
                  start_timeout_s: float = 10.0) -> None:
         self.server = _desk_server(settings, store, clock)
+        self.settings, self.store = settings, store
+        self.scheduler: ThemesScheduler | None = None
         self.start_timeout_s = start_timeout_s
         self.thread = threading.Thread(target=self._serve, name="desk", daemon=True)
         self.url: str | None = None
@@ -104,10 +115,13 @@ class DeskThread:
                                  "(uvicorn logged why: the address in use, or not allowed)")
         host, port = self.server.servers[0].sockets[0].getsockname()[:2]
         self.url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self.scheduler = start_scheduler(self.store, self.settings)
         return self.url
 
     def stop(self, timeout_s: float = GRACEFUL_SHUTDOWN_S + 5.0) -> None:
         """Stop serving and wait for the thread; harmless when not started or stopped."""
+        if self.scheduler is not None:
+            self.scheduler.stop()
         self.server.should_exit = True
         if self.thread.is_alive():
             self.thread.join(timeout_s)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Final
 
+from pipeline.store.themes import THEME_MENTIONS, theme_statements
+
 TABLE: Final = "brand_mentions"
 BY_TIME: Final = "mentions_by_time"
 INCIDENTS: Final = "incident_alerts"
 # the event time each table's retention counts from (an incident's alerts expire together)
-TTL_COLUMNS: Final = {TABLE: "created_at", BY_TIME: "created_at", INCIDENTS: "started_at"}
+TTL_COLUMNS: Final = {TABLE: "created_at", BY_TIME: "created_at", INCIDENTS: "started_at",
+                      THEME_MENTIONS: "created_at"}
 # the columns a page of the explorer is found by (MentionFilter's), kept in time order
 _BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
                            "duplicate_of, search_text")
@@ -128,6 +131,8 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         PARTITION BY toYYYYMM(started_at)
         ORDER BY (brand, incident_id, sequence)
         TTL {ttl(retention_days, TTL_COLUMNS[INCIDENTS])}""",
+        # the themes job's assignments, centroids and language means (pipeline.store.themes)
+        *theme_statements(database, ttl(retention_days)),
     ]
 
 

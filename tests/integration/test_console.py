@@ -52,6 +52,8 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[str
     store_url = f"chdb://{folder / 'store'}"
     mentions, alerts = load_store(folder, store_url, now_utc())
     assert {alert["status"] for alert in alerts} >= {"open", "resolved"}, alerts
+    # the themes job, once, with the real encoder (the desk's own runs are 15 minutes apart)
+    mentions_cli("themes", env={"PIPELINE_STORE_URL": store_url})
     return store_url, mentions
 
 
@@ -270,6 +272,27 @@ def test_the_incidents_page_lists_the_apis_and_opens_one(browser: Any, desk: Des
 # -- access ---------------------------------------------------------------------------------
 
 
+def test_the_themes_page_shows_the_apis_themes_emerging_first(
+        browser: Any, desk: DeskProcess) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, f"{desk.url}/themes")
+    brand = browser.find_element(By.ID, "brand").get_attribute("value")
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('[data-theme]'))"
+        ".map(card => Number(card.dataset.theme));")
+    with browser_client(browser, desk.url) as client:
+        report = client.get("/api/themes", params={"brand": brand}).json()
+    assert report["themes"], report
+    assert shown == [theme["theme_id"] for theme in report["themes"]]
+    first = browser.find_element(By.CSS_SELECTOR, "[data-theme]")
+    assert " · ".join(report["themes"][0]["label"]) in first.text
+    emerging = browser.find_elements(By.CSS_SELECTOR, "[data-theme].emerging")
+    assert len(emerging) == sum(theme["emerging"] for theme in report["themes"])
+    # the first theme shows its samples; the others open on a click
+    assert first.find_element(By.CSS_SELECTOR, "details.samples").get_attribute("open")
+
+
 def test_log_in_and_out(desk: DeskProcess) -> None:
     from selenium.webdriver.common.by import By
 
@@ -292,9 +315,14 @@ def test_screenshots(browser: Any, desk: DeskProcess, tmp_path: Path) -> None:
     set_language(browser, desk.url, "es")
     incident = f"/incidents/{first_incident(browser, desk)}"
     for name, path in (("overview", "/"), ("mentions", "/mentions"),
-                       ("incidents", "/incidents"), ("incident", incident)):
+                       ("incidents", "/incidents"), ("incident", incident),
+                       ("themes", "/themes")):
         open_page(browser, f"{desk.url}{path}")
         assert screenshot(browser, name, folder, DESKTOP).stat().st_size > 10_000
+    set_language(browser, desk.url, "en")
+    open_page(browser, f"{desk.url}/themes")
+    assert screenshot(browser, "themes-en", folder, DESKTOP).stat().st_size > 10_000
+    set_language(browser, desk.url, "es")
     browser.set_window_size(*PHONE)
     open_page(browser, f"{desk.url}/mentions")
     assert screenshot(browser, "mentions-phone", folder, PHONE,

@@ -32,7 +32,7 @@ Page = Callable[[Request], Awaitable[Response]]
 # the pages announced in the navigation that later work fills: (path, page, catalog prefix)
 # incidents are rarer than mentions: their page looks back further by default
 INCIDENTS_PERIOD: Final = "30d"
-COMING: Final = (("/themes", "themes", "coming.themes"), ("/inbox", "inbox", "coming.inbox"))
+COMING: Final = (("/inbox", "inbox", "coming.inbox"),)
 
 
 def page_errors(console: Console, page: str) -> Callable[[Page], Page]:
@@ -99,6 +99,7 @@ class Pages:
             Route("/", errors("overview")(self.overview)),
             Route("/mentions", errors("mentions")(self.mentions)),
             Route("/voices", errors("voices")(self.voices)),
+            Route("/themes", errors("themes")(self.themes)),
             Route("/incidents", errors("incidents")(self.incidents)),
             Route("/incidents/{incident_id:path}", errors("incidents")(self.incident)),
             *(Route(path, errors(page)(self.coming(page, prefix)))
@@ -139,6 +140,19 @@ class Pages:
             "voices": []}
         return console.render(request, "voices.html", page="voices", brand=brand,
                               brands=console.brands, **period_fields(console, view), **shown)
+
+    async def themes(self, request: Request) -> Response:
+        """Temas: a brand's themes, emerging first (the first own brand unless one is asked)."""
+        console = self.console
+        view = view_of(console, request)
+        own = console.own_brands() or console.brands
+        brand = view.brand or (own[0].id if own else "")
+        report: dict[str, Any] = (
+            await run_in_threadpool(views.themes, console, view, brand) if brand
+            else {"themes": [], "analysed": 0, "unassigned": 0, "last_run": None})
+        return console.render(request, "themes.html", page="themes", brand=brand,
+                              brands=console.brands, report=report,
+                              **period_fields(console, view))
 
     async def incidents(self, request: Request) -> Response:
         """Incidentes: the incidents the filters ask for."""

@@ -25,6 +25,8 @@ from pipeline.store.queries import (
     parse_top_voices_query,
     parse_volume_query,
 )
+from pipeline.store.theme_report import themes_report
+from pipeline.store.themes import parse_themes_query
 
 NEGATIVE_SHOWN: Final = 6
 RISING_SHOWN: Final = 5
@@ -120,6 +122,12 @@ def voices(console: Console, view: View, brand: str) -> dict[str, Any]:
     answer = console.store.top_voices(parse_top_voices_query(
         {"brand": brand, "limit": str(VOICES_SHOWN), **view.period_params()}, now))
     return {"voices": answer["voices"]}
+
+
+def themes(console: Console, view: View, brand: str) -> dict[str, Any]:
+    """A brand's themes in the period (``GET /api/themes``'s answer)."""
+    return themes_report(console.store, parse_themes_query(
+        {"brand": brand, **view.period_params()}, console.clock()))
 
 
 def incident_page(console: Console, incident_id: str, t: Translator,
