@@ -52,8 +52,11 @@ class _DeskServer(uvicorn.Server):
 
 
 def _desk_server(settings: Settings, store: ListeningStore, clock: Clock) -> _DeskServer:
+    desk = build_desk(store, clock=clock, settings=settings)
+    # a daemon thread: it holds nothing that a stop could lose (the outbox is in its database)
+    desk.state.courier.start()
     return _DeskServer(uvicorn.Config(
-        build_desk(store, clock=clock, settings=settings), host=settings.desk_host,
+        desk, host=settings.desk_host,
         port=settings.desk_port,
         log_level="warning", log_config=None, lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

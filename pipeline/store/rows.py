@@ -193,6 +193,7 @@ class RowEncoder:
             "original_author": self._original_authors.get(duplicate_of, "") if duplicate_of else "",
             "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
             "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
+            "needs_reply": _reason(mention.get("needs_reply")),
             **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)
                for name in ("likes", "reposts", "replies", "quotes")},
             "url": _text(mention.get("url")),
@@ -234,6 +235,11 @@ def _count(value: Any, name: str, top: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
         raise ValueError(f"wrong_type: {name} {value!r} is not a count")
     return value
+
+
+def _reason(value: Any) -> str | None:
+    # why a mention needs a reply (question, complaint...), or None when it needs none
+    return value if isinstance(value, str) and value else None
 
 
 def _score(value: Any) -> float:

@@ -39,6 +39,7 @@ duplicate_of String,
 original_author String,
 duplicate_kind LowCardinality(String),
 copy_count UInt32,
+needs_reply LowCardinality(Nullable(String)),
 likes UInt32,
 reposts UInt32,
 replies UInt32,
@@ -101,6 +102,9 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         # a store made before copies named their original's author (a metadata change)
         f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS original_author String "
         "AFTER duplicate_of",
+        # a store made before mentions said whether they need a reply (the inbox's items)
+        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS needs_reply "
+        "LowCardinality(Nullable(String)) AFTER copy_count",
         # A row per mention, in time order, for explorer pages over every brand: in the
         # main table those span every brand's range and the engine reads them all, here it
         # reads from the newest granule and stops at the page. Fed by a materialized view

@@ -32,7 +32,7 @@ Page = Callable[[Request], Awaitable[Response]]
 # the pages announced in the navigation that later work fills: (path, page, catalog prefix)
 # incidents are rarer than mentions: their page looks back further by default
 INCIDENTS_PERIOD: Final = "30d"
-COMING: Final = (("/themes", "themes", "coming.themes"), ("/inbox", "inbox", "coming.inbox"))
+COMING: Final = (("/themes", "themes", "coming.themes"),)
 
 
 def page_errors(console: Console, page: str) -> Callable[[Page], Page]:

@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from pipeline.desk.i18n.inbox_en import INBOX
+
 MESSAGES: Final[dict[str, str]] = {
     "app.name": "Listening desk",
     "a11y.skip": "Skip to content",
@@ -176,9 +178,6 @@ MESSAGES: Final[dict[str, str]] = {
     "coming.themes.title": "Themes",
     "coming.themes.what": "Mentions grouped by conversation theme, and how each theme "
                           "evolves, will live here.",
-    "coming.inbox.title": "Inbox",
-    "coming.inbox.what": "Here the team will assign, answer and close the mentions that need "
-                         "attention.",
     "login.title": "Log in",
     "login.username": "User name",
     "login.password": "Password",
@@ -229,4 +228,5 @@ MESSAGES: Final[dict[str, str]] = {
     "api.incidents": "incidents (crises and volume spikes), the latest change first",
     "api.incident": "an incident and all its alerts",
     "api.health": "health",
+    **INBOX,
 }

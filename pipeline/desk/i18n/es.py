@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from pipeline.desk.i18n.inbox_es import INBOX
+
 MESSAGES: Final[dict[str, str]] = {
     "app.name": "Mesa de escucha",
     "a11y.skip": "Saltar al contenido",
@@ -177,9 +179,6 @@ MESSAGES: Final[dict[str, str]] = {
     "coming.themes.title": "Temas",
     "coming.themes.what": "Aquí se agruparán las menciones por temas de conversación, con "
                           "la evolución de cada tema.",
-    "coming.inbox.title": "Bandeja",
-    "coming.inbox.what": "Aquí el equipo repartirá, responderá y cerrará las menciones que "
-                         "piden atención.",
     "login.title": "Entrar",
     "login.username": "Usuario",
     "login.password": "Contraseña",
@@ -232,4 +231,5 @@ MESSAGES: Final[dict[str, str]] = {
     "api.incidents": "incidentes (crisis y picos de volumen), del último cambio al más antiguo",
     "api.incident": "un incidente y todas sus alertas",
     "api.health": "estado",
+    **INBOX,
 }
