@@ -246,7 +246,8 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
     access = Access.from_settings(settings)
     console = Console(settings, store, access, clock)
     inbox = InboxService.from_settings(settings, store, console.brands)
-    courier = Courier(inbox, clock, poll_s=settings.inbox_poll_s,
+    courier = Courier(inbox.workflow, inbox.destinations, clock,
+                      apply_rules=inbox.apply_rules, poll_s=settings.inbox_poll_s,
                       timeout_s=settings.webhook_timeout_s,
                       max_attempts=settings.webhook_max_attempts)
     desk = Starlette(

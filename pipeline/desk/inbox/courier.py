@@ -22,24 +22,26 @@ from typing import Final
 
 import orjson
 
-from pipeline.desk.inbox.service import InboxService
 from pipeline.stages.alerts.routing import Destination
 from pipeline.store.workflow import Delivery, WorkflowStore
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF: Final = timedelta(minutes=10)
+# the forwarding rules, given the time: how many forwards they queued
+ApplyRules = Callable[[datetime], int]
 
 
 class Courier:
     """Delivers the outbox and applies the forwarding rules, every ``poll_s`` or when woken."""
 
-    def __init__(self, inbox: InboxService, clock: Callable[[], datetime], *,
+    def __init__(self, workflow: WorkflowStore, destinations: Mapping[str, Destination],
+                 clock: Callable[[], datetime], *, apply_rules: ApplyRules | None = None,
                  poll_s: float = 2.0, timeout_s: float = 5.0, max_attempts: int = 5,
                  base_backoff_s: float = 2.0) -> None:
-        self.inbox = inbox
-        self.workflow: WorkflowStore = inbox.workflow
-        self.destinations: Mapping[str, Destination] = inbox.destinations
+        self.workflow = workflow
+        self.destinations = destinations
+        self.apply_rules = apply_rules
         self.clock = clock
         self.poll_s = poll_s
         self.timeout_s = timeout_s
@@ -78,7 +80,8 @@ class Courier:
 
     def run_once(self) -> int:
         """Apply the forwarding rules, then deliver what is due; how many were delivered."""
-        self.inbox.apply_rules(self.clock())
+        if self.apply_rules is not None:
+            self.apply_rules(self.clock())
         delivered = 0
         lease = timedelta(seconds=self.timeout_s * 3 + 5)
         for delivery in self.workflow.claim(self.clock(), lease):

@@ -327,6 +327,8 @@ def _back(target: str, notice: str, **extra: str) -> RedirectResponse:
 
 
 def inbox_routes(console: Console, inbox: InboxService, courier: Courier) -> list[BaseRoute]:
-    """Every route of the inbox."""
+    """Every route of the inbox (and the incident page's forward form's choices)."""
+    console.templates.globals.update(forward_destinations=sorted(inbox.destinations),
+                                     act_role=Role.COMMUNITY_MANAGER)
     return InboxRoutes(console, inbox, courier).routes()
 

@@ -54,13 +54,23 @@ def mention_body(style: str, mention: Mapping[str, Any], *, key: str, brand_name
 
 def incident_body(style: str, incident: Mapping[str, Any], *, key: str, brand_name: str,
                   sender: str, note: str) -> dict[str, Any]:
-    """The body that forwards an incident (its latest alert) to a destination."""
+    """The body that forwards an incident (its latest alert) to a destination.
+
+    >>> incident_body("slack", {"incident_id": "acme-1", "kind": "crisis", "status": "open",
+    ...     "severity": "critical", "negative": 40, "volume": 52, "window_end": "09:30",
+    ...     "top_terms": [{"term": "cobertura", "count": 30}]}, key="k", brand_name="Acme",
+    ...     sender="ana", note="Para PR")["text"].splitlines()[1:]
+    ['40 negative of 52 mentions in the window ending 09:30; top terms: cobertura', 'Note: Para PR']
+    """
     if style == "json":
         return {"kind": "incident", "idempotency_key": key, "brand": brand_name,
                 "forwarded_by": sender, "note": note or None, "incident": dict(incident)}
-    lines = [f"*{brand_name}* · incident {incident.get('incident_id')} "
+    terms = ", ".join(str(entry.get("term")) for entry in list(incident.get("top_terms") or ())[:5])
+    lines = [f"*{brand_name}* · {incident.get('kind')} {incident.get('incident_id')} "
              f"({incident.get('status')}, {incident.get('severity')}) — forwarded by {sender}",
-             str(incident.get("summary") or incident.get("title") or "")]
+             f"{incident.get('negative', 0)} negative of {incident.get('volume', 0)} mentions "
+             f"in the window ending {incident.get('window_end')}"
+             + (f"; top terms: {terms}" if terms else "")]
     if note:
         lines.append(f"Note: {note}")
     return {"text": "\n".join(line for line in lines if line)}
