@@ -95,8 +95,7 @@ class InboxRoutes:
             notice_skipped=request.query_params.get("skipped", "0")[:6],
             timedelta_s=lambda seconds: timedelta(seconds=seconds),
             list_url="/inbox?" + urlencode(filters.params()), filter_url=filters.params,
-            languages=console.reader(request)[1].languages(["es", "en", "pt", "fr", "it",
-                                                            "de", "ca"]),
+            languages=console.reader(request)[1].languages(list(console.settings.languages)),
             **period_fields(console, view_of(console, request)),
         )
 
