@@ -106,8 +106,8 @@ INBOX: Final[dict[str, str]] = {
     "inbox.notice.noted": "Note saved.",
     "inbox.notice.forwarded": "Forward queued: it is delivered in the background and the inbox "
                               "shows when it arrives.",
-    "inbox.notice.bulk": "Done for {done}; {skipped} could not be changed (someone else changed "
-                         "them or they were closed).",
+    "inbox.notice.bulk": "Done: {done} changed; {skipped} left as they were (someone else "
+                         "changed them first, or they were closed).",
     "inbox.notice.conflict": "{by} changed this mention while you had it open; your change was "
                              "not saved. Check how it stands now and try again.",
     "inbox.notice.invalid": "Could not do that: something is missing (the reply, who to assign, "

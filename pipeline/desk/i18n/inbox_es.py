@@ -107,8 +107,8 @@ INBOX: Final[dict[str, str]] = {
     "inbox.notice.noted": "Nota guardada.",
     "inbox.notice.forwarded": "Reenvío en cola: se entrega en segundo plano y la bandeja "
                               "muestra cuándo llega.",
-    "inbox.notice.bulk": "Hecho en {done}; {skipped} no se pudieron cambiar (otra persona las "
-                         "cambió o ya estaban cerradas).",
+    "inbox.notice.bulk": "Hecho: {done} cambiadas; {skipped} se quedan como estaban (otra "
+                         "persona las cambió antes o ya estaban cerradas).",
     "inbox.notice.conflict": "{by} cambió esta mención mientras la tenías abierta; tu cambio no "
                              "se ha guardado. Revisa cómo está ahora y vuelve a intentarlo.",
     "inbox.notice.invalid": "No se pudo hacer: falta un dato (la respuesta, a quién asignar o "
