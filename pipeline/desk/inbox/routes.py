@@ -119,7 +119,7 @@ class InboxRoutes:
             if name == "note":
                 text = str(form.get("note") or "").strip()[:NOTE_MAX_CHARS]
                 if text:
-                    await run_in_threadpool(self.inbox.workflow.note, mention_id, text,
+                    await run_in_threadpool(self.inbox.note, mention_id, text,
                                             _actor(request), self.console.clock())
                 return _back(back, "noted")
             action = _action(name, form, _actor(request))
@@ -127,7 +127,7 @@ class InboxRoutes:
                                     action, _actor(request), self.console.clock())
         except Conflict as conflict:
             return _back(back, "conflict", by=conflict.by or "")
-        except (TransitionError, BadParameter):
+        except (TransitionError, BadParameter, UnknownItem):
             return _back(back, "invalid")
         return _back(back, name)
 
@@ -150,7 +150,7 @@ class InboxRoutes:
                 await run_in_threadpool(self.inbox.act, mention_id, _version(version), action,
                                         actor, self.console.clock())
                 done += 1
-            except (Conflict, TransitionError, BadParameter):
+            except (Conflict, TransitionError, BadParameter, UnknownItem):
                 conflicts += 1
         return _back(back, "bulk", done=str(done), skipped=str(conflicts))
 
@@ -226,9 +226,11 @@ class InboxRoutes:
         name = str(body.get("action") or "")
         try:
             if name == "note":
-                await run_in_threadpool(self.inbox.workflow.note, mention_id,
-                                        str(body.get("note") or "")[:NOTE_MAX_CHARS],
-                                        _actor(request), self.console.clock())
+                text = str(body.get("note") or "").strip()[:NOTE_MAX_CHARS]
+                if not text:
+                    return _desk().error_response(400, "note", "write the note")
+                await run_in_threadpool(self.inbox.note, mention_id, text, _actor(request),
+                                        self.console.clock())
                 return _desk().ORJSONResponse({"noted": True})
             state = await run_in_threadpool(
                 self.inbox.act, mention_id, _version(body.get("version")),
@@ -241,6 +243,9 @@ class InboxRoutes:
                             "version": current.version}}}, status_code=409)
         except TransitionError as error:
             return _desk().error_response(400, error.field, error.reason)
+        except UnknownItem:
+            return _desk().error_response(404, "mention_id",
+                                          "no mention that needs a reply has it")
         return _desk().ORJSONResponse({"id": mention_id, "status": str(state.status),
                                "assignee": state.assignee, "reply": state.reply,
                                "dismiss_reason": state.dismiss_reason,

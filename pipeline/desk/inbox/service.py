@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ROUTER_MARK: Final = "rules.stored_ms"
 # how far back the forwarding rules look the first time they run
 ROUTER_FIRST_LOOK: Final = timedelta(days=1)
+# an item looked up by id may be as old as the store keeps anything
+STORED_SPAN: Final = timedelta(days=36500)
 
 
 class UnknownItem(LookupError):
@@ -104,7 +106,7 @@ class InboxService:
     def item(self, mention_id: str, now: datetime) -> dict[str, Any]:
         """One item with its copies, history and forwards; :class:`UnknownItem` if none."""
         mentions = inbox_mentions(self.store, InboxQuery(
-            now - timedelta(days=3650), now + timedelta(days=3650), ids=[mention_id]))
+            now - STORED_SPAN, now + STORED_SPAN, ids=[mention_id]))
         if not mentions:
             raise UnknownItem(mention_id)
         found = self._items(mentions, now)[0]
@@ -163,8 +165,22 @@ class InboxService:
 
     def act(self, mention_id: str, version: int, action: Action, actor: str,
             now: datetime) -> ItemState:
-        """Apply a person's action (see :meth:`WorkflowStore.act`)."""
+        """Apply a person's action (see :meth:`WorkflowStore.act`) to an item of the store.
+
+        :class:`UnknownItem` when no stored mention that needs a reply has this id.
+        """
+        self._known(mention_id, now)
         return self.workflow.act(mention_id, version, action, actor, now)
+
+    def note(self, mention_id: str, text: str, actor: str, now: datetime) -> None:
+        """Add a note to an item of the store's log (:class:`UnknownItem` if none)."""
+        self._known(mention_id, now)
+        self.workflow.note(mention_id, text, actor, now)
+
+    def _known(self, mention_id: str, now: datetime) -> None:
+        if not inbox_mentions(self.store, InboxQuery(
+                now - STORED_SPAN, now + STORED_SPAN, ids=[mention_id], limit=1)):
+            raise UnknownItem(mention_id)
 
     def forward_mention(self, mention: Mapping[str, Any], destination: str, sender: str,
                         note: str, now: datetime, *, origin: str | None = None) -> bool:
