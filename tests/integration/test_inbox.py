@@ -10,8 +10,10 @@ to ``customer-care-es``). ``PIPELINE_SCREENSHOTS_DIR`` keeps the screenshots.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -183,6 +185,23 @@ def api_item(driver: Any, url: str, mention_id: str) -> dict[str, Any]:
     return dict(answer.json())
 
 
+@contextmanager
+def logged_in(url: str, name: str) -> Iterator[tuple[httpx.Client, str]]:
+    """An HTTP client logged in as ``name``, and its session's CSRF token."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        client.post("/login", data={"csrf": csrf_of(client.get("/login").text),
+                                    "username": name, "password": PASSWORD, "next": "/inbox"})
+        page = client.get("/inbox")
+        assert page.status_code == 200 and f"{name} ·" in page.text, page.text[:500]
+        yield client, csrf_of(page.text)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
 def notice(driver: Any) -> str:
     return str(wait_for(driver, "document.querySelector('[data-notice]') && "
                         "document.querySelector('[data-notice]').dataset.notice",
@@ -270,9 +289,8 @@ def test_a_rule_forwards_billing_complaints_in_spanish_by_itself(
 
 def test_two_people_on_one_item_the_second_gets_a_conflict(
         browser: Any, desk: DeskProcess) -> None:
-    open_inbox(browser, desk.url)
-    csrf = browser.execute_script("return document.querySelector('input[name=csrf]').value;")
-    with browser_client(browser, desk.url) as client:  # another tab: someone else, meanwhile
+    open_inbox(browser, desk.url)  # carla sees "stale" at version 0
+    with logged_in(desk.url, "ana") as (client, csrf):  # ana, meanwhile, takes it
         answer = client.post("/api/inbox/stale/actions", headers={"x-csrf-token": csrf},
                              json={"action": "assign", "version": 0, "assignee": "ana"})
         assert answer.status_code == 200, answer.text
@@ -287,13 +305,7 @@ def test_two_people_on_one_item_the_second_gets_a_conflict(
 
 
 def test_viewers_and_forged_requests_cannot_act(desk: DeskProcess) -> None:
-    with httpx.Client(base_url=desk.url, timeout=30) as client:
-        page = client.get("/login")
-        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-        client.post("/login", data={"csrf": csrf, "username": "vera", "password": PASSWORD,
-                                    "next": "/inbox"})
-        assert client.get("/inbox").status_code == 200
-        csrf = client.get("/inbox").text.split('name="csrf" value="')[1].split('"')[0]
+    with logged_in(desk.url, "vera") as (client, csrf):
         refused = client.post("/api/inbox/thanks/actions", headers={"x-csrf-token": csrf},
                               json={"action": "assign", "version": 0, "assignee": "vera"})
         assert refused.status_code == 403
@@ -323,11 +335,7 @@ def test_the_workflow_survives_a_desk_restart(setup: dict[str, Any], desk: DeskP
     desk.stop()
     again = start_desk(setup["store_url"], setup["folder"] / "desk-again.log", setup["env"])
     try:
-        with httpx.Client(base_url=again.url, timeout=30) as client:
-            page = client.get("/login")
-            csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
-            client.post("/login", data={"csrf": csrf, "username": "vera",
-                                        "password": PASSWORD, "next": "/inbox"})
+        with logged_in(again.url, "vera") as (client, _):
             found = client.get("/api/inbox/question").json()
         assert (found["status"], found["assignee"]) == ("answered", "carla")
         assert [entry["action"] for entry in found["history"]] == ["assign", "answer"]
