@@ -52,7 +52,7 @@ bench: setup
 # chromium-l10n and fonts-noto-color-emoji make the date fields Spanish and draw emoji
 screenshots: setup
 	PIPELINE_SCREENSHOTS_DIR=docs/screenshots HF_HUB_OFFLINE=1 $(BIN)/pytest -q \
-		tests/integration/test_console.py -k screenshots
+		tests/integration/test_console.py tests/integration/test_inbox.py -k screenshots
 
 # the console's chart library from npm, copied under the package (committed: no build step
 # runs it); the version is pipeline/desk/static/vendor/package.json's

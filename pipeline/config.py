@@ -324,6 +324,21 @@ class Settings(BaseSettings):
         "incidents and the store's freshness, seconds (PIPELINE_DESK_REFRESH_S).",
     )
 
+    inbox_file: Path | None = Field(
+        PACKAGE_DATA / "inbox.example.yaml", description="The inbox's SLA per brand, saved "
+        "answers per reason and language, and forwarding rules (YAML; README: Inbox) "
+        "(PIPELINE_INBOX_FILE).",
+    )
+    inbox_db_url: str = Field(
+        "", description="SQLAlchemy URL of the inbox's workflow database, shared by every desk "
+        "(sqlite:///file or postgresql+psycopg://...); empty means a SQLite file next to an "
+        "embedded store (PIPELINE_INBOX_DB_URL).",
+    )
+    inbox_poll_s: float = Field(
+        2.0, gt=0, description="How often the desk delivers queued forwards and applies the "
+        "forwarding rules, seconds (PIPELINE_INBOX_POLL_S).",
+    )
+
     # --- mentions and queries -------------------------------------------------------------
     brands_file: Path = Field(
         PACKAGE_DATA / "brands.example.yaml",

@@ -42,6 +42,9 @@ from pipeline.config import Settings
 from pipeline.desk.console.account import account_routes
 from pipeline.desk.console.context import Console
 from pipeline.desk.console.pages import console_routes
+from pipeline.desk.inbox.courier import Courier
+from pipeline.desk.inbox.routes import inbox_routes
+from pipeline.desk.inbox.service import InboxService
 from pipeline.desk.security import Access, Gate, is_api_path, login_redirect, visitor_of
 from pipeline.desk.users import Role
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
@@ -245,14 +248,22 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
     settings = settings or Settings()
     access = Access.from_settings(settings)
     console = Console(settings, store, access, clock)
-    return Starlette(
-        routes=[*api_routes(store, clock, console), *console_routes(console),
-                *account_routes(console),
+    inbox = InboxService.from_settings(settings, store, console.brands)
+    courier = Courier(inbox.workflow, inbox.destinations, clock,
+                      apply_rules=inbox.apply_rules, poll_s=settings.inbox_poll_s,
+                      timeout_s=settings.webhook_timeout_s,
+                      max_attempts=settings.webhook_max_attempts)
+    desk = Starlette(
+        routes=[*api_routes(store, clock, console), *inbox_routes(console, inbox, courier),
+                *console_routes(console), *account_routes(console),
                 Mount("/static", StaticFiles(packages=[("pipeline.desk", "static")]),
                       name="static")],
         middleware=[Middleware(Gate, access=access, refuse=refuse_anonymous)],
         exception_handlers={HTTPException: http_error, Exception: unexpected_error},
     )
+    # the server starts the courier (forwards, forwarding rules); tests may drive it by hand
+    desk.state.courier = courier
+    return desk
 
 
 def refuse_anonymous(request: Request) -> Response:

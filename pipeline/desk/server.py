@@ -25,6 +25,7 @@ import uvicorn
 
 from pipeline.config import Settings
 from pipeline.desk.app import Clock, build_desk
+from pipeline.desk.inbox.courier import Courier
 from pipeline.store.client import ListeningStore, utc_now
 from pipeline.themes_job import ThemesScheduler, start_scheduler
 
@@ -44,6 +45,15 @@ class _DeskServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.startup_over = threading.Event()
+        self.courier: Courier | None = None
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until told to stop, then stop the inbox's courier too."""
+        try:
+            super().run(sockets)
+        finally:
+            if self.courier is not None:
+                self.courier.stop()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start listening (uvicorn's start-up), then wake whoever waits in ``start``."""
@@ -56,12 +66,18 @@ class _DeskServer(uvicorn.Server):
 
 
 def _desk_server(settings: Settings, store: ListeningStore, clock: Clock) -> _DeskServer:
-    return _DeskServer(uvicorn.Config(
-        build_desk(store, clock=clock, settings=settings), host=settings.desk_host,
+    desk = build_desk(store, clock=clock, settings=settings)
+    # the inbox's courier: a thread that holds nothing a stop could lose (the outbox is in
+    # its database); it runs while the desk serves
+    desk.state.courier.start()
+    server = _DeskServer(uvicorn.Config(
+        desk, host=settings.desk_host,
         port=settings.desk_port,
         log_level="warning", log_config=None, lifespan="off",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     ))
+    server.courier = desk.state.courier
+    return server
 
 
 def serve(settings: Settings, store: ListeningStore) -> None:

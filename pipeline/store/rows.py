@@ -240,8 +240,10 @@ def _count(value: Any, name: str, top: int) -> int:
 
 def _reply_reason(value: Any) -> str | None:
     # written by the scoring stage; a record from before it has none (NULL)
-    if value is None or value in REPLY_REASONS:
-        return value
+    if not value:
+        return None
+    if value in REPLY_REASONS:
+        return str(value)
     raise ValueError(f"wrong_type: needs_reply {value!r} is not one of {list(REPLY_REASONS)}")
 
 

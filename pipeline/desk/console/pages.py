@@ -29,10 +29,8 @@ from pipeline.store.queries import BadParameter
 log = logging.getLogger(__name__)
 
 Page = Callable[[Request], Awaitable[Response]]
-# the pages announced in the navigation that later work fills: (path, page, catalog prefix)
 # incidents are rarer than mentions: their page looks back further by default
 INCIDENTS_PERIOD: Final = "30d"
-COMING: Final = (("/inbox", "inbox", "coming.inbox"),)
 
 
 def page_errors(console: Console, page: str) -> Callable[[Page], Page]:
@@ -102,8 +100,6 @@ class Pages:
             Route("/themes", errors("themes")(self.themes)),
             Route("/incidents", errors("incidents")(self.incidents)),
             Route("/incidents/{incident_id:path}", errors("incidents")(self.incident)),
-            *(Route(path, errors(page)(self.coming(page, prefix)))
-              for path, page, prefix in COMING),
         ]
 
     async def overview(self, request: Request) -> Response:
@@ -179,16 +175,6 @@ class Pages:
                                   **period_fields(console, view))
         return console.render(request, "incident.html", page="incidents",
                               **period_fields(console, view), **shown)
-
-    def coming(self, page: str, prefix: str) -> Page:
-        """A page that later work fills, saying so."""
-
-        async def endpoint(request: Request) -> Response:
-            view = view_of(self.console, request)
-            return self.console.render(request, "coming.html", page=page, prefix=prefix,
-                                       **period_fields(self.console, view))
-
-        return endpoint
 
 
 class Fragments:

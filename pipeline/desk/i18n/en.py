@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from pipeline.desk.i18n.inbox_en import INBOX
+
 MESSAGES: Final[dict[str, str]] = {
     "app.name": "Listening desk",
     "a11y.skip": "Skip to content",
@@ -171,8 +173,6 @@ MESSAGES: Final[dict[str, str]] = {
     "voices.engagement": "Engagement",
     "voices.sentiment": "Sentiment",
     "voices.none": "Nobody mentioned this brand in the period.",
-    "coming.badge": "Coming soon",
-    "coming.no_data": "Until then this page shows no data.",
     "themes.title": "Conversation themes",
     "themes.note": "Mentions grouped by what they say, in any language: the same "
                    "conversation in Spanish and in English is one theme. Emerging themes "
@@ -194,9 +194,6 @@ MESSAGES: Final[dict[str, str]] = {
     "themes.samples": "Sample mentions",
     "themes.see_mentions": "See the brand's mentions",
     "themes.none": "No themes for this brand in the period yet.",
-    "coming.inbox.title": "Inbox",
-    "coming.inbox.what": "Here the team will assign, answer and close the mentions that need "
-                         "attention.",
     "login.title": "Log in",
     "login.username": "User name",
     "login.password": "Password",
@@ -248,4 +245,5 @@ MESSAGES: Final[dict[str, str]] = {
     "api.incidents": "incidents (crises and volume spikes), the latest change first",
     "api.incident": "an incident and all its alerts",
     "api.health": "health",
+    **INBOX,
 }

@@ -2,6 +2,8 @@
 
 from typing import Final
 
+from pipeline.desk.i18n.inbox_es import INBOX
+
 MESSAGES: Final[dict[str, str]] = {
     "app.name": "Mesa de escucha",
     "a11y.skip": "Saltar al contenido",
@@ -172,8 +174,6 @@ MESSAGES: Final[dict[str, str]] = {
     "voices.engagement": "Interacciones",
     "voices.sentiment": "Sentimiento",
     "voices.none": "Nadie habló de esta marca en el periodo.",
-    "coming.badge": "Próximamente",
-    "coming.no_data": "Hasta entonces esta página no muestra datos.",
     "themes.title": "Temas de conversación",
     "themes.note": "Las menciones agrupadas por lo que dicen, en cualquier idioma: la misma "
                    "conversación en español y en inglés es un solo tema. Primero los "
@@ -195,9 +195,6 @@ MESSAGES: Final[dict[str, str]] = {
     "themes.samples": "Menciones de ejemplo",
     "themes.see_mentions": "Ver las menciones de la marca",
     "themes.none": "Aún no hay temas de esta marca en el periodo.",
-    "coming.inbox.title": "Bandeja",
-    "coming.inbox.what": "Aquí el equipo repartirá, responderá y cerrará las menciones que "
-                         "piden atención.",
     "login.title": "Entrar",
     "login.username": "Usuario",
     "login.password": "Contraseña",
@@ -251,4 +248,5 @@ MESSAGES: Final[dict[str, str]] = {
     "api.incidents": "incidentes (crisis y picos de volumen), del último cambio al más antiguo",
     "api.incident": "un incidente y todas sus alertas",
     "api.health": "estado",
+    **INBOX,
 }
