@@ -202,6 +202,10 @@ CRISIS_TEMPLATES: Final[dict[str, list[str]]] = {
 }
 
 SENTIMENT_MIX: Final[dict[str, float]] = {"negative": 0.25, "neutral": 0.4, "positive": 0.35}
+# what makes two people's posts on one template differ, with a leaders plan (below)
+_PLACES: Final = ("Madrid", "Lisboa", "Paris", "Berlin", "Roma", "Lima", "Porto", "Lyon",
+                  "Bogotá", "Sevilla", "Quito", "Nantes", "Milano", "Recife", "Dublin")
+_TAGS: Final = ("dia", "hoy", "today", "casa", "work", "trabalho", "maison", "viaje")
 _FIRST_NAMES: Final = (
     "ana", "joao", "marie", "john", "lucia", "pedro", "sofia", "lea", "mateo", "emma",
     "carlos", "julia", "hugo", "nina", "diego", "clara", "omar", "ines", "paul", "rita",
@@ -314,6 +318,19 @@ class FirehoseGenerator:
             self._bot_ids.add(f"u{index}")
             index += 1
 
+    def _own_words(self, text: str) -> str:
+        """``text`` with a place, a time and a tag of the author's own.
+
+        With a leaders plan only: the templates are few, so without it two people writing
+        the same template and filler are near-copies to dedup, and whoever wrote it first
+        would look copied by everyone after (real independent posts rarely collide so).
+        """
+        if self.leaders is None:
+            return text
+        return (f"{text} ({self.random.choice(_PLACES)}, {self.random.randint(0, 23)}:"
+                f"{self.random.randint(0, 59):02d}) #{self.random.choice(_TAGS)}"
+                f"{self.random.randint(1, 999)}")
+
     def planted_leaders(self) -> dict[str, list[str]]:
         """Each brand's planted influencers' author ids (empty without a :class:`LeadersPlan`)."""
         return {brand_id: [author.id for author in authors]
@@ -412,7 +429,8 @@ class FirehoseGenerator:
             leaning = self._leanings[author.id]
             sentiment = leaning if self.random.random() < plan.leaning else "neutral"
             template = self.random.choice(TEMPLATES[lang][sentiment])
-        record = self._record(self._fill(template, lang, brand_id), author, moment, lang)
+        text = self._own_words(self._fill(template, lang, brand_id))
+        record = self._record(text, author, moment, lang)
         if author.id in self._bot_ids:
             record["engagement"] = {"likes": 0, "reposts": 0, "replies": 0, "quotes": 0}
         return record, sentiment
@@ -424,7 +442,8 @@ class FirehoseGenerator:
         lang = self.random.choices(self._languages, self._language_weights)[0]
         brand_id = self.random.choices(self._brands, self._brand_weights)[0]
         sentiment = self.random.choices(list(SENTIMENT_MIX), list(SENTIMENT_MIX.values()))[0]
-        text = self._fill(self.random.choice(TEMPLATES[lang][sentiment]), lang, brand_id)
+        text = self._own_words(
+            self._fill(self.random.choice(TEMPLATES[lang][sentiment]), lang, brand_id))
         if self.random.random() < self.noise_share:
             # chatter that matches no query (the firehose is never perfectly filtered)
             text = self.random.choice(("buenos días a todos ☀️", "good morning!", "bom dia"))

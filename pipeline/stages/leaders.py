@@ -6,6 +6,10 @@ Influence is not followers alone: an author leads when others take up their word
 component is scaled ``log1p(value) / log1p(largest value among the candidates)``, so the
 loudest author of the period scores 1 on it, and weighted (:data:`WEIGHTS`); an author's
 score is the sum of their points (0-100), and the points are the "why" a page shows.
+An audience and steady posting lead only as far as people take the author up: followers and
+consistency count in proportion to the author's *uptake* (their scaled echoers or engagement,
+the larger), so an account with a million followers that nobody repeats or answers (a bot, a
+brand's ad account) scores on neither.
 
 Inside voices are the brand's own accounts and its employees' handles
 (:class:`InsideVoices`, glob patterns such as ``acme_*``); they are ranked apart from the
@@ -40,6 +44,8 @@ WEIGHTS: Final[dict[str, float]] = {
     "followers": 0.10,    # their own audience
     "consistency": 0.20,  # sub-periods in which they wrote about the brand
 }
+# components that count only in proportion to the author's uptake (module docstring)
+UPTAKE_SCALED: Final = ("followers", "consistency")
 # a net sentiment (positive minus negative, over their scored mentions) this far from zero
 # makes an advocate or a detractor
 STANCE_MARGIN: Final = 0.25
@@ -183,8 +189,11 @@ def scales(activities: Sequence[AuthorActivity]) -> dict[str, float]:
 
 def points_of(activity: AuthorActivity, scale: dict[str, float]) -> dict[str, float]:
     """The author's points per component (their sum is the score, at most 100)."""
-    return {name: round(100 * weight * math.log1p(activity.component(name)) / scale[name], 2)
-            for name, weight in WEIGHTS.items()}
+    scaled = {name: math.log1p(activity.component(name)) / scale[name] for name in WEIGHTS}
+    uptake = max(scaled["echoers"], scaled["engagement"])
+    for name in UPTAKE_SCALED:
+        scaled[name] *= uptake
+    return {name: round(100 * weight * scaled[name], 2) for name, weight in WEIGHTS.items()}
 
 
 def score_authors(activities: Sequence[AuthorActivity],
