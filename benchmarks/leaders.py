@@ -27,7 +27,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from typing import Any
 from benchmarks.common import write_results
 
 START = datetime(2026, 11, 2, tzinfo=UTC)
-SCENARIOS = {"plain": {}, "faint": {"influencer_share": 0.03, "influencer_echo": 0.25}}
+SCENARIOS: dict[str, dict[str, float]] = {
+    "plain": {}, "faint": {"influencer_share": 0.03, "influencer_echo": 0.25}}
 TOP = 10
 
 
@@ -182,7 +183,7 @@ def main() -> None:
     results: dict[str, Any] = {"mentions_per_seed": args.mentions, "top": TOP,
                                "scenarios": {}}
     for scenario, changes in SCENARIOS.items():
-        plan = replace(LeadersPlan(), **changes)
+        plan = LeadersPlan(**{**asdict(LeadersPlan()), **changes})
         figures: dict[str, Any] = {"plan": plan.__repr__()}
         for split, seeds in (("dev", args.dev_seeds), ("held_out", args.seeds)):
             per_seed = {int(seed): run_seed(store, int(seed), args.mentions, plan,
