@@ -3,7 +3,8 @@
 The store aggregates (:func:`leaders_sql`: one pass over the brand's rows of this period and
 the one before, a row per author and period, the top :data:`CANDIDATES` of each by a cheap
 pre-score); the scoring core ranks them in Python (:mod:`pipeline.stages.leaders`); a second
-query fetches the shown leaders' newest mentions (:func:`recent_sql`).
+query finds the shown leaders' newest mentions' keys and a third reads those mentions by key
+(:func:`newest_mentions`).
 
 A copy's row names its original's author (``original_author``), so a copy counts once for
 the author who made it and once, as an echo, for the author they copied, as in
@@ -37,7 +38,7 @@ from pipeline.store.queries import (
     _mention_filter,
     _one_brand,
 )
-from pipeline.store.sql import _DT, _Where, clickhouse_time
+from pipeline.store.sql import _DT, _milliseconds, _Where, clickhouse_time
 
 # authors per period handed to the scoring core (the rest cannot reach a top list)
 CANDIDATES: Final = 2000
@@ -84,7 +85,9 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
     """Per author and period (this one, ``current = 1``, and the one before): aggregates.
 
     Columns in :class:`~pipeline.stages.leaders.AuthorActivity`'s order after ``current``.
-    Inside voices come first among the candidates, then the pre-score's best.
+    Inside voices come first among the candidates, then the pre-score's best. ``uniq``, not
+    ``uniqExact``: cheaper, and below 65,536 distinct values it keeps every value's hash, so
+    an author's echoers are counted exactly but for hash collisions.
     """
     previous = query.period.previous()
     wide = MentionFilter(**{**{name: getattr(query.filter, name)
@@ -103,9 +106,9 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
         f"maxIf(author_followers, own) AS followers, countIf(own) AS mentions, "
         f"countIf(own AND duplicate_of = '') AS originals, "
         f"sumIf(likes + reposts + replies + quotes, own) AS engagement, "
-        f"countIf(NOT own) AS copies, uniqExactIf(author_id, NOT own) AS echoers, "
+        f"countIf(NOT own) AS copies, uniqIf(author_id, NOT own) AS echoers, "
         f"sumIf(author_followers, NOT own) AS echo_reach, "
-        f"uniqExactIf(intDiv(toUnixTimestamp64Milli(created_at) - {start_ms}, {slice_ms}), own) "
+        f"uniqIf(intDiv(toUnixTimestamp64Milli(created_at) - {start_ms}, {slice_ms}), own) "
         f"AS active_slices, "
         f"countIf(own AND sentiment = 'negative') AS negative, "
         f"countIf(own AND sentiment = 'neutral') AS neutral, "
@@ -122,16 +125,49 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
     )
 
 
-def recent_sql(table: str, query: LeadersQuery, authors: Sequence[str]) -> BoundQuery:
-    """The newest ``query.recent`` mentions of each of ``authors`` in the period."""
+def recent_keys_sql(table: str, query: LeadersQuery, authors: Sequence[str]) -> BoundQuery:
+    """The keys of each of ``authors``' newest mentions in the period, twice ``query.recent``.
+
+    Not ``FINAL`` and without the ``mention`` column: only the narrow key columns are read
+    over the period; a redelivered mention can be two rows, hence twice as many.
+    """
     where = _Where()
     where.mentions(query.filter)
     where.add(f"author_id IN {where.bind(list(authors), 'Array(String)')}")
     return BoundQuery(
-        f"SELECT author_id, mention FROM {table} FINAL WHERE {where.sql} "
-        f"ORDER BY created_at DESC, id DESC LIMIT {int(query.recent)} BY author_id",
+        f"SELECT author_id, brand, toUnixTimestamp64Milli(created_at), id FROM {table} "
+        f"WHERE {where.sql} ORDER BY created_at DESC, id DESC "
+        f"LIMIT {2 * int(query.recent)} BY author_id",
         where.parameters,
     )
+
+
+def recent_sql(table: str, keys: Sequence[tuple[str, int, str]]) -> BoundQuery:
+    """The mentions at ``keys`` (brand, Unix ms, id), ``FINAL``, found by the table key."""
+    where = _Where()
+    at = [(brand, _milliseconds(created_ms), mention_id) for brand, created_ms, mention_id in keys]
+    where.add(f"(brand, created_at, id) IN "
+              f"{where.bind(at, f'Array(Tuple(String, {_DT}, String))')}")
+    return BoundQuery(
+        f"SELECT author_id, mention FROM {table} FINAL WHERE {where.sql} "
+        f"ORDER BY created_at DESC, id DESC",
+        where.parameters,
+    )
+
+
+def newest_mentions(run: Any, table: str, query: LeadersQuery,
+                    authors: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each author's newest ``query.recent`` mentions in the period, as :func:`recent_mention`."""
+    found = run(recent_keys_sql(table, query, authors))
+    keys = list(dict.fromkeys((str(brand), int(created_ms), str(mention_id))
+                              for _, brand, created_ms, mention_id in found))
+    recent: dict[str, list[dict[str, Any]]] = {}
+    if keys:
+        for author_id, mention in run(recent_sql(table, keys)):
+            shown = recent.setdefault(author_id, [])
+            if len(shown) < query.recent:
+                shown.append(recent_mention(orjson.loads(mention)))
+    return recent
 
 
 def activities(rows: Sequence[Sequence[Any]]) -> tuple[list[AuthorActivity],
@@ -185,11 +221,8 @@ def leaders_answer(run: Any, table: str, query: LeadersQuery,
     ranked = mark_rising(rank_leaders(current, inside, limit=query.limit),
                          rank_leaders(previous, inside, limit=query.limit))
     shown = [leader_fields(leader) for leader in ranked]
-    recent: dict[str, list[dict[str, Any]]] = {}
-    if shown and query.recent:
-        for author_id, mention in run(recent_sql(table, query, [
-                leader["author_id"] for leader in shown])):
-            recent.setdefault(author_id, []).append(recent_mention(orjson.loads(mention)))
+    recent = newest_mentions(run, table, query, [leader["author_id"] for leader in shown]) \
+        if shown and query.recent else {}
     for leader in shown:
         leader["recent"] = recent.get(leader["author_id"], [])
     previous_period = query.period.previous()
