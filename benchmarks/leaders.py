@@ -147,7 +147,7 @@ def replace_database(store: Any, database: str) -> Any:
     return seeded
 
 
-def summary(seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def summary(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per method: mean precision@10 over every seed and brand, its range, and bot counts."""
     result: dict[str, Any] = {}
     for method in ("leaders", "top_voices", "followers"):
@@ -186,7 +186,7 @@ def main() -> None:
         plan = LeadersPlan(**{**asdict(LeadersPlan()), **changes})
         figures: dict[str, Any] = {"plan": plan.__repr__()}
         for split, seeds in (("dev", args.dev_seeds), ("held_out", args.seeds)):
-            per_seed = {int(seed): run_seed(store, int(seed), args.mentions, plan,
+            per_seed = {seed: run_seed(store, int(seed), args.mentions, plan,
                                             f"leaders_{scenario}_{seed}")
                         for seed in seeds.split(",")}
             figures[split] = {"summary": summary(per_seed), "seeds": per_seed}

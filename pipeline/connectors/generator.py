@@ -319,17 +319,21 @@ class FirehoseGenerator:
             index += 1
 
     def _own_words(self, text: str) -> str:
-        """``text`` with a place, a time and a tag of the author's own.
+        """``text`` with places, a time, tags and a reference of the author's own.
 
         With a leaders plan only: the templates are few, so without it two people writing
-        the same template and filler are near-copies to dedup, and whoever wrote it first
-        would look copied by everyone after (real independent posts rarely collide so).
+        the same template and filler are near-copies to dedup (character 4-grams), and
+        whoever wrote it first (often a bot, posting most) would look copied by everyone
+        after; real independent posts rarely collide so. The tail is long enough to keep two
+        such posts under dedup's similarity threshold.
         """
         if self.leaders is None:
             return text
-        return (f"{text} ({self.random.choice(_PLACES)}, {self.random.randint(0, 23)}:"
-                f"{self.random.randint(0, 59):02d}) #{self.random.choice(_TAGS)}"
-                f"{self.random.randint(1, 999)}")
+        pick = self.random
+        return (f"{text} ({pick.choice(_PLACES)} → {pick.choice(_PLACES)}, "
+                f"{pick.randint(0, 23)}:{pick.randint(0, 59):02d}) #{pick.choice(_TAGS)}"
+                f"{pick.randint(1, 999)} #{pick.choice(_TAGS)}{pick.randint(1, 999)} "
+                f"ref {pick.randint(0, 999_999):06d}")
 
     def planted_leaders(self) -> dict[str, list[str]]:
         """Each brand's planted influencers' author ids (empty without a :class:`LeadersPlan`)."""
