@@ -231,20 +231,23 @@ def mark_rising(current: Sequence[Leader], previous: Sequence[Leader]) -> list[L
     """``current`` with each leader's rank in ``previous`` and whether they are new to it.
 
     Both lists ranked by :func:`rank_leaders` with the same limit; a leader is *rising* when
-    their group's previous list did not hold them. With no voices at all before (a new
-    listening query, a gap in the data) nobody is: there was nothing to rise against.
+    their group's previous list did not hold them. In a group with fewer voices before than
+    now (a new listening query, a gap in the data) nobody is: there was no full list to rise
+    into.
 
     >>> def one(author_id: str) -> AuthorActivity:
     ...     return AuthorActivity(author_id, "", 1, 1, 1, 0, 0, 0, 0, 1, 0, 1, 0)
     >>> now = rank_leaders([one("a"), one("b")])
     >>> [(leader.author_id, leader.previous_rank, leader.rising)
-    ...  for leader in mark_rising(now, rank_leaders([one("b")]))]
+    ...  for leader in mark_rising(now, rank_leaders([one("b"), one("c")]))]
     [('a', None, True), ('b', 1, False)]
     """
-    if not previous:
-        return list(current)
     before = {(leader.inside, leader.author_id): leader.rank for leader in previous}
+    sizes = {group: (sum(leader.inside == group for leader in previous),
+                     sum(leader.inside == group for leader in current))
+             for group in (True, False)}
     return [replace(leader, previous_rank=before.get((leader.inside, leader.author_id)),
-                  rising=(leader.inside, leader.author_id) not in before)
+                    rising=(leader.inside, leader.author_id) not in before
+                    and sizes[leader.inside][0] >= sizes[leader.inside][1])
             for leader in current]
 

@@ -105,11 +105,17 @@ def test_leaders_rank_echo_above_audience_and_split_inside_voices(
     assert staff["stance"] == "detractor"
 
 
-def test_every_leader_is_new_against_a_day_they_were_silent(store: ListeningStore) -> None:
-    found = answer(store)
+def test_leaders_new_against_a_full_list_the_day_before_are_rising(
+        store: ListeningStore) -> None:
+    # the day before holds six outside voices and no inside one: with three a group, only
+    # the outside list was full
+    found = answer(store, limit="3")
     rising = {voice["author_id"] for voice in found["rising"]}
-    assert rising == {leader["author_id"] for leader in found["outside"] + found["inside"]}
+    assert rising == {leader["author_id"] for leader in found["outside"]}
+    assert found["inside"]
     assert all(voice["previous_rank"] is None for voice in found["rising"])
+    # the inside voices had no list the day before: none of them is said to rise
+    assert {voice["group"] for voice in answer(store, limit="20")["rising"]} == {"outside"}
 
 
 def test_recent_mentions_are_the_leaders_newest_about_the_brand(store: ListeningStore) -> None:
