@@ -39,8 +39,9 @@ Phases (``--phases``, all by default):
   sustained rate per million mentions, peak RSS while inserting), then waits for the
   background merges to settle and reports the parts and bytes.
 - ``query``: a fresh process reopens the loaded folder (reopen time), then runs ``--runs``
-  queries per endpoint (mentions, volume, share of voice, top voices, terms), their
-  parameters drawn at random (one brand for volume, top voices and terms; one brand for most
+  queries per endpoint (mentions, volume, share of voice, top voices, terms, leaders), their
+  parameters drawn at random (one brand for volume, top voices, terms and leaders; one brand
+  for most
   explorer requests, none or several for the rest; 1h/24h/7d/30d periods ending now or
   earlier; search words from the seed's vocabulary, language/sentiment/source/copies
   filters, cursors deep in the result), interleaved; latency of the store method (SQL plus
@@ -100,7 +101,9 @@ PERIODS: dict[str, timedelta] = {
     "1h": timedelta(hours=1), "24h": timedelta(days=1),
     "7d": timedelta(days=7), "30d": timedelta(days=30),
 }
-ENDPOINTS = ("mentions", "volume", "share-of-voice", "top-voices", "terms")
+ENDPOINTS = ("mentions", "volume", "share-of-voice", "top-voices", "terms", "leaders")
+# the leaders' inside voices in every request: the example brands file's acme-mobile patterns
+INSIDE_PATTERNS = (("acmemobile", "acmemobile_help"), ("ana_12*", "hugo_3?"))
 TARGET_INSERT_MENTIONS_PER_S = 20_000
 TARGET_P99_MS = 300.0
 STORE_DISTS = ("chdb", "chdb-core", "clickhouse-connect", "orjson", "numpy")
@@ -630,7 +633,7 @@ class RequestMaker:
             if pick.random() < 0.6:
                 params["interval"] = self.interval(period)
             return period, params
-        # volume, top voices and terms answer for one brand
+        # volume, top voices, terms and leaders answer for one brand
         period = self.period(params)
         self.filters(params)
         if endpoint == "volume":
@@ -655,8 +658,12 @@ def brand_scope(params: dict[str, str]) -> str:
 
 def call_endpoint(store: Any, endpoint: str, params: dict[str, str], now: datetime) -> Any:
     """Parse a request as the desk does and run its store method."""
+    from pipeline.stages.leaders import InsideVoices
+    from pipeline.store.leaders import parse_leaders_query
     from pipeline.store.queries import PARSERS
 
+    if endpoint == "leaders":
+        return store.leaders(parse_leaders_query(params, now), InsideVoices(*INSIDE_PATTERNS))
     query = PARSERS[endpoint](params, now)
     method = {"mentions": store.mentions, "volume": store.volume,
               "share-of-voice": store.share_of_voice, "top-voices": store.top_voices,

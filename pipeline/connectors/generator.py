@@ -202,6 +202,10 @@ CRISIS_TEMPLATES: Final[dict[str, list[str]]] = {
 }
 
 SENTIMENT_MIX: Final[dict[str, float]] = {"negative": 0.25, "neutral": 0.4, "positive": 0.35}
+# what makes two people's posts on one template differ, with a leaders plan (below)
+_PLACES: Final = ("Madrid", "Lisboa", "Paris", "Berlin", "Roma", "Lima", "Porto", "Lyon",
+                  "Bogotá", "Sevilla", "Quito", "Nantes", "Milano", "Recife", "Dublin")
+_TAGS: Final = ("dia", "hoy", "today", "casa", "work", "trabalho", "maison", "viaje")
 _FIRST_NAMES: Final = (
     "ana", "joao", "marie", "john", "lucia", "pedro", "sofia", "lea", "mateo", "emma",
     "carlos", "julia", "hugo", "nina", "diego", "clara", "omar", "ines", "paul", "rita",
@@ -218,6 +222,25 @@ class CrisisPlan:
     # extra crisis mentions per background mention of the whole firehose, at the peak
     intensity: float = 0.6
     hashtag: str = "AcmeLeak"
+
+
+@dataclass(frozen=True, slots=True)
+class LeadersPlan:
+    """Who drives each brand's conversation, planted in the firehose (ground truth).
+
+    Per brand, ``influencers`` authors of modest audience whose posts about it are copied
+    often (``influencer_echo`` of all copies copy one of theirs); ``bots`` accounts with huge
+    audiences that post often about a random brand, are never copied and get no engagement.
+    Half of a brand's influencers lean positive, half negative.
+    """
+
+    influencers: int = 10
+    influencer_share: float = 0.06
+    influencer_echo: float = 0.5
+    bots: int = 20
+    bot_share: float = 0.08
+    # how strongly an influencer's posts follow their leaning
+    leaning: float = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +264,7 @@ class FirehoseGenerator:
         near_copy_share: float = 0.05,
         noise_share: float = 0.05,
         authors: int = 5000,
+        leaders: LeadersPlan | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
@@ -265,6 +289,60 @@ class FirehoseGenerator:
         self._brand_weights = list(BRAND_WEIGHTS.values())
         self._languages = list(LANGUAGE_WEIGHTS)
         self._language_weights = list(LANGUAGE_WEIGHTS.values())
+        # planted only when asked for, after the default pool: the default stream is unchanged
+        self.leaders = leaders
+        self.influencers: dict[str, list[_Author]] = {}
+        self.bots: list[_Author] = []
+        self._leanings: dict[str, str] = {}
+        self._bot_ids: set[str] = set()
+        self._influencer_recent: list[dict[str, Any]] = []
+        self._influencer_labels: dict[str, str] = {}
+        if leaders is not None:
+            self._plant(leaders, authors)
+
+    def _plant(self, plan: LeadersPlan, first_index: int) -> None:
+        index = first_index
+        for brand_id in self._brands:
+            planted = []
+            for number in range(plan.influencers):
+                name = self.random.choice(_FIRST_NAMES)
+                planted.append(_Author(f"u{index}", f"{name}_{index}",
+                                       self.random.randint(800, 30_000)))
+                self._leanings[f"u{index}"] = ("positive", "negative")[number % 2]
+                index += 1
+            self.influencers[brand_id] = planted
+        for _ in range(plan.bots):
+            name = self.random.choice(("deals", "news", "promo", "alerts", "daily"))
+            self.bots.append(_Author(f"u{index}", f"{name}_{index}",
+                                     self.random.randint(300_000, 3_000_000)))
+            self._bot_ids.add(f"u{index}")
+            index += 1
+
+    def _own_words(self, text: str) -> str:
+        """``text`` with places, a time, tags and a reference of the author's own.
+
+        With a leaders plan only: the templates are few, so without it two people writing
+        the same template and filler are near-copies to dedup (character 4-grams), and
+        whoever wrote it first (often a bot, posting most) would look copied by everyone
+        after; real independent posts rarely collide so. The tail is long enough to keep two
+        such posts under dedup's similarity threshold.
+        """
+        if self.leaders is None:
+            return text
+        pick = self.random
+        return (f"{text} ({pick.choice(_PLACES)} → {pick.choice(_PLACES)}, "
+                f"{pick.randint(0, 23)}:{pick.randint(0, 59):02d}) #{pick.choice(_TAGS)}"
+                f"{pick.randint(1, 999)} #{pick.choice(_TAGS)}{pick.randint(1, 999)} "
+                f"ref {pick.randint(0, 999_999):06d}")
+
+    def planted_leaders(self) -> dict[str, list[str]]:
+        """Each brand's planted influencers' author ids (empty without a :class:`LeadersPlan`)."""
+        return {brand_id: [author.id for author in authors]
+                for brand_id, authors in self.influencers.items()}
+
+    def bot_ids(self) -> list[str]:
+        """The planted bots' author ids."""
+        return [author.id for author in self.bots]
 
     def _make_author(self, index: int) -> _Author:
         name = self.random.choice(_FIRST_NAMES)
@@ -336,11 +414,40 @@ class FirehoseGenerator:
         )
         return self._record(text, author, moment, lang)
 
+    def _planted_mention(self, moment: datetime) -> tuple[dict[str, Any], str] | None:
+        """A bot's or an influencer's mention, as often as the plan says; else ``None``."""
+        plan = self.leaders
+        if plan is None:
+            return None
+        roll = self.random.random()
+        if roll >= plan.bot_share + plan.influencer_share:
+            return None
+        lang = self.random.choices(self._languages, self._language_weights)[0]
+        brand_id = self.random.choices(self._brands, self._brand_weights)[0]
+        if roll < plan.bot_share:
+            author = self.random.choice(self.bots)
+            sentiment = "neutral"
+            template = self.random.choice(TEMPLATES[lang]["neutral"])
+        else:
+            author = self.random.choice(self.influencers[brand_id])
+            leaning = self._leanings[author.id]
+            sentiment = leaning if self.random.random() < plan.leaning else "neutral"
+            template = self.random.choice(TEMPLATES[lang][sentiment])
+        text = self._own_words(self._fill(template, lang, brand_id))
+        record = self._record(text, author, moment, lang)
+        if author.id in self._bot_ids:
+            record["engagement"] = {"likes": 0, "reposts": 0, "replies": 0, "quotes": 0}
+        return record, sentiment
+
     def _background_mention(self, moment: datetime) -> tuple[dict[str, Any], str]:
+        planted = self._planted_mention(moment)
+        if planted is not None:
+            return planted
         lang = self.random.choices(self._languages, self._language_weights)[0]
         brand_id = self.random.choices(self._brands, self._brand_weights)[0]
         sentiment = self.random.choices(list(SENTIMENT_MIX), list(SENTIMENT_MIX.values()))[0]
-        text = self._fill(self.random.choice(TEMPLATES[lang][sentiment]), lang, brand_id)
+        text = self._own_words(
+            self._fill(self.random.choice(TEMPLATES[lang][sentiment]), lang, brand_id))
         if self.random.random() < self.noise_share:
             # chatter that matches no query (the firehose is never perfectly filtered)
             text = self.random.choice(("buenos días a todos ☀️", "good morning!", "bom dia"))
@@ -403,9 +510,9 @@ class FirehoseGenerator:
             if self._recent and self.random.random() < (
                 self.retweet_share + self.near_copy_share
             ):
-                original = self.random.choice(self._recent)
+                original = self._original_to_copy()
                 record = self._copy_of(original, moment)
-                label = self._labels[original["id"]]
+                label = self._labels.get(original["id"]) or self._influencer_labels[original["id"]]
             elif self.random.random() > self._daily_factor(moment):
                 self._slot += 1
                 continue
@@ -416,8 +523,27 @@ class FirehoseGenerator:
             self._slot += 1
             yield record, label
 
+    def _original_to_copy(self) -> dict[str, Any]:
+        """A recent mention to copy: a planted influencer's as often as the plan says."""
+        if (self.leaders is not None and self._influencer_recent
+                and self.random.random() < self.leaders.influencer_echo):
+            return self.random.choice(self._influencer_recent)
+        return self.random.choice(self._recent)
+
     def _remember(self, record: dict[str, Any], label: str) -> None:
-        """Keep a bounded random set of recent mentions for retweets and near copies."""
+        """Keep a bounded random set of recent mentions for retweets and near copies.
+
+        A bot's mentions are never copied; a planted influencer's are also kept apart.
+        """
+        author_id = record["author"]["id"]
+        if self.leaders is not None:
+            if author_id in self._bot_ids:
+                return
+            if author_id in self._leanings:
+                self._influencer_recent.append(record)
+                self._influencer_labels[record["id"]] = label
+                if len(self._influencer_recent) > 100:
+                    del self._influencer_labels[self._influencer_recent.pop(0)["id"]]
         self._recent.append(record)
         self._labels[record["id"]] = label
         if len(self._recent) > 200:

@@ -41,6 +41,7 @@ from starlette.staticfiles import StaticFiles
 from pipeline.config import Settings
 from pipeline.desk.console.account import account_routes
 from pipeline.desk.console.context import Console
+from pipeline.desk.console.leaders import answer_leaders
 from pipeline.desk.console.pages import console_routes
 from pipeline.desk.inbox.courier import Courier
 from pipeline.desk.inbox.routes import inbox_routes
@@ -49,6 +50,7 @@ from pipeline.desk.security import Access, Gate, is_api_path, login_redirect, vi
 from pipeline.desk.users import Role
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable, utc_now
 from pipeline.store.incidents import parse_incident_id, parse_incidents_query
+from pipeline.store.leaders import parse_leaders_query
 from pipeline.store.queries import (
     MAX_MENTIONS_PAGE,
     BadParameter,
@@ -241,7 +243,8 @@ def build_desk(store: ListeningStore, *, clock: Clock = utc_now,
     ``/readyz``, the API's index ``/api`` and ``/api/mentions``, ``/api/mentions.csv``,
     ``/api/volume``, ``/api/share-of-voice``, ``/api/top-voices``, ``/api/terms`` (their
     parameters: :mod:`pipeline.store.queries`), ``/api/themes``
-    (:mod:`pipeline.store.theme_report`), ``/api/incidents`` and
+    (:mod:`pipeline.store.theme_report`), ``/api/leaders``
+    (:mod:`pipeline.store.leaders`), ``/api/incidents`` and
     ``/api/incidents/{incident_id}`` (:mod:`pipeline.store.incidents`). ``settings`` say who
     may use it (:mod:`pipeline.desk.security`) and the console's defaults.
     """
@@ -334,6 +337,8 @@ def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[Ba
         Route("/api/terms", json_endpoint(parse_terms_query, store.terms)),
         Route("/api/themes", json_endpoint(parse_themes_query,
                                            functools.partial(themes_report, store))),
+        Route("/api/leaders", json_endpoint(
+            parse_leaders_query, functools.partial(answer_leaders, console))),
         Route("/api/incidents", json_endpoint(parse_incidents_query, store.incidents)),
         Route("/api/incidents/{incident_id}", answering_errors(incident)),
     ]

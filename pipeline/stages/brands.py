@@ -54,6 +54,9 @@ class BrandRule:
     languages: frozenset[str] = frozenset()
     exclude: str | None = None
     min_crisis_volume: int | None = None
+    # the brand's own accounts and its employees' handles (glob patterns): its inside voices
+    accounts: tuple[str, ...] = ()
+    employees: tuple[str, ...] = ()
     parsed: Node = field(init=False, repr=False, compare=False)
     parsed_exclude: Node | None = field(init=False, repr=False, compare=False)
 
@@ -93,6 +96,7 @@ def brand_rules_from_dicts(entries: Sequence[Any], *, origin: str = "<rules>") -
             raise BrandRulesError(f"{where}: expected a mapping")
         unknown = set(entry) - {
             "id", "name", "query", "kind", "languages", "exclude", "min_crisis_volume",
+            "accounts", "employees",
         }
         if unknown:
             raise BrandRulesError(f"{where}: unknown keys {sorted(unknown)}")
@@ -116,15 +120,27 @@ def brand_rules_from_dicts(entries: Sequence[Any], *, origin: str = "<rules>") -
         min_volume = entry.get("min_crisis_volume")
         if min_volume is not None and (not isinstance(min_volume, int) or min_volume < 1):
             raise BrandRulesError(f"{where} ({brand_id}): min_crisis_volume must be >= 1")
+        handles = {key: _handle_patterns(entry, key, f"{where} ({brand_id})")
+                   for key in ("accounts", "employees")}
         try:
             rules.append(BrandRule(
                 id=brand_id, name=str(entry.get("name", brand_id)), query=query, kind=kind,
                 languages=frozenset(code.lower() for code in languages),
-                exclude=entry.get("exclude"), min_crisis_volume=min_volume,
+                exclude=entry.get("exclude"), min_crisis_volume=min_volume, **handles,
             ))
         except QuerySyntaxError as error:
             raise BrandRulesError(f"{where} ({brand_id}): {error}") from None
     return rules
+
+
+def _handle_patterns(entry: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    """A brand's ``accounts`` or ``employees``: handles or glob patterns (``acme_*``)."""
+    patterns = entry.get(key) or []
+    if not isinstance(patterns, list) or not all(
+            isinstance(pattern, str) and pattern.strip().lstrip("@") for pattern in patterns):
+        raise BrandRulesError(f"{where}: '{key}' must be a list of handles or patterns "
+                              "(e.g. [acmemobile, '*_acme'])")
+    return tuple(pattern.strip() for pattern in patterns)
 
 
 # --------------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.stages.alerts.context import ENGAGEMENT_REACH
-from pipeline.store import incidents, queries, sql
+from pipeline.stages.leaders import InsideVoices
+from pipeline.store import incidents, leaders, queries, sql
 from pipeline.store.incidents import IncidentsQuery
 from pipeline.store.queries import (
     BoundQuery,
@@ -353,6 +354,14 @@ class ListeningStore:
         } for (author_id, handle, followers, mentions, engagement, negative, neutral, positive,
                copies, reach) in rows]
         return {**_period_fields(query.period, None), "voices": voices}
+
+    def leaders(self, query: leaders.LeadersQuery,
+                inside: InsideVoices | None = None) -> dict[str, Any]:
+        """A brand's opinion leaders, inside and outside apart, and the rising ones.
+
+        ``inside``: the brand's own accounts and employees (:mod:`pipeline.store.leaders`).
+        """
+        return leaders.leaders_answer(self.query, self.table, query, inside or InsideVoices())
 
     def terms(self, query: TermsQuery) -> dict[str, Any]:
         """Top terms and hashtags of the period, and those that rose most against the last.

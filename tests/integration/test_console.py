@@ -269,6 +269,36 @@ def test_the_incidents_page_lists_the_apis_and_opens_one(browser: Any, desk: Des
     assert console_errors(browser) == []
 
 
+# -- opinion leaders -------------------------------------------------------------------------
+
+
+def test_the_voices_page_ranks_what_the_api_ranks_and_opens_the_why(
+        browser: Any, desk: DeskProcess) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, f"{desk.url}/voices?brand=acme-mobile")
+    shown = browser.execute_script(
+        "const ids = group => Array.from(document.querySelectorAll("
+        "`table.leaders[data-group=${group}] tbody.leader`)).map(row => row.dataset.author);"
+        "return [ids('outside'), ids('inside')];")
+    with browser_client(browser, desk.url) as client:
+        api = client.get("/api/leaders", params={"brand": "acme-mobile", "limit": "15"}).json()
+    assert shown[0] == [leader["author_id"] for leader in api["outside"]] and shown[0]
+    assert shown[1] == [leader["author_id"] for leader in api["inside"]]
+    first = browser.find_element(By.CSS_SELECTOR, "table.leaders tbody.leader tr.why summary")
+    assert not browser.find_element(By.CSS_SELECTOR, "tbody.leader .recent").is_displayed()
+    first.click()
+    recent = browser.find_element(By.CSS_SELECTOR, "tbody.leader .recent")
+    assert recent.is_displayed()
+    assert len(recent.find_elements(By.TAG_NAME, "li")) == len(api["outside"][0]["recent"])
+    # every component's points drawn, none wider than the score's bar
+    widths = browser.execute_script(
+        "return Array.from(document.querySelectorAll('tbody.leader')[0]"
+        ".querySelectorAll('.points span')).map(span => span.getBoundingClientRect().width);")
+    assert len(widths) == len(api["weights"]) and sum(widths) <= 8 * 16 + 1
+    assert console_errors(browser) == []
+
+
 # -- access ---------------------------------------------------------------------------------
 
 
@@ -316,7 +346,7 @@ def test_screenshots(browser: Any, desk: DeskProcess, tmp_path: Path) -> None:
     incident = f"/incidents/{first_incident(browser, desk)}"
     for name, path in (("overview", "/"), ("mentions", "/mentions"),
                        ("incidents", "/incidents"), ("incident", incident),
-                       ("themes", "/themes")):
+                       ("themes", "/themes"), ("voices", "/voices")):
         open_page(browser, f"{desk.url}{path}")
         assert screenshot(browser, name, folder, DESKTOP).stat().st_size > 10_000
     set_language(browser, desk.url, "en")

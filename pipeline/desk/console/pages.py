@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute, Route
 
 from pipeline.desk.console import views
 from pipeline.desk.console.context import Console
+from pipeline.desk.console.leaders import leaders_page
 from pipeline.desk.console.view import View, local_input, read_view
 from pipeline.desk.users import Role
 from pipeline.store.client import StoreRejected, StoreUnavailable
@@ -127,13 +128,13 @@ class Pages:
                               **period_fields(console, view), **shown)
 
     async def voices(self, request: Request) -> Response:
-        """Voces: a brand's top voices (the first own brand unless one is asked for)."""
+        """Voces: a brand's opinion leaders (the first own brand unless one is asked for)."""
         console = self.console
         view = view_of(console, request)
         own = console.own_brands() or console.brands
         brand = view.brand or (own[0].id if own else "")
-        shown = await run_in_threadpool(views.voices, console, view, brand) if brand else {
-            "voices": []}
+        shown = await run_in_threadpool(leaders_page, console, view, brand) if brand else {
+            "leaders": None}
         return console.render(request, "voices.html", page="voices", brand=brand,
                               brands=console.brands, **period_fields(console, view), **shown)
 

@@ -22,7 +22,6 @@ from pipeline.store.queries import (
     parse_mentions_query,
     parse_share_of_voice_query,
     parse_terms_query,
-    parse_top_voices_query,
     parse_volume_query,
 )
 from pipeline.store.theme_report import themes_report
@@ -31,7 +30,6 @@ from pipeline.store.themes import parse_themes_query
 NEGATIVE_SHOWN: Final = 6
 RISING_SHOWN: Final = 5
 PAGE_SIZE: Final = 25
-VOICES_SHOWN: Final = 25
 SENTIMENTS: Final = ("negative", "neutral", "positive")
 
 
@@ -114,14 +112,6 @@ def filter_options(console: Console, view: View) -> dict[str, Any]:
     langs = [*console.settings.languages, "und"]
     return {"brands": console.brands, "langs": langs,
             "sources": store_freshness.sources(console.store, view.period)}
-
-
-def voices(console: Console, view: View, brand: str) -> dict[str, Any]:
-    """A brand's top voices by reach in the period."""
-    now = console.clock()
-    answer = console.store.top_voices(parse_top_voices_query(
-        {"brand": brand, "limit": str(VOICES_SHOWN), **view.period_params()}, now))
-    return {"voices": answer["voices"]}
 
 
 def themes(console: Console, view: View, brand: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from pipeline.config import PACKAGE_DATA
-from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
+from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator, LeadersPlan
 from pipeline.schema import decode_mention
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 
@@ -68,3 +68,38 @@ def test_labelled_mentions_are_the_same_firehose_with_its_ground_truth_sentiment
                 if record["text"].startswith("RT @")]
     known = [(by_text[text], label) for text, label in retweets if text in by_text]
     assert len(known) > 100 and all(original == label for original, label in known)
+
+
+def test_planted_leaders_are_copied_and_bots_never_are() -> None:
+    firehose = FirehoseGenerator(seed=4, start=START, rate_per_s=1, leaders=LeadersPlan())
+    mentions = list(firehose.mentions(8000))
+    planted = firehose.planted_leaders()
+    handles = {m["author"]["id"]: m["author"]["handle"] for m in mentions}
+    retweeted = Counter(m["text"].split(":")[0][4:] for m in mentions
+                        if m["text"].startswith("RT @"))
+    bots = set(firehose.bot_ids())
+    assert len(bots) == 20 and all(len(ids) == 10 for ids in planted.values())
+    assert not any(handles.get(bot) in retweeted for bot in bots)
+    influencers = [author for ids in planted.values() for author in ids]
+    copied = [retweeted[handles[author]] for author in influencers if author in handles]
+    assert sum(copied) / len(copied) > 5 * sum(retweeted.values()) / len(handles)
+    assert min(firehose.bots, key=lambda bot: bot.followers).followers > max(
+        author.followers for authors in firehose.influencers.values() for author in authors)
+
+
+def test_without_a_leaders_plan_nothing_is_planted() -> None:
+    firehose = FirehoseGenerator(seed=4, start=START)
+    assert firehose.planted_leaders() == {} and firehose.bot_ids() == []
+
+
+def test_the_default_firehose_is_the_one_before_leaders_were_planted() -> None:
+    import hashlib
+    import json
+
+    # the digest of this stream as the generator made it before LeadersPlan existed: the
+    # benchmarks that replay the default firehose must not move
+    mentions = list(FirehoseGenerator(seed=5, start=START, crisis=CrisisPlan(
+        start_after=timedelta(minutes=1))).mentions(3000))
+    digest = hashlib.sha256(json.dumps(mentions, sort_keys=True,
+                                       ensure_ascii=False).encode()).hexdigest()
+    assert digest == "f7d68b88dc69499cc49eafaf18362c9934cf85a939f8280865d4d18c976093d8"

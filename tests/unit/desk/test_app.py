@@ -75,7 +75,8 @@ def test_index_lists_the_endpoints_in_spanish(desk: httpx.Client) -> None:
     assert answer.headers["content-type"].startswith("text/html")
     assert '<html lang="es">' in answer.text
     for path in ("/api/mentions", "/api/mentions.csv", "/api/volume", "/api/share-of-voice",
-                 "/api/top-voices", "/api/terms", "/api/incidents", "/healthz", "/readyz"):
+                 "/api/top-voices", "/api/terms", "/api/leaders", "/api/incidents", "/healthz",
+                 "/readyz"):
         assert path in answer.text
 
 

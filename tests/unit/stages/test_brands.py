@@ -126,6 +126,24 @@ def test_example_rules_file_loads() -> None:
     ]
 
 
+def test_brands_name_their_own_accounts_and_employees_optionally() -> None:
+    rules = brand_rules_from_dicts([
+        {"id": "acme", "query": "acme", "accounts": ["@acme", "acme_help"],
+         "employees": ["*_acme"]},
+        {"id": "telvia", "query": "telvia"},
+    ])
+    assert (rules[0].accounts, rules[0].employees) == (("@acme", "acme_help"), ("*_acme",))
+    assert (rules[1].accounts, rules[1].employees) == ((), ())
+    example = {rule.id: rule for rule in load_brand_rules(PACKAGE_DATA / "brands.example.yaml")}
+    assert example["acme-mobile"].accounts and example["telvia"].accounts == ()
+
+
+@pytest.mark.parametrize("value", ["acme", [""], ["@"], [3], {"a": 1}])
+def test_bad_inside_handles_name_the_brand_and_key(value: object) -> None:
+    with pytest.raises(BrandRulesError, match=r"\(acme\): 'employees' must be a list"):
+        brand_rules_from_dicts([{"id": "acme", "query": "acme", "employees": value}])
+
+
 def test_repeated_texts_reuse_the_verdict_per_language_and_stay_bounded() -> None:
     restricted = BrandMatcher(brand_rules_from_dicts([
         {"id": "acme", "query": "acme", "languages": ["es"]}, {"id": "any", "query": "caida"},

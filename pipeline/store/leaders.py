@@ -1,0 +1,242 @@
+"""``GET /api/leaders``: a brand's opinion leaders in a period, from one aggregate query.
+
+The store aggregates (:func:`leaders_sql`: one pass over the brand's rows of this period and
+the one before, a row per author and period, the top :data:`CANDIDATES` of each by a cheap
+pre-score); the scoring core ranks them in Python (:mod:`pipeline.stages.leaders`); a second
+query finds the shown leaders' newest mentions' keys and a third reads those mentions by key
+(:func:`newest_mentions`).
+
+A copy's row names its original's author (``original_author``), so a copy counts once for
+the author who made it and once, as an echo, for the author they copied, as in
+:func:`pipeline.store.sql.top_voices_sql`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from pipeline.stages.leaders import (
+    SLICES,
+    WEIGHTS,
+    AuthorActivity,
+    InsideVoices,
+    Leader,
+    mark_rising,
+    rank_leaders,
+)
+from pipeline.store.queries import (
+    FILTER_PARAMS,
+    BoundQuery,
+    MentionFilter,
+    Period,
+    RequestParams,
+    _mention_filter,
+    _one_brand,
+)
+from pipeline.store.sql import _DT, _milliseconds, _Where, clickhouse_time
+
+# authors per period handed to the scoring core (the rest cannot reach a top list)
+CANDIDATES: Final = 2000
+MAX_LEADERS: Final = 100
+MAX_RECENT: Final = 10
+_TEXT_CHARS: Final = 280
+
+
+@dataclass(frozen=True, slots=True)
+class LeadersQuery:
+    """A brand's leaders in a period: ``limit`` per group, ``recent`` mentions each."""
+
+    filter: MentionFilter
+    period: Period
+    limit: int = 20
+    recent: int = 3
+
+    @property
+    def brand(self) -> str:
+        """The brand asked for (exactly one)."""
+        return self.filter.brands[0]
+
+
+def parse_leaders_query(params: Mapping[str, str], now: datetime) -> LeadersQuery:
+    """``GET /api/leaders``: one ``brand``, filters, ``limit`` and ``recent``.
+
+    ``limit``: leaders per group (1-100, default 20); ``recent``: newest mentions shown per
+    leader (0-10, default 3).
+
+    >>> from datetime import UTC
+    >>> parse_leaders_query({"brand": "telvia", "limit": "5"}, datetime.now(UTC)).limit
+    5
+    """
+    reader = RequestParams(params, (*FILTER_PARAMS, "limit", "recent"))
+    period = reader.period(now, reader.zone())
+    assert period is not None
+    return LeadersQuery(_one_brand(_mention_filter(reader, period)), period,
+                        reader.integer("limit", 20, 1, MAX_LEADERS),
+                        reader.integer("recent", 3, 0, MAX_RECENT))
+
+
+def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
+                candidates: int = CANDIDATES) -> BoundQuery:
+    """Per author and period (this one, ``current = 1``, and the one before): aggregates.
+
+    Columns in :class:`~pipeline.stages.leaders.AuthorActivity`'s order after ``current``.
+    Inside voices come first among the candidates, then the pre-score's best. ``uniq``, not
+    ``uniqExact``: cheaper, and below 65,536 distinct values it keeps every value's hash, so
+    an author's echoers are counted exactly but for hash collisions.
+    """
+    previous = query.period.previous()
+    wide = MentionFilter(**{**{name: getattr(query.filter, name)
+                               for name in MentionFilter.__slots__},
+                            "period": Period(previous.since, query.period.until)})
+    where = _Where()
+    where.mentions(wide)
+    since = where.bind(clickhouse_time(query.period.since), _DT)
+    start_ms = int(previous.since.timestamp() * 1000)
+    slice_ms = max(1, int(query.period.length.total_seconds() * 1000) // SLICES)
+    patterns = where.bind(inside.like_patterns(), "Array(String)")
+    echoed = "original_author != '' AND original_author != author_id"
+    return BoundQuery(
+        f"SELECT created_at >= {since} AS current, voice, "
+        f"anyLastIf(author_handle, voice = author_id AS own) AS handle, "
+        f"maxIf(author_followers, own) AS followers, countIf(own) AS mentions, "
+        f"countIf(own AND duplicate_of = '') AS originals, "
+        f"sumIf(likes + reposts + replies + quotes, own) AS engagement, "
+        f"countIf(NOT own) AS copies, uniqIf(author_id, NOT own) AS echoers, "
+        f"sumIf(author_followers, NOT own) AS echo_reach, "
+        f"uniqIf(intDiv(toUnixTimestamp64Milli(created_at) - {start_ms}, {slice_ms}), own) "
+        f"AS active_slices, "
+        f"countIf(own AND sentiment = 'negative') AS negative, "
+        f"countIf(own AND sentiment = 'neutral') AS neutral, "
+        f"countIf(own AND sentiment = 'positive') AS positive "
+        f"FROM {table} FINAL "
+        f"ARRAY JOIN if({echoed}, [author_id, original_author], [author_id]) AS voice "
+        f"WHERE {where.sql} "
+        f"GROUP BY current, voice HAVING mentions > 0 "
+        f"ORDER BY current DESC, arrayExists(p -> lower(handle) LIKE p, {patterns}) DESC, "
+        f"3 * log1p(echoers) + log1p(copies) + 0.5 * log1p(echo_reach) "
+        f"+ 0.5 * log1p(followers) + 0.5 * log1p(engagement) + 0.3 * active_slices DESC, voice "
+        f"LIMIT {int(candidates)} BY current",
+        where.parameters,
+    )
+
+
+def recent_keys_sql(table: str, query: LeadersQuery, authors: Sequence[str]) -> BoundQuery:
+    """The keys of each of ``authors``' newest mentions in the period, twice ``query.recent``.
+
+    Not ``FINAL`` and without the ``mention`` column: only the narrow key columns are read
+    over the period; a redelivered mention can be two rows, hence twice as many.
+    """
+    where = _Where()
+    where.mentions(query.filter)
+    where.add(f"author_id IN {where.bind(list(authors), 'Array(String)')}")
+    return BoundQuery(
+        f"SELECT author_id, brand, toUnixTimestamp64Milli(created_at), id FROM {table} "
+        f"WHERE {where.sql} ORDER BY created_at DESC, id DESC "
+        f"LIMIT {2 * int(query.recent)} BY author_id",
+        where.parameters,
+    )
+
+
+def recent_sql(table: str, keys: Sequence[tuple[str, int, str]]) -> BoundQuery:
+    """The mentions at ``keys`` (brand, Unix ms, id), ``FINAL``, found by the table key."""
+    where = _Where()
+    at = [(brand, _milliseconds(created_ms), mention_id) for brand, created_ms, mention_id in keys]
+    where.add(f"(brand, created_at, id) IN "
+              f"{where.bind(at, f'Array(Tuple(String, {_DT}, String))')}")
+    return BoundQuery(
+        f"SELECT author_id, mention FROM {table} FINAL WHERE {where.sql} "
+        f"ORDER BY created_at DESC, id DESC",
+        where.parameters,
+    )
+
+
+def newest_mentions(run: Any, table: str, query: LeadersQuery,
+                    authors: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each author's newest ``query.recent`` mentions in the period, as :func:`recent_mention`."""
+    found = run(recent_keys_sql(table, query, authors))
+    keys = list(dict.fromkeys((str(brand), int(created_ms), str(mention_id))
+                              for _, brand, created_ms, mention_id in found))
+    recent: dict[str, list[dict[str, Any]]] = {}
+    if keys:
+        for author_id, mention in run(recent_sql(table, keys)):
+            shown = recent.setdefault(author_id, [])
+            if len(shown) < query.recent:
+                shown.append(recent_mention(orjson.loads(mention)))
+    return recent
+
+
+def activities(rows: Sequence[Sequence[Any]]) -> tuple[list[AuthorActivity],
+                                                        list[AuthorActivity]]:
+    """The rows of :func:`leaders_sql` as this period's and the previous period's authors."""
+    current: list[AuthorActivity] = []
+    previous: list[AuthorActivity] = []
+    for is_current, author_id, handle, *counts in rows:
+        activity = AuthorActivity(str(author_id), str(handle or ""),
+                                  *(int(count) for count in counts))
+        (current if is_current else previous).append(activity)
+    return current, previous
+
+
+def recent_mention(mention: Mapping[str, Any]) -> dict[str, Any]:
+    """What a leader's recent mention shows: its text (cut), time, link, sentiment, copy."""
+    sentiment = mention.get("sentiment")
+    text = str(mention.get("text") or "")
+    return {
+        "id": mention.get("id"), "created_at": mention.get("created_at"),
+        "url": mention.get("url"),
+        "text": text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS - 1] + "…",
+        "sentiment": sentiment.get("label") if isinstance(sentiment, Mapping) else None,
+        "copy_of": mention.get("duplicate_of"),
+    }
+
+
+def leader_fields(leader: Leader) -> dict[str, Any]:
+    """A ranked leader as the API answers it."""
+    activity = leader.activity
+    return {
+        "author_id": activity.author_id, "handle": activity.handle or None,
+        "group": "inside" if leader.inside else "outside", "role": leader.role,
+        "rank": leader.rank, "score": leader.score, "points": leader.points,
+        "stance": leader.stance, "previous_rank": leader.previous_rank,
+        "rising": leader.rising,
+        "activity": {"followers": activity.followers, "mentions": activity.mentions,
+                     "originals": activity.originals, "engagement": activity.engagement,
+                     "copies": activity.copies, "echoers": activity.echoers,
+                     "echo_reach": activity.echo_reach,
+                     "active_slices": activity.active_slices},
+        "sentiment": {"negative": activity.negative, "neutral": activity.neutral,
+                      "positive": activity.positive},
+    }
+
+
+def leaders_answer(run: Any, table: str, query: LeadersQuery,
+                   inside: InsideVoices) -> dict[str, Any]:
+    """The answer of ``GET /api/leaders``; ``run`` runs a :class:`BoundQuery` for its rows."""
+    current, previous = activities(run(leaders_sql(table, query, inside)))
+    ranked = mark_rising(rank_leaders(current, inside, limit=query.limit),
+                         rank_leaders(previous, inside, limit=query.limit))
+    shown = [leader_fields(leader) for leader in ranked]
+    recent = newest_mentions(run, table, query, [leader["author_id"] for leader in shown]) \
+        if shown and query.recent else {}
+    for leader in shown:
+        leader["recent"] = recent.get(leader["author_id"], [])
+    previous_period = query.period.previous()
+    return {
+        "brand": query.brand, "since": query.period.since.isoformat(),
+        "until": query.period.until.isoformat(),
+        "previous": {"since": previous_period.since.isoformat(),
+                     "until": previous_period.until.isoformat()},
+        "slices": SLICES, "weights": WEIGHTS, "candidates": len(current),
+        "outside": [leader for leader in shown if leader["group"] == "outside"],
+        "inside": [leader for leader in shown if leader["group"] == "inside"],
+        "rising": [{"author_id": leader["author_id"], "handle": leader["handle"],
+                    "group": leader["group"], "rank": leader["rank"],
+                    "previous_rank": leader["previous_rank"]}
+                   for leader in sorted(shown, key=lambda leader: -leader["score"])
+                   if leader["rising"]],
+    }
