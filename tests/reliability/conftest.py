@@ -1,0 +1,25 @@
+"""Reliability fixtures: the integration suite's real broker and worker processes, plus the
+soak switch.
+
+``PIPELINE_SOAK=1`` runs the long versions (a full minute of burst, more mentions per crash);
+without it every test keeps to the seconds that CI can afford.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# the same fixtures as the integration tests: a session broker, per-test topics, workers
+from tests.integration.conftest import (  # noqa: F401
+    kafka_bootstrap,
+    pipeline_settings,
+    start_worker,
+)
+
+
+@pytest.fixture(scope="session")
+def soak() -> bool:
+    """Whether the long (soak) versions of the tests run: ``PIPELINE_SOAK=1``."""
+    return os.environ.get("PIPELINE_SOAK", "") not in ("", "0", "false")
