@@ -1,7 +1,7 @@
 """Reliability fixtures: the integration suite's real broker and worker processes, plus the
 soak switch.
 
-``PIPELINE_SOAK=1`` runs the long versions (a full minute of burst, more mentions per crash);
+``RELIABILITY_SOAK=1`` runs the long versions (a full minute of burst, more mentions per crash);
 without it every test keeps to the seconds that CI can afford.
 """
 
@@ -21,5 +21,5 @@ from tests.integration.conftest import (  # noqa: F401
 
 @pytest.fixture(scope="session")
 def soak() -> bool:
-    """Whether the long (soak) versions of the tests run: ``PIPELINE_SOAK=1``."""
-    return os.environ.get("PIPELINE_SOAK", "") not in ("", "0", "false")
+    """Whether the long (soak) versions of the tests run: ``RELIABILITY_SOAK=1``."""
+    return os.environ.get("RELIABILITY_SOAK", "") not in ("", "0", "false")
