@@ -56,3 +56,34 @@ def max_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError(f"no VmHWM for {pid}")
+
+
+def rss_mib(pid: int) -> float:
+    """The resident memory of a live process now (VmRSS), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's resident memory twice a second; ``peak`` is the largest since
+    the last :meth:`take_peak` (the process's own high-water mark also holds its start-up)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self.peak = max(self.peak, rss_mib(self.pid))
+            except (OSError, AssertionError):
+                return
+
+    def take_peak(self) -> float:
+        """The peak since the last call, and start again."""
+        peak, self.peak = self.peak, 0.0
+        return peak
