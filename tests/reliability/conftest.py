@@ -1,8 +1,8 @@
 """Reliability fixtures: the integration suite's real broker and worker processes, plus the
 soak switch.
 
-``RELIABILITY_SOAK=1`` runs the long versions (a full minute of burst, more mentions per crash);
-without it every test keeps to the seconds that CI can afford.
+``RELIABILITY_SOAK=1`` runs the long versions (a minute of burst, three rounds of kills);
+without it the directory takes about ten minutes here (benchmarks/README.md).
 """
 
 from __future__ import annotations
