@@ -356,7 +356,9 @@ class Settings(BaseSettings):
         "(PIPELINE_MAX_TEXT_CHARS).",
     )
     max_record_bytes: int = Field(
-        1_000_000, ge=1, description="Largest accepted raw record, in bytes "
+        # half of the producers' ~1 MB request limit: an accepted mention, tagged and scored,
+        # must still fit one record of every topic downstream
+        512 * 1024, ge=1, description="Largest accepted raw record, in bytes "
         "(PIPELINE_MAX_RECORD_BYTES).",
     )
 

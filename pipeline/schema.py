@@ -404,26 +404,54 @@ def _engagement(value: Any) -> dict[str, int]:
     }
 
 
+# Largest dead-letter record: half of the producers' ~1 MB request limit, as for micro-batches
+# (pipeline.transport.topics). A raw record near the input limit grows when it is escaped
+# (control characters) or base64-encoded, and a letter the broker refuses would stop the stage.
+DEAD_LETTER_MAX_BYTES: Final = 512 * 1024
+
+
 def dead_letter_record(
     raw: bytes, reason: str, detail: str, *, stage: str, source_topic: str | None = None,
-    failed_at: datetime | None = None,
+    failed_at: datetime | None = None, max_bytes: int = DEAD_LETTER_MAX_BYTES,
 ) -> bytes:
     """The dead-letter record: the original bytes (as UTF-8 text when possible) and why.
 
     The original is kept verbatim in ``original_b64`` when it is not valid UTF-8, so nothing
-    is lost and the record can be replayed after a fix.
-    """
-    import base64
+    is lost and the record can be replayed after a fix. A letter that would pass
+    ``max_bytes`` keeps the original's first bytes only, with ``original_truncated``, its
+    size and its SHA-256 (the whole record is still on its source topic until retention).
 
+    >>> letter = orjson.loads(dead_letter_record(b"x" * 5000, "not_json", "", stage="ingest",
+    ...                                          max_bytes=1000))
+    >>> letter["original_truncated"], letter["original_bytes"], len(letter["original"]) < 1000
+    (True, 5000, True)
+    """
     record: dict[str, Any] = {
         "reason": reason,
-        "detail": detail,
+        "detail": detail[:1000],
         "stage": stage,
         "source_topic": source_topic,
         "failed_at": (failed_at or datetime.now(UTC)).isoformat(),
     }
-    try:
-        record["original"] = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        record["original_b64"] = base64.b64encode(raw).decode("ascii")
+    letter = orjson.dumps({**record, **_original_fields(raw)})
+    if len(letter) <= max_bytes:
+        return letter
+    import hashlib
+
+    # escaping writes at most 6 bytes per input byte (a control character as \u00XX)
+    kept = raw[:max(0, (max_bytes - len(orjson.dumps(record)) - 200) // 6)]
+    record.update(_original_fields(kept, partial=True), original_truncated=True,
+                  original_bytes=len(raw), original_sha256=hashlib.sha256(raw).hexdigest())
     return orjson.dumps(record)
+
+
+def _original_fields(raw: bytes, *, partial: bool = False) -> dict[str, str]:
+    """``original`` (UTF-8 text) or ``original_b64``; a ``partial`` prefix may end mid-character."""
+    import base64
+
+    try:
+        return {"original": raw.decode("utf-8")}
+    except UnicodeDecodeError as error:
+        if partial and error.start >= len(raw) - 3 and error.reason == "unexpected end of data":
+            return {"original": raw[:error.start].decode("utf-8")}
+        return {"original_b64": base64.b64encode(raw).decode("ascii")}

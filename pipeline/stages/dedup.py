@@ -12,9 +12,9 @@ State lives in injected ``MutableMapping`` stores with str keys and JSON-ready v
 agent passes Faust tables (changelog-backed: a restarted or rebalanced worker keeps its
 memory) and tests or ``mentions process`` pass plain dicts:
 
-``mentions``  mention id -> ``[first id or None, kind, similarity, seen at]``
-              (idempotency: a redelivered mention gets its first verdict again and counts
-              nothing)
+``mentions``  mention id -> ``[first id or None, kind, similarity, seen at, copy count]``
+              (idempotency: a redelivered mention gets its first verdict again, its copy
+              count included, and counts nothing)
 ``exact``     fingerprint -> first id
 ``variants``  fingerprint of a near copy's text -> ``[first id, similarity]``: a verdict memo,
               so that the next exact repeat of that variant (its retweets, a bot farm's
@@ -186,7 +186,10 @@ class Deduplicator:
         return None
 
     def _verdict_again(self, item: DedupInput, stored: list[Any]) -> DedupVerdict:
-        first_id, kind, score, _seen = stored
+        first_id, kind, score = stored[:3]
+        if len(stored) > 4:
+            return DedupVerdict(first_id, kind, int(stored[4]), score)
+        # a record journaled before counts were kept: the conversation's count now
         cluster = self.clusters.get(first_id or item.mention_id)
         count = int(cluster["n"]) if cluster else 1
         return DedupVerdict(first_id, kind, count, score)
@@ -234,7 +237,7 @@ class Deduplicator:
         }
         if indexed:
             self._index(item.mention_id, keys, members)
-        self.mentions[item.mention_id] = [None, "unique", None, seen_at]
+        self.mentions[item.mention_id] = [None, "unique", None, seen_at, 1]
         return DedupVerdict(None, "unique", 1, None)
 
     def _best_near(
@@ -312,7 +315,7 @@ class Deduplicator:
         cluster["n"] = int(cluster["n"]) + 1
         # reassigning (not mutating) the value is what makes a Faust table log the change
         self.clusters[first_id] = cluster
-        self.mentions[item.mention_id] = [first_id, kind, score, seen_at]
+        self.mentions[item.mention_id] = [first_id, kind, score, seen_at, cluster["n"]]
         return DedupVerdict(first_id, kind, cluster["n"], score)
 
     def expire(self, now: datetime) -> int:

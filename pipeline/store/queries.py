@@ -230,7 +230,8 @@ class RequestParams:
         name = self.text("tz") or "UTC"
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        # a name too long for a file name is an OSError (ENAMETOOLONG), not "not found"
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise BadParameter("tz", f"{name!r} is not an IANA time zone "
                                "(e.g. Europe/Madrid)") from None
 

@@ -1,3 +1,4 @@
+import base64
 from datetime import UTC, datetime
 
 import orjson
@@ -5,6 +6,7 @@ import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.schema import (
+    DEAD_LETTER_MAX_BYTES,
     InvalidMention,
     dead_letter_record,
     decode_mention,
@@ -224,3 +226,28 @@ def test_the_usual_shapes_and_the_synthetic_firehose_take_the_usual_path() -> No
             usual(created_at="2026-11-22T09:15:00.250000+00:00"),
             *(orjson.dumps(mention) for mention in generator.mentions(300))]
     assert all(decode_usual_mention(raw, max_text_chars=280) is not None for raw in raws)
+
+
+@pytest.mark.parametrize("raw", [
+    b"\x01" * 900_000,                               # escaped as \u0001: six bytes each
+    b'{"text":"' + b"\xff" * 900_000 + b'"}',         # base64: four bytes for three
+    "ñ".encode() * 400_000,                          # cut in the middle of a character
+], ids=["control characters", "invalid utf-8", "multibyte"])
+def test_a_dead_letter_stays_under_the_size_cap_and_says_what_it_cut(raw: bytes) -> None:
+    import hashlib
+
+    letter_bytes = dead_letter_record(raw, "not_json", "x", stage="ingest")
+    assert len(letter_bytes) <= DEAD_LETTER_MAX_BYTES
+    letter = orjson.loads(letter_bytes)
+    assert letter["original_truncated"] is True
+    assert letter["original_bytes"] == len(raw)
+    assert letter["original_sha256"] == hashlib.sha256(raw).hexdigest()
+    kept = (letter["original"].encode() if "original" in letter
+            else base64.b64decode(letter["original_b64"]))
+    assert kept and raw.startswith(kept)
+
+
+def test_a_dead_letter_under_the_cap_is_whole() -> None:
+    raw = b"y" * (DEAD_LETTER_MAX_BYTES - 1000)
+    letter = orjson.loads(dead_letter_record(raw, "not_json", "x", stage="ingest"))
+    assert letter["original"].encode() == raw and "original_truncated" not in letter

@@ -107,7 +107,7 @@ class Console:
             language = self.settings.desk_language
         try:
             zone = ZoneInfo(request.cookies.get(ZONE_COOKIE) or self.settings.desk_time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             zone = ZoneInfo(self.settings.desk_time_zone)
         return Preferences(language, zone)
 

@@ -190,7 +190,7 @@ class Fragments:
             Route("/fragments/incidents", fragment_errors(self.incidents)),
             Route("/fragments/mentions", fragment_errors(self.mentions)),
             Route("/fragments/negatives", fragment_errors(self.negatives)),
-            Route("/fragments/status", self.status),
+            Route("/fragments/status", fragment_errors(self.status)),
         ]
 
     async def mentions(self, request: Request) -> Response:
