@@ -2,8 +2,6 @@
 incident opens, the alert lands on the alerts topic and on a real local webhook, and a
 restarted worker carries on with the same incident without sending anything twice."""
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from aiohttp import web
 from pipeline.config import Settings
 from pipeline.transport.topics import encode_batch, partition_for
 from tests.crisis_scenario import BRAND, windows
+from tests.http_thread import AiohttpThread
 from tests.integration.conftest import RunningWorker, consume_until
 
 pytestmark = pytest.mark.integration
@@ -23,40 +22,19 @@ pytestmark = pytest.mark.integration
 OPENS_AT = 365
 
 
-class WebhookReceiver:
+class WebhookReceiver(AiohttpThread):
     """A real aiohttp server in a thread, recording every request it accepts."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.received: list[tuple[str, dict]] = []
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/hook", self._hook)
 
     async def _hook(self, request: web.Request) -> web.Response:
         self.received.append((request.headers["Idempotency-Key"], await request.json()))
         return web.Response(status=204)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
     def wait_for(self, done: Callable[[list], bool], timeout_s: float = 60) -> None:
         end = time.monotonic() + timeout_s

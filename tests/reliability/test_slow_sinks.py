@@ -11,7 +11,6 @@ the two that never take it.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from aiohttp import web
 from pipeline.config import Settings
 from pipeline.transport.topics import ensure_topics
 from tests.crisis_scenario import windows
+from tests.http_thread import AiohttpThread
 from tests.integration.conftest import RunningWorker, consume_until
 from tests.integration.polling import wait_until
 from tests.integration.test_crisis_roundtrip import produce_scored
@@ -33,15 +33,16 @@ pytestmark = pytest.mark.integration
 SLOW_S = 1.0  # under the 3 s attempt timeout below
 
 
-class HostileWebhooks:
+class HostileWebhooks(AiohttpThread):
     """A real aiohttp server in a thread with a prompt, a hanging, a failing and a slow hook."""
 
     def __init__(self) -> None:
+        # a hanging hook's request is cut short at shutdown
+        super().__init__(shutdown_timeout=0.5)
         self.received: dict[str, list[str]] = {"ok": [], "slow": [], "hang": [], "fail": []}
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/{name}", self._hook)
 
     async def _hook(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -51,27 +52,6 @@ class HostileWebhooks:
         if name == "slow":
             await asyncio.sleep(SLOW_S)
         return web.Response(status=500 if name == "fail" else 204)
-
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_post("/{name}", self._hook)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        self._loop.run_forever()
-
-    def start(self) -> None:
-        self._thread.start()
-        assert self._ready.wait(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
 
 
 @pytest.fixture
