@@ -116,7 +116,7 @@ INBOX: Final[dict[str, str]] = {
     "error.detail.act_forbidden": "Your role is read-only: you can see the inbox, but not "
                                   "assign, answer, dismiss or forward.",
     "api.inbox": "mentions that need an answer, with their status, waiting time, SLA and "
-                 "urgency (brand, reason, lang, assignee, status, sort, days)",
+                 "urgency",
     "api.inbox_item": "one inbox mention, its copies, its history and its forwards",
     "api.inbox_act": "assign, answer, dismiss, reopen or note, with the version you saw (409 "
                      "when someone else changed it) and the CSRF token in X-CSRF-Token",

@@ -116,8 +116,7 @@ INBOX: Final[dict[str, str]] = {
     "error.title.act_forbidden": "Sin permiso",
     "error.detail.act_forbidden": "Tu rol es de lectura: puedes ver la bandeja, pero no asignar, "
                                   "responder, descartar ni reenviar.",
-    "api.inbox": "menciones que piden respuesta, con su estado, espera, plazo y urgencia "
-                 "(brand, reason, lang, assignee, status, sort, days)",
+    "api.inbox": "menciones que piden respuesta, con su estado, espera, plazo y urgencia",
     "api.inbox_item": "una mención de la bandeja, sus copias, su historial y sus reenvíos",
     "api.inbox_act": "asignar, responder, descartar, reabrir o anotar, con la versión que "
                      "viste (409 si otra persona la cambió) y el token CSRF en X-CSRF-Token",
