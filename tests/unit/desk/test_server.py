@@ -78,10 +78,10 @@ def test_start_on_a_taken_port_fails_at_once(desk: httpx.Client, store: Listenin
     taken = desk.base_url.port
     assert taken is not None
     thread = DeskThread(Settings(desk_port=taken), store, start_timeout_s=30)
-    started = time.monotonic()
+    # "could not listen" is the bind error's message; waiting out the start timeout says
+    # "did not listen ... within", so the match alone proves it failed at once
     with pytest.raises(DeskStartError, match=f"could not listen on 127.0.0.1:{taken}"):
         thread.start()
-    assert time.monotonic() - started < 10
     assert not thread.thread.is_alive()
     assert desk.get("/healthz").status_code == 200
 
@@ -138,8 +138,8 @@ def test_a_slow_store_call_leaves_the_desk_answering() -> None:
             target=lambda: answers.append(httpx.get(desk.base_url.join("/readyz")).status_code))
         slow.start()
         time.sleep(0.3)  # the slow call is in the store by now
-        started = time.monotonic()
         assert desk.get("/healthz").status_code == 200
-        assert time.monotonic() - started < 1.0
+        # answered while the slow call still holds the store: nothing waited behind it
+        assert slow.is_alive() and answers == []
         slow.join()
         assert answers == [200]
