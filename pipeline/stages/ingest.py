@@ -104,6 +104,12 @@ class EncodedOutcome:
     mentions: list[EncodedMention] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     unmatched: list[EncodedMention] = field(default_factory=list)
+    # every valid mention, matched or not, in input order
+    tagged: list[EncodedMention] = field(default_factory=list)
+
+    def forwarded(self, with_unmatched: bool) -> list[EncodedMention]:
+        """What goes on to routing, in input order: the matched mentions, or all valid ones."""
+        return self.tagged if with_unmatched else self.mentions
 
 
 class Ingestor:
@@ -273,9 +279,9 @@ class Ingestor:
                 if ingested_at is not None:
                     item.ingested_at = ingested_at
                 encoded = encode_usual_mention(item)
-            (outcome.mentions if tags.brands else outcome.unmatched).append(
-                EncodedMention(text, tags.brands, created, encoded),
-            )
+            tagged = EncodedMention(text, tags.brands, created, encoded)
+            (outcome.mentions if tags.brands else outcome.unmatched).append(tagged)
+            outcome.tagged.append(tagged)
         return outcome
 
 
