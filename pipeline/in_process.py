@@ -34,16 +34,14 @@ import orjson
 from pipeline.agents.context import decode_batches
 from pipeline.agents.dedup import JournalledPartitions, unique_records
 from pipeline.config import Settings
-from pipeline.event_time import split_by_event_time
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config
-from pipeline.stages.dedup import mark_duplicates
-from pipeline.stages.dedup_encoded import mark_encoded_duplicates
+from pipeline.stages.dedup_encoded import mark_routed
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.stages.reply import ReplyClassifier, build_reply_classifier
-from pipeline.stages.routing import Router, mention_key, scored_partitions
+from pipeline.stages.routing import Router, scored_partitions
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.mentions import (
     CopyMemory,
@@ -51,7 +49,7 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
-from pipeline.transport.topics import encode_batches, group_by_partition
+from pipeline.transport.topics import encode_batches
 
 log = logging.getLogger(__name__)
 
@@ -130,17 +128,13 @@ class InProcessPipeline:
 
     def _dedup_record(self, partition: int, raw: bytes) -> Records:
         journal = self.dedup_partitions.journal(partition)
-        marked = mark_encoded_duplicates(journal.deduplicator, raw)
-        if marked is not None:
-            self.dedup_partitions.save(journal, marked.newest)
-            return unique_records(marked, self.settings.partitions)
-        # not the usual shape: decoded whole, as the agent's fallback does
-        mentions, unreadable = split_by_event_time(self._decode("dedup", [raw]))
-        self._refused("dedup", unreadable)
-        _verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
-        self.dedup_partitions.save(journal, newest)
-        return {target: encode_batches(batch) for target, batch in group_by_partition(
-            mentions, mention_key, self.settings.partitions).items()}
+        outcome = mark_routed(journal.deduplicator, raw)
+        self._refused("dedup", outcome.unreadable)
+        if outcome.marked is None:
+            self.dead_letters.append(DeadLetter("dedup", "bad_value", str(outcome.broken), raw))
+            return {}
+        self.dedup_partitions.save(journal, outcome.marked.newest)
+        return unique_records(outcome.marked, self.settings.partitions)
 
     def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[dict[str, Any]]]:
         """``mentions.unique`` records -> scored mentions by ``mentions.scored`` partition.
