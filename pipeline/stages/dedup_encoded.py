@@ -135,6 +135,8 @@ class RoutedOutcome(NamedTuple):
     unreadable: list[tuple[dict[str, Any], InvalidMention]]
     # why the record is not a micro-batch (None when it is)
     broken: str | None = None
+    # True when the record was not in the usual shape and was decoded whole
+    decoded_whole: bool = False
 
 
 def mark_routed(deduplicator: Deduplicator, micro_batch: bytes) -> RoutedOutcome:
@@ -158,7 +160,7 @@ def mark_routed(deduplicator: Deduplicator, micro_batch: bytes) -> RoutedOutcome
         [bytearray(orjson.dumps(mention)) for mention in mentions],
         [_number_or_none(mention.get("ingested_at")) for mention in mentions],
         epoch_seconds(created_at),
-    ), unreadable)
+    ), unreadable, decoded_whole=True)
 
 
 def _number_or_none(value: Any) -> float | None:

@@ -327,7 +327,7 @@ def test_mark_routed_takes_any_shape_to_the_same_encoded_result() -> None:
     # verdict keys already there: decoded whole, marked, encoded again (the old verdict goes)
     stale = [mention | {"copy_count": 99} for mention in batch]
     again = mark_routed(unusual, encode_batch([*stale, {**batch[0], "created_at": "soon"}]))
-    assert marked is not None and again.marked is not None
+    assert marked is not None and again.marked is not None and again.decoded_whole
     assert [orjson.loads(m) for m in again.marked.encoded] == [
         orjson.loads(m) for m in marked.encoded]
     assert again.marked.verdicts == marked.verdicts
