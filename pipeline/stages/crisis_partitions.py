@@ -152,8 +152,13 @@ class CrisisPartitions:
         """Count one record of ``partition`` (at ``offset``); nothing is saved yet."""
         mentions = list(mentions)
         monitor = self.monitor(partition)
-        return CrisisStep(monitor, monitor.apply(offset, mentions),
-                          tone_counts(mentions, monitor.owns))
+        brands = monitor.monitors
+
+        def counts(brand: str) -> bool:  # owned, and not a redelivery it already counted
+            return monitor.owns(brand) and (brand not in brands or brands[brand].offset < offset)
+
+        tones = tone_counts(mentions, counts)
+        return CrisisStep(monitor, monitor.apply(offset, mentions), tones)
 
     def save(self, step: CrisisStep) -> None:
         """Write the state the step changed: call once its alerts are on the broker."""
@@ -170,3 +175,4 @@ class CrisisPartitions:
             for kind, count in monitor.open_incidents().items():
                 totals[kind] += count
         return totals
+
