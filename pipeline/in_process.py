@@ -5,7 +5,9 @@ router, the dedup partitions' journals, the copy memory, the sentiment engine an
 classifier, the crisis partitions) and makes the calls the agents make on them, in the same
 order, over the same record forms: raw bytes in, micro-batch records of ``mentions.routed``
 and ``mentions.unique`` by partition, scored mentions by brand partition, alerts. What the
-agents would dead-letter is kept in :attr:`InProcessPipeline.dead_letters`. It is the test
+agents would dead-letter is kept in :attr:`InProcessPipeline.dead_letters`; a stage that
+answers with a :class:`~pipeline.stages.stage_result.StageResult` (crisis) has its records
+and metric changes kept too (``sent``, ``metric_deltas``). It is the test
 harness of the stages (as bytewax's ``TestingSource`` / ``TestingSink``) and what
 ``mentions process`` runs (:mod:`pipeline.offline`).
 
@@ -37,7 +39,7 @@ from pipeline.config import Settings
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.brands import load_brand_rules
-from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config
+from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
 from pipeline.stages.dedup_encoded import mark_routed
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.stages.reply import ReplyClassifier, build_reply_classifier
@@ -49,6 +51,7 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
+from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 from pipeline.transport.topics import encode_batches
 
 log = logging.getLogger(__name__)
@@ -87,6 +90,9 @@ class InProcessPipeline:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # the next offset of each scored partition: the crisis stage skips a redelivered record
     scored_offsets: dict[int, int] = field(default_factory=dict)
+    # what the stages that answer with a StageResult sent and counted
+    sent: list[OutRecord] = field(default_factory=list)
+    metric_deltas: list[MetricDelta] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings, *, engine: SentimentEngine | None = None,
@@ -184,15 +190,22 @@ class InProcessPipeline:
         if offset is None:
             offset = self.scored_offsets.get(partition, 0)
         self.scored_offsets[partition] = max(self.scored_offsets.get(partition, 0), offset + 1)
-        step = self.crisis_partitions.apply(partition, offset, self._decode("crisis", [record]))
-        self._refused("crisis", step.unreadable)
-        self.crisis_partitions.save(step)
-        return list(step.alerts)
+        result = crisis_result(self.crisis_partitions, partition, offset,
+                               self._decode("crisis", [record]))
+        return self._settle("crisis", result)
 
     def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[dict[str, Any]]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""
         scored = self.sentiment(self.dedup(self.ingest(raws)))
         return scored, self.crisis(scored)
+
+    def _settle(self, stage: str, result: StageResult) -> list[Alert]:
+        """What the agent does with a stage's result, into lists: sent, saved, counted."""
+        self._refused(stage, result.refused)
+        self.sent += result.records
+        result.save()
+        self.metric_deltas += result.metrics
+        return list(result.alerts)
 
     def _decode(self, stage: str, records: list[bytes]) -> list[dict[str, Any]]:
         mentions, broken = decode_batches(records)
