@@ -11,7 +11,7 @@ disturb wall-clock rates). Phases, per raw mention:
   ids carried, as on a GPU deployment, with the routed mention's size both ways);
 - ``route``: key and group into routed micro-batch records (the ingest service's sends,
   without the sends);
-- ``dedup``: :func:`mark_encoded_duplicates` on each routed micro-batch and the partition's
+- ``dedup``: :func:`mark_routed` on each routed micro-batch and the partition's
   journal (the dedup agent's core: the fields it needs decoded, verdicts spliced in);
 - ``journal``: the batch's delta taken and serialised as Faust's JSON serializer does;
 - ``unique encode``: grouped by mention id and joined into records for ``mentions.unique``.
@@ -43,7 +43,7 @@ from benchmarks.pipeline import firehose
 from pipeline.agents.dedup import unique_records
 from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
-from pipeline.stages.dedup_encoded import mark_encoded_duplicates
+from pipeline.stages.dedup_encoded import mark_routed
 from pipeline.stages.dedup_journal import PartitionJournal
 from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingestor
 from pipeline.stages.routing import Router
@@ -85,9 +85,10 @@ def one_pass(settings: Settings, raws: list[bytes], batch_size: int) -> dict[str
         seconds[WIRE] += sum(len(mention.encoded) for mention in outcome.mentions)
         for partition, record in timed("route", route, outcome.mentions):
             journal = journals[partition]
-            marked = timed("dedup", mark_encoded_duplicates, journal.deduplicator, record)
-            if marked is None:
+            routed = timed("dedup", mark_routed, journal.deduplicator, record)
+            if routed.marked is None or routed.decoded_whole:
                 raise RuntimeError("a routed micro-batch did not take the encoded path")
+            marked = routed.marked
             timed("journal", serialise_deltas, journal)
             timed("unique encode", unique_records, marked, settings.partitions)
     return dict(seconds)

@@ -98,11 +98,11 @@ def scored(firehose: Iterable[tuple[dict[str, Any], str]], ingestor: Ingestor,
 
 
 def _ingest(batch: list[tuple[dict[str, Any], str]], ingestor: Ingestor) -> list[dict[str, Any]]:
-    records, rejects = ingestor.decode([orjson.dumps(record) for record, _ in batch])
-    if rejects:
-        raise ValueError(f"the generator wrote mentions ingest refuses: {rejects[:3]}")
+    outcome = ingestor.process_encoded([orjson.dumps(record) for record, _ in batch])
+    if outcome.rejects:
+        raise ValueError(f"the generator wrote mentions ingest refuses: {outcome.rejects[:3]}")
     labels = {record["id"]: label for record, label in batch}
-    enriched = ingestor.enrich(records)
+    enriched = [orjson.loads(mention.encoded) for mention in outcome.tagged]
     for record in enriched:
         record["sentiment"] = {"label": labels[record["id"]], "scores": {}}
     return enriched

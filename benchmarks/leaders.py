@@ -3,7 +3,7 @@
 Per seed, the synthetic firehose with planted leaders (``LeadersPlan``: per brand, ten
 influencers of modest audience whose posts others copy often; twenty bots with 300k-3M
 followers that post often about every brand and that nobody copies) runs through the shipped
-ingest and dedup cores (``OfflinePipeline`` without the sentiment model: the generator's own
+ingest and dedup stages (``offline_pipeline`` without the sentiment model: the generator's own
 labels stand in, since the ranking is measured here, not the model), is encoded
 (``RowEncoder``) and inserted into an embedded store (chDB), and each brand's leaders are asked
 for as the desk asks (``parse_leaders_query`` + ``ListeningStore.leaders``) over the whole
@@ -60,17 +60,17 @@ def processed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import orjson
 
     from pipeline.config import Settings
-    from pipeline.offline import OfflinePipeline
-    from pipeline.schema import decode_record
+    from pipeline.offline import offline_pipeline
 
-    pipeline = OfflinePipeline(Settings(stages=("ingest", "dedup")))
+    pipeline = offline_pipeline(Settings(stages=("ingest", "dedup")))
     labels = {record["id"]: record.pop("_label") for record in records}
     out: list[dict[str, Any]] = []
     for start in range(0, len(records), 500):
-        batch = [decode_record(orjson.dumps(record), max_text_chars=5000,
-                               max_record_bytes=50_000)
-                 for record in records[start:start + 500]]
-        out.extend(pipeline.run_batch(batch))
+        raws = [orjson.dumps(record) for record in records[start:start + 500]]
+        out.extend(pipeline.sentiment(pipeline.dedup(pipeline.ingest(raws))).get(0, []))
+        if pipeline.dead_letters:
+            raise ValueError(f"the generator wrote mentions ingest refuses: "
+                             f"{pipeline.dead_letters[:3]}")
     for mention in out:
         label = labels[mention["id"]]
         mention["sentiment"] = {"label": label, "scores": {label: 1.0}}

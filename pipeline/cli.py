@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import KNOWN_STAGES, Settings, describe_settings, load_settings
+from pipeline.desk.users_cli import add_user_commands
 
 # CLI flag -> settings field, for the flags shared by the commands that talk to Kafka.
 _SETTINGS_FLAGS: tuple[tuple[str, str, Any, str], ...] = (
@@ -291,7 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mentions", description="Streaming social-listening pipeline.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_commands in (_add_demo_command, _add_worker_commands, _add_feed_commands,
+                         _add_offline_commands, _add_store_commands, _add_desk_commands,
+                         _add_source_command, _add_themes_command, _add_config_command):
+        add_commands(commands)
+    return parser
 
+
+def _add_demo_command(commands: Any) -> None:
+    """``mentions demo``: everything on an embedded broker, with the desk."""
     demo = commands.add_parser("demo", help="run everything on an embedded broker")
     demo.add_argument("--duration", type=_parse_duration, default=_parse_duration("150s"),
                       help="how long to run (e.g. 150s, 5m; 0 = until Ctrl-C)")
@@ -313,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the listening store (default: an embedded one in the demo's folder)")
     demo.set_defaults(handler=cmd_demo)
 
+
+def _add_worker_commands(commands: Any) -> None:
+    """``mentions worker`` and ``mentions broker``: the processes of a deployment."""
     worker = commands.add_parser("worker", help="run one Faust worker")
     _add_settings_flags(worker)
     worker.add_argument("--stages", default=None,
@@ -328,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, default=9092)
     broker.set_defaults(handler=cmd_broker)
 
+
+def _add_feed_commands(commands: Any) -> None:
+    """``mentions replay`` and ``mentions generate``: mentions into the raw topic or a file."""
     replay = commands.add_parser("replay", help="send a JSONL file to the raw topic")
     replay.add_argument("file", type=Path)
     replay.add_argument("--rate", type=_parse_rate, default=None, help="e.g. 500/s")
@@ -350,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_flags(generate)
     generate.set_defaults(handler=cmd_generate)
 
+
+def _add_offline_commands(commands: Any) -> None:
+    """``mentions process`` and ``mentions spikes``: the stages over files, no broker."""
     process = commands.add_parser("process", help="run the stages offline over a JSONL file")
     process.add_argument("--input", type=Path, required=True)
     process.add_argument("--output", type=Path, required=True)
@@ -366,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="timestamp,value,anomaly_score,label CSV")
     spikes.set_defaults(handler=cmd_spikes)
 
+
+def _add_store_commands(commands: Any) -> None:
+    """``mentions store load|count``: the listening store."""
     store = commands.add_parser("store", help="the listening store: load a file, count")
     store_commands = store.add_subparsers(dest="store_command", required=True)
     load = store_commands.add_parser(
@@ -382,24 +403,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store_flags(count)
     count.set_defaults(handler=cmd_store_count)
 
+
+def _add_desk_commands(commands: Any) -> None:
+    """``mentions desk`` and its ``user`` commands."""
     desk = commands.add_parser("desk", help="serve the JSON API and console from the store")
     desk.add_argument("--port", type=int, default=None, help="(PIPELINE_DESK_PORT)")
     desk.add_argument("--host", default=None, help="(PIPELINE_DESK_HOST)")
     _add_store_flags(desk)
     desk.set_defaults(handler=cmd_desk)
-    _add_user_commands(desk)
+    add_user_commands(desk)
 
-    _add_source_command(commands)
+
+def _add_themes_command(commands: Any) -> None:
+    """``mentions themes``: one run of the themes job."""
     themes = commands.add_parser(
         "themes", help="group the newly stored mentions into themes (once; the desk's process "
         "also runs it every PIPELINE_THEMES_INTERVAL_S)")
     _add_store_flags(themes)
     themes.set_defaults(handler=cmd_themes)
 
+
+def _add_config_command(commands: Any) -> None:
+    """``mentions config``: the settings and their environment variables."""
     config = commands.add_parser("config", help="list the settings and their env variables")
     config.add_argument("--current", action="store_true", help="print the effective values")
     config.set_defaults(handler=cmd_config)
-    return parser
 
 
 def _add_source_command(commands: Any) -> None:
@@ -416,38 +444,6 @@ def _add_source_command(commands: Any) -> None:
     source.add_argument("--loglevel", default="info")
     _add_settings_flags(source)
     source.set_defaults(handler=cmd_source)
-
-
-def _desk_user(action: str) -> Any:
-    """The handler of ``mentions desk user ACTION`` (:mod:`pipeline.desk.users_cli`)."""
-
-    def handler(args: argparse.Namespace) -> int:
-        from pipeline.desk import users_cli
-
-        return int(users_cli.COMMANDS[action](args))
-
-    return handler
-
-
-def _add_user_commands(desk: argparse.ArgumentParser) -> None:
-    """``mentions desk user add|remove|list``: the console's users file."""
-    user = desk.add_subparsers(dest="desk_command").add_parser(
-        "user", help="the console's users: add (password from a prompt or stdin), remove, list")
-    commands = user.add_subparsers(dest="user_command", required=True)
-    add = commands.add_parser("add", help="add a user, or change one with --replace")
-    add.add_argument("name")
-    add.add_argument("--role", required=True,
-                     help="viewer, community_manager (also exports CSV) or admin")
-    add.add_argument("--replace", action="store_true", help="change an existing user")
-    add.set_defaults(handler=_desk_user("add"))
-    remove = commands.add_parser("remove", help="take a user's access away")
-    remove.add_argument("name")
-    remove.set_defaults(handler=_desk_user("remove"))
-    listing = commands.add_parser("list", help="every user and their role")
-    listing.set_defaults(handler=_desk_user("list"))
-    for command in (add, remove, listing):
-        command.add_argument("--users-file", type=Path, default=None,
-                             help="(PIPELINE_DESK_USERS_FILE)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,8 @@
-"""``mentions process``: the streaming stages' cores run offline over a JSONL file.
+"""``mentions process``: the worker's stages run offline over a JSONL file.
 
-No Kafka: every input line gives exactly one output line, either the enriched mention in the
+The stages are :class:`~pipeline.in_process.InProcessPipeline`'s: the objects and calls of
+the agents, so this command runs the production code paths (crisis alerts excepted). No
+Kafka: every input line gives exactly one output line, either the enriched mention in the
 output file (input order kept) or a reject line ``{"line": N, "reason", "detail",
 "original"}`` in the reject file. It is also the backfill tool. Stages that are not built
 yet are simply absent from the output (never a placeholder value).
@@ -10,25 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
 from pipeline.config import Settings
-from pipeline.schema import InvalidMention, dead_letter_record, decode_record
+from pipeline.in_process import DeadLetter, InProcessPipeline
+from pipeline.schema import dead_letter_record
 from pipeline.stages.brands import load_brand_rules
-from pipeline.stages.dedup import Deduplicator, mark_duplicates
-from pipeline.stages.ingest import build_ingestor
-from pipeline.stages.reply import build_reply_classifier
-from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
-from pipeline.stages.sentiment.mentions import (
-    CopyMemory,
-    drop_carried_tokens,
-    model_inputs,
-    score_mentions,
-)
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
 from pipeline.store.rows import RowEncoder, kinds_by_brand
@@ -55,44 +47,25 @@ def _chunks(lines: BinaryIO, size: int) -> Iterator[list[tuple[int, bytes]]]:
         yield chunk
 
 
-class OfflinePipeline:
-    """The stage cores chained in the streaming order, over batches of mention dicts."""
+def offline_pipeline(settings: Settings) -> InProcessPipeline:
+    """The worker's stages in process, set for a file: one partition, nothing left out.
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        # token ids are carried for the sentiment stage only: without it, none are made
-        carrying = settings.sentiment_carry_tokens and "sentiment" in settings.stages
-        self.ingestor = build_ingestor(settings.model_copy(
-            update={"sentiment_carry_tokens": carrying}))
-        self.deduplicator = Deduplicator(window=timedelta(hours=settings.dedup_window_hours))
-        # the model loads only when the sentiment stage is asked for (PIPELINE_STAGES)
-        self.sentiment: SentimentEngine | None = None
-        if "sentiment" in settings.stages:
-            self.sentiment = build_engine(settings)
-        self.copies = CopyMemory()
-        self.replies = build_reply_classifier(settings.brands_file)
-
-    def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Enrich validated mention records through every built stage, keeping their order."""
-        records = self.ingestor.enrich(mentions)
-        mark_duplicates(self.deduplicator, records)
-        if self.sentiment is not None:
-            plan = self.copies.plan(records)
-            # the streaming path's inputs: the ids the ingest stage carried, read back
-            results = self.sentiment.score_packed(
-                self.sentiment.encode_carried(*model_inputs(records, plan[0])))
-            score_mentions(records, results, plan, self.copies)
-            drop_carried_tokens(records)
-        self.replies.mark(records)
-        return records
+    One partition keeps the input order through every stage, and every mention meets every
+    earlier one (one worker holding every partition gives the same verdicts); mentions that
+    match no listening query are forwarded too, since every line is written.
+    """
+    # token ids are carried for the sentiment stage only: without it, none are made
+    carrying = settings.sentiment_carry_tokens and "sentiment" in settings.stages
+    return InProcessPipeline.build(settings.model_copy(update={
+        "partitions": 1, "forward_unmatched": True, "sentiment_carry_tokens": carrying}))
 
 
 def process_file(
     settings: Settings, input_path: Path, output_path: Path, reject_path: Path,
     *, batch_size: int = 256,
 ) -> ProcessSummary:
-    """Run the pipeline cores over ``input_path`` (see the module docstring)."""
-    pipeline = OfflinePipeline(settings)
+    """Run the pipeline's stages over ``input_path`` (see the module docstring)."""
+    pipeline = offline_pipeline(settings)
     lines = written = rejected = 0
     with (
         input_path.open("rb") as source,
@@ -100,26 +73,38 @@ def process_file(
         reject_path.open("wb") as rejects,
     ):
         for chunk in _chunks(source, batch_size):
-            valid: list[dict[str, Any]] = []
-            for number, raw in chunk:
-                lines += 1
-                try:
-                    valid.append(decode_record(
-                        raw, max_text_chars=settings.max_text_chars,
-                        max_record_bytes=settings.max_record_bytes,
-                    ))
-                except InvalidMention as error:
-                    rejected += 1
-                    record = orjson.loads(dead_letter_record(
-                        raw, error.reason, error.detail, stage="process",
-                        source_topic=str(input_path),
-                    ))
-                    record["line"] = number
-                    rejects.write(orjson.dumps(record) + b"\n")
-            for enriched in pipeline.run_batch(valid):
-                output.write(orjson.dumps(enriched) + b"\n")
+            lines += len(chunk)
+            scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest(
+                [raw for _number, raw in chunk])))
+            for mention in scored.get(0, []):
+                output.write(orjson.dumps(mention) + b"\n")
                 written += 1
+            for number, letter in _numbered(chunk, pipeline.dead_letters):
+                rejects.write(_reject_line(letter, number, str(input_path)))
+                rejected += 1
+            pipeline.dead_letters.clear()
     return ProcessSummary(lines=lines, written=written, rejected=rejected)
+
+
+def _numbered(chunk: list[tuple[int, bytes]],
+              letters: list[DeadLetter]) -> Iterator[tuple[int | None, DeadLetter]]:
+    """Each dead letter with its line: ingest's hold the line's own bytes, in input order."""
+    position = 0
+    for letter in letters:
+        number = None
+        if letter.stage == "ingest":
+            while chunk[position][1] is not letter.value:
+                position += 1
+            number = chunk[position][0]
+            position += 1
+        yield number, letter
+
+
+def _reject_line(letter: DeadLetter, number: int | None, source: str) -> bytes:
+    record = orjson.loads(dead_letter_record(letter.value, letter.reason, letter.detail,
+                                             stage="process", source_topic=source))
+    record["line"] = number
+    return orjson.dumps(record) + b"\n"
 
 
 @dataclass(frozen=True, slots=True)

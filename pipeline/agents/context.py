@@ -24,6 +24,7 @@ from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import InvalidMention, dead_letter_record
+from pipeline.stages.stage_result import MetricDelta, StageResult
 from pipeline.transport.topics import decode_batch, encode_batches
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,33 @@ class WorkerContext:
                                    source_topic=source_topic)
         self.count_in(stage, len(mentions))
         return mentions
+
+    async def send_result(self, stage: str, result: StageResult, source_topic: str) -> None:
+        """Dead-letter what a stage refused and send its records; return once the broker has all.
+
+        The caller saves the result's state after this, so a crash in between sends again and
+        never loses a record.
+        """
+        pending = await self.dead_letter_mentions(result.refused, stage=stage,
+                                                  source_topic=source_topic)
+        for record in result.records:
+            pending.append(await self.topics[record.topic].send(
+                key=record.key, value=record.value, headers=dict(record.headers),
+                partition=record.partition))
+        for future in pending:
+            await future
+
+    def count(self, deltas: Iterable[MetricDelta]) -> None:
+        """Apply a stage's metric changes to the bundle (brand labels bounded as it says)."""
+        for delta in deltas:
+            labels = dict(delta.labels)
+            if "brand" in labels:
+                labels["brand"] = self.metrics.brand_labels.label(labels["brand"])
+            series = getattr(self.metrics, delta.metric).labels(**labels)
+            if delta.gauge:
+                series.set(delta.amount)
+            else:
+                series.inc(delta.amount)
 
     def count_in(self, stage: str, mentions: int) -> None:
         """Count one batch of ``mentions`` into ``stage``."""

@@ -31,15 +31,9 @@ from typing import Any
 import orjson
 
 from pipeline.agents.context import WorkerContext
-from pipeline.metrics import PipelineMetrics
 from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
-from pipeline.stages.crisis_partitions import (
-    CrisisPartitions,
-    CrisisStep,
-    alert_record,
-    crisis_config,
-)
+from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
 from pipeline.stages.notify import DeadLetter, WebhookNotifier
 
 log = logging.getLogger(__name__)
@@ -49,7 +43,7 @@ STAGE = "crisis"
 
 def register(context: WorkerContext) -> None:
     """Attach the crisis agent, its tables and the webhook notifier to the app."""
-    app, settings, metrics = context.app, context.settings, context.metrics
+    app, settings = context.app, context.settings
     rules = load_brand_rules(settings.brands_file)
     partitions = CrisisPartitions(
         crisis_config(settings, rules), partitions=settings.partitions,
@@ -79,49 +73,18 @@ def register(context: WorkerContext) -> None:
             async def work(raw: bytes = raw, partition: int = partition,
                            offset: int = offset) -> None:
                 mentions = await context.decode_in(STAGE, [raw], source_topic)
-                step = partitions.apply(partition, offset, mentions)
-                _count(metrics, step)
-                await _publish(context, step, notifier)
+                result = crisis_result(partitions, partition, offset, mentions)
+                await context.send_result(STAGE, result, source_topic)
+                for alert in result.alerts:
+                    notifier.enqueue(alert)
+                    for listener in context.alert_listeners:
+                        listener(alert.to_dict())
                 # state after the alerts: a crash in between re-emits, never loses them
-                partitions.save(step)
-                if step.alerts:
-                    for kind, count in partitions.open_incidents().items():
-                        metrics.open_incidents.labels(kind=kind).set(count)
+                result.save()
+                context.count(result.metrics)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)
-
-
-def _count(metrics: PipelineMetrics, step: CrisisStep) -> None:
-    """Count what one record did: mentions dropped, and mentions per brand and tone."""
-    if step.result.late:
-        metrics.crisis_dropped.labels(reason="late").inc(step.result.late)
-    if step.result.refused:
-        metrics.crisis_dropped.labels(reason="bad_time").inc(step.result.refused)
-    for (brand, tone), count in step.tones.items():
-        metrics.brand_mentions.labels(
-            brand=metrics.brand_labels.label(brand), sentiment=tone,
-        ).inc(count)
-
-
-async def _publish(context: WorkerContext, step: CrisisStep, notifier: WebhookNotifier) -> None:
-    """Send a step's dead letters and alerts, wait for the broker, then notify the webhooks."""
-    source_topic = context.settings.topic("scored")
-    pending = await context.dead_letter_mentions(step.unreadable, stage=STAGE,
-                                                 source_topic=source_topic)
-    for alert in step.alerts:
-        key, value, headers = alert_record(alert)
-        pending.append(await context.topics["alerts"].send(key=key, value=value,
-                                                           headers=headers))
-    for future in pending:
-        await future
-    for alert in step.alerts:
-        notifier.enqueue(alert)
-        context.metrics.alerts.labels(kind=alert.kind, severity=alert.severity.label,
-                                      status=alert.status).inc()
-        record = alert.to_dict()
-        for listener in context.alert_listeners:
-            listener(record)
 
 
 def _webhook_notifier(context: WorkerContext) -> WebhookNotifier:

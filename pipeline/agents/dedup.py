@@ -37,14 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.agents.context import WorkerContext, send_micro_batches, send_records
-from pipeline.event_time import split_by_event_time
+from pipeline.agents.context import WorkerContext, send_records
 from pipeline.metrics import PipelineMetrics
-from pipeline.stages.dedup import DedupVerdict, mark_duplicates
-from pipeline.stages.dedup_encoded import EncodedVerdicts, mark_encoded_duplicates
+from pipeline.stages.dedup import DedupVerdict
+from pipeline.stages.dedup_encoded import EncodedVerdicts, mark_routed
 from pipeline.stages.dedup_journal import PartitionJournal, parse_delta_key
-from pipeline.stages.routing import mention_key, mention_partition
-from pipeline.transport.topics import group_by_partition, join_batches
+from pipeline.stages.routing import mention_partition
+from pipeline.transport.topics import join_batches
 
 STAGE = "dedup"
 # expire once per this many batches of a partition (a full scan of the partition's state)
@@ -55,7 +54,7 @@ log = logging.getLogger(__name__)
 def unique_records(marked: EncodedVerdicts, partitions: int) -> dict[int, list[bytes]]:
     """The micro-batch records of a marked batch on ``mentions.unique``, by partition.
 
-    Keyed by mention id, as the decoded path keys its mentions.
+    Keyed by mention id (:func:`~pipeline.stages.routing.mention_partition`).
     """
     by_partition: dict[int, list[bytearray]] = {}
     for mention_id, encoded in zip(marked.mention_ids, marked.encoded, strict=True):
@@ -128,18 +127,6 @@ def register(context: WorkerContext) -> None:
         app.consumer.assignment()
     )
 
-    async def mark_decoded(raw: bytes, journal: PartitionJournal) -> None:
-        mentions, unreadable = split_by_event_time(
-            await context.decode_in(STAGE, [raw], source_topic))
-        await context.dead_letter_mentions(unreadable, stage=STAGE, source_topic=source_topic)
-        verdicts, newest = mark_duplicates(journal.deduplicator, mentions)
-        _count_copies(metrics, verdicts)
-        partitions.save(journal, newest)
-        await send_micro_batches(unique_topic, group_by_partition(
-            mentions, mention_key, settings.partitions,
-        ))
-        context.observe_out(STAGE, mentions)
-
     @app.agent(context.topics["routed"], name=f"{settings.app_id}.dedup")
     async def dedup(stream: Any) -> None:
         async for event in stream.events():
@@ -148,10 +135,13 @@ def register(context: WorkerContext) -> None:
 
             async def work(raw: bytes = raw, partition: int = partition) -> None:
                 journal = partitions.journal(partition)
-                marked = mark_encoded_duplicates(journal.deduplicator, raw)
+                outcome = mark_routed(journal.deduplicator, raw)
+                await context.dead_letter_mentions(outcome.unreadable, stage=STAGE,
+                                                   source_topic=source_topic)
+                marked = outcome.marked
                 if marked is None:
-                    # not the usual shape: decoded whole (a broken record is dead-lettered)
-                    await mark_decoded(raw, journal)
+                    await context.dead_letter(raw, "bad_value", str(outcome.broken),
+                                              stage=STAGE, source_topic=source_topic)
                     return
                 context.count_in(STAGE, len(marked.encoded))
                 _count_copies(metrics, marked.verdicts)

@@ -63,7 +63,7 @@ class IngestService(BatchedConsumerService):
         brand_counts = Counter(brand for mention in outcome.mentions for brand in mention.brands)
         for brand, count in brand_counts.items():
             metrics.brand_volume.labels(brand=metrics.brand_labels.label(brand)).inc(count)
-        forwarded = outcome.mentions + (outcome.unmatched if settings.forward_unmatched else [])
+        forwarded = outcome.forwarded(settings.forward_unmatched)
         acks += await send_records(context.topics["routed"], self.router.records(forwarded))
         # the offsets are committed only after the broker has every micro-batch and every
         # dead letter: a reject whose dead letter was lost would otherwise vanish

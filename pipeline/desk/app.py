@@ -276,6 +276,30 @@ def refuse_anonymous(request: Request) -> Response:
     return login_redirect(request)
 
 
+def health_routes(store: ListeningStore, console: Console) -> list[BaseRoute]:
+    """The API's index page, health (the process answers) and readiness (the store does)."""
+
+    async def healthz(request: Request) -> Response:
+        return ORJSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(store.ping)
+        except (StoreUnavailable, StoreRejected) as error:
+            log.warning("desk: not ready: %s", error)
+            return error_response(503, None, f"the store does not answer: {error}")
+        return ORJSONResponse({"status": "ready"})
+
+    async def index(request: Request) -> Response:
+        return console.render(request, "api_index.html", page="api")
+
+    return [
+        Route("/api", answering_errors(index)),
+        Route("/healthz", healthz),
+        Route("/readyz", answering_errors(readyz)),
+    ]
+
+
 def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[BaseRoute]:
     """The JSON API, its CSV export, its index, health and readiness."""
 
@@ -310,24 +334,8 @@ def api_routes(store: ListeningStore, clock: Clock, console: Console) -> list[Ba
             return error_response(404, "incident_id", "no such incident")
         return ORJSONResponse(found)
 
-    async def healthz(request: Request) -> Response:
-        return ORJSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await run_in_threadpool(store.ping)
-        except (StoreUnavailable, StoreRejected) as error:
-            log.warning("desk: not ready: %s", error)
-            return error_response(503, None, f"the store does not answer: {error}")
-        return ORJSONResponse({"status": "ready"})
-
-    async def index(request: Request) -> Response:
-        return console.render(request, "api_index.html", page="api")
-
     return [
-        Route("/api", answering_errors(index)),
-        Route("/healthz", healthz),
-        Route("/readyz", answering_errors(readyz)),
+        *health_routes(store, console),
         Route("/api/mentions", json_endpoint(parse_mentions_query, store.mentions)),
         Route("/api/mentions.csv", answering_errors(mentions_csv)),
         Route("/api/volume", json_endpoint(parse_volume_query, store.volume)),

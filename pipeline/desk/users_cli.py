@@ -78,3 +78,33 @@ def cmd_desk_user_list(args: argparse.Namespace) -> int:
 COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "add": cmd_desk_user_add, "remove": cmd_desk_user_remove, "list": cmd_desk_user_list,
 }
+
+
+def _desk_user(action: str) -> Any:
+    """The handler of ``mentions desk user ACTION``."""
+
+    def handler(args: argparse.Namespace) -> int:
+        return int(COMMANDS[action](args))
+
+    return handler
+
+
+def add_user_commands(desk: argparse.ArgumentParser) -> None:
+    """``mentions desk user add|remove|list``: the console's users file."""
+    user = desk.add_subparsers(dest="desk_command").add_parser(
+        "user", help="the console's users: add (password from a prompt or stdin), remove, list")
+    commands = user.add_subparsers(dest="user_command", required=True)
+    add = commands.add_parser("add", help="add a user, or change one with --replace")
+    add.add_argument("name")
+    add.add_argument("--role", required=True,
+                     help="viewer, community_manager (also exports CSV) or admin")
+    add.add_argument("--replace", action="store_true", help="change an existing user")
+    add.set_defaults(handler=_desk_user("add"))
+    remove = commands.add_parser("remove", help="take a user's access away")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_desk_user("remove"))
+    listing = commands.add_parser("list", help="every user and their role")
+    listing.set_defaults(handler=_desk_user("list"))
+    for command in (add, remove, listing):
+        command.add_argument("--users-file", type=Path, default=None,
+                             help="(PIPELINE_DESK_USERS_FILE)")

@@ -32,6 +32,7 @@ from pipeline.stages.alerts.record import KINDS, Alert
 from pipeline.stages.brands import BrandRule
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor, RecordResult
 from pipeline.stages.routing import brand_partition
+from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 
 # the tone of a mention the sentiment stage could not score (it still counts as volume)
 UNSCORED = "unscored"
@@ -152,8 +153,13 @@ class CrisisPartitions:
         """Count one record of ``partition`` (at ``offset``); nothing is saved yet."""
         mentions = list(mentions)
         monitor = self.monitor(partition)
-        return CrisisStep(monitor, monitor.apply(offset, mentions),
-                          tone_counts(mentions, monitor.owns))
+        brands = monitor.monitors
+
+        def counts(brand: str) -> bool:  # owned, and not a redelivery it already counted
+            return monitor.owns(brand) and (brand not in brands or brands[brand].offset < offset)
+
+        tones = tone_counts(mentions, counts)
+        return CrisisStep(monitor, monitor.apply(offset, mentions), tones)
 
     def save(self, step: CrisisStep) -> None:
         """Write the state the step changed: call once its alerts are on the broker."""
@@ -170,3 +176,32 @@ class CrisisPartitions:
             for kind, count in monitor.open_incidents().items():
                 totals[kind] += count
         return totals
+
+
+def crisis_result(partitions: CrisisPartitions, partition: int, offset: int,
+                  mentions: Iterable[Mapping[str, Any]]) -> StageResult:
+    """One ``mentions.scored`` record through the crisis stage, as a :class:`StageResult`.
+
+    The alert events go to the ``alerts`` topic (:func:`alert_record`); saving writes the
+    state the step changed (:meth:`CrisisPartitions.save`); the metrics count the mentions
+    dropped and counted per brand and tone, the alerts, and (after an alert) the open
+    incidents.
+    """
+    step = partitions.apply(partition, offset, mentions)
+    metrics = [MetricDelta("crisis_dropped", (("reason", reason),), count)
+               for reason, count in (("late", step.result.late),
+                                     ("bad_time", step.result.refused)) if count]
+    metrics += [MetricDelta("brand_mentions", (("brand", brand), ("sentiment", tone)), count)
+                for (brand, tone), count in step.tones.items()]
+    records = []
+    for alert in step.alerts:
+        key, value, headers = alert_record(alert)
+        records.append(OutRecord("alerts", value, key, headers))
+        metrics.append(MetricDelta("alerts", (("kind", alert.kind),
+                                              ("severity", alert.severity.label),
+                                              ("status", alert.status)), 1))
+    if step.alerts:
+        metrics += [MetricDelta("open_incidents", (("kind", kind),), count, gauge=True)
+                    for kind, count in partitions.open_incidents().items()]
+    return StageResult(records=records, refused=list(step.unreadable), alerts=list(step.alerts),
+                       metrics=metrics, save=lambda: partitions.save(step))

@@ -1,9 +1,12 @@
 """The dedup stage over an encoded micro-batch: each verdict appended to its mention's bytes.
 
-Only the fields dedup reads are decoded, and each verdict is encoded into a copy of its
-mention's own JSON, so a mention is never a dict on this path (see
-:func:`mark_encoded_duplicates`); anything unusual goes back to the caller for
-:func:`pipeline.stages.dedup.mark_duplicates`.
+:func:`mark_routed` is the stage's one entry point, for the agent and the in-process
+harness alike: one ``mentions.routed`` record in, its mentions marked and encoded out. Only
+the fields dedup reads are decoded, and each verdict is encoded into a copy of its mention's
+own JSON, so a mention is never a dict on that path (:func:`mark_encoded_duplicates`); a
+record in another shape (another producer's, verdict keys already there) is decoded whole
+and marked by :func:`pipeline.stages.dedup.mark_duplicates` instead, with the same result
+type.
 """
 
 from __future__ import annotations
@@ -14,9 +17,18 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import orjson
 
-from pipeline.event_time import epoch_seconds
-from pipeline.stages.dedup import DedupInput, Deduplicator, DedupVerdict, DuplicateKind
+from pipeline.event_time import epoch_seconds, split_by_event_time
+from pipeline.schema import InvalidMention
+from pipeline.stages.dedup import (
+    DedupInput,
+    Deduplicator,
+    DedupVerdict,
+    DuplicateKind,
+    mark_duplicates,
+)
+from pipeline.transport.topics import decode_batch
 
 
 class _RoutedFields(msgspec.Struct, gc=False):
@@ -112,3 +124,44 @@ def mark_encoded_duplicates(
         verdicts, newest, [item.id for item in fields], encoded,
         [item.ingested_at for item in fields], event_times,
     )
+
+
+class RoutedOutcome(NamedTuple):
+    """One routed record through the dedup stage (:func:`mark_routed`)."""
+
+    # the mentions marked, encoded; None when the record is not a micro-batch at all
+    marked: EncodedVerdicts | None
+    # mentions refused for their event time, with the error, for the dead letters
+    unreadable: list[tuple[dict[str, Any], InvalidMention]]
+    # why the record is not a micro-batch (None when it is)
+    broken: str | None = None
+    # True when the record was not in the usual shape and was decoded whole
+    decoded_whole: bool = False
+
+
+def mark_routed(deduplicator: Deduplicator, micro_batch: bytes) -> RoutedOutcome:
+    """Mark one ``mentions.routed`` record's mentions, whatever its shape (module docstring).
+
+    A mention whose event time does not read is set aside (``unreadable``) before the
+    deduplicator is touched; a record that is not a JSON array comes back ``broken``.
+    """
+    marked = mark_encoded_duplicates(deduplicator, micro_batch)
+    if marked is not None:
+        return RoutedOutcome(marked, [])
+    try:
+        decoded = decode_batch(micro_batch)
+    except ValueError as error:
+        return RoutedOutcome(None, [], str(error))
+    mentions, unreadable = split_by_event_time(decoded)
+    verdicts, newest = mark_duplicates(deduplicator, mentions)
+    created_at = [str(mention["created_at"]) for mention in mentions]
+    return RoutedOutcome(EncodedVerdicts(
+        verdicts, newest, [str(mention["id"]) for mention in mentions],
+        [bytearray(orjson.dumps(mention)) for mention in mentions],
+        [_number_or_none(mention.get("ingested_at")) for mention in mentions],
+        epoch_seconds(created_at),
+    ), unreadable, decoded_whole=True)
+
+
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -104,6 +104,12 @@ class EncodedOutcome:
     mentions: list[EncodedMention] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
     unmatched: list[EncodedMention] = field(default_factory=list)
+    # every valid mention, matched or not, in input order
+    tagged: list[EncodedMention] = field(default_factory=list)
+
+    def forwarded(self, with_unmatched: bool) -> list[EncodedMention]:
+        """What goes on to routing, in input order: the matched mentions, or all valid ones."""
+        return self.tagged if with_unmatched else self.mentions
 
 
 class Ingestor:
@@ -125,30 +131,6 @@ class Ingestor:
         self.max_record_bytes = max_record_bytes
         self.language_detector = language_detector
         self._tags_by_text = BoundedCache[str, _Tags](tags_cache_size)
-
-    def decode(self, raws: Sequence[bytes]) -> tuple[list[dict[str, Any]], list[Reject]]:
-        """Split a batch into valid mention records (wire form) and rejects, in input order."""
-        records: list[dict[str, Any]] = []
-        rejects: list[Reject] = []
-        for raw in raws:
-            try:
-                records.append(decode_record(
-                    raw, max_text_chars=self.max_text_chars,
-                    max_record_bytes=self.max_record_bytes,
-                ))
-            except InvalidMention as error:
-                rejects.append(Reject(raw, error.reason, error.detail))
-        return records, rejects
-
-    def enrich(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``records`` (validated, from :meth:`decode`) with ``brands``, ``lang``, ``lang_score``.
-
-        The records are enriched in place and returned as a list.
-        """
-        for record, tags in zip(
-                records, self._tags([record["text"] for record in records]), strict=True):
-            _tag_record(record, tags, None)
-        return list(records)
 
     def _tags(self, texts: Sequence[str]) -> list[_Tags]:
         """Each text's language guess ((code, score); None when detection is off) and brands.
@@ -273,9 +255,9 @@ class Ingestor:
                 if ingested_at is not None:
                     item.ingested_at = ingested_at
                 encoded = encode_usual_mention(item)
-            (outcome.mentions if tags.brands else outcome.unmatched).append(
-                EncodedMention(text, tags.brands, created, encoded),
-            )
+            tagged = EncodedMention(text, tags.brands, created, encoded)
+            (outcome.mentions if tags.brands else outcome.unmatched).append(tagged)
+            outcome.tagged.append(tagged)
         return outcome
 
 

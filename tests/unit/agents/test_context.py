@@ -5,9 +5,11 @@ The worker's clock is frozen: the ages are then exact, whatever the machine's sp
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import numpy as np
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -15,6 +17,8 @@ from pipeline.agents import context as context_module
 from pipeline.agents.context import Readiness, WorkerContext
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.schema import InvalidMention
+from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 
 NOW = 1_795_000_000.0
 
@@ -63,3 +67,39 @@ def test_an_empty_batch_counts_nothing() -> None:
     worker = context()
     worker.observe_latencies("ingest", np.array([]), np.array([]))
     assert sample(worker, "mentions_stage_out_total", "ingest") in (None, 0)
+
+
+class RecordingTopic:
+    """A Faust topic's send: remembers the records; the ack is already done."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, object]] = []
+
+    async def send(self, **record: object) -> object:
+        self.sent.append(record)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def test_a_stage_result_is_sent_then_counted() -> None:
+    worker = context()
+    worker.topics = {"alerts": RecordingTopic(), "deadletter": RecordingTopic()}
+    refused = ({"id": "x", "created_at": "yesterday"},
+               InvalidMention("bad_timestamp", "created_at 'yesterday'"))
+    result = StageResult(
+        records=[OutRecord("alerts", b"{}", b"acme", {"idempotency-key": b"k1"})],
+        refused=[refused],
+        metrics=[MetricDelta("brand_mentions", (("brand", "acme"), ("sentiment", "negative")), 3),
+                 MetricDelta("open_incidents", (("kind", "crisis"),), 1, gauge=True),
+                 MetricDelta("open_incidents", (("kind", "crisis"),), 2, gauge=True)])
+    asyncio.run(worker.send_result("crisis", result, "mentions.scored"))
+    assert worker.topics["alerts"].sent == [{"key": b"acme", "value": b"{}", "partition": None,
+                                              "headers": {"idempotency-key": b"k1"}}]
+    [letter] = worker.topics["deadletter"].sent
+    assert orjson.loads(letter["value"])["reason"] == "bad_timestamp"
+    worker.count(result.metrics)
+    registry = worker.registry
+    assert registry.get_sample_value("mentions_brand_mentions_total", {
+        "brand": "acme", "sentiment": "negative"}) == 3
+    assert registry.get_sample_value("mentions_open_incidents", {"kind": "crisis"}) == 2

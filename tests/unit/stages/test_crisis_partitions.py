@@ -126,3 +126,14 @@ def test_the_configuration_takes_the_window_from_settings_and_minimums_from_rule
     assert config.window.total_seconds() == 600 and config.lateness.total_seconds() == 60
     assert config.incidents.min_negative_for(BRAND) == 15
     assert "zeta" not in config.incidents.brand_min_negative
+
+
+def test_a_redelivered_record_is_not_counted_in_the_tones_again() -> None:
+    partitions = worker()
+    first, second = list(windows())[:2]
+    counted = partitions.apply(HOME, 0, first)
+    partitions.save(counted)
+    assert sum(counted.tones.values()) == len(first)
+    again = partitions.apply(HOME, 0, first)  # the same offset: a redelivery
+    assert not again.tones and again.result.skipped == len(first)
+    assert sum(partitions.apply(HOME, 1, second).tones.values()) == len(second)

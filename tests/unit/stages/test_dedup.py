@@ -20,7 +20,7 @@ from pipeline.stages.dedup import (
     apply_verdict,
     mark_duplicates,
 )
-from pipeline.stages.dedup_encoded import mark_encoded_duplicates
+from pipeline.stages.dedup_encoded import mark_encoded_duplicates, mark_routed
 from pipeline.stages.dedup_minhash import (
     decode_signature,
     encode_signature,
@@ -318,3 +318,22 @@ def test_a_mention_without_a_readable_time_raises_before_the_state_changes() -> 
     verdicts, newest = mark_duplicates(deduplicator, kept)
     assert [mention for mention, _ in unreadable] == [batch[1]] and len(verdicts) == 2
     assert newest == max(datetime.fromisoformat(mention["created_at"]) for mention in kept)
+
+
+def test_mark_routed_takes_any_shape_to_the_same_encoded_result() -> None:
+    usual, unusual = Deduplicator(), Deduplicator()
+    batch = routed_batches()[0][:4]
+    marked = mark_routed(usual, encode_batch(batch)).marked
+    # verdict keys already there: decoded whole, marked, encoded again (the old verdict goes)
+    stale = [mention | {"copy_count": 99} for mention in batch]
+    again = mark_routed(unusual, encode_batch([*stale, {**batch[0], "created_at": "soon"}]))
+    assert marked is not None and again.marked is not None and again.decoded_whole
+    assert [orjson.loads(m) for m in again.marked.encoded] == [
+        orjson.loads(m) for m in marked.encoded]
+    assert again.marked.verdicts == marked.verdicts
+    assert again.marked.mention_ids == marked.mention_ids
+    assert [error.reason for _, error in again.unreadable] == ["bad_timestamp"]
+    broken = mark_routed(Deduplicator(), b"[{oops")
+    assert broken.marked is None and broken.broken
+
+

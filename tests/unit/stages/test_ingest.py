@@ -2,6 +2,7 @@ import json
 
 import orjson
 
+from pipeline.schema import decode_record
 from pipeline.stages.brands import BrandMatcher, BrandRule, brand_rules_from_dicts
 from pipeline.stages.ingest import Ingestor
 
@@ -23,6 +24,13 @@ def raw(mention_id: str, text: str) -> bytes:
         "id": mention_id, "text": text, "created_at": "2026-11-22T10:00:00Z",
         "source": "twitter", "author": {"id": "u1"},
     })
+
+
+def tagged(raw: bytes, brands: list[str], **stamp: float) -> dict[str, object]:
+    """The normalised record (decode_record) with FixedLanguage's guess and ``brands``."""
+    record = decode_record(raw, max_text_chars=100, max_record_bytes=10_000)
+    return {**record, "lang": record["text"].split()[0], "lang_score": 0.9, "brands": brands,
+            **stamp}
 
 
 def ingestor(language: FixedLanguage | None = None) -> Ingestor:
@@ -62,8 +70,9 @@ def test_encoded_mentions_are_the_enriched_records_in_input_order_stamped() -> N
     raws = [raw("1", "en acme"), unusual, b"{oops", raw("2", "en nothing"), raw("3", "es lumo")]
     core = ingestor(FixedLanguage())
     outcome = core.process_encoded(raws, ingested_at=1_795_000_001.25)
-    records, _rejects = core.decode(raws)
-    expected = [{**record, "ingested_at": 1_795_000_001.25} for record in core.enrich(records)]
+    expected = [tagged(record, brands, ingested_at=1_795_000_001.25) for record, brands in zip(
+        [raws[0], unusual, raws[3], raws[4]], [["acme"], ["acme", "lumo"], [], ["lumo"]],
+        strict=True)]
     encoded = [orjson.loads(m.encoded) for m in outcome.mentions + outcome.unmatched]
     assert sorted(encoded, key=lambda m: m["id"]) == sorted(expected, key=lambda m: m["id"])
     assert [m.text for m in outcome.mentions] == ["en acme", "es acme y lumo", "es lumo"]
@@ -110,8 +119,8 @@ def test_spacing_order_and_absent_keys_come_out_as_the_normalised_record() -> No
     ]
     core = ingestor(FixedLanguage())
     outcome = core.process_encoded(variants, ingested_at=None)
-    records, _rejects = core.decode(variants)
-    assert [orjson.loads(m.encoded) for m in outcome.mentions] == core.enrich(records)
+    assert [orjson.loads(m.encoded) for m in outcome.mentions] == [
+        tagged(variant, ["acme"]) for variant in variants]
     assert len(outcome.mentions) == len(variants)
 
 
