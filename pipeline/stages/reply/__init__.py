@@ -3,7 +3,8 @@
 Each scored mention gets ``needs_reply``: ``"complaint"``, ``"request"``, ``"question"``,
 ``"praise"`` (worth a thank-you) or ``None``. It reads what the pipeline already knows of the
 mention: its text's cues in its language (question marks, interrogatives opening a clause,
-complaint, request and thanks words: :mod:`~pipeline.stages.reply.cues`), its sentiment
+complaint, request and thanks words, asking the audience, rhetorical openers:
+:mod:`~pipeline.stages.reply.cues`), its sentiment
 scores, and whether it addresses one of its brands' handles; a small logistic head
 (:mod:`~pipeline.stages.reply.head`) weighs them. Retweets and copies (a ``duplicate_of``
 from the dedup stage) never need a reply: their first copy is the one to answer.

@@ -3,7 +3,9 @@
 Each cue is a count found by one regex pass over the folded text (case and accents off,
 :func:`pipeline.text.fold`), so the lexicons are written without accents. A language without
 its own lexicon (or ``und``) reads every language's: the cue words barely collide across
-the languages listed here.
+the languages listed here. ``asks_audience`` (someone asked to answer: "alguien", "anyone",
+"do you think") and ``rhetorical`` (openers that usually vent: "por qué", "who cares") tell
+a question meant to be answered from one that is not, the commonest miss of the first head.
 """
 
 from __future__ import annotations
@@ -61,6 +63,17 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
             "wifi", "movil", "celular", "pedido", "envio", "vuelo", "tienda", "banco",
             "tarjeta", "factura", "cuenta", "web", "pagina", "producto", "precio", "linea",
             "senal", "compra", "compre", "pague", "servidor", "actualizacion", "entrega"),
+        "asks_audience": (
+            "alguien", "alguno", "alguna", "quien se viene", "quien viene", "quien va",
+            "quien quiere", "os apetece", "te apetece", "vienes", "venis", "vendras",
+            "vendreis", "sabeis", "sabes si", "sabeis si", "me recomendais",
+            "me recomiendan", "recomendais", "que opinais", "que opinan", "que os parece",
+            "que te parece", "que pensais", "tienes", "teneis", "habeis visto", "has visto",
+            "viste", "vas a", "vais a", "van a", "estas", "estais", "sigues", "seguis",
+            "todo bien", "que tal"),
+        "rhetorical": (
+            "por que", "porque", "como es posible", "en serio", "acaso", "o que", "a quien",
+            "quien no", "de verdad", "no\\?", "verdad\\?", "para cuando", "sera"),
     },
     "en": {
         "interrogative": (
@@ -96,6 +109,17 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
             "flight", "store", "shop", "bank", "card", "bill", "account", "update", "package",
             "product", "price", "server", "website", "site", "purchase", "subscription",
             "prime", "support"),
+        "asks_audience": (
+            "anyone", "anybody", "any of you", "who wants", "who'?s going", "who is going",
+            "who'?s up for", "who'?s coming", "wanna", "want to come", "do you think",
+            "what do you think", "did you see", "have you seen", "have you heard",
+            "are you going", "you going", "will you", "are you", "do you know",
+            "you know if", "how'?s your", "how was", "how is it", "what did you think",
+            "what about you", "what about u", "let me know"),
+        "rhetorical": (
+            "why", "how could", "who cares", "seriously", "really", "who the", "what the",
+            "since when", "c'?mon", "don'?t they", "right\\?", "am i the only",
+            "does life", "what am i"),
     },
     "pt": {
         "interrogative": (
@@ -115,6 +139,9 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "second_person": ("voce", "voces", "vc", "vcs", "te", "tu"),
         "service": ("app", "servico", "atendimento", "cliente", "internet", "pedido", "produto",
                     "preco", "loja", "banco", "cartao", "conta"),
+        "asks_audience": ("alguem", "quem vai", "quem quer", "voces acham", "o que acham",
+                          "voce vai", "vc vai", "tudo bem"),
+        "rhetorical": ("por que", "porque", "pq", "sera", "serio", "quem liga"),
     },
     "fr": {
         "interrogative": (
@@ -133,6 +160,9 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "second_person": ("tu", "toi", "vous", "te", "ton", "ta", "votre"),
         "service": ("appli", "service", "client", "internet", "commande", "livraison", "vol",
                     "magasin", "banque", "carte", "facture", "compte", "produit", "prix"),
+        "asks_audience": ("quelqu'un", "qui vient", "qui veut", "vous pensez",
+                          "tu penses", "vous avez vu", "tu as vu", "ca va"),
+        "rhetorical": ("pourquoi", "serieux", "serieusement", "qui s'en fout"),
     },
     "it": {
         "interrogative": (
@@ -151,6 +181,9 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "second_person": ("tu", "ti", "te", "voi", "vi", "hai", "avete", "sei"),
         "service": ("app", "servizio", "cliente", "internet", "ordine", "consegna", "volo",
                     "negozio", "banca", "carta", "bolletta", "conto", "prodotto", "prezzo"),
+        "asks_audience": ("qualcuno", "chi viene", "chi vuole", "che ne pensate",
+                          "che ne pensi", "avete visto", "hai visto", "tutto bene"),
+        "rhetorical": ("perche", "ma davvero", "sul serio", "chi se ne frega"),
     },
     "de": {
         "interrogative": (
@@ -170,11 +203,14 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
         "second_person": ("du", "dich", "dir", "ihr", "euch", "sie"),
         "service": ("app", "service", "kunde", "internet", "bestellung", "lieferung", "flug",
                     "laden", "bank", "karte", "rechnung", "konto", "produkt", "preis"),
+        "asks_audience": ("jemand", "wer kommt", "wer will", "was meint ihr",
+                          "was denkt ihr", "habt ihr", "hast du", "kommst du"),
+        "rhetorical": ("warum", "wieso", "ernsthaft", "wirklich", "wen interessiert"),
     },
 }
 
 CUE_NAMES: Final = ("interrogative", "complaint", "request", "thanks", "positive",
-                    "second_person", "service")
+                    "second_person", "service", "asks_audience", "rhetorical")
 
 
 def _compile(alternatives: tuple[str, ...]) -> re.Pattern[str]:
@@ -207,7 +243,8 @@ FEATURE_NAMES: Final = (
     "service_words", "addressed", "url", "log_words",
     "negative", "neutral", "positive", "negative_x_service", "negative_x_complaint",
     "question_x_addressed", "positive_x_thanks", "laughter", "exclaimed_question",
-    "question_marks",
+    "question_marks", "asks_audience", "rhetorical_cues", "rhetorical_x_negative",
+    "asks_x_question",
 )
 
 
@@ -266,5 +303,8 @@ def cue_features(text: str, lang: str, scores: Mapping[str, float],
         float(_LAUGHTER.search(folded) is not None),
         float(_EXCLAIMED_QUESTION.search(folded) is not None),
         float(min(folded.count("?"), 3)) / 3,
+        float(min(counts["asks_audience"], 2)) / 2, float(min(counts["rhetorical"], 2)) / 2,
+        negative * float(counts["rhetorical"] > 0),
+        float(question) * float(counts["asks_audience"] > 0),
     )
     return np.asarray(values, dtype=np.float32)

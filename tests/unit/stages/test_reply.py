@@ -118,6 +118,25 @@ def test_cues_are_read_in_the_mentions_language() -> None:
     assert cue_features("@acme ok", "en", scores)[names["addressed"]] == 1.0
 
 
+@pytest.mark.parametrize(("text", "lang", "asks", "rhetorical"), [
+    ("¿Alguien sabe a qué hora abre?", "es", True, False),
+    ("¿Por qué siempre nos toca lo peor?", "es", False, True),
+    ("Anyone going to the show on Friday?", "en", True, False),
+    ("Why would anyone do that?", "en", True, True),
+    ("Who cares about the weather", "en", False, True),
+    ("Qualcuno sa dove comprarlo?", "it", True, False),
+])
+def test_asking_the_audience_and_rhetoric_are_told_apart(
+        text: str, lang: str, asks: bool, rhetorical: bool) -> None:
+    names = {name: index for index, name in enumerate(FEATURE_NAMES)}
+    features = cue_features(text, lang, NEGATIVE)
+    assert (features[names["asks_audience"]] > 0) == asks
+    assert (features[names["asks_x_question"]] > 0) == (asks and "?" in text)
+    assert (features[names["rhetorical_cues"]] > 0) == rhetorical
+    assert features[names["rhetorical_x_negative"]] == pytest.approx(
+        NEGATIVE["negative"] if rhetorical else 0.0)
+
+
 def test_the_head_fits_a_separable_problem_and_survives_json(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     features = np.zeros((200, len(FEATURE_NAMES)), dtype=np.float32)
