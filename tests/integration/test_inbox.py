@@ -202,10 +202,11 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def notice(driver: Any) -> str:
-    return str(wait_for(driver, "document.querySelector('[data-notice]') && "
-                        "document.querySelector('[data-notice]').dataset.notice",
-                        what="the notice"))
+def expect_notice(driver: Any, expected: str) -> None:
+    """Wait for the notice ``expected``: until the action's page loads, the last page's shows."""
+    wait_for(driver, "document.querySelector('[data-notice]') && "
+             f"document.querySelector('[data-notice]').dataset.notice === '{expected}'",
+             what=f"the notice {expected!r}")
 
 
 def test_the_inbox_lists_own_brands_items_most_urgent_first_with_the_overdue_marked(
@@ -228,7 +229,7 @@ def test_assign_then_answer_from_a_saved_template_keeps_the_reply(
         browser: Any, desk: DeskProcess) -> None:
     open_inbox(browser, desk.url)
     card(browser, "question").find_element("css selector", "[data-act='assign-me']").click()
-    assert notice(browser) == "assign"
+    expect_notice(browser, "assign")
     assert "carla" in card(browser, "question").find_element(
         "css selector", "[data-state]").text
     item = card(browser, "question")
@@ -237,7 +238,7 @@ def test_assign_then_answer_from_a_saved_template_keeps_the_reply(
     assert box.get_attribute("value") == "Hola @user_question, te lo contamos por DM"
     box.send_keys(" (enlace: acme.example/roaming)")
     item.find_element("css selector", "[data-act='answer']").click()
-    assert notice(browser) == "answer"
+    expect_notice(browser, "answer")
     assert "question" not in listed(browser)
     found = api_item(browser, desk.url, "question")
     assert (found["status"], found["assignee"]) == ("answered", "carla")
@@ -254,7 +255,7 @@ def test_dismiss_with_a_reason(browser: Any, desk: DeskProcess) -> None:
     item.find_element("css selector", "[data-panel='more'] summary").click()
     Select(item.find_element("css selector", "select[name=reason]")).select_by_value("spam")
     item.find_element("css selector", "[data-act='dismiss']").click()
-    assert notice(browser) == "dismiss"
+    expect_notice(browser, "dismiss")
     found = api_item(browser, desk.url, "spam")
     assert (found["status"], found["dismiss_reason"]) == ("dismissed", "spam")
 
@@ -270,7 +271,7 @@ def test_forward_reaches_the_teams_webhook_once_with_its_key(
         "pr-team")
     item.find_element("css selector", "input[name=note]").send_keys("Cliente con 20k seguidores")
     item.find_element("css selector", "[data-act='forward']").click()
-    assert notice(browser) == "forwarded"
+    expect_notice(browser, "forwarded")
     wait_until(lambda: webhooks.to("/pr"), "the forward at the PR webhook", timeout_s=20)
     ((_, key, body),) = webhooks.to("/pr")
     assert key.startswith("inbox/mention/late/pr-team/carla:")
@@ -299,7 +300,7 @@ def test_two_people_on_one_item_the_second_gets_a_conflict(
         assert again.status_code == 409
         assert again.json()["error"]["current"]["assignee"] == "ana"
     card(browser, "stale").find_element("css selector", "[data-act='assign-me']").click()
-    assert notice(browser) == "conflict"
+    expect_notice(browser, "conflict")
     assert "ana" in browser.find_element("css selector", "[data-notice]").text
     assert api_item(browser, desk.url, "stale")["assignee"] == "ana"
 
