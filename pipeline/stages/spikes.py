@@ -31,10 +31,12 @@ absorbed within about a day. The spread is an exponentially weighted mean absolu
 hour of day, never below Poisson counting noise. Learning rates are set by time constants, not
 per-update constants, so the same configuration serves 1-minute and 5-minute windows.
 
-The z of a window is the larger of its own z and that of a one-hour exponential average of
-z (a sustained rise). Social volume is bursty and some brands burst daily, so z is finally
-compared with the brand's typical daily peak z (a robust running mean over about two weeks):
-the score is 0.5, the shipped threshold, when z reaches ``alert_ratio`` typical daily peaks.
+The z of a window is the largest of its own z and those of exponential averages of z over
+half an hour, one hour and two hours (a sustained rise), each scaled to unit variance: several
+spans rather than one, so the span is not a knob fitted to the brands it was tuned on. Social
+volume is bursty and some brands burst daily, so z is finally compared with the brand's
+typical daily peak z (a robust running mean over about two weeks): the score is 0.5, the
+shipped threshold, when z reaches ``alert_ratio`` typical daily peaks.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ _WEEKDAYS = 7
 # mean |e| of a normal variable is sigma * sqrt(2/pi): this turns the mean absolute residual
 # into a standard-deviation-like spread, so z reads as usual
 _MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
-_STATE_VERSION = 1
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,18 +70,20 @@ class SpikeConfig:
     daily_memory_days: float = 3.0
     weekly_memory_weeks: float = 2.0
     spread_memory_days: float = 3.0
-    # a short exponential average of z catches a sustained rise that no single window flags;
-    # this and ``alert_ratio`` are chosen by cross-validation (see benchmarks/README.md)
-    short_memory: timedelta = timedelta(hours=1)
+    # exponential averages of z over these spans catch a sustained rise that no single window
+    # flags; the largest counts, so no single span is tuned (see benchmarks/README.md)
+    rise_memories: tuple[timedelta, ...] = (timedelta(minutes=30), timedelta(hours=1),
+                                            timedelta(hours=2))
     clip_z: float = 2.5
     # overdispersion of the counts (variance mu + phi mu^2), which shapes the transform
     overdispersion: float = 0.1
     # spread floor in transformed units, 1 being pure Poisson counting noise
     min_spread: float = 1.0
-    # the score is 0.5, the shipped alert threshold, when z is this many typical daily peaks
+    # the score is 0.5, the shipped alert threshold, when z is this many typical daily peaks;
+    # this and ``min_daily_peak`` are chosen by nested cross-validation (benchmarks.nab --cv)
     alert_ratio: float = 1.8
     prior_daily_peak: float = 4.0
-    min_daily_peak: float = 3.0
+    min_daily_peak: float = 2.0
     peak_memory_days: float = 14.0
     # a single day moves the log typical peak by at most this much (about x1.65)
     peak_clip: float = 0.5
@@ -131,7 +135,7 @@ class SpikeDetector:
         self.abs_residual = [0.0] * _HOURS
         self.daily_seen = [0] * _HOURS
         self.weekly_seen = [0] * _WEEKDAYS
-        self.short_z = 0.0
+        self.rise_z = [0.0] * len(self.config.rise_memories)
         # the day's largest z, and a robust running mean of log daily peaks: how far out a
         # normal day of this brand already goes, so a burst-prone brand needs a bigger burst
         self.peak_day = -1
@@ -166,12 +170,7 @@ class SpikeDetector:
         z = residual / spread
         warming_up = t - self.started_at < cfg.warmup
 
-        short_rate = _rate(step_s, cfg.short_memory.total_seconds()) if step_s > 0 else 1.0
-        clipped_z = max(-cfg.clip_z, min(cfg.clip_z * 2.0, z))
-        self.short_z += short_rate * (clipped_z - self.short_z)
-        # an exponential average of independent unit-variance z has variance r / (2 - r)
-        short_sd = math.sqrt(short_rate / (2.0 - short_rate))
-        combined_z = max(z, self.short_z / short_sd)
+        combined_z = max(z, self._sustained_z(step_s, z))
         typical_peak = self._typical_peak()
         surprise = combined_z / typical_peak
         score = 0.0 if warming_up else _score_of(surprise, cfg.alert_ratio)
@@ -213,6 +212,18 @@ class SpikeDetector:
     def get(self) -> Baseline:
         """The baseline and score of the latest update (expected volume and its spread)."""
         return self._last
+
+    def _sustained_z(self, step_s: float, z: float) -> float:
+        """Learn ``z`` into each rise average; the largest average in unit-variance terms."""
+        cfg = self.config
+        clipped_z = max(-cfg.clip_z, min(cfg.clip_z * 2.0, z))
+        largest = -math.inf
+        for k, memory in enumerate(cfg.rise_memories):
+            rate = _rate(step_s, memory.total_seconds()) if step_s > 0 else 1.0
+            self.rise_z[k] += rate * (clipped_z - self.rise_z[k])
+            # an exponential average of independent unit-variance z has variance r / (2 - r)
+            largest = max(largest, self.rise_z[k] / math.sqrt(rate / (2.0 - rate)))
+        return largest
 
     def _typical_peak(self) -> float:
         prior = self.config.prior_daily_peak
@@ -300,7 +311,7 @@ class SpikeDetector:
             "abs_residual": list(self.abs_residual),
             "daily_seen": list(self.daily_seen),
             "weekly_seen": list(self.weekly_seen),
-            "short_z": self.short_z,
+            "rise_z": list(self.rise_z),
             "peak_day": self.peak_day,
             "peak_today": self.peak_today,
             "log_typical_peak": self.log_typical_peak,
@@ -312,8 +323,9 @@ class SpikeDetector:
     def from_state(cls, state: dict[str, Any],
                    config: SpikeConfig | None = None) -> SpikeDetector:
         """Rebuild a detector from :meth:`to_state` output (the config is not part of state)."""
-        if state.get("v") != _STATE_VERSION:
-            raise ValueError(f"unknown SpikeDetector state version {state.get('v')!r}")
+        version = state.get("v")
+        if version not in (1, _STATE_VERSION):
+            raise ValueError(f"unknown SpikeDetector state version {version!r}")
         detector = cls(config)
         started, last = state["started_at"], state["last_at"]
         detector.started_at = datetime.fromisoformat(started) if started else None
@@ -325,7 +337,12 @@ class SpikeDetector:
         detector.abs_residual = [float(x) for x in state["abs_residual"]]
         detector.daily_seen = [int(x) for x in state["daily_seen"]]
         detector.weekly_seen = [int(x) for x in state["weekly_seen"]]
-        detector.short_z = float(state["short_z"])
+        rise = state.get("rise_z")
+        if version == 1 or rise is None or len(rise) != len(detector.rise_z):
+            # version 1 kept one average: each average starts from it; other spans start at 0
+            seed = float(state["short_z"]) if version == 1 else 0.0
+            rise = [seed] * len(detector.rise_z)
+        detector.rise_z = [float(x) for x in rise]
         detector.peak_day = int(state["peak_day"])
         detector.peak_today = float(state["peak_today"])
         detector.log_typical_peak = float(state["log_typical_peak"])

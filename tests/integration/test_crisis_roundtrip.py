@@ -18,8 +18,8 @@ from tests.integration.conftest import RunningWorker, consume_until
 
 pytestmark = pytest.mark.integration
 
-# the scenario's crisis opens on record 365 (see tests/unit/stages/test_crisis.py)
-OPENS_AT = 365
+# the scenario's crisis opens on record 364 (see tests/unit/stages/test_crisis.py)
+OPENS_AT = 364
 
 
 class WebhookReceiver(AiohttpThread):

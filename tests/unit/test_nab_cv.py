@@ -1,4 +1,4 @@
-"""The NAB cross-validation harness: folds, pooling, threshold fit, greedy search, rescoring."""
+"""The NAB cross-validation harness: folds, pooling, threshold fit, grid search, rescoring."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +11,7 @@ from benchmarks.nab_cv import (
     describe,
     detections_at,
     fit_ratio,
-    greedy_search,
+    grid_search,
     in_sample,
     leave_one_out,
     pooled,
@@ -78,27 +78,20 @@ def test_cross_validation_scores_each_series_with_what_the_others_chose() -> Non
     assert fit.total() == pytest.approx(60.0)
 
 
-def test_greedy_search_keeps_changes_only_while_they_gain_enough() -> None:
-    space = {"x": (0, 1, 2), "y": (0, 1)}
-    gains = {"x": {0: 0.0, 1: 3.0, 2: 2.0}, "y": {0: 0.0, 1: 0.9}}
+def test_grid_search_scores_every_point_and_keeps_the_first_best() -> None:
     calls: list[dict] = []
 
     def score(knobs: dict) -> float:
         calls.append(dict(knobs))
-        return sum(gains[k][v] for k, v in knobs.items())
+        return float(-abs(knobs["x"] - 1) + (knobs["y"] == 0))
 
-    path = greedy_search({"x": 0, "y": 0}, space, score, min_gain=1.0)
-    assert [(s.changed, s.knobs, s.score) for s in path] == [
-        (None, {"x": 0, "y": 0}, 0.0), ("x", {"x": 1, "y": 0}, 3.0)]
-    # y=1 adds 0.9 < 1.0: not kept, though it was tried from the new position
-    assert {"x": 1, "y": 1} in calls
-    assert greedy_search({"x": 0, "y": 0}, space, score, min_gain=0.5)[-1].knobs == {"x": 1, "y": 1}
-
-
-def test_greedy_search_is_deterministic_on_ties() -> None:
-    space = {"x": (0, 1), "y": (0, 1)}
-    path = greedy_search({"x": 0, "y": 0}, space, lambda k: float(k["x"] + k["y"]), 1.0)
-    assert [s.changed for s in path] == [None, "x", "y"]
+    best, value = grid_search({"x": 0, "y": 0, "z": 7}, {"x": (0, 1, 2), "y": (1, 0)}, score)
+    assert (best, value) == ({"x": 1, "y": 0, "z": 7}, 1.0)
+    assert len(calls) == 6 and all(c["z"] == 7 for c in calls)
+    # ties go to the first point in grid order
+    assert grid_search({"x": 0}, {"x": (2, 1, 0)}, lambda k: 0.0) == ({"x": 2}, 0.0)
+    with pytest.raises(ValueError):
+        grid_search({"x": 0}, {"x": ()}, score)
 
 
 def test_rescore_reads_the_score_a_detector_with_another_alert_ratio_gives() -> None:
@@ -119,8 +112,9 @@ def test_rescore_reads_the_score_a_detector_with_another_alert_ratio_gives() -> 
 
 def test_describe_knob_values() -> None:
     assert [describe(v) for v in (timedelta(hours=1), timedelta(minutes=30),
-                                  timedelta(seconds=1), timedelta(days=2), float("inf"), 0.1)] \
-        == ["1h", "30m", "1s", "2d", "inf", "0.1"]
+                                  timedelta(seconds=1), timedelta(days=2), float("inf"), 0.1,
+                                  (timedelta(minutes=30), timedelta(hours=1)), ())] \
+        == ["1h", "30m", "1s", "2d", "inf", "0.1", "30m+1h", "off"]
 
 
 def test_docstring_examples_hold() -> None:

@@ -13,6 +13,7 @@ import pytest
 from pipeline.stages.brand_windows import BrandWindows
 from pipeline.stages.spikes import (
     GateConfig,
+    SpikeConfig,
     SpikeDetector,
     SpikeGate,
     score_series,
@@ -71,7 +72,12 @@ def test_clear_spike_scores_high_and_normal_windows_do_not() -> None:
 def test_drop_in_volume_is_not_scored() -> None:
     detector = SpikeDetector()
     replay(detector, days=4)
-    assert detector.update(START + 4 * 288 * STEP, 0.0) == 0.0
+    # the window's own z is far below zero; only the rise averages' leftover noise may score
+    assert detector.update(START + 4 * 288 * STEP, 0.0) < 0.01
+    assert detector.get().z < 0.5
+    no_averages = SpikeDetector(SpikeConfig(rise_memories=()))
+    replay(no_averages, days=4)
+    assert no_averages.update(START + 4 * 288 * STEP, 0.0) == 0.0
 
 
 def test_regular_daily_peak_is_learned_and_stops_scoring() -> None:
@@ -132,6 +138,36 @@ def test_state_round_trip_through_json_continues_identically() -> None:
     assert replay(original, days=1, seed=2, start=later) == \
         replay(restored, days=1, seed=2, start=later)
     assert len(json.dumps(state)) < 4_000
+
+
+def test_a_sustained_rise_no_single_window_flags_is_caught_by_the_rise_averages() -> None:
+    # two hours at 1.8x: no single window stands out, the two-hour average does
+    def rise_scores(config: SpikeConfig) -> list[float]:
+        detector = SpikeDetector(config)
+        replay(detector, days=5)
+        t = START + 5 * 288 * STEP
+        rng = np.random.default_rng(3)
+        return [detector.update(t + k * STEP, float(rng.poisson(1.8 * daily_rate(t + k * STEP))))
+                for k in range(24)]
+
+    assert max(rise_scores(SpikeConfig(rise_memories=()))) < 0.5
+    assert max(rise_scores(SpikeConfig())) >= 0.5
+
+
+def test_state_of_one_rise_average_loads_into_every_average() -> None:
+    detector = SpikeDetector()
+    replay(detector, days=2)
+    state = detector.to_state()
+    old = {**state, "v": 1, "short_z": 1.5}
+    del old["rise_z"]
+    restored = SpikeDetector.from_state(old)
+    assert restored.rise_z == [1.5] * len(SpikeConfig().rise_memories)
+    assert restored.level == detector.level
+    # a state saved with other spans restarts its averages rather than mixing them up
+    other = SpikeDetector.from_state(state, SpikeConfig(rise_memories=(timedelta(hours=1),)))
+    assert other.rise_z == [0.0]
+    with pytest.raises(ValueError):
+        SpikeDetector.from_state({**state, "v": 99})
 
 
 def test_rejects_naive_and_backwards_timestamps() -> None:
