@@ -7,8 +7,8 @@ dies the process stays up and healthy-looking while it consumes nothing
 dedup worker's assignor failed its own consistency check and the worker stalled for good
 (#37, ``tests/reliability/README.md``). aiokafka cannot rejoin with a dead coordinator, so the
 watchdog says so in one line, counts it (``mentions_consumer_coordination_failures_total``),
-and crashes the worker: it exits non-zero and its supervisor (Kubernetes, the demo, a test)
-starts a fresh one, which joins the group again and replays from the committed offsets.
+and crashes the worker: it exits non-zero and its supervisor (Kubernetes) starts a fresh
+one, which joins the group again and replays from the committed offsets.
 """
 
 from __future__ import annotations
