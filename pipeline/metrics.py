@@ -202,6 +202,12 @@ class PipelineMetrics:
             "given up as deleted from the broker (outcome=given_up).",
             ["topic", "outcome"], registry=registry,
         )
+        self.coordination_failures = Counter(
+            "mentions_consumer_coordination_failures", "Consumers of a worker whose group "
+            "membership ended with an error (the worker then exits to be started again), by "
+            "consumer: faust (the agents') or the stage of a batch consumer.",
+            ["consumer"], registry=registry,
+        )
 
     def _define_ingest(self, registry: CollectorRegistry) -> None:
         """Ingest: brand matching."""

@@ -8,6 +8,7 @@ port.
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from pipeline.agents.context import Readiness, WorkerContext
 from pipeline.agents.lag import positions, record_lag
+from pipeline.agents.watchdog import ConsumerWatchdog, crash_worker, watch_consumers
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
 from pipeline.transport import faust_kafka
@@ -26,6 +28,7 @@ from pipeline.transport.connection import (
     faust_credentials,
     heartbeat_interval_s,
 )
+from pipeline.transport.coordination import PartitionAssignor, faust_group_consumer
 from pipeline.transport.faust_recovery import TableManager
 
 
@@ -48,6 +51,8 @@ def build_app(
         topic_allow_declare=True,
         # resumes the agents' partitions only after seeking them (pipeline.transport.faust_recovery)
         TableManager=TableManager,
+        # Faust's, with the likely cause logged when it refuses an assignment (#37)
+        PartitionAssignor=PartitionAssignor,
         producer_max_batch_size=settings.producer_batch_bytes,
         broker_session_timeout=settings.group_session_timeout_s,
         broker_rebalance_timeout=settings.group_rebalance_timeout_s,
@@ -83,6 +88,10 @@ def build_app(
         key_serializer="raw", value_serializer="raw",
     )
     _register_web(app, context)
+    context.consumers["faust"] = lambda: faust_group_consumer(app)
+    watch_consumers(app, ConsumerWatchdog(
+        metrics, functools.partial(crash_worker, app), context.consumers,
+    ))
     register_stages(context)
     return app, context
 

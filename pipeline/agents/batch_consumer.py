@@ -95,6 +95,7 @@ class BatchedConsumerService(Service):
         self.batch_size = batch_size
         self.batch_wait_s = batch_wait_s
         self.consumer: AIOKafkaConsumer | None = None
+        context.consumers[stage] = lambda: self.consumer
 
     @property
     def assignment(self) -> set[Any]:

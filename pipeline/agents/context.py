@@ -57,6 +57,8 @@ class WorkerContext:
     registry: CollectorRegistry
     readiness: Readiness
     topics: dict[str, Any] = field(default_factory=dict)
+    # the worker's aiokafka consumers by name, watched by pipeline.agents.watchdog
+    consumers: dict[str, Callable[[], Any]] = field(default_factory=dict)
     # called with each alert event dict (the demo prints them)
     alert_listeners: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 

@@ -68,6 +68,13 @@ class RunningWorker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        """Wait until the worker's ``/readyz`` answers ready; fail the test if it does not."""
+        if not wait_until_ready(f"http://127.0.0.1:{self.web_port}/readyz", self.process,
+                                timeout_s):
+            pytest.fail(f"worker not ready (exit code {self.process.poll()}):\n"
+                        f"{self.log()[-3000:]}")
+
 
 def _env_for(settings: Settings, web_port: int, data_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
@@ -100,9 +107,8 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., RunningWorker]]:
         )
         worker = RunningWorker(process, web_port, log_path)
         started.append(worker)
-        if wait_ready and not wait_until_ready(f"http://127.0.0.1:{web_port}/readyz", process,
-                                               120):
-            pytest.fail(f"worker not ready (exit code {process.poll()}):\n{worker.log()[-3000:]}")
+        if wait_ready:
+            worker.wait_ready()
         return worker
 
     yield start
