@@ -29,6 +29,7 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
+from pipeline.stages.sentiment.targets import build_brand_targets
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
 from pipeline.store.rows import RowEncoder, kinds_by_brand
@@ -70,6 +71,7 @@ class OfflinePipeline:
         if "sentiment" in settings.stages:
             self.sentiment = build_engine(settings)
         self.copies = CopyMemory()
+        self.targets = build_brand_targets(settings.brands_file)
         self.replies = build_reply_classifier(settings.brands_file)
 
     def run_batch(self, mentions: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -80,8 +82,8 @@ class OfflinePipeline:
             plan = self.copies.plan(records)
             # the streaming path's inputs: the ids the ingest stage carried, read back
             results = self.sentiment.score_packed(
-                self.sentiment.encode_carried(*model_inputs(records, plan[0])))
-            score_mentions(records, results, plan, self.copies)
+                self.sentiment.encode_carried(*model_inputs(records, plan[0], self.targets)))
+            score_mentions(records, results, plan, self.copies, self.targets)
             drop_carried_tokens(records)
         self.replies.mark(records)
         return records
