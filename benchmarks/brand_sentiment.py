@@ -18,6 +18,8 @@ alternating rounds on the same engine, and reports the best round of each.
 
 Run: ``python -m benchmarks.brand_sentiment [--split dev|held|both] [--throughput]
 [--mentions 2000] [--rounds 3]``; writes ``benchmarks/results/brand_sentiment.json``.
+``--stand-in [--mentions 20000]`` times only the stage's own CPU (no model, no set), into
+``results/brand_sentiment_stand_in.json``.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ import orjson
 from benchmarks.common import write_results
 from pipeline.config import Settings
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
-from pipeline.stages.sentiment.labels import LABELS
+from pipeline.stages.sentiment.labels import LABELS, SentimentResult
 from pipeline.stages.sentiment.targets import BrandTargets, build_brand_targets
 
 DATA = Path(__file__).parent / "data" / "brand_sentiment"
 BRANDS = {"A": "acme-mobile", "T": "telvia", "Z": "zentel", "N": "nimbus-bank",
           "O": "orbita-bank", "K": "kuanto", "L": "lumo-air", "S": "skyra"}
 TONES = {"n": "negative", "u": "neutral", "p": "positive"}
+_STAND_IN = SentimentResult("neutral", {"negative": 0.2, "neutral": 0.6, "positive": 0.2})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +131,13 @@ def score_split(engine: SentimentEngine, targets: BrandTargets, name: str) -> di
     return report
 
 
-def throughput(engine: SentimentEngine, brands_file: Path, count: int,
+def throughput(engine: SentimentEngine | None, brands_file: Path, count: int,
                rounds: int) -> dict[str, Any]:
-    """Best mentions/s of the sentiment core on the firehose, without and with targets."""
+    """Best mentions/s of the sentiment core on the firehose, without and with targets.
+
+    Without an engine (``--stand-in``), every text gets a fixed result: what is left is the
+    CPU time of the stage's own work, planning included, without the model.
+    """
     from benchmarks.pipeline import firehose
     from pipeline.stages.ingest import build_ingestor
     from pipeline.stages.sentiment.mentions import CopyMemory, model_inputs, score_mentions
@@ -139,12 +146,12 @@ def throughput(engine: SentimentEngine, brands_file: Path, count: int,
     mentions = ingestor.enrich([orjson.loads(raw) for raw in firehose(count)])
     several = sum(len(set(m.get("brands") or ())) > 1 for m in mentions)
     best: dict[str, float] = {}
-    extra_texts = 0
+    extra_texts = texts_scored = 0
     for _ in range(rounds):
         for mode in ("mention only", "by brand"):
             batch = [dict(m) for m in mentions]
             targets = build_brand_targets(brands_file) if mode == "by brand" else None
-            started = time.perf_counter()
+            started = time.process_time() if engine is None else time.perf_counter()
             memory = CopyMemory()
             for at in range(0, len(batch), 256):
                 part = batch[at:at + 256]
@@ -152,12 +159,17 @@ def throughput(engine: SentimentEngine, brands_file: Path, count: int,
                 texts, carried = model_inputs(part, plan[0], targets)
                 if targets is not None:
                     extra_texts += len(texts) - len(plan[0])
-                results = engine.score_packed(engine.encode_carried(texts, carried))
+                    texts_scored += len(texts)
+                results = (engine.score_packed(engine.encode_carried(texts, carried))
+                           if engine is not None else [_STAND_IN] * len(texts))
                 score_mentions(part, results, plan, memory, targets)
-            rate = len(batch) / (time.perf_counter() - started)
+            ended = time.process_time() if engine is None else time.perf_counter()
+            rate = len(batch) / (ended - started)
             best[mode] = max(best.get(mode, 0.0), rate)
             print(f"  {mode}: {rate:,.1f} mentions/s", flush=True)
     return {"mentions": count, "several_brands": several, "rounds": rounds,
+            "model": "stand-in" if engine is None else "bundled",
+            "texts_per_round": texts_scored // rounds,
             "extra_texts_per_round": extra_texts // rounds,
             "mentions_per_s": {k: round(v, 1) for k, v in best.items()},
             "change_pct": round(100 * (best["by brand"] / best["mention only"] - 1), 1)}
@@ -170,7 +182,14 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true")
     parser.add_argument("--mentions", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--stand-in", action="store_true",
+                        help="time the stage without the model (set scoring skipped)")
     args = parser.parse_args()
+    if args.stand_in:
+        report = throughput(None, Settings().brands_file, args.mentions, args.rounds)
+        print(orjson.dumps(report).decode())
+        print("wrote", write_results("brand_sentiment_stand_in", {"throughput": report}))
+        return
     engine = build_engine(Settings(sentiment_device="cpu"))
     targets = build_brand_targets(DATA / "brands.yaml")
     results: dict[str, Any] = {"model": str(engine.model_dir)}
