@@ -18,8 +18,9 @@ alternating rounds on the same engine, and reports the best round of each.
 
 Run: ``python -m benchmarks.brand_sentiment [--split dev|held|both] [--throughput]
 [--mentions 2000] [--rounds 3]``; writes ``benchmarks/results/brand_sentiment.json``.
-``--stand-in [--mentions 20000]`` times only the stage's own CPU (no model, no set), into
-``results/brand_sentiment_stand_in.json``.
+``--stand-in [--mentions 20000]`` times only the stage's own CPU (no model), into
+``results/brand_sentiment_stand_in_<share>pct.json``; ``--several-share 0.05`` makes 5 % of
+the firehose comparative mentions of the set (the generated firehose names one brand each).
 """
 
 from __future__ import annotations
@@ -132,11 +133,13 @@ def score_split(engine: SentimentEngine, targets: BrandTargets, name: str) -> di
 
 
 def throughput(engine: SentimentEngine | None, brands_file: Path, count: int,
-               rounds: int) -> dict[str, Any]:
+               rounds: int, several_share: float = 0.0) -> dict[str, Any]:
     """Best mentions/s of the sentiment core on the firehose, without and with targets.
 
     Without an engine (``--stand-in``), every text gets a fixed result: what is left is the
     CPU time of the stage's own work, planning included, without the model.
+    ``several_share`` of the mentions (evenly spread) take the text, brands and language of
+    a mention of the labelled set, so that some name several brands.
     """
     from benchmarks.pipeline import firehose
     from pipeline.stages.ingest import build_ingestor
@@ -144,6 +147,14 @@ def throughput(engine: SentimentEngine | None, brands_file: Path, count: int,
 
     ingestor = build_ingestor(Settings(sentiment_device="cpu", brands_file=brands_file))
     mentions = ingestor.enrich([orjson.loads(raw) for raw in firehose(count)])
+    comparative = load_split("dev") + load_split("held")
+    if several_share > 0:
+        step = max(1, round(1 / several_share))
+        for n, at in enumerate(range(0, len(mentions), step)):
+            source = comparative[n % len(comparative)]
+            mentions[at].update(text=source.text, brands=list(source.labels), lang=source.lang,
+                                duplicate_of=None)
+            mentions[at].pop("sentiment_tokens", None)
     several = sum(len(set(m.get("brands") or ())) > 1 for m in mentions)
     best: dict[str, float] = {}
     extra_texts = texts_scored = 0
@@ -168,6 +179,7 @@ def throughput(engine: SentimentEngine | None, brands_file: Path, count: int,
             best[mode] = max(best.get(mode, 0.0), rate)
             print(f"  {mode}: {rate:,.1f} mentions/s", flush=True)
     return {"mentions": count, "several_brands": several, "rounds": rounds,
+            "several_share": several_share,
             "model": "stand-in" if engine is None else "bundled",
             "texts_per_round": texts_scored // rounds,
             "extra_texts_per_round": extra_texts // rounds,
@@ -182,13 +194,17 @@ def main() -> None:
     parser.add_argument("--throughput", action="store_true")
     parser.add_argument("--mentions", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--several-share", type=float, default=0.0,
+                        help="share of firehose mentions replaced by comparative ones")
     parser.add_argument("--stand-in", action="store_true",
                         help="time the stage without the model (set scoring skipped)")
     args = parser.parse_args()
     if args.stand_in:
-        report = throughput(None, Settings().brands_file, args.mentions, args.rounds)
+        report = throughput(None, DATA / "brands.yaml", args.mentions, args.rounds,
+                            args.several_share)
         print(orjson.dumps(report).decode())
-        print("wrote", write_results("brand_sentiment_stand_in", {"throughput": report}))
+        name = f"brand_sentiment_stand_in_{round(100 * args.several_share)}pct"
+        print("wrote", write_results(name, {"throughput": report}))
         return
     engine = build_engine(Settings(sentiment_device="cpu"))
     targets = build_brand_targets(DATA / "brands.yaml")
@@ -200,8 +216,8 @@ def main() -> None:
             print(f"{name:4} {key:5} pairs {row['pairs']:3}  baseline {row['baseline']:5.1f}"
                   f"  by brand {row['targets']:5.1f}  ({row['targets'] - row['baseline']:+.1f})")
     if args.throughput:
-        results["throughput"] = throughput(engine, Settings().brands_file, args.mentions,
-                                           args.rounds)
+        results["throughput"] = throughput(engine, DATA / "brands.yaml", args.mentions,
+                                           args.rounds, args.several_share)
         print(orjson.dumps(results["throughput"]).decode())
     print("wrote", write_results("brand_sentiment", results))
 
