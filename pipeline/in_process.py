@@ -51,6 +51,7 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
+from pipeline.stages.sentiment.targets import BrandTargets, build_brand_targets
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 from pipeline.transport.topics import encode_batches
 
@@ -85,6 +86,7 @@ class InProcessPipeline:
     dedup_partitions: JournalledPartitions
     engine: SentimentEngine | None
     copies: CopyMemory
+    targets: BrandTargets
     replies: ReplyClassifier
     crisis_partitions: CrisisPartitions
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -109,6 +111,7 @@ class InProcessPipeline:
                 {}, timedelta(hours=settings.dedup_window_hours)),
             engine=engine,
             copies=CopyMemory(),
+            targets=build_brand_targets(settings.brands_file),
             replies=build_reply_classifier(settings.brands_file),
             crisis_partitions=CrisisPartitions(
                 crisis_config(settings, rules), partitions=settings.partitions,
@@ -162,7 +165,7 @@ class InProcessPipeline:
         """Sentiment and ``needs_reply`` onto one record's mentions, in place."""
         if self.engine is not None and mentions:
             plan = self.copies.plan(mentions)
-            texts, carried = model_inputs(mentions, plan[0])
+            texts, carried = model_inputs(mentions, plan[0], self.targets)
             try:
                 results = (self.engine.score_packed(self.engine.encode_carried(texts, carried))
                            if texts else [])
@@ -172,7 +175,7 @@ class InProcessPipeline:
                     mention["sentiment"] = None
                     mention["sentiment_error"] = f"{type(error).__name__}: {error}"
             else:
-                score_mentions(mentions, results, plan, self.copies)
+                score_mentions(mentions, results, plan, self.copies, self.targets)
         drop_carried_tokens(mentions)
         self.replies.mark(mentions)
 

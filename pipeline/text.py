@@ -27,6 +27,17 @@ def fold(text: str) -> str:
     return _DIACRITICS.sub("", unicodedata.normalize("NFKD", text.casefold()))
 
 
+def folded_tokens(text: str) -> tuple[str, list[re.Match[str]]]:
+    """The folded text and its tokens' matches: what :func:`tokenize` finds, with offsets.
+
+    >>> folded, tokens = folded_tokens("Telvía > Acme")
+    >>> folded, [(t.group(), t.start()) for t in tokens]
+    ('telvia > acme', [('telvia', 0), ('acme', 9)])
+    """
+    folded = fold(text).replace("\u2019", "'")
+    return folded, list(_TOKEN.finditer(folded))
+
+
 def tokenize(text: str) -> list[str]:
     """Folded word, ``#hashtag`` and ``@handle`` tokens of a text, in order.
 

@@ -37,6 +37,7 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
+from pipeline.stages.sentiment.targets import build_brand_targets
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def register(context: WorkerContext) -> None:
         on_batch=observe_batch,
     )
     memory = CopyMemory()
+    targets = build_brand_targets(settings.brands_file)  # sentiment_by_brand, several brands
     replies = build_reply_classifier(settings.brands_file)
     scored_topic = context.topics["scored"]
     source_topic = settings.topic("unique")
@@ -86,7 +88,7 @@ def register(context: WorkerContext) -> None:
                 if not mentions:
                     return
                 plan = memory.plan(mentions)
-                texts, carried = model_inputs(mentions, plan[0])
+                texts, carried = model_inputs(mentions, plan[0], targets)
                 try:
                     results = await batcher.submit(texts, carried=carried) if texts else []
                 except Exception as error:  # never lose the batch: it goes on unscored
@@ -96,7 +98,7 @@ def register(context: WorkerContext) -> None:
                         mention["sentiment"] = None
                         mention["sentiment_error"] = f"{type(error).__name__}: {error}"
                 else:
-                    inherited = score_mentions(mentions, results, plan, memory)
+                    inherited = score_mentions(mentions, results, plan, memory, targets)
                     metrics.model_skipped.inc(inherited)
                 drop_carried_tokens(mentions)
                 # which need an answer: cues, language, handles and the scores just written

@@ -194,6 +194,11 @@ class BrandMatcher:
                 None if rule.parsed_exclude is None
                 else _compile(rule.parsed_exclude, self._term_ids),
             ))
+        # each brand's positive terms: where a mention names the brand (see brand_spans)
+        self._brand_terms = {
+            rule.id: frozenset(self._term_ids[term] for term in positive_terms(rule.parsed))
+            for rule in self.rules
+        }
         # the tokens a term occurrence can start at: a pattern's first word, or a token that
         # begins with a one-word prefix pattern (see retweeted)
         self._first_words: frozenset[str] = frozenset()
@@ -247,6 +252,27 @@ class BrandMatcher:
             for term_id, word_count, _prefix in payload:
                 spans.setdefault(term_id, []).append((first, first + word_count - 1))
         return spans
+
+    def brand_spans(self, tokens: Sequence[str], brands: Sequence[str]) -> dict[str, list[Span]]:
+        """Where each of ``brands`` is named in a token sequence: brand -> its terms' spans.
+
+        Only the positive terms of a brand's query count (an excluded word names no brand);
+        a brand not named in ``tokens`` is absent.
+
+        >>> matcher = BrandMatcher(brand_rules_from_dicts([
+        ...     {"id": "acme", "query": '"acme mobile" OR @acme'},
+        ...     {"id": "zeta", "query": "zeta"}]))
+        >>> matcher.brand_spans(tokenize("Zeta > Acme Mobile, @acme"), ["acme", "zeta"])
+        {'acme': [(1, 2), (3, 3)], 'zeta': [(0, 0)]}
+        """
+        spans = self.term_spans(tokens)
+        named: dict[str, list[Span]] = {}
+        for brand in brands:
+            found = sorted(span for term_id in self._brand_terms.get(brand, ())
+                           for span in spans.get(term_id, ()))
+            if found:
+                named[brand] = found
+        return named
 
     def retweeted(self, text: str) -> str | None:
         """The text that ``text`` retweets, when the two match the same brands; else None.

@@ -119,7 +119,7 @@ class BrandMonitor:
 
         False when its window is already closed (later than the allowed lateness).
         """
-        if not self.windows.add(self.brand, created_at, is_negative(mention)):
+        if not self.windows.add(self.brand, created_at, is_negative(mention, self.brand)):
             return False
         self.incidents.observe(mention, self.windows.window_start(created_at))
         return True

@@ -32,6 +32,7 @@ from pipeline.stages.alerts.record import KINDS, Alert
 from pipeline.stages.brands import BrandRule
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor, RecordResult
 from pipeline.stages.routing import brand_partition
+from pipeline.stages.sentiment.labels import sentiment_toward
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 
 # the tone of a mention the sentiment stage could not score (it still counts as volume)
@@ -66,6 +67,7 @@ def tone_counts(
     """Mentions per (brand, sentiment label) for the brands ``owns`` accepts.
 
     A brand named twice in a mention counts once; an unscored mention counts as ``UNSCORED``.
+    A mention naming several brands counts with its label toward each (``sentiment_by_brand``).
 
     >>> sorted(tone_counts([{"brands": ["acme", "acme", "zeta"],
     ...                      "sentiment": {"label": "negative"}},
@@ -75,10 +77,10 @@ def tone_counts(
     """
     counts: Counter[tuple[str, str]] = Counter()
     for mention in mentions:
-        sentiment = mention.get("sentiment")
-        label = sentiment.get("label") if isinstance(sentiment, dict) else None
         for brand in set(mention.get("brands") or ()):
             if owns(brand):
+                sentiment = sentiment_toward(mention, brand)
+                label = sentiment.get("label") if sentiment is not None else None
                 counts[brand, str(label or UNSCORED)] += 1
     return counts
 

@@ -111,16 +111,22 @@ class RowEncoder:
         self._learn_originals(mentions, created.tolist())
         rows: dict[tuple[str, str], bytes] = {}
         rejects: list[RowReject] = []
+        by_brand: dict[int, dict[str, dict[str, Any]]] = {}
         for index, (mention, created_at) in enumerate(zip(mentions, created.tolist(),
                                                           strict=True)):
             try:
                 row = self.row(mention, created_at)
+                if mention.get("sentiment_by_brand") is not None:
+                    by_brand[index] = brand_sentiment_columns(mention)
             except ValueError as error:
                 reason, _, detail = str(error).partition(": ")
                 rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
                 continue
+            toward = by_brand.get(index, {})
             for brand in row["brands"] or [""]:
-                rows[(row["id"], brand)] = orjson.dumps({"brand": brand, **row})
+                # a mention naming several brands: each brand's row has its own label
+                rows[(row["id"], brand)] = orjson.dumps({"brand": brand, **row,
+                                                         **toward.get(brand, {})})
         return RowBatch(list(rows.values()), rejects)
 
     def _learn_originals(self, mentions: Sequence[Mapping[str, Any]],
@@ -166,14 +172,7 @@ class RowEncoder:
         brands = list(dict.fromkeys(brands))
         author = _mapping(mention.get("author"), "author")
         engagement = _mapping(mention.get("engagement"), "engagement")
-        sentiment = mention.get("sentiment")
-        label: str = ""
-        scores: Mapping[str, Any] = {}
-        if isinstance(sentiment, Mapping):
-            label = _text(sentiment.get("label"))
-            scores = _mapping(sentiment.get("scores"), "sentiment.scores")
-            if label not in SENTIMENT_LABELS:
-                raise ValueError(f"wrong_type: sentiment label {label!r}")
+        sentiment = _sentiment_columns(mention.get("sentiment"), "sentiment")
         search_text, terms = self._derived(text)
         duplicate_of = _text(mention.get("duplicate_of"))
         ingested_at = mention.get("ingested_at")
@@ -188,8 +187,7 @@ class RowEncoder:
             "author_handle": _text(author.get("handle")),
             "author_followers": _count(author.get("followers"), "author.followers", _UINT64_MAX),
             "lang": _text(mention.get("lang")) or "und",
-            "sentiment": label,
-            **{name: _score(scores.get(name)) for name in SENTIMENT_LABELS},
+            **sentiment,
             "duplicate_of": duplicate_of,
             "original_author": self._original_authors.get(duplicate_of, "") if duplicate_of else "",
             "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
@@ -211,6 +209,30 @@ class RowEncoder:
                 text, (" ".join(search_tokens(text)), sorted(words | hashtags)),
             )
         return derived
+
+
+def brand_sentiment_columns(mention: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The sentiment columns of each brand in a mention's ``sentiment_by_brand``.
+
+    >>> brand_sentiment_columns({"sentiment_by_brand": {"telvia": {
+    ...     "label": "negative", "scores": {"negative": 0.9}}}})["telvia"]["sentiment"]
+    'negative'
+    """
+    by_brand = _mapping(mention.get("sentiment_by_brand"), "sentiment_by_brand")
+    return {str(brand): _sentiment_columns(toward, f"sentiment_by_brand.{brand}")
+            for brand, toward in by_brand.items()}
+
+
+def _sentiment_columns(sentiment: Any, name: str) -> dict[str, Any]:
+    """``sentiment`` and the three score columns of a sentiment record (blank if absent)."""
+    label: str = ""
+    scores: Mapping[str, Any] = {}
+    if isinstance(sentiment, Mapping):  # anything else is an unscored mention, as before
+        label = _text(sentiment.get("label"))
+        scores = _mapping(sentiment.get("scores"), f"{name}.scores")
+        if label not in SENTIMENT_LABELS:
+            raise ValueError(f"wrong_type: {name} label {label!r}")
+    return {"sentiment": label, **{n: _score(scores.get(n)) for n in SENTIMENT_LABELS}}
 
 
 def kinds_by_brand(rules: Iterable[Any]) -> dict[str, str]:

@@ -72,6 +72,11 @@ def test_unique_batches_are_scored_and_routed_by_brand(
     assert by_id["m1"]["sentiment"]["label"] == "negative"
     assert by_id["m2"]["sentiment"]["label"] == "positive"
     assert by_id["m3"]["sentiment"]["label"] == "neutral"  # nothing to read
+    # a mention naming several brands carries a label per brand (these ids have no listening
+    # query here, so each keeps the mention's label); one naming a single brand has none
+    assert {b: r["label"] for b, r in by_id["m2"]["sentiment_by_brand"].items()} == {
+        "acme": "positive", "globex": "positive"}
+    assert "sentiment_by_brand" not in by_id["m1"]
     assert sum(by_id["m4"]["sentiment"]["scores"].values()) == pytest.approx(1.0, abs=1e-3)
     # copies inherit their first copy's result instead of a model call
     for copy_id in ("c1", "c2"):

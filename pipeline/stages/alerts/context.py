@@ -244,9 +244,9 @@ class _SplitContext:
         self.every = IncidentContext(capacity=capacity, samples=samples)
         self.negative = IncidentContext(capacity=capacity, samples=samples)
 
-    def add(self, mention: Mapping[str, Any]) -> None:
+    def add(self, mention: Mapping[str, Any], brand: str | None = None) -> None:
         self.every.add(mention)
-        if is_negative(mention):
+        if is_negative(mention, brand):
             self.negative.add(mention)
 
     def merge(self, other: _SplitContext) -> None:

@@ -226,7 +226,7 @@ class BrandIncidents:
         if split is None:
             split = _SplitContext(self.config.context_capacity, self.config.context_samples)
             self.window_contexts[window_start] = split
-        split.add(mention)
+        split.add(mention, self.brand)
         return True
 
     # -- windows -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from pipeline.stages.sentiment.labels import sentiment_toward
 from pipeline.text import tokenize
 
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
@@ -36,9 +37,13 @@ _STOPWORD_TEXT = """
 _STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split())
 
 
-def is_negative(mention: Mapping[str, Any]) -> bool:
-    """True when the sentiment stage labelled the mention negative."""
-    sentiment = mention.get("sentiment")
+def is_negative(mention: Mapping[str, Any], brand: str | None = None) -> bool:
+    """True when the sentiment stage labelled the mention negative (toward ``brand``).
+
+    A mention naming several brands carries a label per brand (``sentiment_by_brand``).
+    """
+    sentiment = (mention.get("sentiment") if brand is None
+                 else sentiment_toward(mention, brand))
     return isinstance(sentiment, Mapping) and sentiment.get("label") == "negative"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
@@ -74,6 +74,25 @@ def label_mapping(id2label: Mapping[int, str],
     )
 
 
+def sentiment_toward(mention: Mapping[str, Any], brand: str) -> Mapping[str, Any] | None:
+    """A mention's sentiment toward ``brand`` (None when unscored).
+
+    Its ``sentiment_by_brand`` entry for ``brand`` if it has one, else ``sentiment``.
+
+    >>> mention = {"sentiment": {"label": "positive"},
+    ...            "sentiment_by_brand": {"telvia": {"label": "negative"}}}
+    >>> sentiment_toward(mention, "telvia")["label"], sentiment_toward(mention, "acme")["label"]
+    ('negative', 'positive')
+    """
+    by_brand = mention.get("sentiment_by_brand")
+    if isinstance(by_brand, Mapping):
+        toward = by_brand.get(brand)
+        if isinstance(toward, Mapping):
+            return toward
+    sentiment = mention.get("sentiment")
+    return sentiment if isinstance(sentiment, Mapping) else None
+
+
 # what a text with nothing left to score after cleaning gets
 _EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
 
@@ -82,4 +101,5 @@ __all__ = [
     "LABELS",
     "SentimentResult",
     "label_mapping",
+    "sentiment_toward",
 ]

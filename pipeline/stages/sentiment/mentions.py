@@ -3,16 +3,24 @@
 A copy of a post (a mention whose ``duplicate_of`` names its conversation's first copy)
 takes its first copy's result instead of a model call while :class:`CopyMemory` remembers
 it (:func:`score_mentions`).
+
+With :class:`~pipeline.stages.sentiment.targets.BrandTargets`, a mention naming several
+brands also gets ``sentiment_by_brand`` (brand -> ``{label, scores}``): its segments are
+scored in the same model call as the mentions (:func:`model_inputs`), and its copies inherit
+it too. A mention naming one brand costs one ``len`` more.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from pipeline.caching import BoundedCache
 from pipeline.stages.sentiment.carried import CARRIED_KEY
 from pipeline.stages.sentiment.labels import LABELS, SentimentResult
+from pipeline.stages.sentiment.targets import BrandTargets, TargetPlan, names_several_brands
+
+BY_BRAND: Final = "sentiment_by_brand"
 
 
 class CopyMemory:
@@ -26,6 +34,8 @@ class CopyMemory:
     def __init__(self, capacity: int = 200_000) -> None:
         self.capacity = capacity
         self._results = BoundedCache[str, SentimentResult](capacity)
+        # the per-brand results of conversations naming several brands
+        self._by_brand = BoundedCache[str, dict[str, Any]](capacity)
 
     def __len__(self) -> int:
         return len(self._results)
@@ -60,6 +70,14 @@ class CopyMemory:
         # forgotten and remembered again: the newest use is the last to be evicted
         self._results.pop(conversation, None)
         self._results.remember(conversation, result)
+        by_brand = mention.get(BY_BRAND)
+        if by_brand is not None:
+            self._by_brand.pop(conversation, None)
+            self._by_brand.remember(conversation, by_brand)
+
+    def by_brand(self, mention: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The remembered ``sentiment_by_brand`` of a mention's conversation, if any."""
+        return self._by_brand.get(conversation_of(mention))
 
 
 def conversation_of(mention: Mapping[str, Any]) -> str:
@@ -67,11 +85,27 @@ def conversation_of(mention: Mapping[str, Any]) -> str:
     return str(mention.get("duplicate_of") or mention.get("id"))
 
 
-def model_inputs(mentions: Sequence[Mapping[str, Any]],
-                 positions: Sequence[int]) -> tuple[list[str], list[object]]:
-    """The texts at ``positions``, and the token ids the ingest stage carried for each."""
-    return ([str(mentions[i].get("text") or "") for i in positions],
-            [mentions[i].get(CARRIED_KEY) for i in positions])
+def model_inputs(mentions: Sequence[Mapping[str, Any]], positions: Sequence[int],
+                 targets: BrandTargets | None = None) -> tuple[list[str], list[object]]:
+    """The texts at ``positions``, and the token ids the ingest stage carried for each.
+
+    With ``targets``, the segments of those mentions that name several brands follow, in
+    order (no carried ids: they are tokenised where they are scored).
+    """
+    texts = [str(mentions[i].get("text") or "") for i in positions]
+    carried = [mentions[i].get(CARRIED_KEY) for i in positions]
+    if targets is not None:
+        segments = [segment for i in positions if names_several_brands(mentions[i])
+                    for segment in _plan(targets, mentions[i]).segments]
+        texts += segments
+        carried += [None] * len(segments)
+    return texts, carried
+
+
+def _plan(targets: BrandTargets, mention: Mapping[str, Any]) -> TargetPlan:
+    lang = mention.get("lang")
+    return targets.plan(str(mention.get("text") or ""), mention["brands"],
+                        lang if isinstance(lang, str) else None)
 
 
 def drop_carried_tokens(mentions: Sequence[dict[str, Any]]) -> None:
@@ -98,24 +132,41 @@ def sentiment_record(result: SentimentResult, *, inherited: bool = False) -> dic
 
 def score_mentions(mentions: Sequence[dict[str, Any]], scored: Sequence[SentimentResult],
                    plan: tuple[list[int], dict[int, SentimentResult], dict[int, int]],
-                   memory: CopyMemory) -> int:
+                   memory: CopyMemory, targets: BrandTargets | None = None) -> int:
     """Write ``sentiment`` into each mention from a plan and the model's results.
 
-    ``scored`` holds the results of ``plan``'s positions to score, in that order. Returns how
-    many mentions inherited a result instead of a model call.
+    ``scored`` holds the results of :func:`model_inputs`' texts for ``plan``'s positions to
+    score (with the same ``targets``), in that order. Returns how many mentions inherited a
+    result instead of a model call.
     """
     to_score, remembered, in_batch = plan
-    for position, result in zip(to_score, scored, strict=True):
-        mentions[position]["sentiment"] = sentiment_record(result)
-        memory.remember(mentions[position], result)
+    segments = list(scored[len(to_score):])
+    for position, result in zip(to_score, scored[:len(to_score)], strict=True):
+        mention = mentions[position]
+        mention["sentiment"] = sentiment_record(result)
+        if targets is not None and names_several_brands(mention):
+            target_plan = _plan(targets, mention)
+            mine, segments = (segments[:len(target_plan.segments)],
+                              segments[len(target_plan.segments):])
+            mention[BY_BRAND] = {brand: sentiment_record(by_brand) for brand, by_brand
+                                 in targets.combine(target_plan, result, mine).items()}
+        memory.remember(mention, result)
+    if segments:
+        raise ValueError(f"{len(segments)} results left over: model_inputs had other targets")
     for position, result in remembered.items():
         mentions[position]["sentiment"] = sentiment_record(result, inherited=True)
+        by_brand = memory.by_brand(mentions[position])
+        if by_brand is not None:
+            mentions[position][BY_BRAND] = by_brand
     for position, source in in_batch.items():
         mentions[position]["sentiment"] = dict(mentions[source]["sentiment"], inherited=True)
+        if BY_BRAND in mentions[source]:
+            mentions[position][BY_BRAND] = mentions[source][BY_BRAND]
     return len(remembered) + len(in_batch)
 
 
 __all__ = [
+    "BY_BRAND",
     "CopyMemory",
     "conversation_of",
     "drop_carried_tokens",

@@ -159,3 +159,26 @@ def test_without_a_lookup_an_unseen_original_leaves_the_author_empty() -> None:
 def test_search_tokens_split_as_clickhouse_tokens_do() -> None:
     assert search_tokens("e-mail: ACME_móvil 5G, l'app ¿dónde?«sí»—no…😡ok") == [
         "e", "mail", "acme", "movil", "5g", "l", "app", "donde", "si", "no", "ok"]
+
+
+def test_each_brand_row_carries_that_brand_s_sentiment() -> None:
+    by_brand = {"acme-mobile": {"label": "negative", "scores": {"negative": 0.9,
+                                                               "neutral": 0.05,
+                                                               "positive": 0.05}},
+                "telvia": {"label": "positive", "scores": {"negative": 0.1, "neutral": 0.1,
+                                                          "positive": 0.8}}}
+    batch = RowEncoder(KINDS).encode([scored(sentiment_by_brand=by_brand)])
+    rows = {row["brand"]: row for row in map(orjson.loads, batch.rows)}
+    assert {brand: row["sentiment"] for brand, row in rows.items()} == {
+        "acme-mobile": "negative", "telvia": "positive"}
+    assert rows["telvia"]["positive"] == pytest.approx(0.8)
+    # the stored mention keeps both the mention-level label and the per-brand ones
+    assert orjson.loads(rows["telvia"]["mention"])["sentiment"]["label"] == "negative"
+
+
+def test_a_bad_per_brand_label_rejects_the_mention() -> None:
+    bad = {"telvia": {"label": "furious", "scores": {}}}
+    batch = RowEncoder(KINDS).encode([scored(sentiment_by_brand=bad)])
+    assert batch.rows == []
+    assert [(r.reason, r.detail) for r in batch.rejects] == [
+        ("wrong_type", "sentiment_by_brand.telvia label 'furious'")]
