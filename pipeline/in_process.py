@@ -42,16 +42,9 @@ from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
 from pipeline.stages.dedup_encoded import mark_routed
 from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.stages.reply import ReplyClassifier, build_reply_classifier
 from pipeline.stages.routing import Router, scored_partitions
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
-from pipeline.stages.sentiment.mentions import (
-    CopyMemory,
-    drop_carried_tokens,
-    model_inputs,
-    score_mentions,
-)
-from pipeline.stages.sentiment.targets import BrandTargets, build_brand_targets
+from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 from pipeline.transport.topics import encode_batches
 
@@ -85,9 +78,7 @@ class InProcessPipeline:
     router: Router
     dedup_partitions: JournalledPartitions
     engine: SentimentEngine | None
-    copies: CopyMemory
-    targets: BrandTargets
-    replies: ReplyClassifier
+    scoring: MentionScoring
     crisis_partitions: CrisisPartitions
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # the next offset of each scored partition: the crisis stage skips a redelivered record
@@ -110,9 +101,7 @@ class InProcessPipeline:
             dedup_partitions=JournalledPartitions(
                 {}, timedelta(hours=settings.dedup_window_hours)),
             engine=engine,
-            copies=CopyMemory(),
-            targets=build_brand_targets(settings.brands_file),
-            replies=build_reply_classifier(settings.brands_file),
+            scoring=MentionScoring.for_brands(settings.brands_file),
             crisis_partitions=CrisisPartitions(
                 crisis_config(settings, rules), partitions=settings.partitions,
                 brand_names={rule.id: rule.name for rule in rules}, live={}, model={}),
@@ -163,21 +152,18 @@ class InProcessPipeline:
 
     def score(self, mentions: list[dict[str, Any]]) -> None:
         """Sentiment and ``needs_reply`` onto one record's mentions, in place."""
-        if self.engine is not None and mentions:
-            plan = self.copies.plan(mentions)
-            texts, carried = model_inputs(mentions, plan[0], self.targets)
-            try:
-                results = (self.engine.score_packed(self.engine.encode_carried(texts, carried))
-                           if texts else [])
-            except Exception as error:  # the agent's rule: never lose the batch
-                log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
-                for mention in mentions:
-                    mention["sentiment"] = None
-                    mention["sentiment_error"] = f"{type(error).__name__}: {error}"
-            else:
-                score_mentions(mentions, results, plan, self.copies, self.targets)
-        drop_carried_tokens(mentions)
-        self.replies.mark(mentions)
+        if self.engine is None or not mentions:
+            self.scoring.settle(mentions)
+            return
+        scoring_round = self.scoring.begin(mentions)
+        try:
+            results = (self.engine.score_packed(self.engine.encode_carried(
+                scoring_round.texts, scoring_round.carried)) if scoring_round.texts else [])
+        except Exception as error:  # the agent's rule: never lose the batch
+            log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
+            self.scoring.fail(scoring_round, error)
+        else:
+            self.scoring.finish(scoring_round, results)
 
     def crisis(self, scored: Mapping[int, Sequence[dict[str, Any]]]) -> list[Alert]:
         """Scored mentions by partition -> alert events, each partition's as one record."""

@@ -27,17 +27,10 @@ import logging
 from typing import Any
 
 from pipeline.agents.context import WorkerContext, send_micro_batches
-from pipeline.stages.reply import build_reply_classifier
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engine import build_engine
-from pipeline.stages.sentiment.mentions import (
-    CopyMemory,
-    drop_carried_tokens,
-    model_inputs,
-    score_mentions,
-)
-from pipeline.stages.sentiment.targets import build_brand_targets
+from pipeline.stages.sentiment.scoring import MentionScoring
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +62,7 @@ def register(context: WorkerContext) -> None:
         max_wait=settings.sentiment_max_wait_ms / 1000, max_age=settings.sentiment_timeout_s,
         on_batch=observe_batch,
     )
-    memory = CopyMemory()
-    targets = build_brand_targets(settings.brands_file)  # sentiment_by_brand, several brands
-    replies = build_reply_classifier(settings.brands_file)
+    scoring = MentionScoring.for_brands(settings.brands_file)
     scored_topic = context.topics["scored"]
     source_topic = settings.topic("unique")
     context.readiness.checks["sentiment_model_loaded"] = lambda: engine.model is not None
@@ -87,22 +78,17 @@ def register(context: WorkerContext) -> None:
                 mentions = await context.decode_in(STAGE, [raw], source_topic)
                 if not mentions:
                     return
-                plan = memory.plan(mentions)
-                texts, carried = model_inputs(mentions, plan[0], targets)
+                scoring_round = scoring.begin(mentions)
                 try:
-                    results = await batcher.submit(texts, carried=carried) if texts else []
+                    results = (await batcher.submit(scoring_round.texts,
+                                                    carried=scoring_round.carried)
+                               if scoring_round.texts else [])
                 except Exception as error:  # never lose the batch: it goes on unscored
                     log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
                     metrics.stage_failures.labels(stage=STAGE, reason=type(error).__name__).inc()
-                    for mention in mentions:
-                        mention["sentiment"] = None
-                        mention["sentiment_error"] = f"{type(error).__name__}: {error}"
+                    scoring.fail(scoring_round, error)
                 else:
-                    inherited = score_mentions(mentions, results, plan, memory, targets)
-                    metrics.model_skipped.inc(inherited)
-                drop_carried_tokens(mentions)
-                # which need an answer: cues, language, handles and the scores just written
-                replies.mark(mentions)
+                    metrics.model_skipped.inc(scoring.finish(scoring_round, results))
                 by_partition: dict[int, list[dict[str, Any]]] = {}
                 for mention in mentions:
                     for target in scored_partitions(mention, settings.partitions):
