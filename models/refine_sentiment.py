@@ -19,7 +19,7 @@ Val is split per language into a *tune* half (choose here) and a *check* half (r
 only), fixed by ``VAL_SPLIT_SEED``; every score is printed for both halves and in full.
 
 Run: ``python -m models.refine_sentiment cache`` then ``train --seed 1 ...``, ``soup``,
-``export`` (see ``models/MODEL_CARD.md`` for the commands that made the shipped delta).
+``export`` (``models/MODEL_CARD.md`` records the runs of 2026-12-07 and their scores).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict, cast
 
 import numpy as np
 import torch
@@ -205,17 +206,27 @@ def command_train(args: argparse.Namespace) -> None:
             optimiser.step()
             schedule.step()
             running += float(loss.detach())
-        logits = val_logits(model, states["val"], first)
-        report = half_scores(splits["val"], logits.argmax(-1))
+        epoch_logits = val_logits(model, states["val"], first)
+        report = half_scores(splits["val"], epoch_logits.argmax(-1))
         print(f"{args.name} epoch {epoch}: loss {running / len(batches):.4f}  {describe(report)}"
               f"  ({time.perf_counter() - started:.0f} s)", flush=True)
         torch.save({"tensors": {n: params[n].detach().clone() for n in names},
-                    "val_logits": logits, "val": report, "settings": vars(args)},
+                    "val_logits": epoch_logits, "val": report, "settings": vars(args)},
                    run_dir / f"epoch{epoch}.pt")
 
 
-def load_checkpoint(path: Path) -> dict[str, object]:
-    return torch.load(path, weights_only=False)
+class Checkpoint(TypedDict):
+    """One epoch of one training run, as ``train`` saves it."""
+
+    tensors: dict[str, torch.Tensor]
+    val_logits: np.ndarray
+    val: dict[str, dict[str, float]]
+    settings: dict[str, object]
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    checkpoint: Checkpoint = torch.load(path, weights_only=False)
+    return checkpoint
 
 
 def soup_model(paths: Sequence[Path], weight: float) -> BertForSequenceClassification:
@@ -224,8 +235,8 @@ def soup_model(paths: Sequence[Path], weight: float) -> BertForSequenceClassific
     tensors = [load_checkpoint(p)["tensors"] for p in paths]
     params = dict(model.named_parameters())
     with torch.no_grad():
-        for name in tensors[0]:  # type: ignore[union-attr]
-            mean = torch.stack([t[name] for t in tensors]).mean(0)  # type: ignore[index]
+        for name in tensors[0]:
+            mean = torch.stack([t[name] for t in tensors]).mean(0)
             params[name].copy_(params[name] + weight * (mean - params[name]))
     return model
 
@@ -258,7 +269,7 @@ def command_soup(args: argparse.Namespace) -> None:
     if args.detail:
         print(table(half_scores(splits["val"], baseline.argmax(-1))))
     checkpoints = [load_checkpoint(p) for p in args.checkpoints]
-    ensemble = np.mean([c["val_logits"] for c in checkpoints], axis=0)  # type: ignore[misc]
+    ensemble = np.mean([c["val_logits"] for c in checkpoints], axis=0)
     print(f"logit ensemble:     {describe(half_scores(splits['val'], ensemble.argmax(-1)))}")
     for weight in args.weights:
         model = soup_model(args.checkpoints, weight)
@@ -291,7 +302,8 @@ def append_low_rank(delta: dict[str, torch.Tensor], linear: str, residual: torch
 def refined_delta(model: BertForSequenceClassification, first: int, rank: int
                   ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """The shipped delta with the top layers' changes folded in as extra LoRA factors."""
-    delta, metadata = read_delta(DELTA_FILE)
+    tensors, metadata = read_delta(DELTA_FILE)
+    delta = cast(dict[str, torch.Tensor], tensors)
     shipped = dict(shipped_model().named_parameters())
     scale = float(metadata["lora_alpha"]) / float(metadata["lora_rank"])
     for name, parameter in model.named_parameters():
