@@ -175,6 +175,14 @@ def make_optimiser(model: nn.Module, names: list[str], args: argparse.Namespace,
     return optimiser, schedule
 
 
+def teacher_probabilities(paths: Sequence[Path], states: Sequence[torch.Tensor],
+                          first: int) -> torch.Tensor:
+    """Mean class probabilities of trained checkpoints on the train tweets (distillation)."""
+    probabilities = [torch.softmax(torch.from_numpy(val_logits(soup_model([p], 1.0), states,
+                                                               first)), -1) for p in paths]
+    return torch.stack(probabilities).mean(0)
+
+
 def command_train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     seed_everything(args.seed)
@@ -189,6 +197,8 @@ def command_train(args: argparse.Namespace) -> None:
     optimiser, schedule = make_optimiser(model, names, args, steps * args.epochs)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     labels = torch.as_tensor(splits["train"].labels)
+    targets = (teacher_probabilities(args.teachers, states["train"], first)
+               if args.teachers else None)
     params = dict(model.named_parameters())
     run_dir = WORK_DIR / args.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -200,6 +210,9 @@ def command_train(args: argparse.Namespace) -> None:
             hidden, mask = batch_hidden(states["train"], [int(i) for i in indices])
             logits = classify(model, run_layers(model, hidden, mask, range(first, 12)))
             loss = loss_fn(logits, labels[indices])
+            if targets is not None:  # soft labels: what the seeds agree on, not one label
+                soft = -(targets[indices] * torch.log_softmax(logits, -1)).sum(-1).mean()
+                loss = (1 - args.distill_weight) * loss + args.distill_weight * soft
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([params[n] for n in names], 1.0)
@@ -348,6 +361,9 @@ def main() -> None:
     train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--balanced", action="store_true",
                        help="every batch holds each language equally")
+    train.add_argument("--teachers", type=Path, nargs="*", default=[],
+                       help="checkpoints whose mean prediction is a soft target")
+    train.add_argument("--distill-weight", type=float, default=0.5)
     soup = commands.add_parser("soup")
     soup.add_argument("checkpoints", type=Path, nargs="+")
     soup.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0])
