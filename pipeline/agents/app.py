@@ -37,7 +37,30 @@ def build_app(
 ) -> tuple[Any, WorkerContext]:
     """Create the Faust app with the agents of ``settings.stages`` and its web endpoints."""
     registry = registry if registry is not None else CollectorRegistry()
-    app = faust.App(
+    app = _faust_app(settings)
+    metrics = PipelineMetrics(registry)
+    faust_kafka.install(
+        app, settings.consumer_fetch_max_wait_ms,
+        on_rewind=lambda topic, outcome: metrics.consumer_rewinds.labels(
+            topic=topic, outcome=outcome,
+        ).inc(),
+    )
+    context = WorkerContext(
+        settings=settings, app=app, metrics=metrics, registry=registry, readiness=Readiness(),
+    )
+    _declare_topics(app, context)
+    _register_web(app, context)
+    context.consumers["faust"] = lambda: faust_group_consumer(app)
+    watch_consumers(app, ConsumerWatchdog(
+        metrics, functools.partial(crash_worker, app), context.consumers,
+    ))
+    register_stages(context)
+    return app, context
+
+
+def _faust_app(settings: Settings) -> Any:
+    """The Faust app of ``settings``: brokers, table store, group timings, web port."""
+    return faust.App(
         settings.app_id,
         broker=faust_broker_urls(settings),
         broker_credentials=faust_credentials(settings),
@@ -64,16 +87,11 @@ def build_app(
         # the worker's own start-up banner would drown the demo's progress line
         worker_redirect_stdouts=False,
     )
-    metrics = PipelineMetrics(registry)
-    faust_kafka.install(
-        app, settings.consumer_fetch_max_wait_ms,
-        on_rewind=lambda topic, outcome: metrics.consumer_rewinds.labels(
-            topic=topic, outcome=outcome,
-        ).inc(),
-    )
-    context = WorkerContext(
-        settings=settings, app=app, metrics=metrics, registry=registry, readiness=Readiness(),
-    )
+
+
+def _declare_topics(app: Any, context: WorkerContext) -> None:
+    """The pipeline's topics on ``context``, by short name; every one raw bytes."""
+    settings = context.settings
     for name in ("raw", "routed", "unique", "scored", "deadletter"):
         context.topics[name] = app.topic(
             settings.topic(name), key_type=bytes, value_type=bytes,
@@ -87,13 +105,6 @@ def build_app(
         f"{settings.alerts_topic}.deadletter", key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw",
     )
-    _register_web(app, context)
-    context.consumers["faust"] = lambda: faust_group_consumer(app)
-    watch_consumers(app, ConsumerWatchdog(
-        metrics, functools.partial(crash_worker, app), context.consumers,
-    ))
-    register_stages(context)
-    return app, context
 
 
 def register_stages(context: WorkerContext) -> None:
