@@ -190,9 +190,9 @@ class Settings(BaseSettings):
     )
     sentiment_int8: bool | None = Field(
         None, description="On CPU, dynamic int8 Linear layers, smoothed by the model's own "
-        "calibration when it has one (the bundled model: ~1.4x faster, 0.5 points of val "
-        "macro-F1 lower). Unset: on exactly when the model folder carries that calibration "
-        "(PIPELINE_SENTIMENT_INT8).",
+        "calibration when it has one (faster for a little val macro-F1: figures in "
+        "models/MODEL_CARD.md). Unset: on exactly when the model folder carries that "
+        "calibration (PIPELINE_SENTIMENT_INT8).",
     )
     sentiment_concurrency: int = Field(
         4, ge=1, description="Micro-batches in flight per worker, so tokenising and the next "
