@@ -120,8 +120,9 @@ class Settings(BaseSettings):
     )
     gc_young_threshold: int = Field(
         50_000, ge=0, description="Net allocations between the garbage collector's young "
-        "passes; CPython's 700 kept the worker ~10% of its CPU in the collector, promoting "
-        "each in-flight micro-batch to the old generations (0 keeps CPython's defaults) "
+        "passes; CPython's 700 kept the worker busy in the collector, promoting each "
+        "in-flight micro-batch to the old generations (figures in benchmarks/README.md; 0 "
+        "keeps CPython's defaults) "
         "(PIPELINE_GC_YOUNG_THRESHOLD).",
     )
     ingest_batch_size: int = Field(
