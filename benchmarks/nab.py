@@ -38,7 +38,7 @@ from datetime import datetime
 import orjson
 
 from benchmarks.common import SHARED_DATA, write_results
-from pipeline.stages.spikes import SeriesConfig, SpikeGate, parse_timestamp, score_series
+from pipeline.stages.spikes import SeriesConfig, SpikeGate, parse_nab_timestamp, score_series
 
 NAB_DIR = SHARED_DATA / "nab"
 SERIES = ("AAPL", "AMZN", "CRM", "CVS", "FB")
@@ -122,11 +122,11 @@ def load_series(name: str) -> tuple[list[datetime], list[float], list[tuple[int,
     path = NAB_DIR / "realTweets" / f"Twitter_volume_{name}.csv"
     with path.open(newline="") as source:
         rows = list(csv.DictReader(source))
-    timestamps = [parse_timestamp(r["timestamp"]) for r in rows]
+    timestamps = [parse_nab_timestamp(r["timestamp"]) for r in rows]
     values = [float(r["value"]) for r in rows]
     labelled = orjson.loads((NAB_DIR / "realTweets_dev_windows.json").read_bytes())
     index = {t: i for i, t in enumerate(timestamps)}
-    windows = [(index[parse_timestamp(a)], index[parse_timestamp(b)])
+    windows = [(index[parse_nab_timestamp(a)], index[parse_nab_timestamp(b)])
                for a, b in labelled[f"realTweets/Twitter_volume_{name}.csv"]]
     return timestamps, values, windows
 

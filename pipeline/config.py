@@ -120,8 +120,9 @@ class Settings(BaseSettings):
     )
     gc_young_threshold: int = Field(
         50_000, ge=0, description="Net allocations between the garbage collector's young "
-        "passes; CPython's 700 kept the worker ~10% of its CPU in the collector, promoting "
-        "each in-flight micro-batch to the old generations (0 keeps CPython's defaults) "
+        "passes; CPython's 700 kept the worker busy in the collector, promoting each "
+        "in-flight micro-batch to the old generations (figures in benchmarks/README.md; 0 "
+        "keeps CPython's defaults) "
         "(PIPELINE_GC_YOUNG_THRESHOLD).",
     )
     ingest_batch_size: int = Field(
@@ -190,9 +191,9 @@ class Settings(BaseSettings):
     )
     sentiment_int8: bool | None = Field(
         None, description="On CPU, dynamic int8 Linear layers, smoothed by the model's own "
-        "calibration when it has one (the bundled model: ~1.4x faster, 0.5 points of val "
-        "macro-F1 lower). Unset: on exactly when the model folder carries that calibration "
-        "(PIPELINE_SENTIMENT_INT8).",
+        "calibration when it has one (faster for a little val macro-F1: figures in "
+        "models/MODEL_CARD.md). Unset: on exactly when the model folder carries that "
+        "calibration (PIPELINE_SENTIMENT_INT8).",
     )
     sentiment_concurrency: int = Field(
         4, ge=1, description="Micro-batches in flight per worker, so tokenising and the next "

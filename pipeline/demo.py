@@ -72,11 +72,9 @@ HISTORY = timedelta(hours=30)
 LATENESS_WALL_S = 1.5
 
 
-# Feed rates one worker process (all stages) keeps up with. About a fifth of the firehose
-# needs the sentiment model (the rest are copies that inherit a result); on this 2-core CPU
-# the model scores ~90 distinct mentions/s alone and shares the cores with the broker and the
-# other stages: 120 mentions/s kept the lag near zero, 400 built a backlog that made the
-# crisis windows' mentions late (measured with `mentions demo --rate`).
+# Feed rates one worker process (all stages) keeps up with: lower when the sentiment model
+# shares a CPU's cores with the broker and the other stages, since a backlog makes the crisis
+# windows' mentions late (measured with `mentions demo --rate`: see benchmarks/README.md).
 CPU_SENTIMENT_RATE_PER_S = 120.0
 RATE_PER_S = 400.0
 

@@ -275,7 +275,7 @@ class LanguageDetector:
         return LanguageGuess(best, min(1.0, votes[best] / len(opinions)))
 
     def _first_pass(self, lowered: str) -> LanguageGuess:
-        # top-1 only: a third cheaper than asking for ten labels, and enough for most texts
+        # top-1 only: cheaper than asking for ten labels, and enough for most texts
         for probability, label in self._fasttext.predict(lowered + "\n", 1, 0.0, "strict"):
             code = self._labels.get(label)
             if code is not None:

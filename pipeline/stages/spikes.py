@@ -418,8 +418,12 @@ class SeriesConfig:
     gate: GateConfig = field(default_factory=GateConfig)
 
 
-def parse_timestamp(text: str) -> datetime:
-    """Parse a NAB timestamp (``2015-02-26 21:42:53``); naive ones are taken as UTC."""
+def parse_nab_timestamp(text: str) -> datetime:
+    """Parse a NAB series timestamp (``2015-02-26 21:42:53``); naive ones are taken as UTC.
+
+    For NAB-format CSV files only: a mention's event time is read by
+    :func:`pipeline.event_time.parse_event_time`, which rejects a naive time instead.
+    """
     t = datetime.fromisoformat(text.strip())
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
@@ -450,7 +454,7 @@ def score_series_csv(input_path: str | Path, output_path: str | Path,
         rows = list(csv.DictReader(source))
     if rows and not {"timestamp", "value"} <= rows[0].keys():
         raise ValueError(f"{input_path}: expected columns timestamp,value")
-    timestamps = [parse_timestamp(r["timestamp"]) for r in rows]
+    timestamps = [parse_nab_timestamp(r["timestamp"]) for r in rows]
     values = [float(r["value"]) for r in rows]
     scores, labels = score_series(timestamps, values, config)
     with Path(output_path).open("w", newline="", encoding="utf-8") as sink:
