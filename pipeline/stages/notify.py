@@ -42,13 +42,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import UTC
 from typing import Any, Final
 
 import aiohttp
 import orjson
 
+from pipeline.http_retry import retry_after_seconds
 from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
 from pipeline.stages.alerts.render import render_text
 from pipeline.stages.alerts.routing import Destination, RoutingRules
@@ -143,29 +143,6 @@ def slack_body(alert: Alert) -> dict[str, Any]:
 def webhook_body(destination: Destination, alert: Alert) -> dict[str, Any]:
     """The body a destination gets: Slack-compatible or the alert's generic JSON dict."""
     return slack_body(alert) if destination.style == "slack" else alert.to_dict()
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for; None if absent or unreadable.
-
-    Both forms of the header are read: delay-seconds and an HTTP date.
-
-    >>> retry_after_seconds("3")
-    3.0
-    """
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 # --------------------------------------------------------------------------------------------

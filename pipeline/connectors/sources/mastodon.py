@@ -22,8 +22,7 @@ import asyncio
 import functools
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -32,6 +31,7 @@ import orjson
 from pipeline.connectors.sources.config import MastodonInstance, RuntimeOptions
 from pipeline.connectors.sources.filtering import SkipEvent, UnmappableEvent, html_to_text
 from pipeline.connectors.sources.runtime import Backoff, Health, SourceRuntime
+from pipeline.http_retry import retry_after_seconds
 
 log = logging.getLogger("pipeline.sources")
 
@@ -205,22 +205,12 @@ def map_server_event(event: ServerSentEvent, instance_host: str) -> dict[str, An
 
 
 def retry_after_s(value: str | None, *, now: datetime | None = None) -> float:
-    """Seconds a ``Retry-After`` header asks for (delta seconds or an HTTP date); 0 if none.
+    """Seconds a ``Retry-After`` header asks for; 0 if none (the reader's backoff decides).
 
     >>> retry_after_s("30"), retry_after_s(None), retry_after_s("soon")
     (30.0, 0.0, 0.0)
     """
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return 0.0
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return retry_after_seconds(value, now) or 0.0
 
 
 class StreamRefused(Exception):
