@@ -14,30 +14,19 @@ from __future__ import annotations
 
 import os
 import signal
-import uuid
 from collections.abc import Callable
 
 import orjson
 import pytest
 
 from pipeline.config import Settings
-from pipeline.transport.topics import ensure_topics
 from tests.crisis_scenario import windows
 from tests.integration.conftest import RunningWorker, consume_until
 from tests.integration.polling import wait_until
 from tests.integration.test_crisis_roundtrip import OPENS_AT, produce_scored
-from tests.reliability.test_slow_sinks import crisis_out
+from tests.reliability.test_slow_sinks import crisis_out, fresh
 
 pytestmark = pytest.mark.integration
-
-
-def fresh(settings: Settings) -> Settings:
-    unique = uuid.uuid4().hex[:8]
-    other = settings.model_copy(update={
-        "app_id": f"kill-{unique}", "topic_prefix": f"k{unique}",
-        "alerts_topic": f"k{unique}.alerts"})
-    ensure_topics(other)
-    return other
 
 
 def alerts(settings: Settings) -> list[dict]:
@@ -60,7 +49,7 @@ def test_sigkill_inside_an_incident_loses_and_doubles_no_alert(
     batches = list(windows())
     total = sum(len(batch) for batch in batches)
 
-    baseline = fresh(pipeline_settings)
+    baseline = fresh(pipeline_settings, "kill")
     worker = start_worker(baseline, "crisis")
     produce_scored(baseline, batches)
     wait_until(lambda: crisis_out(worker) >= total, "the uninterrupted run to finish", 180)
@@ -69,7 +58,7 @@ def test_sigkill_inside_an_incident_loses_and_doubles_no_alert(
     expected = keyed(alerts(baseline))
     assert list(expected.values()) == ["open", "update", "resolved"]
 
-    crashed = fresh(pipeline_settings)
+    crashed = fresh(pipeline_settings, "kill")
     worker = start_worker(crashed, "crisis")
     # up to the window that opens the incident and the next one, whose events close it
     opened_by = OPENS_AT + 2

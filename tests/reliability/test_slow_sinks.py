@@ -92,11 +92,12 @@ def run_series(settings: Settings, start_worker: Callable[..., RunningWorker],
     return worker, time.monotonic() - started
 
 
-def fresh(settings: Settings) -> Settings:
+def fresh(settings: Settings, run: str = "hook") -> Settings:
+    """``settings`` with an app id and topics of their own, created: one run's."""
     unique = uuid.uuid4().hex[:8]
     other = settings.model_copy(update={
-        "app_id": f"hook-{unique}", "topic_prefix": f"h{unique}",
-        "alerts_topic": f"h{unique}.alerts"})
+        "app_id": f"{run}-{unique}", "topic_prefix": f"{run[0]}{unique}",
+        "alerts_topic": f"{run[0]}{unique}.alerts"})
     ensure_topics(other)
     return other
 
