@@ -38,7 +38,10 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
             "llevo \\w+ (?:dias|horas|semanas|meses)", "esperando", "todavia no", "aun no",
             "otra vez", "de nuevo",
             "error", "reclamacion", "queja", "decepcion\\w*", "harto de", "harta de",
-            "no conecta"),
+            "no conecta", "no han llegado", "no me ha llegado", "no me llego", "no enciende",
+            "no se (?:me )?enciende", "se queda pillad[oa]", "se cuelga", "se retrasa",
+            "retrasad[oa]", "cancelad[oa]", "cancelaron", "suspendid[oa]", "declinad[oa]",
+            "no me dieron"),
         "request": (
             "por favor", "porfa", "porfavor", "plis", "ayuda", "aiuda", "ayudame", "ayudadme",
             "ayudarme", "podeis ayudarme", "me podrian", "me podeis", "me puedes", "podrias",
@@ -89,7 +92,9 @@ _LEXICONS: Final[Mapping[str, Mapping[str, tuple[str, ...]]]] = {
             "overcharged", "refund", "crash\\w*", "broken", "delayed", "delay", "cancel+ed",
             "error", "complain\\w*", "customer service", "disappoint\\w*",
             "fed up", "sick of", "unacceptable", "ridiculous", "useless", "fix (?:it|this|your)",
-            "get your (?:stuff|shit|act) together"),
+            "get your (?:stuff|shit|act) together", "haven'?t (?:received|gotten|got)",
+            "still haven'?t", "hasn'?t (?:arrived|come)", "where'?s my", "wasted",
+            "screw(?:ed|ing) up", "ruin(?:ed|s)?", "escalated", "frustrat\\w*", "lack of"),
         "request": (
             "please", "pls", "plz", "help", "help me", "follow me", "follow back", "dm me",
             "dm", "direct message", "contact me", "contact", "call me", "send me", "email me",
