@@ -13,7 +13,8 @@ the working directory are its worktree (the shared venv's editable install point
 benchmark arguments default to ``--quick --mentions 100000`` (the 1-worker row once per run).
 Printed: per run the 1-worker rate, CPU per raw mention and the 1-minute load average, then the
 medians per revision. ``--once MODULE`` runs another benchmark once per revision afterwards
-(e.g. the held quality figures), its output's tail printed. The worktrees are removed at the
+(e.g. the held quality figures; ``{commit}`` in its arguments names the revision, for output
+files to compare), its output's tail printed. The worktrees are removed at the
 end; each run's full output stays in ``--log-dir``. Run it under ``flock /tmp/heavy.lock``.
 """
 
@@ -193,7 +194,7 @@ def remove_workdir(path: Path) -> None:
 
 def run_once(module_args: str, revision: Revision, log_dir: Path, tail: int) -> None:
     """Another benchmark module once in ``revision``'s worktree; the tail of its output."""
-    module, *args = shlex.split(module_args)
+    module, *args = shlex.split(module_args.replace("{commit}", revision.commit))
     source = revision.tree / Path(*module.split(".")).with_suffix(".py")
     print(f"\n== {module_args} on {revision.name} ({revision.commit})", flush=True)
     if not source.exists():
@@ -251,8 +252,8 @@ def main() -> None:
     parser.add_argument("after", help="the revision compared with it")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--once", action="append", default=[],
-                        help="a benchmark module (with its arguments) to run once per "
-                        "revision after the rounds; repeatable")
+                        help="a benchmark module (with its arguments; {commit} is replaced by "
+                        "the revision's) to run once per revision after the rounds; repeatable")
     parser.add_argument("--log-dir", type=Path, default=None,
                         help="where each run's full output goes (default: a new temp folder)")
     parser.add_argument("--tail", type=int, default=25, help="lines printed of --once output")
@@ -267,8 +268,8 @@ def main() -> None:
     revisions: list[Revision] = []
     try:
         revisions = [check_out(name, repo, scratch) for name in (args.before, args.after)]
-        print(f"benchmarks.pipeline {shlex.join(benchmark_args)}; {args.rounds} rounds of "
-              f"{', '.join(f'{r.name} ({r.commit})' for r in revisions)}; logs in {log_dir}",
+        print(f"{', '.join(f'{r.name} ({r.commit})' for r in revisions)}: {args.rounds} rounds "
+              f"of benchmarks.pipeline {shlex.join(benchmark_args)}; logs in {log_dir}",
               flush=True)
         runs = []
         for round_index in range(1, args.rounds + 1):
