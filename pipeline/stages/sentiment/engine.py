@@ -30,7 +30,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +44,10 @@ from pipeline.stages.sentiment.carried import (
     tokenizer_fingerprint,
 )
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
+from pipeline.stages.sentiment.feed import DeviceFeed, Launched
 from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
-from pipeline.stages.sentiment.labels import _EMPTY_RESULT, LABELS, SentimentResult, label_mapping
+from pipeline.stages.sentiment.labels import LABELS, SentimentResult, label_mapping, label_results
 from pipeline.stages.sentiment.planning import (
     _PAD_MULTIPLE,
     _plan,
@@ -69,6 +69,9 @@ _TOKENIZE_CHUNK = 1024
 # Batches queued on the device ahead of the one being read back: two keep it busy while
 # the host pads, launches and reads; more would only hold more memory.
 _BATCHES_IN_FLIGHT = 2
+# Host and device buffers a batch passes through: more than the batches alive at once (those
+# in flight and the one being launched), so none is rewritten while in use.
+_FEED_SLOTS = _BATCHES_IN_FLIGHT + 2
 
 
 def choose_device(device: str | None) -> torch.device:
@@ -100,6 +103,9 @@ class SentimentEngine:
             Python. ``None``: on for CUDA.
         on_batch: called with each forward's rows and seconds, from its padding until its
             probabilities are on the host (waiting behind the previous batch included).
+        compile_model: run the forward pass through ``torch.compile`` (shapes dynamic, so
+            the graphs' few shapes share one compilation); off by default, as its gain is
+            measured per device (see benchmarks/README.md).
 
     ``on_inputs``, when set, is called from :meth:`encode_carried` (on a tokenising thread)
     with how many texts came with usable carried ids and how many were tokenised.
@@ -120,6 +126,7 @@ class SentimentEngine:
         tokenize_threads: int | None = None,
         cuda_graphs: bool | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        compile_model: bool = False,
     ) -> None:
         model_path = Path(model_dir)
         source, hub_id = _model_source(model_dir)
@@ -149,6 +156,12 @@ class SentimentEngine:
         self._onto_labels = np.zeros((len(self.classes), len(LABELS)))
         for index, label in enumerate(self.classes):
             self._onto_labels[index, LABELS.index(label)] = 1.0
+        self._probabilities = _probabilities_of(self.model, compile_model=compile_model)
+        self.compiled = compile_model
+        self._feed = DeviceFeed(
+            self.device, pad_id=self.pad_id, max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens, max_width=int(_round_up(max_tokens)),
+            slots=_FEED_SLOTS, labels=len(self.classes), forward=self._forward)
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
         self.carrier = None if hub_id else _carrier_of(model_path, max_tokens, model)
@@ -286,79 +299,58 @@ class SentimentEngine:
 
     @torch.inference_mode()
     def _score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
-        """Every text of ``packed`` scored, in order; empty texts are neutral.
+        """Every text of ``packed`` scored, in order; empty texts are neutral."""
+        return label_results(self.label_scores_packed(packed))
+
+    @torch.inference_mode()
+    def label_scores_packed(self, packed: PackedTokens) -> np.ndarray:
+        """Each text's negative/neutral/positive scores (rows in order; empty: neutral).
 
         Batches are launched ahead: while the device runs one, the host pads and launches
-        the next, and a batch's probabilities are read back only when one more is queued
-        behind it (on CPU every call simply runs to completion).
+        the next (:class:`~.feed.DeviceFeed`), and a batch's probabilities are read back only
+        when one more is queued behind it (on CPU every call simply runs to completion).
         """
-        results: list[SentimentResult] = [_EMPTY_RESULT] * len(packed)
+        scores = np.zeros((len(packed), len(LABELS)))
+        scores[:, LABELS.index("neutral")] = 1.0
         present = np.flatnonzero(packed.lengths)
         if not len(present):
-            return results
+            return scores
         starts = packed.starts
         ahead = _BATCHES_IN_FLIGHT if self.device.type == "cuda" else 0
-        in_flight: deque[_Launched] = deque()
+        in_flight: deque[Launched] = deque()
         for batch in _plan(packed.lengths[present], self.max_batch_size,
                            self.max_batch_tokens, sort_by_length=self.sort_by_length):
             rows = present[batch]
-            in_flight.append(self._launch(packed.ids, starts[rows], packed.lengths[rows], rows))
+            in_flight.append(self._feed.launch(packed.ids, starts[rows], packed.lengths[rows],
+                                               rows, self._graphs))
             if len(in_flight) > ahead:
-                self._collect(in_flight.popleft(), results)
+                self._collect(in_flight.popleft(), scores)
         while in_flight:
-            self._collect(in_flight.popleft(), results)
-        return results
-
-    def _launch(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                rows: np.ndarray) -> _Launched:
-        """Pad one batch and queue its forward pass; the probabilities stay on the device."""
-        began = time.perf_counter()
-        width = int(_round_up(int(lengths.max())))
-        graph = self._graphs.for_batch(len(rows), width) if self._graphs else None
-        padded_rows = graph.rows if graph is not None else len(rows)
-        columns = np.arange(width)
-        present = columns[None, :] < lengths[:, None]
-        input_ids = np.full((padded_rows, width), self.pad_id, dtype=np.int64)
-        input_ids[: len(rows)][present] = ids[(starts[:, None] + columns[None, :])[present]]
-        attention = np.zeros((padded_rows, width), dtype=np.int64)
-        attention[: len(rows)] = present
-        # rows that only pad a graph's fixed batch attend to their first token: a row that
-        # attends to nothing would be NaN (harmless, but noisy to anyone debugging)
-        attention[len(rows) :, 0] = 1
-        if graph is not None:
-            probabilities = graph.replay(input_ids, attention)[: len(rows)]
-        else:
-            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
-        return _Launched(rows, began, self._to_host(probabilities))
+            self._collect(in_flight.popleft(), scores)
+        return scores
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (float32, on the device) of one padded batch."""
-        if self.device.type == "cuda":
-            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
-            attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return torch.softmax(logits.float(), dim=-1)
+        """Class probabilities (float32, on the device) of one padded batch on the device."""
+        return self._probabilities(input_ids, attention_mask)
 
-    def _to_host(self, probabilities: torch.Tensor) -> _HostCopy:
-        if self.device.type != "cuda":
-            return _HostCopy(probabilities, None)
-        host = torch.empty(probabilities.shape, dtype=probabilities.dtype, pin_memory=True)
-        host.copy_(probabilities, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        return _HostCopy(host, done)
-
-    def _collect(self, launched: _Launched, results: list[SentimentResult]) -> None:
-        if launched.probabilities.done is not None:
-            launched.probabilities.done.synchronize()
-        scores = launched.probabilities.tensor.numpy().astype(np.float64) @ self._onto_labels
-        winners = scores.argmax(axis=1).tolist()
-        for row, (negative, neutral, positive), winner in zip(
-                launched.rows.tolist(), scores.tolist(), winners, strict=True):
-            results[row] = SentimentResult(LABELS[winner], {
-                "negative": negative, "neutral": neutral, "positive": positive})
+    def _collect(self, launched: Launched, scores: np.ndarray) -> None:
+        probabilities = launched.probabilities.numpy().astype(np.float64)
+        scores[launched.rows] = probabilities @ self._onto_labels
         if self.on_batch is not None:
             self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
+
+
+def _probabilities_of(model: Any, *, compile_model: bool
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's forward as class probabilities (float32), through torch.compile if asked."""
+    def probabilities(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+    if not compile_model:
+        return probabilities
+    # dynamic: every padded width and row bucket would otherwise be a compilation of its own
+    return torch.compile(probabilities, dynamic=True)
 
 
 def _carrier_of(model_path: Path, max_tokens: int, model: Any) -> TokenCarrier | None:
@@ -427,21 +419,6 @@ def _quantized(model: Any, calibration: Calibration | None, source: str | Path) 
                        "accuracy", source, CALIBRATION_FILE)
         return quantize_int8_layers(model)
     return quantize_int8_layers(model, calibration.ranges, calibration.alpha)
-
-
-@dataclass(frozen=True, slots=True)
-class _HostCopy:
-    """Probabilities on their way to the host: ``done`` is recorded after the copy (CUDA)."""
-
-    tensor: torch.Tensor
-    done: torch.cuda.Event | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Launched:
-    rows: np.ndarray
-    began: float
-    probabilities: _HostCopy
 
 
 # The fastest batch size measured per device type (benchmarks/README.md): small on CPU
