@@ -24,7 +24,6 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections import deque
@@ -39,11 +38,10 @@ import torch
 from pipeline.config import Settings
 from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
 from pipeline.stages.sentiment.carried import (
-    LARGEST_CARRIED_VOCAB,
     TokenCarrier,
-    tokenizer_fingerprint,
 )
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
+from pipeline.stages.sentiment.encoding import SentimentEncoder, carrier_of
 from pipeline.stages.sentiment.feed import DeviceFeed, Launched
 from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
@@ -57,15 +55,10 @@ from pipeline.stages.sentiment.planning import (
 )
 from pipeline.stages.sentiment.tokens import (
     PackedTokens,
-    encode_packed,
-    pack_token_ids,
-    truncating_tokenizer,
 )
 
 logger = logging.getLogger(__name__)
 
-# texts per tokenizer call when a large call is spread over threads
-_TOKENIZE_CHUNK = 1024
 # Batches queued on the device ahead of the one being read back: two keep it busy while
 # the host pads, launches and reads; more would only hold more memory.
 _BATCHES_IN_FLIGHT = 2
@@ -107,9 +100,6 @@ class SentimentEngine:
             the graphs' few shapes share one compilation); off by default, as its gain is
             measured per device (see benchmarks/README.md).
 
-    ``on_inputs``, when set, is called from :meth:`encode_carried` (on a tokenising thread)
-    with how many texts came with usable carried ids and how many were tokenised.
-
     """
 
     def __init__(
@@ -137,10 +127,6 @@ class SentimentEngine:
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
         self.on_batch = on_batch
-        self.on_inputs: Callable[[int, int], None] | None = None
-        self._load_tokenizer(source)
-        self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
-        self._tokenize_thread_pool: ThreadPoolExecutor | None = None
         model = _load_checkpoint(source, self.device)
         calibration = (None if hub_id or on_cuda or quantize_int8 is False
                        else _fitting_calibration(model, model_path, source))
@@ -156,6 +142,11 @@ class SentimentEngine:
         self._onto_labels = np.zeros((len(self.classes), len(LABELS)))
         for index, label in enumerate(self.classes):
             self._onto_labels[index, LABELS.index(label)] = 1.0
+        self.encoder = SentimentEncoder(
+            source, max_tokens=max_tokens, tokenize_threads=tokenize_threads,
+            carrier=None if hub_id else carrier_of(model_path, max_tokens,
+                                                   model.config.vocab_size))
+        self.pad_id = self.encoder.pad_id
         self._probabilities = _probabilities_of(self.model, compile_model=compile_model)
         self.compiled = compile_model
         self._feed = DeviceFeed(
@@ -164,37 +155,49 @@ class SentimentEngine:
             slots=_FEED_SLOTS, labels=len(self.classes), forward=self._forward)
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
-        self.carrier = None if hub_id else _carrier_of(model_path, max_tokens, model)
-
-    def _load_tokenizer(self, source: str | Path) -> None:
-        """The checkpoint's tokenizer and padding id, and its Rust backend when it has one."""
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        if self.tokenizer.pad_token_id is None:
-            raise ValueError(f"{source}: the tokenizer has no padding token")
-        self.pad_id = int(self.tokenizer.pad_token_id)
-        self._backend: Any = None
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None and hasattr(backend, "encode_batch_fast"):
-            # The Rust tokenizer straight (no offsets, no BatchEncoding).
-            self._backend = truncating_tokenizer(backend.to_str(), self.max_tokens)
-
-    @property
-    def tokenize_threads(self) -> int:
-        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
-        return self._tokenize_threads
 
     @property
     def cuda_graphs(self) -> bool:
         """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
         return self._graphs is not None and self._graphs.usable
 
+    # --- tokenisation (any thread): the encoder's ------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The checkpoint's tokenizer (``transformers``)."""
+        return self.encoder.tokenizer
+
+    @property
+    def carrier(self) -> TokenCarrier | None:
+        """What reads ids carried on mentions for this model (None: a Hub model)."""
+        return self.encoder.carrier
+
+    @property
+    def on_inputs(self) -> Callable[[int, int], None] | None:
+        """See :attr:`SentimentEncoder.on_inputs`."""
+        return self.encoder.on_inputs
+
+    @on_inputs.setter
+    def on_inputs(self, count: Callable[[int, int], None] | None) -> None:
+        self.encoder.on_inputs = count
+
+    @property
+    def tokenize_threads(self) -> int:
+        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
+        return self.encoder.tokenize_threads
+
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
+        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
+        return self.encoder.encode_packed(texts)
+
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        """See :meth:`SentimentEncoder.encode_carried`."""
+        return self.encoder.encode_carried(texts, carried)
+
     def close(self) -> None:
         """Stop the tokenising threads (a later large call starts them again)."""
-        if self._tokenize_thread_pool is not None:
-            self._tokenize_thread_pool.shutdown(wait=True)
-            self._tokenize_thread_pool = None
+        self.encoder.close()
 
     def __enter__(self) -> SentimentEngine:
         return self
@@ -217,51 +220,6 @@ class SentimentEngine:
                 lengths = np.full(rows, width, dtype=np.int32)
                 self._score_packed(PackedTokens(np.full(rows * width, self.pad_id,
                                                         dtype=np.int32), lengths))
-
-    # --- tokenisation (any thread) ------------------------------------------------
-    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
-        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
-        if self._backend is None:
-            return self._encode_slow(texts)
-        if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
-            return encode_packed(self._backend, texts, self.max_tokens)
-        # The Rust tokenizer releases the GIL, so chunks go to a thread per core.
-        if self._tokenize_thread_pool is None:
-            self._tokenize_thread_pool = ThreadPoolExecutor(
-                self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
-        chunks = [texts[i : i + _TOKENIZE_CHUNK] for i in range(0, len(texts), _TOKENIZE_CHUNK)]
-        return PackedTokens.concat(self._tokenize_thread_pool.map(
-            lambda chunk: encode_packed(self._backend, chunk, self.max_tokens), chunks))
-
-    def encode_carried(self, texts: Sequence[str],
-                       carried: Sequence[object] | None = None) -> PackedTokens:
-        """Ids of ``texts``: from ``carried`` (one value per text) where usable, else tokenised.
-
-        Carried values are those the ingest stage wrote (:mod:`.carried`); one made by
-        another tokenizer or truncation, or unreadable, is ignored and its text tokenised.
-        """
-        if carried is None or self.carrier is None:
-            self._count_inputs(0, len(texts))
-            return self.encode_packed(texts)
-        read = self.carrier.read(carried)
-        self._count_inputs(len(read.rows), len(texts) - len(read.rows))
-        if len(read.rows) == len(texts):
-            return read.packed
-        missing = np.setdiff1d(np.arange(len(texts)), read.rows)
-        fresh = self.encode_packed([texts[i] for i in missing.tolist()])
-        both = PackedTokens.concat([read.packed, fresh])
-        return both.take(np.argsort(np.concatenate([read.rows, missing]), kind="stable"))
-
-    def _count_inputs(self, carried: int, tokenised: int) -> None:
-        if self.on_inputs is not None:
-            self.on_inputs(carried, tokenised)
-
-    def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
-        """A tokenizer without a Rust backend: its own batch call."""
-        return pack_token_ids(texts, self.max_tokens, lambda present: self.tokenizer(
-            present, truncation=True, max_length=self.max_tokens,
-            return_attention_mask=False, return_token_type_ids=False,
-        )["input_ids"])
 
     # --- inference (the owner thread) ---------------------------------------------
     def score(self, texts: Sequence[str], *, chunk: int = 16384) -> list[SentimentResult]:
@@ -353,16 +311,6 @@ def _probabilities_of(model: Any, *, compile_model: bool
     return torch.compile(probabilities, dynamic=True)
 
 
-def _carrier_of(model_path: Path, max_tokens: int, model: Any) -> TokenCarrier | None:
-    """What reads ids carried for this model folder's tokenizer, when it has its file."""
-    tokenizer_file = model_path / "tokenizer.json"
-    vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
-    if not tokenizer_file.is_file() or not 0 < vocab_size <= LARGEST_CARRIED_VOCAB:
-        return None
-    fingerprint = tokenizer_fingerprint(tokenizer_file.read_text(encoding="utf-8"), max_tokens)
-    return TokenCarrier(vocab_size=vocab_size, max_tokens=max_tokens, fingerprint=fingerprint)
-
-
 def _model_source(model_dir: str | Path) -> tuple[str | Path, bool]:
     """What to load the checkpoint from, and whether that is a Hub id.
 
@@ -443,6 +391,7 @@ def build_engine(settings: Settings) -> SentimentEngine:
         max_batch_tokens=batch_size * settings.sentiment_max_tokens,
         quantize_int8=settings.sentiment_int8,
         label_overrides=settings.sentiment_labels or None,
+        compile_model=settings.sentiment_compile,
     )
 
 

@@ -84,7 +84,7 @@ def test_batch_plan_matches_the_greedy_rule(sort: bool) -> None:
 def test_packed_encoding_matches_per_text_encoding(tiny_dir: Path) -> None:
     engine = tiny_engine(tiny_dir, tokenize_threads=2)
     texts = ODD_TEXTS + tiny_texts(40)
-    tokenizer = truncating_tokenizer(engine._backend.to_str(), 16)
+    tokenizer = truncating_tokenizer(engine.encoder._backend.to_str(), 16)
     one_by_one = [encode_packed(tokenizer, [text], 16).row(0) for text in texts]
     assert encode_packed(tokenizer, texts, 16).rows() == one_by_one
     # a call large enough to be spread over threads, in order
