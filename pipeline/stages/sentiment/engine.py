@@ -99,6 +99,8 @@ class SentimentEngine:
         compile_model: run the forward pass through ``torch.compile`` (shapes dynamic, so
             the graphs' few shapes share one compilation); off by default, as its gain is
             measured per device (see benchmarks/README.md).
+        reuse_buffers: pad into buffers made once (pinned on CUDA) and copy on a side
+            stream (:mod:`.feed`); off only to measure the feed before it.
 
     """
 
@@ -117,6 +119,7 @@ class SentimentEngine:
         cuda_graphs: bool | None = None,
         on_batch: Callable[[int, float], None] | None = None,
         compile_model: bool = False,
+        reuse_buffers: bool = True,
     ) -> None:
         model_path = Path(model_dir)
         source, hub_id = _model_source(model_dir)
@@ -152,7 +155,8 @@ class SentimentEngine:
         self._feed = DeviceFeed(
             self.device, pad_id=self.pad_id, max_batch_size=max_batch_size,
             max_batch_tokens=max_batch_tokens, max_width=int(_round_up(max_tokens)),
-            slots=_FEED_SLOTS, labels=len(self.classes), forward=self._forward)
+            slots=_FEED_SLOTS, labels=len(self.classes), forward=self._forward,
+            reuse_buffers=reuse_buffers)
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
 

@@ -74,6 +74,17 @@ class _CudaSlots:
         self.used = [False] * slots
 
 
+def _fresh_copy_out(probabilities: torch.Tensor) -> HostCopy:
+    """On CPU the probabilities themselves; on CUDA a copy into fresh pinned memory."""
+    if probabilities.device.type != "cuda":
+        return HostCopy(probabilities, None)
+    host = torch.empty(probabilities.shape, dtype=probabilities.dtype, pin_memory=True)
+    host.copy_(probabilities, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return HostCopy(host, done)
+
+
 def _pinned(elements: int) -> torch.Tensor:
     return torch.empty(elements, dtype=torch.int64, pin_memory=True)
 
@@ -90,20 +101,26 @@ class DeviceFeed:
         slots: buffers in the ring: more than the batches alive at once.
         labels: classes the model outputs.
         forward: class probabilities (float32, on the device) of device inputs.
+        reuse_buffers: off only to measure the feed against the one before it: fresh host
+            arrays for every batch, pinned and copied on the compute stream, results into a
+            fresh pinned tensor.
 
     """
 
     def __init__(self, device: torch.device, *, pad_id: int, max_batch_size: int,
                  max_batch_tokens: int, max_width: int, slots: int, labels: int,
-                 forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+                 forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 reuse_buffers: bool = True) -> None:
         on_cuda = device.type == "cuda"
-        capacity = max(max_batch_tokens, max_width)
-        self.assembler = BatchAssembler(pad_id, capacity, slots, _pinned if on_cuda else
-                                        lambda n: torch.empty(n, dtype=torch.int64))
+        capacity = max(max_batch_tokens, max_width) if reuse_buffers else 0
+        self.assembler = BatchAssembler(
+            pad_id, capacity, slots, _pinned if on_cuda and reuse_buffers
+            else lambda n: torch.empty(n, dtype=torch.int64))
         self._forward = forward
         self._labels = labels
+        self._device = device
         self._cuda = (_CudaSlots(device, slots, capacity, max_batch_size * labels)
-                      if on_cuda else None)
+                      if on_cuda and reuse_buffers else None)
 
     def launch(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
                rows: np.ndarray, graphs: _CudaGraphs | None) -> Launched:
@@ -120,12 +137,15 @@ class DeviceFeed:
         input_ids, attention = batch.input_ids, batch.attention
         if cuda is not None:
             input_ids, attention = self._copy_in(cuda, batch.slot, input_ids, attention)
+        elif self._device.type == "cuda":  # the feed before this one, kept to measure it
+            input_ids = input_ids.pin_memory().to(self._device, non_blocking=True)
+            attention = attention.pin_memory().to(self._device, non_blocking=True)
         if graph is not None:
             probabilities = graph.replay(input_ids, attention)[: len(rows)]
         else:
             probabilities = self._forward(input_ids, attention)
         if cuda is None:
-            return Launched(rows, began, HostCopy(probabilities, None))
+            return Launched(rows, began, _fresh_copy_out(probabilities))
         cuda.consumed[batch.slot].record()
         return Launched(rows, began, self._copy_out(cuda, batch.slot, probabilities))
 

@@ -104,3 +104,13 @@ def test_engine_through_the_feed_scores_as_the_model_does_on_tokenizer_padding(
     # the tiny model's classes are Bad, Meh, Good: the labels' order
     assert np.abs(got - expected).max() < 1e-5
     assert [r.label for r in results] == [LABELS[i] for i in expected.argmax(axis=1)]
+
+
+def test_fresh_buffers_per_batch_score_as_reused_ones(tiny_dir: Path) -> None:
+    """The feed kept to measure against (reuse_buffers=False) is the same computation."""
+    texts = tiny_texts(90)
+    reused = SentimentEngine(tiny_dir, device="cpu", max_batch_size=8,
+                             label_overrides={"Meh": "neutral"})
+    fresh = SentimentEngine(tiny_dir, device="cpu", max_batch_size=8,
+                            label_overrides={"Meh": "neutral"}, reuse_buffers=False)
+    assert fresh.score(texts) == reused.score(texts)
