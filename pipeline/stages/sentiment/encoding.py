@@ -124,6 +124,39 @@ class SentimentEncoder:
         )["input_ids"])
 
 
+class EncoderFront:
+    """The tokenising calls of an engine, answered by its :attr:`encoder`.
+
+    Shared by :class:`~.engine.SentimentEngine` and :class:`~.engines.EngineProcesses`, which
+    the batcher and the agent use alike.
+    """
+
+    encoder: SentimentEncoder
+
+    @property
+    def on_inputs(self) -> Callable[[int, int], None] | None:
+        """See :attr:`SentimentEncoder.on_inputs`."""
+        return self.encoder.on_inputs
+
+    @on_inputs.setter
+    def on_inputs(self, count: Callable[[int, int], None] | None) -> None:
+        self.encoder.on_inputs = count
+
+    @property
+    def tokenize_threads(self) -> int:
+        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
+        return self.encoder.tokenize_threads
+
+    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
+        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
+        return self.encoder.encode_packed(texts)
+
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        """See :meth:`SentimentEncoder.encode_carried`."""
+        return self.encoder.encode_carried(texts, carried)
+
+
 def carrier_of(model_path: Path, max_tokens: int, vocab_size: int | None) -> TokenCarrier | None:
     """What reads ids carried for this model folder's tokenizer, when it has its file."""
     tokenizer_file = model_path / "tokenizer.json"
@@ -135,6 +168,7 @@ def carrier_of(model_path: Path, max_tokens: int, vocab_size: int | None) -> Tok
 
 
 __all__ = [
+    "EncoderFront",
     "SentimentEncoder",
     "carrier_of",
 ]

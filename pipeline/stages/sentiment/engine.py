@@ -41,7 +41,7 @@ from pipeline.stages.sentiment.carried import (
     TokenCarrier,
 )
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
-from pipeline.stages.sentiment.encoding import SentimentEncoder, carrier_of
+from pipeline.stages.sentiment.encoding import EncoderFront, SentimentEncoder, carrier_of
 from pipeline.stages.sentiment.feed import DeviceFeed, Launched
 from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
@@ -74,7 +74,7 @@ def choose_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-class SentimentEngine:
+class SentimentEngine(EncoderFront):
     """Score texts with a local sequence-classification checkpoint.
 
     Args:
@@ -175,29 +175,6 @@ class SentimentEngine:
     def carrier(self) -> TokenCarrier | None:
         """What reads ids carried on mentions for this model (None: a Hub model)."""
         return self.encoder.carrier
-
-    @property
-    def on_inputs(self) -> Callable[[int, int], None] | None:
-        """See :attr:`SentimentEncoder.on_inputs`."""
-        return self.encoder.on_inputs
-
-    @on_inputs.setter
-    def on_inputs(self, count: Callable[[int, int], None] | None) -> None:
-        self.encoder.on_inputs = count
-
-    @property
-    def tokenize_threads(self) -> int:
-        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
-        return self.encoder.tokenize_threads
-
-    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
-        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
-        return self.encoder.encode_packed(texts)
-
-    def encode_carried(self, texts: Sequence[str],
-                       carried: Sequence[object] | None = None) -> PackedTokens:
-        """See :meth:`SentimentEncoder.encode_carried`."""
-        return self.encoder.encode_carried(texts, carried)
 
     def close(self) -> None:
         """Stop the tokenising threads (a later large call starts them again)."""

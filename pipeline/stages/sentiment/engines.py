@@ -21,7 +21,6 @@ import contextlib
 import multiprocessing
 import os
 import queue
-from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
-from pipeline.stages.sentiment.encoding import SentimentEncoder, carrier_of
+from pipeline.stages.sentiment.encoding import EncoderFront, SentimentEncoder, carrier_of
 from pipeline.stages.sentiment.engine import (
     SentimentEngine,
     _model_source,
@@ -67,7 +66,7 @@ def _serve(options: dict[str, Any], threads: int | None, connection: Connection)
             connection.send(("error", f"{type(error).__name__}: {error}"))
 
 
-class EngineProcesses:
+class EngineProcesses(EncoderFront):
     """``count`` engine processes scoring batches side by side, for :class:`SentimentBatcher`.
 
     Args:
@@ -132,31 +131,8 @@ class EngineProcesses:
         """Whether every engine process is alive (the agent's readiness check)."""
         return bool(self._processes) and all(p.is_alive() for p, _ in self._processes)
 
-    @property
-    def tokenize_threads(self) -> int:
-        """Threads that may tokenise at once in this process."""
-        return self.encoder.tokenize_threads
-
-    @property
-    def on_inputs(self) -> Callable[[int, int], None] | None:
-        """See :attr:`SentimentEncoder.on_inputs`."""
-        return self.encoder.on_inputs
-
-    @on_inputs.setter
-    def on_inputs(self, count: Callable[[int, int], None] | None) -> None:
-        self.encoder.on_inputs = count
-
     def warm_up(self) -> None:
         """Nothing: each engine process warmed up before it reported ready."""
-
-    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
-        """Clean and tokenise, here (see :meth:`SentimentEncoder.encode_packed`)."""
-        return self.encoder.encode_packed(texts)
-
-    def encode_carried(self, texts: Sequence[str],
-                       carried: Sequence[object] | None = None) -> PackedTokens:
-        """See :meth:`SentimentEncoder.encode_carried`."""
-        return self.encoder.encode_carried(texts, carried)
 
     def label_scores_packed(self, packed: PackedTokens) -> np.ndarray:
         """Scores of a batch, from the next idle engine process (see the engine's)."""
