@@ -144,9 +144,19 @@ def time_stages(engine: SentimentEngine, tweets: list[str]) -> list[dict[str, An
     ]
 
 
+_CARRIED: dict[tuple[str, int, int, int], list[str]] = {}
+
+
 def carried_ids(engine: SentimentEngine, tweets: list[str]) -> list[str]:
-    """The ids the ingest stage would carry on each tweet for this engine's model."""
-    return CarryingTokenizer(engine.model_dir, engine.max_tokens).wire(tweets)
+    """The ids the ingest stage would carry on each tweet for this engine's model.
+
+    Made once per model and tweet list (single-threaded, as ingest does it, it takes seconds
+    on a GPU run's 65,536 tweets), then shared by every row that reads them.
+    """
+    key = (str(engine.model_dir), engine.max_tokens, id(tweets), len(tweets))
+    if key not in _CARRIED:
+        _CARRIED[key] = CarryingTokenizer(engine.model_dir, engine.max_tokens).wire(tweets)
+    return _CARRIED[key]
 
 
 def time_engine_carried(engine: SentimentEngine, tweets: list[str], *,
@@ -365,8 +375,13 @@ def merge_parts(parts: Sequence[str], out: str) -> Path:
         if not path.exists():  # that step ran out of time: its rows are missing
             merged["parts"][part] = "missing"
             continue
-        run = orjson.loads(path.read_bytes())
-        merged["parts"][part] = {"groups": run.get("groups"), "date": run["environment"]["date"]}
+        try:
+            run = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError:  # killed while writing it
+            merged["parts"][part] = "unreadable"
+            continue
+        merged["parts"][part] = {"groups": run.get("groups"), "date": run["environment"]["date"],
+                                 "unfinished": run.get("unfinished", False)}
         merged["rows"] += [dict(row, part=part) for row in run["rows"]]
         for key in ("device", "random_weights", "tweets", "naive_tweets", "shipped_default"):
             if key in run:
@@ -424,6 +439,10 @@ def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], gro
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
         print_table([row], header=len(rows) == 1)
+        # saved as it goes: a run stopped by a timeout keeps the rows it measured
+        write_results(args.out or f"sentiment_{device.type}", {
+            "device": str(device), "random_weights": args.random_weights,
+            "groups": list(args.groups), "rows": rows, "unfinished": True})
 
     def measure(timing: Any, *args: Any, **engine_options: Any) -> None:
         """Build an engine, time it, then stop its tokenising threads."""
@@ -440,14 +459,6 @@ def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], gro
     int8_tag = ", int8" if shipped_int8 else ""
     if "naive" in groups:
         add(time_naive(model_dir, device, tweets[: min(args.naive_n, len(tweets))]))
-    if "engine" in groups:
-        measure(time_engine, "engine")
-        if not on_cuda:
-            measure(time_engine, "engine, int8", int8=True)
-        if on_cuda:
-            measure(time_engine, "engine, eager launches (no CUDA graphs)", cuda_graphs=False)
-        measure(time_engine, "engine, no length sorting" + int8_tag, sort=False,
-                int8=shipped_int8)
     plain: list[np.ndarray] = []
     if groups & {"feed", "compile"}:
         measure(partial(time_engine_carried, keep=plain), int8=shipped_int8)
@@ -457,15 +468,23 @@ def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], gro
                 int8=shipped_int8, reuse_buffers=False)
     if "compile" in groups:
         measure_compiled(measure, plain[0], shipped_int8=shipped_int8)
+    if "engines" in groups:
+        for count in (int(c) for c in args.engines.split(",")):
+            add(time_engine_processes(model_dir, device, tweets, count=count,
+                                      batch_size=batch_size, int8=shipped_int8))
+    if "engine" in groups:
+        measure(time_engine, "engine")
+        if not on_cuda:
+            measure(time_engine, "engine, int8", int8=True)
+        if on_cuda:
+            measure(time_engine, "engine, eager launches (no CUDA graphs)", cuda_graphs=False)
+        measure(time_engine, "engine, no length sorting" + int8_tag, sort=False,
+                int8=shipped_int8)
     if "stages" in groups:
         measure(time_stages, int8=shipped_int8)
     if "batcher" in groups:
         measure(time_batcher, int8=shipped_int8)
         measure(lambda built, texts: time_batcher(built, texts, carry=True), int8=shipped_int8)
-    if "engines" in groups:
-        for count in (int(c) for c in args.engines.split(",")):
-            add(time_engine_processes(model_dir, device, tweets, count=count,
-                                      batch_size=batch_size, int8=shipped_int8))
     if "overhead" in groups:
         add(time_batcher_overhead(interleaved_val_tweets(65536), batch_size))
     if "sweep" in groups:
