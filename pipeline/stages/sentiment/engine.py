@@ -7,8 +7,9 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 
 - length-sorted batches bounded by items and by padded tokens, padded to a multiple of 8
   (:mod:`~pipeline.stages.sentiment.planning`);
-- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
-  memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
+- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA; batches padded
+  into buffers made once (pinned on CUDA) and copied in on a side stream
+  (:mod:`~pipeline.stages.sentiment.feed`); on CPU, dynamic int8 ``Linear`` layers smoothed by the
   model's calibration (:mod:`~pipeline.stages.sentiment.int8`; on by default when it has one);
 - on CUDA, each batch replayed as a captured CUDA graph of one of a few shapes
   (:mod:`~pipeline.stages.sentiment.cuda_graphs`), and batches launched ahead of reading
@@ -37,9 +38,7 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
-from pipeline.stages.sentiment.carried import (
-    TokenCarrier,
-)
+from pipeline.stages.sentiment.carried import TokenCarrier
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
 from pipeline.stages.sentiment.encoding import EncoderFront, SentimentEncoder, carrier_of
 from pipeline.stages.sentiment.feed import DeviceFeed, Launched
@@ -53,9 +52,7 @@ from pipeline.stages.sentiment.planning import (
     _row_buckets,
     plan_batches,
 )
-from pipeline.stages.sentiment.tokens import (
-    PackedTokens,
-)
+from pipeline.stages.sentiment.tokens import PackedTokens
 
 logger = logging.getLogger(__name__)
 
