@@ -95,7 +95,8 @@ class SentimentEngine(EncoderFront):
             probabilities are on the host (waiting behind the previous batch included).
         compile_model: run the forward pass through ``torch.compile`` (shapes dynamic, so
             the graphs' few shapes share one compilation); off by default, as its gain is
-            measured per device (see benchmarks/README.md).
+            measured per device (see benchmarks/README.md). Ignored, with a warning, for an
+            int8 model, whose scores it changes.
         reuse_buffers: pad into buffers made once (pinned on CUDA) and copy on a side
             stream (:mod:`.feed`); off only to measure the feed before it.
 
@@ -147,6 +148,11 @@ class SentimentEngine(EncoderFront):
             carrier=None if hub_id else carrier_of(model_path, max_tokens,
                                                    model.config.vocab_size))
         self.pad_id = self.encoder.pad_id
+        if compile_model and self.quantized:
+            # compiled, the dynamic int8 layers score differently (labels too) and slower
+            # (measured: see benchmarks/README.md)
+            logger.warning("torch.compile is not used on an int8 model: it changes its scores")
+            compile_model = False
         self._probabilities = _probabilities_of(self.model, compile_model=compile_model)
         self.compiled = compile_model
         self._feed = DeviceFeed(

@@ -114,3 +114,13 @@ def test_fresh_buffers_per_batch_score_as_reused_ones(tiny_dir: Path) -> None:
     fresh = SentimentEngine(tiny_dir, device="cpu", max_batch_size=8,
                             label_overrides={"Meh": "neutral"}, reuse_buffers=False)
     assert fresh.score(texts) == reused.score(texts)
+
+
+def test_an_int8_model_is_not_compiled(tiny_dir: Path) -> None:
+    """torch.compile changes dynamic int8 layers' scores: the engine keeps int8 uncompiled."""
+    engine = SentimentEngine(tiny_dir, device="cpu", quantize_int8=True, compile_model=True,
+                             label_overrides={"Meh": "neutral"})
+    assert engine.quantized and not engine.compiled
+    plain = SentimentEngine(tiny_dir, device="cpu", quantize_int8=True,
+                            label_overrides={"Meh": "neutral"})
+    assert engine.score(tiny_texts(20)) == plain.score(tiny_texts(20))
