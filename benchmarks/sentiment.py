@@ -422,41 +422,50 @@ def main() -> None:
     report(rows, args, device, tweets, shipped_int8=shipped_int8, batch_size=batch_size)
 
 
-def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], groups: set[str],
-                   args: argparse.Namespace, *, batch_size: int, sweep: list[int]
-                   ) -> tuple[list[dict[str, Any]], bool]:
-    """Every row of the groups asked for, printed as it is measured."""
-    on_cuda = device.type == "cuda"
+class RowRunner:
+    """Builds engines on one model and device, times them, and keeps (and saves) the rows."""
 
-    def engine(size: int, *, sort: bool = True, int8: bool | None = False,
+    def __init__(self, model_dir: Path, device: torch.device, tweets: list[str],
+                 args: argparse.Namespace, batch_size: int) -> None:
+        self.model_dir, self.device, self.tweets = model_dir, device, tweets
+        self.args, self.batch_size = args, batch_size
+        self.rows: list[dict[str, Any]] = []
+
+    def engine(self, size: int, *, sort: bool = True, int8: bool | None = False,
                **options: Any) -> SentimentEngine:
-        return SentimentEngine(model_dir, device=str(device), max_batch_size=size,
+        """An engine on this run's model and device, with batches of ``size``."""
+        return SentimentEngine(self.model_dir, device=str(self.device), max_batch_size=size,
                                max_batch_tokens=size * 128, sort_by_length=sort,
                                quantize_int8=int8, **options)
 
-    rows: list[dict[str, Any]] = []
-
-    def add(row: dict[str, Any]) -> None:
-        rows.append(row)
-        print_table([row], header=len(rows) == 1)
+    def add(self, row: dict[str, Any]) -> None:
+        """Keep a measured row, print it, and save every row so far."""
+        self.rows.append(row)
+        print_table([row], header=len(self.rows) == 1)
         # saved as it goes: a run stopped by a timeout keeps the rows it measured
-        write_results(args.out or f"sentiment_{device.type}", {
-            "device": str(device), "random_weights": args.random_weights,
-            "groups": list(args.groups), "rows": rows, "unfinished": True})
+        write_results(self.args.out or f"sentiment_{self.device.type}", {
+            "device": str(self.device), "random_weights": self.args.random_weights,
+            "groups": list(self.args.groups), "rows": self.rows, "unfinished": True})
 
-    def measure(timing: Any, *args: Any, **engine_options: Any) -> None:
+    def measure(self, timing: Any, *args: Any, **engine_options: Any) -> None:
         """Build an engine, time it, then stop its tokenising threads."""
-        size = engine_options.pop("size", batch_size)
-        with engine(size, **engine_options) as built:
-            measured = timing(*args, built, tweets)
+        size = engine_options.pop("size", self.batch_size)
+        with self.engine(size, **engine_options) as built:
+            measured = timing(*args, built, self.tweets)
         for row in measured if isinstance(measured, list) else [measured]:
-            add(row)
+            self.add(row)
 
+
+def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], groups: set[str],
+                   args: argparse.Namespace, *, batch_size: int, sweep: list[int]
+                   ) -> tuple[list[dict[str, Any]], bool]:
+    """Every row of the groups asked for, printed as it is measured (the #35 rows first)."""
+    runner = RowRunner(model_dir, device, tweets, args, batch_size)
+    measure, add = runner.measure, runner.add
     # what the pipeline runs when nothing is configured: int8 on CPU for a calibrated
     # model (the bundled one is), fp32 otherwise; on CUDA, bf16 and CUDA graphs
-    with engine(1, int8=None) as probe:
+    with runner.engine(1, int8=None) as probe:
         shipped_int8 = probe.quantized
-    int8_tag = ", int8" if shipped_int8 else ""
     if "naive" in groups:
         add(time_naive(model_dir, device, tweets[: min(args.naive_n, len(tweets))]))
     plain: list[np.ndarray] = []
@@ -472,6 +481,15 @@ def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], gro
         for count in (int(c) for c in args.engines.split(",")):
             add(time_engine_processes(model_dir, device, tweets, count=count,
                                       batch_size=batch_size, int8=shipped_int8))
+    measure_earlier_groups(runner, groups, shipped_int8=shipped_int8, sweep=sweep)
+    return runner.rows, shipped_int8
+
+
+def measure_earlier_groups(runner: RowRunner, groups: set[str], *, shipped_int8: bool,
+                           sweep: list[int]) -> None:
+    """The rows from before #35: text in, stages, the batcher, its overhead, the sweep."""
+    on_cuda, measure = runner.device.type == "cuda", runner.measure
+    int8_tag = ", int8" if shipped_int8 else ""
     if "engine" in groups:
         measure(time_engine, "engine")
         if not on_cuda:
@@ -486,13 +504,12 @@ def measure_groups(model_dir: Path, device: torch.device, tweets: list[str], gro
         measure(time_batcher, int8=shipped_int8)
         measure(lambda built, texts: time_batcher(built, texts, carry=True), int8=shipped_int8)
     if "overhead" in groups:
-        add(time_batcher_overhead(interleaved_val_tweets(65536), batch_size))
+        runner.add(time_batcher_overhead(interleaved_val_tweets(65536), runner.batch_size))
     if "sweep" in groups:
         for int8 in (False, True) if not on_cuda else (False,):
             for size in sweep:
                 measure(time_engine, "engine sweep" + (", int8" if int8 else ""), size=size,
                         int8=int8)
-    return rows, shipped_int8
 
 
 def measure_compiled(measure: Any, plain: np.ndarray, *, shipped_int8: bool) -> None:
