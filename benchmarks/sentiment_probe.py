@@ -13,12 +13,14 @@ skipped) it prints:
   for kernel selection, so the second of each is the steady state).
 
 Run: ``python -m benchmarks.sentiment_probe`` (a GPU machine; ``PIPELINE_SHARED_DATA`` where
-the XLM-T val splits are).
+the XLM-T val splits are). ``--padding-only`` times only the host padding of a 1,024-row batch
+(reused buffers against fresh arrays), with no model: it runs anywhere.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,8 +31,11 @@ import numpy as np
 import torch
 
 from benchmarks.sentiment import interleaved_val_tweets, random_weight_checkpoint
-from pipeline.stages.sentiment.engine import SentimentEngine, _HostCopy, _Launched
-from pipeline.stages.sentiment.labels import SentimentResult
+from pipeline.stages.sentiment.assembly import BatchAssembler
+from pipeline.stages.sentiment.engine import SentimentEngine
+from pipeline.stages.sentiment.feed import HostCopy, Launched
+from pipeline.stages.sentiment.labels import label_results
+from pipeline.stages.sentiment.tokens import PackedTokens
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -84,7 +89,33 @@ def probe_device(engine: SentimentEngine, rows: int) -> None:
                                             max_name_column_width=60))
 
 
+def padding_only(rows: int = 1024, width: int = 40, repeats: int = 200) -> None:
+    """Host ms per batch: the assembler's reused buffers against fresh arrays, random ids."""
+    draw = np.random.default_rng(0)
+    lengths = draw.integers(5, width + 1, size=rows).astype(np.int32)
+    packed = PackedTokens(draw.integers(3, 250_000, size=int(lengths.sum())).astype(np.int32),
+                          lengths)
+    assembler = BatchAssembler(1, rows * width, 4)
+    starts = packed.starts
+
+    def fresh() -> None:  # the padding before #35: new arrays for every batch
+        columns = np.arange(width)
+        present = columns[None, :] < lengths[:, None]
+        ids = np.full((rows, width), 1, dtype=np.int64)
+        ids[present] = packed.ids[(starts[:, None] + columns[None, :])[present]]
+        attention = np.zeros((rows, width), dtype=np.int64)
+        attention[present] = 1
+
+    reused_ms = host_ms(lambda: assembler.assemble(packed.ids, starts, lengths, rows=rows,
+                                                   width=width), repeats)
+    print(f"host pad ms, {rows} x {width}: reused buffers {reused_ms}, fresh arrays "
+          f"{host_ms(fresh, repeats)}", flush=True)
+
+
 def main() -> None:
+    if "--padding-only" in sys.argv[1:]:
+        padding_only()
+        return
     cuda = torch.cuda.is_available()
     rows = 1024 if cuda else 32
     tweets = interleaved_val_tweets(65536 if cuda else 2048)
@@ -102,20 +133,29 @@ def main() -> None:
 
         picked = np.arange(rows)
         starts, kept = packed.starts[picked], np.minimum(packed.lengths[picked], 40)
-        columns = np.arange(40)
-        present = columns[None, :] < kept[:, None]
+        assembler = BatchAssembler(engine.pad_id, rows * 40, 2)
         ids = np.full((rows, 40), 1, dtype=np.int64)
 
         def pad() -> None:
-            ids[present] = packed.ids[(starts[:, None] + columns[None, :])[present]]
+            assembler.assemble(packed.ids, starts, kept, rows=rows, width=40)
 
-        print(f"host pad ms {host_ms(pad)}", flush=True)
+        def pad_fresh() -> None:  # the padding before #35: new arrays for every batch
+            columns = np.arange(40)
+            present = columns[None, :] < kept[:, None]
+            fresh = np.full((rows, 40), 1, dtype=np.int64)
+            fresh[present] = packed.ids[(starts[:, None] + columns[None, :])[present]]
+            attention = np.zeros((rows, 40), dtype=np.int64)
+            attention[present] = 1
+
+        print(f"host pad ms (reused buffers) {host_ms(pad)}; (fresh arrays, before #35) "
+              f"{host_ms(pad_fresh)}", flush=True)
         if cuda:
-            print(f"host pin ms {host_ms(lambda: torch.from_numpy(ids).pin_memory())}",
-                  flush=True)
-        slots: list[SentimentResult | None] = [None] * rows
-        done = _Launched(picked, time.perf_counter(), _HostCopy(torch.rand(rows, 3), None))
-        print(f"host collect ms {host_ms(lambda: engine._collect(done, slots))}", flush=True)  # type: ignore[arg-type]
+            print(f"host pin ms (a fresh pinned copy, the feed before #35) "
+                  f"{host_ms(lambda: torch.from_numpy(ids).pin_memory())}", flush=True)
+        scores = np.zeros((rows, 3))
+        done = Launched(picked, time.perf_counter(), HostCopy(torch.rand(rows, 3), None))
+        print(f"host collect ms {host_ms(lambda: engine._collect(done, scores))}", flush=True)
+        print(f"host results ms {host_ms(lambda: label_results(scores))}", flush=True)
         if cuda:
             probe_device(engine, rows)
             for label, graphs in (("graphs", True), ("eager", False)):

@@ -206,6 +206,16 @@ class Settings(BaseSettings):
         "where the model dwarfs tokenising and ingest would pay for nothing "
         "(PIPELINE_SENTIMENT_CARRY_TOKENS).",
     )
+    sentiment_compile: bool = Field(
+        False, description="Run the model's forward through torch.compile (slower start; "
+        "its gain is measured per device in benchmarks/README.md) "
+        "(PIPELINE_SENTIMENT_COMPILE).",
+    )
+    sentiment_engines: int = Field(
+        1, ge=1, le=16, description="Engine processes per sentiment worker, each with the "
+        "model on the same device, when one process cannot keep a GPU busy "
+        "(PIPELINE_SENTIMENT_ENGINES).",
+    )
     sentiment_timeout_s: float = Field(
         60.0, gt=0, description="A micro-batch not scored within this goes on unscored and is "
         "counted (PIPELINE_SENTIMENT_TIMEOUT_S).",

@@ -29,7 +29,7 @@ from typing import Any
 from pipeline.agents.context import WorkerContext, send_micro_batches
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
-from pipeline.stages.sentiment.engine import build_engine
+from pipeline.stages.sentiment.engines import EngineProcesses, build_scorer
 from pipeline.stages.sentiment.scoring import MentionScoring
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,14 @@ STAGE = "sentiment"
 def register(context: WorkerContext) -> None:
     """Load the model and attach the sentiment agent to the app."""
     app, settings, metrics = context.app, context.settings, context.metrics
-    engine = build_engine(settings)
+    # one engine here, or sentiment_engines processes that this one feeds
+    engine = build_scorer(settings)
     # on a GPU, every batch shape's kernels and CUDA graph before the first mention rather
     # than during the first minute of traffic (nothing to do on CPU)
     engine.warm_up()
-    log.warning("sentiment model %s on %s, batches of up to %d", engine.model_dir,
-                engine.device, engine.max_batch_size)
+    log.warning("sentiment model %s on %s, batches of up to %d, %d engine(s)",
+                engine.model_dir, engine.device, engine.max_batch_size,
+                settings.sentiment_engines)
 
     def observe_batch(size: int, seconds: float) -> None:
         metrics.model_batch_size.observe(size)
@@ -65,7 +67,9 @@ def register(context: WorkerContext) -> None:
     scoring = MentionScoring.for_brands(settings.brands_file)
     scored_topic = context.topics["scored"]
     source_topic = settings.topic("unique")
-    context.readiness.checks["sentiment_model_loaded"] = lambda: engine.model is not None
+    context.readiness.checks["sentiment_model_loaded"] = (
+        (lambda: engine.alive) if isinstance(engine, EngineProcesses)
+        else (lambda: engine.model is not None))
 
     @app.agent(context.topics["unique"], name=f"{settings.app_id}.sentiment",
                concurrency=settings.sentiment_concurrency)

@@ -11,6 +11,11 @@
   and a padded-token budget, and the padded shapes a batch may take;
 - :mod:`~pipeline.stages.sentiment.cuda_graphs`: on CUDA, each batch shape's forward pass
   captured once and replayed;
+- :mod:`~pipeline.stages.sentiment.assembly` and :mod:`~pipeline.stages.sentiment.feed`:
+  padded batches assembled into buffers made once, copied to the device on a side stream,
+  results read back into a reused pinned buffer;
+- :mod:`~pipeline.stages.sentiment.encoding`: the engine's tokenising half, and
+  :mod:`~pipeline.stages.sentiment.engines`: several engine processes behind one batcher;
 - :mod:`~pipeline.stages.sentiment.batcher`:
   :class:`~pipeline.stages.sentiment.batcher.SentimentBatcher`, the async front the Faust
   agent awaits: requests gathered into batches by budget, one thread owning the model;

@@ -18,14 +18,28 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from pipeline.stages.sentiment.engine import SentimentEngine
 from pipeline.stages.sentiment.labels import _EMPTY_RESULT, SentimentResult
 from pipeline.stages.sentiment.planning import _plan
 from pipeline.stages.sentiment.tokens import PackedTokens
+
+
+class PackedScorer(Protocol):
+    """What the batcher needs of an engine.
+
+    :class:`~.engine.SentimentEngine`, or :class:`~.engines.EngineProcesses`, which also
+    says how many batches it runs at once as ``parallel_batches``.
+    """
+
+    def encode_carried(self, texts: Sequence[str],
+                       carried: Sequence[object] | None = None) -> PackedTokens:
+        """Ids of ``texts``, from carried ids where usable."""
+
+    def score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
+        """Results of one batch, in order."""
 
 
 class SentimentExpiredError(TimeoutError):
@@ -54,7 +68,7 @@ _Batch = list[_Chunk]
 
 
 class SentimentBatcher:
-    """Async front of a :class:`SentimentEngine` for the streaming agent.
+    """Async front of a sentiment engine for the streaming agent.
 
     The queue holds requests, not texts: a window takes whole requests (splitting the last
     one that does not fit), and its texts are sorted and cut into batches with numpy: less
@@ -76,7 +90,7 @@ class SentimentBatcher:
 
     def __init__(
         self,
-        engine: SentimentEngine,
+        engine: PackedScorer,
         *,
         max_batch_size: int = 64,
         max_batch_tokens: int = 8192,
@@ -102,7 +116,9 @@ class SentimentBatcher:
         self._tokenizer_pool: ThreadPoolExecutor | None = None
         self._model_pool: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        # batches run at once: one per engine process (EngineProcesses), else one
+        self.parallel_batches = max(1, int(getattr(engine, "parallel_batches", 1)))
         self._tokenizing: set[asyncio.Future[PackedTokens]] = set()
         # the newest batches' sizes, for tests and debugging; bounded, as the worker runs for
         # months
@@ -118,8 +134,10 @@ class SentimentBatcher:
         # tokenise (measured: see benchmarks/README.md)
         threads = max(1, getattr(self.engine, "tokenize_threads", 1))
         self._tokenizer_pool = ThreadPoolExecutor(threads, thread_name_prefix="sentiment-tokenize")
-        # One thread owns the model and the device: forward passes never overlap.
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="sentiment-model")
+        # One thread owns the model and the device: forward passes never overlap (with
+        # engine processes, one thread hands batches to each)
+        self._model_pool = ThreadPoolExecutor(self.parallel_batches,
+                                              thread_name_prefix="sentiment-model")
         self._task = asyncio.create_task(self._batch_loop(), name="sentiment-batcher")
 
     async def stop(self) -> None:
@@ -132,8 +150,8 @@ class SentimentBatcher:
             await asyncio.sleep(0)  # let those submits enqueue their texts
         self._enqueue(None)
         await task
-        if self._in_flight is not None:
-            await self._in_flight
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
         for pool in (self._tokenizer_pool, self._model_pool):
             if pool is not None:
                 pool.shutdown(wait=True)
@@ -265,12 +283,14 @@ class SentimentBatcher:
             if batch is None:
                 return
             # The next batch was collected while the previous forward pass ran; wait for
-            # it now so only one batch occupies the device and expiry is checked late.
-            if self._in_flight is not None:
-                await self._in_flight
+            # it now so only one batch occupies each engine and expiry is checked late.
+            if len(self._in_flight) >= self.parallel_batches:
+                await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             live = self._drop_expired(batch)
             if live:
-                self._in_flight = asyncio.create_task(self._run(live))
+                running = asyncio.create_task(self._run(live))
+                self._in_flight.add(running)
+                running.add_done_callback(self._in_flight.discard)
 
     def _drop_expired(self, batch: _Batch) -> _Batch:
         now = self._clock()

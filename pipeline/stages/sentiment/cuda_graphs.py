@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from pipeline.stages.sentiment.planning import _row_buckets
@@ -37,22 +36,21 @@ class _CudaGraph:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                engine.model(input_ids=self.input_ids, attention_mask=self.attention)
+                engine._forward(self.input_ids, self.attention)
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
-            logits = engine.model(input_ids=self.input_ids,
-                                  attention_mask=self.attention).logits
-            self.probabilities = torch.softmax(logits.float(), dim=-1)
+            self.probabilities = engine._forward(self.input_ids, self.attention)
 
-    def replay(self, input_ids: np.ndarray, attention: np.ndarray) -> torch.Tensor:
+    def replay(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Run on new inputs; the result is overwritten by the next replay of this graph.
 
-        The copies in, the replay and the caller's copy out are all queued on one stream, so
+        The inputs (on the device, or pinned on the host) are copied into the graph's own;
+        those copies, the replay and the caller's copy out are all queued on one stream, so
         a later replay never overwrites a result before it was read.
         """
-        self.input_ids.copy_(torch.from_numpy(input_ids).pin_memory(), non_blocking=True)
-        self.attention.copy_(torch.from_numpy(attention).pin_memory(), non_blocking=True)
+        self.input_ids.copy_(input_ids, non_blocking=True)
+        self.attention.copy_(attention, non_blocking=True)
         self.graph.replay()
         return self.probabilities
 

@@ -7,8 +7,9 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 
 - length-sorted batches bounded by items and by padded tokens, padded to a multiple of 8
   (:mod:`~pipeline.stages.sentiment.planning`);
-- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA, pinned host
-  memory with non-blocking copies; on CPU, dynamic int8 ``Linear`` layers smoothed by the
+- ``torch.inference_mode``, SDPA attention, bf16/fp16 weights on CUDA; batches padded
+  into buffers made once (pinned on CUDA) and copied in on a side stream
+  (:mod:`~pipeline.stages.sentiment.feed`); on CPU, dynamic int8 ``Linear`` layers smoothed by the
   model's calibration (:mod:`~pipeline.stages.sentiment.int8`; on by default when it has one);
 - on CUDA, each batch replayed as a captured CUDA graph of one of a few shapes
   (:mod:`~pipeline.stages.sentiment.cuda_graphs`), and batches launched ahead of reading
@@ -24,13 +25,11 @@ own labels onto ``negative`` / ``neutral`` / ``positive``. Throughput comes from
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +38,13 @@ import torch
 
 from pipeline.config import Settings
 from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
-from pipeline.stages.sentiment.carried import (
-    LARGEST_CARRIED_VOCAB,
-    TokenCarrier,
-    tokenizer_fingerprint,
-)
+from pipeline.stages.sentiment.carried import TokenCarrier
 from pipeline.stages.sentiment.cuda_graphs import _CudaGraphs
+from pipeline.stages.sentiment.encoding import EncoderFront, SentimentEncoder, carrier_of
+from pipeline.stages.sentiment.feed import DeviceFeed, Launched
 from pipeline.stages.sentiment.int8 import CALIBRATION_FILE, Calibration, load_calibration
 from pipeline.stages.sentiment.int8 import quantize_int8 as quantize_int8_layers
-from pipeline.stages.sentiment.labels import _EMPTY_RESULT, LABELS, SentimentResult, label_mapping
+from pipeline.stages.sentiment.labels import LABELS, SentimentResult, label_mapping, label_results
 from pipeline.stages.sentiment.planning import (
     _PAD_MULTIPLE,
     _plan,
@@ -55,20 +52,16 @@ from pipeline.stages.sentiment.planning import (
     _row_buckets,
     plan_batches,
 )
-from pipeline.stages.sentiment.tokens import (
-    PackedTokens,
-    encode_packed,
-    pack_token_ids,
-    truncating_tokenizer,
-)
+from pipeline.stages.sentiment.tokens import PackedTokens
 
 logger = logging.getLogger(__name__)
 
-# texts per tokenizer call when a large call is spread over threads
-_TOKENIZE_CHUNK = 1024
 # Batches queued on the device ahead of the one being read back: two keep it busy while
 # the host pads, launches and reads; more would only hold more memory.
 _BATCHES_IN_FLIGHT = 2
+# Host and device buffers a batch passes through: more than the batches alive at once (those
+# in flight and the one being launched), so none is rewritten while in use.
+_FEED_SLOTS = _BATCHES_IN_FLIGHT + 2
 
 
 def choose_device(device: str | None) -> torch.device:
@@ -78,7 +71,7 @@ def choose_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-class SentimentEngine:
+class SentimentEngine(EncoderFront):
     """Score texts with a local sequence-classification checkpoint.
 
     Args:
@@ -100,9 +93,12 @@ class SentimentEngine:
             Python. ``None``: on for CUDA.
         on_batch: called with each forward's rows and seconds, from its padding until its
             probabilities are on the host (waiting behind the previous batch included).
-
-    ``on_inputs``, when set, is called from :meth:`encode_carried` (on a tokenising thread)
-    with how many texts came with usable carried ids and how many were tokenised.
+        compile_model: run the forward pass through ``torch.compile`` (shapes dynamic, so
+            the graphs' few shapes share one compilation); off by default, as its gain is
+            measured per device (see benchmarks/README.md). Ignored, with a warning, for an
+            int8 model, whose scores it changes.
+        reuse_buffers: pad into buffers made once (pinned on CUDA) and copy on a side
+            stream (:mod:`.feed`); off only to measure the feed before it.
 
     """
 
@@ -120,6 +116,8 @@ class SentimentEngine:
         tokenize_threads: int | None = None,
         cuda_graphs: bool | None = None,
         on_batch: Callable[[int, float], None] | None = None,
+        compile_model: bool = False,
+        reuse_buffers: bool = True,
     ) -> None:
         model_path = Path(model_dir)
         source, hub_id = _model_source(model_dir)
@@ -130,10 +128,6 @@ class SentimentEngine:
         self.max_batch_tokens = max_batch_tokens
         self.sort_by_length = sort_by_length
         self.on_batch = on_batch
-        self.on_inputs: Callable[[int, int], None] | None = None
-        self._load_tokenizer(source)
-        self._tokenize_threads = tokenize_threads or min(8, os.cpu_count() or 1)
-        self._tokenize_thread_pool: ThreadPoolExecutor | None = None
         model = _load_checkpoint(source, self.device)
         calibration = (None if hub_id or on_cuda or quantize_int8 is False
                        else _fitting_calibration(model, model_path, source))
@@ -149,39 +143,45 @@ class SentimentEngine:
         self._onto_labels = np.zeros((len(self.classes), len(LABELS)))
         for index, label in enumerate(self.classes):
             self._onto_labels[index, LABELS.index(label)] = 1.0
+        self.encoder = SentimentEncoder(
+            source, max_tokens=max_tokens, tokenize_threads=tokenize_threads,
+            carrier=None if hub_id else carrier_of(model_path, max_tokens,
+                                                   model.config.vocab_size))
+        self.pad_id = self.encoder.pad_id
+        if compile_model and self.quantized:
+            # compiled, the dynamic int8 layers score differently (labels too) and slower
+            # (measured: see benchmarks/README.md)
+            logger.warning("torch.compile is not used on an int8 model: it changes its scores")
+            compile_model = False
+        self._probabilities = _probabilities_of(self.model, compile_model=compile_model)
+        self.compiled = compile_model
+        self._feed = DeviceFeed(
+            self.device, pad_id=self.pad_id, max_batch_size=max_batch_size,
+            max_batch_tokens=max_batch_tokens, max_width=int(_round_up(max_tokens)),
+            slots=_FEED_SLOTS, labels=len(self.classes), forward=self._forward,
+            reuse_buffers=reuse_buffers)
         self._graphs = (_CudaGraphs(self) if on_cuda and cuda_graphs is not False else None)
         self.model_dir = model_path
-        self.carrier = None if hub_id else _carrier_of(model_path, max_tokens, model)
-
-    def _load_tokenizer(self, source: str | Path) -> None:
-        """The checkpoint's tokenizer and padding id, and its Rust backend when it has one."""
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        if self.tokenizer.pad_token_id is None:
-            raise ValueError(f"{source}: the tokenizer has no padding token")
-        self.pad_id = int(self.tokenizer.pad_token_id)
-        self._backend: Any = None
-        backend = getattr(self.tokenizer, "backend_tokenizer", None)
-        if backend is not None and hasattr(backend, "encode_batch_fast"):
-            # The Rust tokenizer straight (no offsets, no BatchEncoding).
-            self._backend = truncating_tokenizer(backend.to_str(), self.max_tokens)
-
-    @property
-    def tokenize_threads(self) -> int:
-        """Threads that may tokenise at once (one large call, or the batcher's requests)."""
-        return self._tokenize_threads
 
     @property
     def cuda_graphs(self) -> bool:
         """Whether full batches replay captured CUDA graphs (False after a failed capture)."""
         return self._graphs is not None and self._graphs.usable
 
+    # --- tokenisation (any thread): the encoder's ------------------------------------
+    @property
+    def tokenizer(self) -> Any:
+        """The checkpoint's tokenizer (``transformers``)."""
+        return self.encoder.tokenizer
+
+    @property
+    def carrier(self) -> TokenCarrier | None:
+        """What reads ids carried on mentions for this model (None: a Hub model)."""
+        return self.encoder.carrier
+
     def close(self) -> None:
         """Stop the tokenising threads (a later large call starts them again)."""
-        if self._tokenize_thread_pool is not None:
-            self._tokenize_thread_pool.shutdown(wait=True)
-            self._tokenize_thread_pool = None
+        self.encoder.close()
 
     def __enter__(self) -> SentimentEngine:
         return self
@@ -204,51 +204,6 @@ class SentimentEngine:
                 lengths = np.full(rows, width, dtype=np.int32)
                 self._score_packed(PackedTokens(np.full(rows * width, self.pad_id,
                                                         dtype=np.int32), lengths))
-
-    # --- tokenisation (any thread) ------------------------------------------------
-    def encode_packed(self, texts: Sequence[str]) -> PackedTokens:
-        """Clean and tokenise into flat arrays (see :class:`PackedTokens`)."""
-        if self._backend is None:
-            return self._encode_slow(texts)
-        if len(texts) <= _TOKENIZE_CHUNK or self._tokenize_threads <= 1:
-            return encode_packed(self._backend, texts, self.max_tokens)
-        # The Rust tokenizer releases the GIL, so chunks go to a thread per core.
-        if self._tokenize_thread_pool is None:
-            self._tokenize_thread_pool = ThreadPoolExecutor(
-                self._tokenize_threads, thread_name_prefix="sentiment-tokenize-chunk")
-        chunks = [texts[i : i + _TOKENIZE_CHUNK] for i in range(0, len(texts), _TOKENIZE_CHUNK)]
-        return PackedTokens.concat(self._tokenize_thread_pool.map(
-            lambda chunk: encode_packed(self._backend, chunk, self.max_tokens), chunks))
-
-    def encode_carried(self, texts: Sequence[str],
-                       carried: Sequence[object] | None = None) -> PackedTokens:
-        """Ids of ``texts``: from ``carried`` (one value per text) where usable, else tokenised.
-
-        Carried values are those the ingest stage wrote (:mod:`.carried`); one made by
-        another tokenizer or truncation, or unreadable, is ignored and its text tokenised.
-        """
-        if carried is None or self.carrier is None:
-            self._count_inputs(0, len(texts))
-            return self.encode_packed(texts)
-        read = self.carrier.read(carried)
-        self._count_inputs(len(read.rows), len(texts) - len(read.rows))
-        if len(read.rows) == len(texts):
-            return read.packed
-        missing = np.setdiff1d(np.arange(len(texts)), read.rows)
-        fresh = self.encode_packed([texts[i] for i in missing.tolist()])
-        both = PackedTokens.concat([read.packed, fresh])
-        return both.take(np.argsort(np.concatenate([read.rows, missing]), kind="stable"))
-
-    def _count_inputs(self, carried: int, tokenised: int) -> None:
-        if self.on_inputs is not None:
-            self.on_inputs(carried, tokenised)
-
-    def _encode_slow(self, texts: Sequence[str]) -> PackedTokens:
-        """A tokenizer without a Rust backend: its own batch call."""
-        return pack_token_ids(texts, self.max_tokens, lambda present: self.tokenizer(
-            present, truncation=True, max_length=self.max_tokens,
-            return_attention_mask=False, return_token_type_ids=False,
-        )["input_ids"])
 
     # --- inference (the owner thread) ---------------------------------------------
     def score(self, texts: Sequence[str], *, chunk: int = 16384) -> list[SentimentResult]:
@@ -286,89 +241,58 @@ class SentimentEngine:
 
     @torch.inference_mode()
     def _score_packed(self, packed: PackedTokens) -> list[SentimentResult]:
-        """Every text of ``packed`` scored, in order; empty texts are neutral.
+        """Every text of ``packed`` scored, in order; empty texts are neutral."""
+        return label_results(self.label_scores_packed(packed))
+
+    @torch.inference_mode()
+    def label_scores_packed(self, packed: PackedTokens) -> np.ndarray:
+        """Each text's negative/neutral/positive scores (rows in order; empty: neutral).
 
         Batches are launched ahead: while the device runs one, the host pads and launches
-        the next, and a batch's probabilities are read back only when one more is queued
-        behind it (on CPU every call simply runs to completion).
+        the next (:class:`~.feed.DeviceFeed`), and a batch's probabilities are read back only
+        when one more is queued behind it (on CPU every call simply runs to completion).
         """
-        results: list[SentimentResult] = [_EMPTY_RESULT] * len(packed)
+        scores = np.zeros((len(packed), len(LABELS)))
+        scores[:, LABELS.index("neutral")] = 1.0
         present = np.flatnonzero(packed.lengths)
         if not len(present):
-            return results
+            return scores
         starts = packed.starts
         ahead = _BATCHES_IN_FLIGHT if self.device.type == "cuda" else 0
-        in_flight: deque[_Launched] = deque()
+        in_flight: deque[Launched] = deque()
         for batch in _plan(packed.lengths[present], self.max_batch_size,
                            self.max_batch_tokens, sort_by_length=self.sort_by_length):
             rows = present[batch]
-            in_flight.append(self._launch(packed.ids, starts[rows], packed.lengths[rows], rows))
+            in_flight.append(self._feed.launch(packed.ids, starts[rows], packed.lengths[rows],
+                                               rows, self._graphs))
             if len(in_flight) > ahead:
-                self._collect(in_flight.popleft(), results)
+                self._collect(in_flight.popleft(), scores)
         while in_flight:
-            self._collect(in_flight.popleft(), results)
-        return results
-
-    def _launch(self, ids: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
-                rows: np.ndarray) -> _Launched:
-        """Pad one batch and queue its forward pass; the probabilities stay on the device."""
-        began = time.perf_counter()
-        width = int(_round_up(int(lengths.max())))
-        graph = self._graphs.for_batch(len(rows), width) if self._graphs else None
-        padded_rows = graph.rows if graph is not None else len(rows)
-        columns = np.arange(width)
-        present = columns[None, :] < lengths[:, None]
-        input_ids = np.full((padded_rows, width), self.pad_id, dtype=np.int64)
-        input_ids[: len(rows)][present] = ids[(starts[:, None] + columns[None, :])[present]]
-        attention = np.zeros((padded_rows, width), dtype=np.int64)
-        attention[: len(rows)] = present
-        # rows that only pad a graph's fixed batch attend to their first token: a row that
-        # attends to nothing would be NaN (harmless, but noisy to anyone debugging)
-        attention[len(rows) :, 0] = 1
-        if graph is not None:
-            probabilities = graph.replay(input_ids, attention)[: len(rows)]
-        else:
-            probabilities = self._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
-        return _Launched(rows, began, self._to_host(probabilities))
+            self._collect(in_flight.popleft(), scores)
+        return scores
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (float32, on the device) of one padded batch."""
-        if self.device.type == "cuda":
-            input_ids = input_ids.pin_memory().to(self.device, non_blocking=True)
-            attention_mask = attention_mask.pin_memory().to(self.device, non_blocking=True)
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return torch.softmax(logits.float(), dim=-1)
+        """Class probabilities (float32, on the device) of one padded batch on the device."""
+        return self._probabilities(input_ids, attention_mask)
 
-    def _to_host(self, probabilities: torch.Tensor) -> _HostCopy:
-        if self.device.type != "cuda":
-            return _HostCopy(probabilities, None)
-        host = torch.empty(probabilities.shape, dtype=probabilities.dtype, pin_memory=True)
-        host.copy_(probabilities, non_blocking=True)
-        done = torch.cuda.Event()
-        done.record()
-        return _HostCopy(host, done)
-
-    def _collect(self, launched: _Launched, results: list[SentimentResult]) -> None:
-        if launched.probabilities.done is not None:
-            launched.probabilities.done.synchronize()
-        scores = launched.probabilities.tensor.numpy().astype(np.float64) @ self._onto_labels
-        winners = scores.argmax(axis=1).tolist()
-        for row, (negative, neutral, positive), winner in zip(
-                launched.rows.tolist(), scores.tolist(), winners, strict=True):
-            results[row] = SentimentResult(LABELS[winner], {
-                "negative": negative, "neutral": neutral, "positive": positive})
+    def _collect(self, launched: Launched, scores: np.ndarray) -> None:
+        probabilities = launched.probabilities.numpy().astype(np.float64)
+        scores[launched.rows] = probabilities @ self._onto_labels
         if self.on_batch is not None:
             self.on_batch(len(launched.rows), time.perf_counter() - launched.began)
 
 
-def _carrier_of(model_path: Path, max_tokens: int, model: Any) -> TokenCarrier | None:
-    """What reads ids carried for this model folder's tokenizer, when it has its file."""
-    tokenizer_file = model_path / "tokenizer.json"
-    vocab_size = int(getattr(model.config, "vocab_size", 0) or 0)
-    if not tokenizer_file.is_file() or not 0 < vocab_size <= LARGEST_CARRIED_VOCAB:
-        return None
-    fingerprint = tokenizer_fingerprint(tokenizer_file.read_text(encoding="utf-8"), max_tokens)
-    return TokenCarrier(vocab_size=vocab_size, max_tokens=max_tokens, fingerprint=fingerprint)
+def _probabilities_of(model: Any, *, compile_model: bool
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The model's forward as class probabilities (float32), through torch.compile if asked."""
+    def probabilities(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+    if not compile_model:
+        return probabilities
+    # dynamic: every padded width and row bucket would otherwise be a compilation of its own
+    return torch.compile(probabilities, dynamic=True)
 
 
 def _model_source(model_dir: str | Path) -> tuple[str | Path, bool]:
@@ -429,21 +353,6 @@ def _quantized(model: Any, calibration: Calibration | None, source: str | Path) 
     return quantize_int8_layers(model, calibration.ranges, calibration.alpha)
 
 
-@dataclass(frozen=True, slots=True)
-class _HostCopy:
-    """Probabilities on their way to the host: ``done`` is recorded after the copy (CUDA)."""
-
-    tensor: torch.Tensor
-    done: torch.cuda.Event | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Launched:
-    rows: np.ndarray
-    began: float
-    probabilities: _HostCopy
-
-
 # The fastest batch size measured per device type (benchmarks/README.md): small on CPU
 # (tighter padding, activations in cache), large on a GPU.
 AUTO_BATCH_SIZE = {"cpu": 32, "cuda": 1024}
@@ -466,6 +375,7 @@ def build_engine(settings: Settings) -> SentimentEngine:
         max_batch_tokens=batch_size * settings.sentiment_max_tokens,
         quantize_int8=settings.sentiment_int8,
         label_overrides=settings.sentiment_labels or None,
+        compile_model=settings.sentiment_compile,
     )
 
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import numpy as np
+
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
 # Spellings of the three classes found in public sentiment checkpoints' id2label.
@@ -97,9 +99,23 @@ def sentiment_toward(mention: Mapping[str, Any], brand: str) -> Mapping[str, Any
 _EMPTY_RESULT = SentimentResult("neutral", {"negative": 0.0, "neutral": 1.0, "positive": 0.0})
 
 
+def label_results(scores: np.ndarray) -> list[SentimentResult]:
+    """One result per row of a (texts, 3) array of negative/neutral/positive scores.
+
+    >>> label_results(np.array([[0.7, 0.2, 0.1]]))[0].label
+    'negative'
+    """
+    winners = scores.argmax(axis=1).tolist()
+    return [SentimentResult(LABELS[winner], {
+                "negative": negative, "neutral": neutral, "positive": positive})
+            for (negative, neutral, positive), winner in zip(scores.tolist(), winners,
+                                                             strict=True)]
+
+
 __all__ = [
     "LABELS",
     "SentimentResult",
     "label_mapping",
+    "label_results",
     "sentiment_toward",
 ]

@@ -84,7 +84,7 @@ def test_batch_plan_matches_the_greedy_rule(sort: bool) -> None:
 def test_packed_encoding_matches_per_text_encoding(tiny_dir: Path) -> None:
     engine = tiny_engine(tiny_dir, tokenize_threads=2)
     texts = ODD_TEXTS + tiny_texts(40)
-    tokenizer = truncating_tokenizer(engine._backend.to_str(), 16)
+    tokenizer = truncating_tokenizer(engine.encoder._backend.to_str(), 16)
     one_by_one = [encode_packed(tokenizer, [text], 16).row(0) for text in texts]
     assert encode_packed(tokenizer, texts, 16).rows() == one_by_one
     # a call large enough to be spread over threads, in order
@@ -131,9 +131,9 @@ class ReplayedEagerly:
         self.engine, self.rows, self.width = engine, rows, width
         ReplayedEagerly.shapes.append((rows, width))
 
-    def replay(self, input_ids: np.ndarray, attention: np.ndarray) -> torch.Tensor:
+    def replay(self, input_ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         assert input_ids.shape == attention.shape == (self.rows, self.width)
-        return self.engine._forward(torch.from_numpy(input_ids), torch.from_numpy(attention))
+        return self.engine._forward(input_ids, attention)
 
 
 def test_graph_batches_padded_to_their_row_bucket_score_as_eager_ones(
