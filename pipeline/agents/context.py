@@ -151,7 +151,8 @@ class WorkerContext:
             labels = dict(delta.labels)
             if "brand" in labels:
                 labels["brand"] = self.metrics.brand_labels.label(labels["brand"])
-            series = getattr(self.metrics, delta.metric).labels(**labels)
+            metric = getattr(self.metrics, delta.metric)
+            series = metric.labels(**labels) if labels else metric
             if delta.gauge:
                 series.set(delta.amount)
             else:
