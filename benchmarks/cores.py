@@ -40,11 +40,11 @@ import orjson
 
 from benchmarks.common import write_results
 from benchmarks.pipeline import firehose
-from pipeline.agents.dedup import unique_records
 from pipeline.agents.worker import tune_garbage_collector
 from pipeline.config import Settings, load_settings
 from pipeline.stages.dedup_encoded import mark_routed
 from pipeline.stages.dedup_journal import PartitionJournal
+from pipeline.stages.dedup_partitions import unique_records
 from pipeline.stages.ingest import EncodedMention, EncodedOutcome, build_ingestor
 from pipeline.stages.routing import Router
 

@@ -2,14 +2,15 @@
 
 :class:`InProcessPipeline` holds the objects the stage agents hold (the ingest core and its
 router, the dedup partitions' journals, the copy memory, the sentiment engine and the reply
-classifier, the crisis partitions) and makes the calls the agents make on them, in the same
-order, over the same record forms: raw bytes in, micro-batch records of ``mentions.routed``
-and ``mentions.unique`` by partition, scored mentions by brand partition, alerts. What the
-agents would dead-letter is kept in :attr:`InProcessPipeline.dead_letters`; a stage that
-answers with a :class:`~pipeline.stages.stage_result.StageResult` (crisis) has its records
-and metric changes kept too (``sent``, ``metric_deltas``). It is the test
-harness of the stages (as bytewax's ``TestingSource`` / ``TestingSink``) and what
-``mentions process`` runs (:mod:`pipeline.offline`).
+classifier, the crisis partitions) and asks each stage for the same
+:class:`~pipeline.stages.stage_result.StageResult` the worker's runner
+(:mod:`pipeline.agents.runner`) acts on, over the same record forms: raw bytes in,
+micro-batch records of ``mentions.routed`` and ``mentions.unique`` by partition, scored
+mentions by brand partition, alerts. Where the runner sends, it keeps: what would be
+dead-lettered in :attr:`InProcessPipeline.dead_letters`, every stage's metric changes in
+``metric_deltas``, the alert records in ``sent``; the other records are handed to the next
+stage. It is the test harness of the stages (as bytewax's ``TestingSource`` /
+``TestingSink``) and what ``mentions process`` runs (:mod:`pipeline.offline`).
 
 What it leaves out is the broker's part: no consumer groups, no acks or commits, metrics
 are not counted, and the sentiment model is called directly instead of through the async
@@ -25,7 +26,6 @@ the merging across records)::
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,21 +34,21 @@ from typing import Any
 import orjson
 
 from pipeline.agents.context import decode_batches
-from pipeline.agents.dedup import JournalledPartitions, unique_records
 from pipeline.config import Settings
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
-from pipeline.stages.dedup_encoded import mark_routed
+from pipeline.stages.dedup_partitions import JournalledPartitions, dedup_result
 from pipeline.stages.ingest import Ingestor, build_ingestor
-from pipeline.stages.routing import Router, scored_partitions
+from pipeline.stages.ingest_result import ingest_result
+from pipeline.stages.routing import Router
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
+from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
+from pipeline.stages.sentiment.stage import scored_records, scored_result
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 from pipeline.transport.topics import encode_batches
-
-log = logging.getLogger(__name__)
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
 Records = dict[int, list[bytes]]
@@ -83,7 +83,7 @@ class InProcessPipeline:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # the next offset of each scored partition: the crisis stage skips a redelivered record
     scored_offsets: dict[int, int] = field(default_factory=dict)
-    # what the stages that answer with a StageResult sent and counted
+    # the alert records the crisis stage sent, and what every stage counted
     sent: list[OutRecord] = field(default_factory=list)
     metric_deltas: list[MetricDelta] = field(default_factory=list)
 
@@ -109,30 +109,20 @@ class InProcessPipeline:
 
     def ingest(self, raws: Sequence[bytes], *, ingested_at: float | None = None) -> Records:
         """Raw records -> ``mentions.routed`` micro-batch records, as the ingest service does."""
-        outcome = self.ingestor.process_encoded(raws, ingested_at=ingested_at)
-        for reject in outcome.rejects:
-            self.dead_letters.append(DeadLetter("ingest", reject.reason, reject.detail,
-                                                reject.raw))
-        return self.router.records(outcome.forwarded(self.settings.forward_unmatched))
+        return _by_partition(self._settle("ingest", ingest_result(
+            self.ingestor, self.router, list(raws), ingested_at=ingested_at,
+            forward_unmatched=self.settings.forward_unmatched)))
 
     def dedup(self, routed: Mapping[int, Sequence[bytes]]) -> Records:
         """``mentions.routed`` records -> ``mentions.unique`` records, as the dedup agent does."""
         unique: Records = {}
         for partition, records in routed.items():
             for raw in records:
-                for target, values in self._dedup_record(partition, raw).items():
+                result = dedup_result(self.dedup_partitions, partition, raw,
+                                      self.settings.partitions)
+                for target, values in _by_partition(self._settle("dedup", result)).items():
                     unique.setdefault(target, []).extend(values)
         return unique
-
-    def _dedup_record(self, partition: int, raw: bytes) -> Records:
-        journal = self.dedup_partitions.journal(partition)
-        outcome = mark_routed(journal.deduplicator, raw)
-        self._refused("dedup", outcome.unreadable)
-        if outcome.marked is None:
-            self.dead_letters.append(DeadLetter("dedup", "bad_value", str(outcome.broken), raw))
-            return {}
-        self.dedup_partitions.save(journal, outcome.marked.newest)
-        return unique_records(outcome.marked, self.settings.partitions)
 
     def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[dict[str, Any]]]:
         """``mentions.unique`` records -> scored mentions by ``mentions.scored`` partition.
@@ -144,26 +134,27 @@ class InProcessPipeline:
         for records in unique.values():
             for raw in records:
                 mentions = self._decode("sentiment", [raw])
-                self.score(mentions)
-                for mention in mentions:
-                    for target in scored_partitions(mention, self.settings.partitions):
-                        scored.setdefault(target, []).append(mention)
+                if not mentions:
+                    continue
+                sent = self._settle("sentiment", self.score(mentions))
+                for partition, values in _by_partition(sent).items():
+                    scored.setdefault(partition, []).extend(decode_batches(values)[0])
         return scored
 
-    def score(self, mentions: list[dict[str, Any]]) -> None:
-        """Sentiment and ``needs_reply`` onto one record's mentions, in place."""
-        if self.engine is None or not mentions:
+    def score(self, mentions: list[dict[str, Any]]) -> StageResult:
+        """Sentiment and ``needs_reply`` onto one record's mentions, in place; their records."""
+        partitions = self.settings.partitions
+        if self.engine is None:
             self.scoring.settle(mentions)
-            return
+            return StageResult(records=scored_records(mentions, partitions))
         scoring_round = self.scoring.begin(mentions)
+        outcome: Sequence[SentimentResult] | Exception
         try:
-            results = (self.engine.score_packed(self.engine.encode_carried(
+            outcome = (self.engine.score_packed(self.engine.encode_carried(
                 scoring_round.texts, scoring_round.carried)) if scoring_round.texts else [])
         except Exception as error:  # the agent's rule: never lose the batch
-            log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
-            self.scoring.fail(scoring_round, error)
-        else:
-            self.scoring.finish(scoring_round, results)
+            outcome = error
+        return scored_result(self.scoring, scoring_round, outcome, partitions)
 
     def crisis(self, scored: Mapping[int, Sequence[dict[str, Any]]]) -> list[Alert]:
         """Scored mentions by partition -> alert events, each partition's as one record."""
@@ -181,20 +172,25 @@ class InProcessPipeline:
         self.scored_offsets[partition] = max(self.scored_offsets.get(partition, 0), offset + 1)
         result = crisis_result(self.crisis_partitions, partition, offset,
                                self._decode("crisis", [record]))
-        return self._settle("crisis", result)
+        self.sent += self._settle("crisis", result)
+        return list(result.alerts)
 
     def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[dict[str, Any]]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""
         scored = self.sentiment(self.dedup(self.ingest(raws)))
         return scored, self.crisis(scored)
 
-    def _settle(self, stage: str, result: StageResult) -> list[Alert]:
-        """What the agent does with a stage's result, into lists: sent, saved, counted."""
+    def _settle(self, stage: str, result: StageResult) -> list[OutRecord]:
+        """What the runner does with a stage's result, into lists: the records it would send.
+
+        Dead letters kept, state saved, metric changes kept; the records are the caller's.
+        """
         self._refused(stage, result.refused)
-        self.sent += result.records
+        for reject in result.rejects:
+            self.dead_letters.append(DeadLetter(stage, reject.reason, reject.detail, reject.raw))
         result.save()
         self.metric_deltas += result.metrics
-        return list(result.alerts)
+        return result.records
 
     def _decode(self, stage: str, records: list[bytes]) -> list[dict[str, Any]]:
         mentions, broken = decode_batches(records)
@@ -207,3 +203,11 @@ class InProcessPipeline:
         for mention, error in refused:
             self.dead_letters.append(DeadLetter(stage, error.reason, error.detail,
                                                 orjson.dumps(mention)))
+
+
+def _by_partition(records: Iterable[OutRecord]) -> Records:
+    """Records' values by partition, in order."""
+    by_partition: Records = {}
+    for record in records:
+        by_partition.setdefault(record.partition or 0, []).append(record.value)
+    return by_partition

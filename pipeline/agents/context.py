@@ -25,7 +25,7 @@ from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
 from pipeline.schema import InvalidMention, dead_letter_record
 from pipeline.stages.stage_result import MetricDelta, StageResult
-from pipeline.transport.topics import decode_batch, encode_batches
+from pipeline.transport.topics import decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,8 @@ class WorkerContext:
             labels = dict(delta.labels)
             if "brand" in labels:
                 labels["brand"] = self.metrics.brand_labels.label(labels["brand"])
-            series = getattr(self.metrics, delta.metric).labels(**labels)
+            metric = getattr(self.metrics, delta.metric)
+            series = metric.labels(**labels) if labels else metric
             if delta.gauge:
                 series.set(delta.amount)
             else:
@@ -202,26 +203,3 @@ def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tupl
             broken.append((value, str(error)))
     return mentions, broken
 
-
-async def send_micro_batches(
-    topic: Any, groups: Mapping[int, Sequence[dict[str, Any]]],
-) -> list[Awaitable[Any]]:
-    """Send each partition's mentions as micro-batch records; the broker acks to await.
-
-    A partition's mentions go as one record unless that would pass the record size cap
-    (:func:`~pipeline.transport.topics.encode_batches`).
-    """
-    return await send_records(topic, {
-        partition: encode_batches(mentions) for partition, mentions in groups.items()
-    })
-
-
-async def send_records(
-    topic: Any, records: Mapping[int, Sequence[bytes]],
-) -> list[Awaitable[Any]]:
-    """Send each partition's records, in order; the broker acks to await."""
-    acks = []
-    for partition, values in records.items():
-        for value in values:
-            acks.append(await topic.send(value=value, partition=partition))
-    return acks

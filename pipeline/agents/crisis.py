@@ -5,7 +5,10 @@ of their partitions, :func:`~pipeline.stages.routing.scored_partitions`), so the
 partition ``p`` counts a mention for the brands it names whose partition is ``p``, and every
 brand's state lives on exactly one partition. The work is the pure core
 :class:`~pipeline.stages.crisis_partitions.CrisisPartitions` (counting, windows, detectors,
-incidents, which state changed); this module only moves records:
+incidents, which state changed), answered as a
+:class:`~pipeline.stages.stage_result.StageResult` by
+:func:`~pipeline.stages.crisis_partitions.crisis_result`; the runner
+(:mod:`pipeline.agents.runner`, delivery ``ACKED``) moves the records:
 
 - alert events go to the alerts topic (key: brand, so one incident's events stay in order;
   header ``idempotency-key``) and to the :class:`~pipeline.stages.notify.WebhookNotifier`,
@@ -31,10 +34,12 @@ from typing import Any
 import orjson
 
 from pipeline.agents.context import WorkerContext
+from pipeline.agents.runner import Batch, Delivery, Stage, run_as_agent
 from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
 from pipeline.stages.notify import DeadLetter, WebhookNotifier
+from pipeline.stages.stage_result import StageResult
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,6 @@ def register(context: WorkerContext) -> None:
                         partitions=settings.partitions),
     )
     notifier = _webhook_notifier(context)
-    source_topic = settings.topic("scored")
     context.readiness.checks["crisis_partitions_assigned"] = lambda: bool(
         app.consumer.assignment()
     )
@@ -64,27 +68,13 @@ def register(context: WorkerContext) -> None:
         # the tables are the truth after a rebalance; rebuilt lazily per partition
         partitions.forget()
 
-    @app.agent(context.topics["scored"], name=f"{settings.app_id}.crisis")
-    async def crisis(stream: Any) -> None:
-        async for event in stream.events():
-            raw = bytes(event.value)
-            partition, offset = event.message.partition, event.message.offset
+    def answer(batch: Batch) -> StageResult:
+        partition, offset, _record = batch.record()
+        return crisis_result(partitions, partition, offset, batch.mentions or [])
 
-            async def work(raw: bytes = raw, partition: int = partition,
-                           offset: int = offset) -> None:
-                mentions = await context.decode_in(STAGE, [raw], source_topic)
-                result = crisis_result(partitions, partition, offset, mentions)
-                await context.send_result(STAGE, result, source_topic)
-                for alert in result.alerts:
-                    notifier.enqueue(alert)
-                    for listener in context.alert_listeners:
-                        listener(alert.to_dict())
-                # state after the alerts: a crash in between re-emits, never loses them
-                result.save()
-                context.count(result.metrics)
-                context.observe_out(STAGE, mentions)
-
-            await context.guarded(STAGE, [raw], source_topic, work)
+    # alerts on the broker before the state that made them: a crash in between re-emits them
+    run_as_agent(context, Stage(STAGE, "scored", answer, Delivery.ACKED,
+                                on_alert=notifier.enqueue))
 
 
 def _webhook_notifier(context: WorkerContext) -> WebhookNotifier:

@@ -11,35 +11,31 @@ Mentions carry their token ids from the ingest stage (``sentiment_tokens``, see
 a mention without usable ids is tokenised here. The ids are dropped before ``scored``.
 
 Copies marked by the dedup stage skip the model and inherit their conversation's result
-(:class:`~pipeline.stages.sentiment.mentions.CopyMemory`); a copy whose first copy this worker has
-not seen is scored like any mention. A batch the model cannot score in time goes on with
-``sentiment`` null and a ``sentiment_error`` (counted in ``mentions_stage_failures``): crisis
-counting still sees its volume.
-
-``mentions.scored`` is partitioned by brand: a mention naming several brands is sent to the
-partition of each, once per distinct partition
-(:func:`~pipeline.stages.routing.scored_partitions`), which is the crisis agent's contract.
+(:class:`~pipeline.stages.sentiment.mentions.CopyMemory`); what goes on, and where, is
+:func:`~pipeline.stages.sentiment.stage.scored_result`'s. Delivery is ``FLUSHED``: nothing
+to save, the scored records are not awaited, Faust flushes its producer before it commits.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Sequence
 
-from pipeline.agents.context import WorkerContext, send_micro_batches
-from pipeline.stages.routing import scored_partitions
+from pipeline.agents.context import WorkerContext
+from pipeline.agents.runner import Batch, Delivery, Stage, run_as_agent
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engines import EngineProcesses, build_scorer
+from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
+from pipeline.stages.sentiment.stage import STAGE, scored_result
+from pipeline.stages.stage_result import StageResult
 
 log = logging.getLogger(__name__)
-
-STAGE = "sentiment"
 
 
 def register(context: WorkerContext) -> None:
     """Load the model and attach the sentiment agent to the app."""
-    app, settings, metrics = context.app, context.settings, context.metrics
+    settings, metrics = context.settings, context.metrics
     # one engine here, or sentiment_engines processes that this one feeds
     engine = build_scorer(settings)
     # on a GPU, every batch shape's kernels and CUDA graph before the first mention rather
@@ -65,39 +61,22 @@ def register(context: WorkerContext) -> None:
         on_batch=observe_batch,
     )
     scoring = MentionScoring.for_brands(settings.brands_file)
-    scored_topic = context.topics["scored"]
-    source_topic = settings.topic("unique")
     context.readiness.checks["sentiment_model_loaded"] = (
         (lambda: engine.alive) if isinstance(engine, EngineProcesses)
         else (lambda: engine.model is not None))
 
-    @app.agent(context.topics["unique"], name=f"{settings.app_id}.sentiment",
-               concurrency=settings.sentiment_concurrency)
-    async def sentiment(stream: Any) -> None:
-        await batcher.start()
-        async for event in stream.events():
-            raw = bytes(event.value)
+    async def answer(batch: Batch) -> StageResult:
+        if not batch.mentions:
+            return StageResult()
+        scoring_round = scoring.begin(batch.mentions)
+        outcome: Sequence[SentimentResult] | Exception
+        try:
+            outcome = (await batcher.submit(scoring_round.texts, carried=scoring_round.carried)
+                       if scoring_round.texts else [])
+        except Exception as error:  # scored_result sends the batch on unscored
+            outcome = error
+        return scored_result(scoring, scoring_round, outcome, settings.partitions)
 
-            async def work(raw: bytes = raw) -> None:
-                mentions = await context.decode_in(STAGE, [raw], source_topic)
-                if not mentions:
-                    return
-                scoring_round = scoring.begin(mentions)
-                try:
-                    results = (await batcher.submit(scoring_round.texts,
-                                                    carried=scoring_round.carried)
-                               if scoring_round.texts else [])
-                except Exception as error:  # never lose the batch: it goes on unscored
-                    log.warning("sentiment: %d mentions go on unscored: %s", len(mentions), error)
-                    metrics.stage_failures.labels(stage=STAGE, reason=type(error).__name__).inc()
-                    scoring.fail(scoring_round, error)
-                else:
-                    metrics.model_skipped.inc(scoring.finish(scoring_round, results))
-                by_partition: dict[int, list[dict[str, Any]]] = {}
-                for mention in mentions:
-                    for target in scored_partitions(mention, settings.partitions):
-                        by_partition.setdefault(target, []).append(mention)
-                await send_micro_batches(scored_topic, by_partition)
-                context.observe_out(STAGE, mentions)
-
-            await context.guarded(STAGE, [raw], source_topic, work)
+    run_as_agent(context, Stage(STAGE, "unique", answer, Delivery.FLUSHED,
+                                concurrency=settings.sentiment_concurrency,
+                                on_start=batcher.start))

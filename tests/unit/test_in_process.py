@@ -201,3 +201,16 @@ def test_every_valid_mention_reaches_each_of_its_brand_partitions_once() -> None
                       for brand in set(brands))
     assert arrived == sorted(set(expected))
     assert [letter.reason for letter in pipeline.dead_letters] == ["not_an_object"]
+
+
+def test_ingest_and_dedup_answer_with_their_metric_changes() -> None:
+    pipeline = harness()
+    text = "Acme Mobile lleva tres horas sin servicio en todo Madrid, vergonzoso"
+    unique = pipeline.dedup(pipeline.ingest([raw("a", text), raw("b", f"RT @ana: {text}"),
+                                             raw("c", "hoy hace sol")]))
+    [brand] = {b for ms in mentions_of(unique).values() for m in ms for b in m["brands"]}
+    counted = Counter[tuple[str, tuple[tuple[str, str], ...]]]()
+    for delta in pipeline.metric_deltas:
+        counted[delta.metric, delta.labels] += int(delta.amount)
+    assert counted == {("unmatched", ()): 1, ("brand_volume", (("brand", brand),)): 2,
+                       ("duplicates", (("kind", "exact"),)): 1}

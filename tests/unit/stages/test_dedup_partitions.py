@@ -3,9 +3,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.agents import dedup
-from pipeline.agents.dedup import JournalledPartitions
+from pipeline.stages import dedup_partitions
 from pipeline.stages.dedup import DedupInput
+from pipeline.stages.dedup_partitions import JournalledPartitions
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC).timestamp()
 TEXT = "Acme Mobile lleva tres horas sin dar servicio en todo Madrid, vergonzoso"
@@ -32,7 +32,7 @@ def test_one_table_entry_per_batch_and_memory_back_after_a_rebalance() -> None:
 
 
 def test_expired_deltas_leave_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(dedup, "EXPIRE_EVERY", 2)
+    monkeypatch.setattr(dedup_partitions, "EXPIRE_EVERY", 2)
     table: dict[str, Any] = {}
     partitions = JournalledPartitions(table, timedelta(hours=1))
     check(partitions, 0, [DedupInput("old", TEXT, T0)])
