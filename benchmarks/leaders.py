@@ -89,6 +89,8 @@ def rankings(store: Any, brand: str, period: dict[str, str], now: datetime,
     started = time.perf_counter()
     answer = store.leaders(query, InsideVoices())
     spent = time.perf_counter() - started
+    # the same answer with every echo read from the mentions, as before the echoes table
+    from_mentions = leaders.leaders_answer(store.query, store.table, query, InsideVoices())
     voices = store.top_voices(parse_top_voices_query({**params, "limit": str(TOP)}, now))
     current, _ = leaders.activities(store.query(
         leaders.leaders_sql(store.table, query, InsideVoices(), candidates)))
@@ -96,7 +98,14 @@ def rankings(store: Any, brand: str, period: dict[str, str], now: datetime,
                                                          activity.author_id))[:TOP]
     return {"leaders": answer["outside"], "top_voices": voices["voices"],
             "followers": [{"author_id": activity.author_id} for activity in by_followers],
-            "ms": [round(spent * 1000, 1)]}
+            "ms": [round(spent * 1000, 1)],
+            "same_as_from_mentions": [_ranked(answer) == _ranked(from_mentions)]}
+
+
+def _ranked(answer: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """An answer's leaders as (group, author, score), in rank order."""
+    return [(group, leader["author_id"], leader["score"])
+            for group in ("outside", "inside") for leader in answer[group]]
 
 
 def judged(ranked: Sequence[dict[str, Any]], planted: set[str], bots: set[str]) -> dict[str, Any]:
@@ -120,6 +129,8 @@ def run_seed(store: Any, seed: int, mentions: int, plan: Any,
     for start in range(0, len(scored), 20_000):
         seeded.insert(encoder.encode(scored[start:start + 20_000]).payload)
     until = datetime.fromisoformat(records[-1]["created_at"]) + timedelta(seconds=1)
+    # as the sink settles every minute: the closed hours' echoes from the echoes table
+    settled = seeded.settle_echoes(until)
     period = {"since": START.isoformat(), "until": until.isoformat()}
     bots = set(firehose.bot_ids())
     brands: dict[str, Any] = {}
@@ -128,12 +139,14 @@ def run_seed(store: Any, seed: int, mentions: int, plan: Any,
         brands[brand] = {method: judged(ranked[method], set(planted), bots)
                          for method in ("leaders", "top_voices", "followers")}
         brands[brand]["leaders_ms"] = ranked["ms"][0]
+        brands[brand]["same_as_from_mentions"] = ranked["same_as_from_mentions"][0]
     log(f"seed {seed}: {len(scored):,} brand mentions over "
         f"{(until - START).total_seconds() / 3600:.1f} h, "
         f"{time.perf_counter() - started:.0f} s; leaders p@10 " + ", ".join(
             f"{brand} {figures['leaders']['precision_at_10']:.1f}"
             for brand, figures in brands.items()))
-    return {"brand_mentions": len(scored), "hours": round((until - START).total_seconds() / 3600,
+    return {"brand_mentions": len(scored), "echo_hours_settled": settled.built_hours,
+            "hours": round((until - START).total_seconds() / 3600,
                                                           1), "brands": brands}
 
 
@@ -159,6 +172,9 @@ def summary(seeds: dict[str, dict[str, Any]]) -> dict[str, Any]:
                           "precision_at_10_min": min(precisions),
                           "bots_in_top_10_total": sum(bots),
                           "bots_in_top_10_max": max(bots), "rankings": len(precisions)}
+    result["leaders"]["differ_from_mentions_only"] = sum(
+        not brand["same_as_from_mentions"] for seed in seeds.values()
+        for brand in seed["brands"].values())
     return result
 
 
@@ -194,7 +210,9 @@ def main() -> None:
                 f"{method} p@10 {found['precision_at_10_mean']:.3f} "
                 f"(min {found['precision_at_10_min']:.1f}), bots in top 10 "
                 f"{found['bots_in_top_10_total']}"
-                for method, found in figures[split]["summary"].items()))
+                for method, found in figures[split]["summary"].items()) + "; leaders answers "
+                f"differing from the mentions-only query: "
+                f"{figures[split]['summary']['leaders']['differ_from_mentions_only']}")
         results["scenarios"][scenario] = figures
     store.close()
     if args.quick:

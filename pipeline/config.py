@@ -273,6 +273,11 @@ class Settings(BaseSettings):
         1.0, gt=0, description="Longest the store sink waits to fill an insert, seconds: "
         "ClickHouse wants few large inserts (PIPELINE_STORE_BATCH_WAIT_S).",
     )
+    store_settle_s: float = Field(
+        60.0, gt=0, description="How often the store sink brings the leaders' echoes table up "
+        "to the closed hours and rebuilds the hours late mentions changed, seconds "
+        "(PIPELINE_STORE_SETTLE_S).",
+    )
     store_retry_max_s: float = Field(
         30.0, gt=0, description="Longest pause between the sink's retries while the store is "
         "down, seconds (PIPELINE_STORE_RETRY_MAX_S).",

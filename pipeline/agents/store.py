@@ -13,6 +13,9 @@ outage wait, one desk, one group; the alerts are few and ride along with the men
 - At-least-once in, exactly-once in effect: a replayed batch inserts its rows again and the
   tables (keyed by mention, and by alert idempotency key) keep one (``mentions.scored`` also
   carries a mention once per brand partition it names: same id, same row).
+- Every ``store_settle_s`` it settles the leaders' echoes table
+  (:func:`~pipeline.store.echoes.settle`: the hours closed since, and those late mentions
+  changed), between two inserts, so the leaders query reads few rows per author.
 - A store that is down makes the sink wait and retry with backoff, one log line per outage;
   nothing is committed meanwhile, so lag grows and nothing is dropped.
 - A mention or alert that cannot be a row, or that the store refuses, goes to the dead-letter
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -59,6 +63,7 @@ class StoreSink(BatchedConsumerService):
         self.store: ListeningStore | None = None
         self.reachable = True
         self.desk: Any = None
+        self.settled_at = -math.inf
 
     async def on_start(self) -> None:
         """Open the store (or leave that to the first batch if it is down), join the group."""
@@ -100,6 +105,22 @@ class StoreSink(BatchedConsumerService):
         batch = await self._with_store(lambda _: self.encoder.encode(mentions))
         await self._store(topic, batch, TABLE)
         self.context.observe_out(STAGE, mentions)
+        await self._settle()
+
+    async def _settle(self) -> None:
+        """Settle the leaders' echoes table if ``store_settle_s`` passed since the last time."""
+        if time.monotonic() - self.settled_at < self.context.settings.store_settle_s:
+            return
+        self.settled_at = time.monotonic()
+        try:
+            settled = await self._with_store(lambda store: store.settle_echoes())
+        except StoreRejected as error:
+            # the leaders then read more from the mentions, nothing is lost: try next time
+            log.warning("store: settling the leaders' echoes failed: %s", error)
+            return
+        if settled.built_hours:
+            log.info("store: leaders' echoes built for %d hours, frontier %s",
+                     settled.built_hours, settled.frontier)
 
     async def _store(self, topic: str, batch: RowBatch, table: str) -> None:
         """Insert a batch's rows into ``table``; dead-letter its rejects and the refused rows."""

@@ -33,7 +33,8 @@ import orjson
 from pipeline.config import Settings
 from pipeline.stages.alerts.context import ENGAGEMENT_REACH
 from pipeline.stages.leaders import InsideVoices
-from pipeline.store import incidents, leaders, queries, sql
+from pipeline.store import echoes, incidents, leaders, queries, sql
+from pipeline.store.echoes import ECHOES
 from pipeline.store.incidents import IncidentsQuery
 from pipeline.store.queries import (
     BoundQuery,
@@ -196,6 +197,9 @@ class ListeningStore:
         if TABLE in engines and BY_TIME not in engines:
             log.warning("store: filling %s from the stored mentions (once)", self.by_time)
             self.command(f"INSERT INTO {self.by_time} {by_time_select(self.table)}")
+        if TABLE in engines and ECHOES not in engines:
+            log.warning("store: building %s from the stored mentions (once)", ECHOES)
+            self.settle_echoes()
         wanted = f"toIntervalDay({self.retention_days})"
         for name, engine in self._engines().items():
             if "TTL" in engine and wanted not in engine:
@@ -217,9 +221,17 @@ class ListeningStore:
 
     # -- low level -------------------------------------------------------------------------
 
-    def command(self, sql: str) -> None:
-        """Run a statement that returns nothing."""
-        self._call(self.client.command, sql)
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """Run a statement that returns nothing (``parameters``: its bound values)."""
+        self._call(self.client.command, sql, parameters=parameters)
+
+    def settle_echoes(self, now: datetime | None = None) -> echoes.Settled:
+        """Bring the leaders' echoes table up to the hours closed at ``now`` (default: now).
+
+        The sink calls it every so often; a store made before the table builds it at open.
+        """
+        return echoes.settle(self.query, lambda bound: self.command(bound.sql, bound.parameters),
+                             self.location.database, self.table, now or utc_now())
 
     def query(self, bound: BoundQuery) -> list[tuple[Any, ...]]:
         """Rows of a bound query."""
@@ -361,7 +373,11 @@ class ListeningStore:
 
         ``inside``: the brand's own accounts and employees (:mod:`pipeline.store.leaders`).
         """
-        return leaders.leaders_answer(self.query, self.table, query, inside or InsideVoices())
+        database = self.location.database
+        source = leaders.EchoSource(f"{database}.{echoes.ECHOES}",
+                                    echoes.frontier(self.query, database))
+        return leaders.leaders_answer(self.query, self.table, query, inside or InsideVoices(),
+                                      source)
 
     def terms(self, query: TermsQuery) -> dict[str, Any]:
         """Top terms and hashtags of the period, and those that rose most against the last.

@@ -8,7 +8,9 @@ query finds the shown leaders' newest mentions' keys and a third reads those men
 
 A copy's row names its original's author (``original_author``), so a copy counts once for
 the author who made it and once, as an echo, for the author they copied, as in
-:func:`pipeline.store.sql.top_voices_sql`.
+:func:`pipeline.store.sql.top_voices_sql`. Asked for a brand and period only, the echoes of
+the settled hours come from the echoes table instead (:mod:`pipeline.store.echoes`), and the
+mentions are read once, for their own authors.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.stages.leaders import (
     mark_rising,
     rank_leaders,
 )
+from pipeline.store.echoes import ECHOED, Hours, ranges_condition, split_hours
 from pipeline.store.queries import (
     FILTER_PARAMS,
     BoundQuery,
@@ -80,14 +83,26 @@ def parse_leaders_query(params: Mapping[str, str], now: datetime) -> LeadersQuer
                         reader.integer("recent", 3, 0, MAX_RECENT))
 
 
+@dataclass(frozen=True, slots=True)
+class EchoSource:
+    """The echoes table (qualified name) and its frontier (:mod:`pipeline.store.echoes`)."""
+
+    table: str
+    frontier: datetime | None
+
+
 def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
-                candidates: int = CANDIDATES) -> BoundQuery:
+                candidates: int = CANDIDATES, echoes: EchoSource | None = None) -> BoundQuery:
     """Per author and period (this one, ``current = 1``, and the one before): aggregates.
 
     Columns in :class:`~pipeline.stages.leaders.AuthorActivity`'s order after ``current``.
     Inside voices come first among the candidates, then the pre-score's best. ``uniq``, not
     ``uniqExact``: cheaper, and below 65,536 distinct values it keeps every value's hash, so
     an author's echoers are counted exactly but for hash collisions.
+
+    With ``echoes`` and no filter but brand and period, the echoes of the whole settled hours
+    come from the echoes table (:func:`_echoes_sql`); otherwise a copy's row is read twice,
+    once for its author and once, as an echo, for its original's.
     """
     previous = query.period.previous()
     wide = MentionFilter(**{**{name: getattr(query.filter, name)
@@ -98,9 +113,38 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
     since = where.bind(clickhouse_time(query.period.since), _DT)
     start_ms = int(previous.since.timestamp() * 1000)
     slice_ms = max(1, int(query.period.length.total_seconds() * 1000) // SLICES)
+    # a bit per slice: exact, and no hash set per author as uniq would keep
+    slice_bit = (f"bitShiftLeft(toUInt64(1), intDiv(toUnixTimestamp64Milli(created_at) "
+                 f"- {start_ms}, {slice_ms}))")
+    built, rest = split_hours(previous.since, query.period.since, query.period.until,
+                              echoes.frontier if echoes is not None else None)
+    if echoes is not None and built and _brand_and_period_only(query.filter):
+        source = _own_and_echoes_sql(table, where, since, slice_bit,
+                                     _echoes_sql(table, echoes.table, query.brand, where, since,
+                                                 built, rest))
+    else:
+        source = _voices_sql(table, where, since, slice_bit)
     patterns = where.bind(inside.like_patterns(), "Array(String)")
-    echoed = "original_author != '' AND original_author != author_id"
     return BoundQuery(
+        f"{source} "
+        f"ORDER BY current DESC, arrayExists(p -> lower(handle) LIKE p, {patterns}) DESC, "
+        f"3 * log1p(echoers) + log1p(copies) + 0.5 * log1p(echo_reach) "
+        f"+ 0.5 * log1p(followers) + 0.5 * log1p(engagement) + 0.3 * active_slices DESC, voice "
+        f"LIMIT {int(candidates)} BY current",
+        where.parameters,
+    )
+
+
+def _brand_and_period_only(mention_filter: MentionFilter) -> bool:
+    """Whether a filter asks for nothing the echoes table does not keep apart."""
+    return not (mention_filter.words or mention_filter.phrases or mention_filter.langs
+                or mention_filter.sentiments or mention_filter.sources or mention_filter.kinds
+                or mention_filter.copies != "all")
+
+
+def _voices_sql(table: str, where: _Where, since: str, slice_bit: str) -> str:
+    """Every author's aggregates from the mentions alone: a copy counts for two voices."""
+    return (
         f"SELECT created_at >= {since} AS current, voice, "
         f"anyLastIf(author_handle, voice = author_id AS own) AS handle, "
         f"maxIf(author_followers, own) AS followers, countIf(own) AS mentions, "
@@ -108,21 +152,61 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
         f"sumIf(likes + reposts + replies + quotes, own) AS engagement, "
         f"countIf(NOT own) AS copies, uniqIf(author_id, NOT own) AS echoers, "
         f"sumIf(author_followers, NOT own) AS echo_reach, "
-        f"uniqIf(intDiv(toUnixTimestamp64Milli(created_at) - {start_ms}, {slice_ms}), own) "
-        f"AS active_slices, "
+        f"bitCount(groupBitOrIf({slice_bit}, own)) AS active_slices, "
         f"countIf(own AND sentiment = 'negative') AS negative, "
         f"countIf(own AND sentiment = 'neutral') AS neutral, "
         f"countIf(own AND sentiment = 'positive') AS positive "
         f"FROM {table} FINAL "
-        f"ARRAY JOIN if({echoed}, [author_id, original_author], [author_id]) AS voice "
+        f"ARRAY JOIN if({ECHOED}, [author_id, original_author], [author_id]) AS voice "
         f"WHERE {where.sql} "
-        f"GROUP BY current, voice HAVING mentions > 0 "
-        f"ORDER BY current DESC, arrayExists(p -> lower(handle) LIKE p, {patterns}) DESC, "
-        f"3 * log1p(echoers) + log1p(copies) + 0.5 * log1p(echo_reach) "
-        f"+ 0.5 * log1p(followers) + 0.5 * log1p(engagement) + 0.3 * active_slices DESC, voice "
-        f"LIMIT {int(candidates)} BY current",
-        where.parameters,
+        f"GROUP BY current, voice HAVING mentions > 0"
     )
+
+
+def _own_and_echoes_sql(table: str, where: _Where, since: str, slice_bit: str,
+                        echoes: str) -> str:
+    """Every author's own aggregates from the mentions, their echoes from ``echoes``."""
+    own = (
+        f"SELECT created_at >= {since} AS current, author_id AS voice, "
+        f"anyLast(author_handle) AS handle, max(author_followers) AS followers, "
+        f"count() AS mentions, countIf(duplicate_of = '') AS originals, "
+        f"sum(likes + reposts + replies + quotes) AS engagement, "
+        f"bitCount(groupBitOr({slice_bit})) AS active_slices, "
+        f"countIf(sentiment = 'negative') AS negative, "
+        f"countIf(sentiment = 'neutral') AS neutral, "
+        f"countIf(sentiment = 'positive') AS positive "
+        f"FROM {table} FINAL WHERE {where.sql} GROUP BY current, voice"
+    )
+    # an author none of whose own mentions is in the period is no candidate: a left join
+    return (
+        f"SELECT current, voice, handle, followers, mentions, originals, engagement, copies, "
+        f"echoers, echo_reach, active_slices, negative, neutral, positive "
+        f"FROM ({own}) AS own LEFT JOIN ({echoes}) AS echoes USING (current, voice)"
+    )
+
+
+def _echoes_sql(table: str, echo_table: str, brand: str, where: _Where, since: str,
+                built: Sequence[Hours], rest: Sequence[Hours]) -> str:
+    """Per period and original author: copies, echoers and echo reach.
+
+    The ``built`` hours from the echoes table, the ``rest`` from the mentions.
+    """
+    asked = where.bind(brand, "String")
+    parts = [
+        f"SELECT hour >= {since} AS current, voice, copies AS made, echo_reach AS reach, "
+        f"echoers AS copiers FROM {echo_table} FINAL "
+        f"WHERE brand = {asked} AND {ranges_condition('hour', built, where.bind)}"
+    ]
+    if rest:
+        parts.append(
+            f"SELECT created_at >= {since} AS current, original_author AS voice, "
+            f"count() AS made, sum(author_followers) AS reach, uniqState(author_id) AS copiers "
+            f"FROM {table} FINAL WHERE brand = {asked} "
+            f"AND {ranges_condition('created_at', rest, where.bind)} AND {ECHOED} "
+            f"GROUP BY current, voice")
+    return (f"SELECT current, voice, sum(made) AS copies, uniqMerge(copiers) AS echoers, "
+            f"sum(reach) AS echo_reach FROM ({' UNION ALL '.join(parts)}) "
+            f"GROUP BY current, voice")
 
 
 def recent_keys_sql(table: str, query: LeadersQuery, authors: Sequence[str]) -> BoundQuery:
@@ -214,10 +298,10 @@ def leader_fields(leader: Leader) -> dict[str, Any]:
     }
 
 
-def leaders_answer(run: Any, table: str, query: LeadersQuery,
-                   inside: InsideVoices) -> dict[str, Any]:
+def leaders_answer(run: Any, table: str, query: LeadersQuery, inside: InsideVoices,
+                   echoes: EchoSource | None = None) -> dict[str, Any]:
     """The answer of ``GET /api/leaders``; ``run`` runs a :class:`BoundQuery` for its rows."""
-    current, previous = activities(run(leaders_sql(table, query, inside)))
+    current, previous = activities(run(leaders_sql(table, query, inside, echoes=echoes)))
     ranked = mark_rising(rank_leaders(current, inside, limit=query.limit),
                          rank_leaders(previous, inside, limit=query.limit))
     shown = [leader_fields(leader) for leader in ranked]

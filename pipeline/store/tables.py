@@ -2,13 +2,16 @@
 
 ``brand_mentions`` has a row per mention and brand it names (:mod:`pipeline.store.rows`);
 ``mentions_by_time`` a row per mention in time order, for explorer pages over every brand;
-``incident_alerts`` a row per crisis alert (:mod:`pipeline.store.incident_rows`).
+``incident_alerts`` a row per crisis alert (:mod:`pipeline.store.incident_rows`);
+``echoes_by_hour`` the copies of each author's mentions per brand and hour, for the leaders
+(:mod:`pipeline.store.echoes`).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+from pipeline.store.echoes import ECHOES, echo_statements
 from pipeline.store.themes import THEME_MENTIONS, theme_statements
 
 TABLE: Final = "brand_mentions"
@@ -16,7 +19,7 @@ BY_TIME: Final = "mentions_by_time"
 INCIDENTS: Final = "incident_alerts"
 # the event time each table's retention counts from (an incident's alerts expire together)
 TTL_COLUMNS: Final = {TABLE: "created_at", BY_TIME: "created_at", INCIDENTS: "started_at",
-                      THEME_MENTIONS: "created_at"}
+                      THEME_MENTIONS: "created_at", ECHOES: "hour"}
 # the columns a page of the explorer is found by (MentionFilter's), kept in time order
 _BY_TIME_COLUMNS: Final = ("created_at, id, stored_at, brands, kinds, source, lang, sentiment, "
                            "duplicate_of, search_text")
@@ -133,6 +136,8 @@ def schema_statements(database: str, retention_days: int) -> list[str]:
         TTL {ttl(retention_days, TTL_COLUMNS[INCIDENTS])}""",
         # the themes job's assignments, centroids and language means (pipeline.store.themes)
         *theme_statements(database, ttl(retention_days)),
+        # per brand, hour and original author, the copies the leaders count (built by settles)
+        *echo_statements(database, ttl(retention_days, TTL_COLUMNS[ECHOES])),
     ]
 
 

@@ -92,6 +92,18 @@ def store_command(store_url: str, *args: str, **env: str) -> str:
     return completed.stdout
 
 
+def echoes_frontier(store_url: str) -> datetime:
+    """The leaders' echoes table's frontier, read by a process of its own (chDB: one folder)."""
+    script = ("from pipeline.config import Settings; from pipeline.store import echoes; "
+              "from pipeline.store.client import ListeningStore; "
+              f"store = ListeningStore.open(Settings(store_url={store_url!r})); "
+              "print(echoes.frontier(store.query, store.location.database).isoformat())")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                               timeout=120, check=False)
+    assert completed.returncode == 0, completed.stderr
+    return datetime.fromisoformat(completed.stdout.strip())
+
+
 def test_every_scored_mention_is_stored_once_even_when_replayed(
     pipeline_settings: Settings, start_worker: Any, tmp_path: Path,
 ) -> None:
@@ -100,7 +112,7 @@ def test_every_scored_mention_is_stored_once_even_when_replayed(
     worker = start_worker(
         pipeline_settings, "store", PIPELINE_STORE_URL=store_url,
         PIPELINE_DESK_IN_WORKER="true", PIPELINE_DESK_PORT=str(desk_port),
-        PIPELINE_STORE_BATCH_WAIT_S="0.2",
+        PIPELINE_STORE_BATCH_WAIT_S="0.2", PIPELINE_STORE_SETTLE_S="0.5",
     )
     mentions = [scored_mention(index) for index in range(300)]
     unstorable = {**scored_mention(999), "created_at": "last tuesday"}
@@ -150,6 +162,9 @@ def test_every_scored_mention_is_stored_once_even_when_replayed(
     worker.process.terminate()
     worker.process.wait(timeout=30)
     assert store_command(store_url, "count").strip() == str(len(mentions))
+    # the sink settled the leaders' echoes table: every hour before the current one is in it
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    assert hour - timedelta(hours=1) <= echoes_frontier(store_url) <= hour
     processed = tmp_path / "processed.jsonl"
     processed.write_bytes(b"".join(orjson.dumps(mention) + b"\n" for mention in mentions))
     assert store_command(store_url, "load", "--input", str(processed)).startswith(
