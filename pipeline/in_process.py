@@ -19,7 +19,7 @@ the merging across records)::
     pipeline = InProcessPipeline(settings)
     routed = pipeline.ingest([b'{"id": "1", ...}'])     # partition -> micro-batch records
     unique = pipeline.dedup(routed)                       # partition -> micro-batch records
-    scored = pipeline.sentiment(unique)                   # partition -> mention dicts
+    scored = pipeline.sentiment(unique)                   # partition -> scored mentions
     alerts = pipeline.crisis(scored)                      # alert events, in order
 """
 
@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
 from pipeline.agents.context import decode_batches
 from pipeline.agents.dedup import JournalledPartitions, unique_records
 from pipeline.config import Settings
+from pipeline.records import SCORED, RoutedMention, ScoredMention, encode_mention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.brands import load_brand_rules
@@ -46,7 +45,6 @@ from pipeline.stages.routing import Router, scored_partitions
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
-from pipeline.transport.topics import encode_batches
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +132,13 @@ class InProcessPipeline:
         self.dedup_partitions.save(journal, outcome.marked.newest)
         return unique_records(outcome.marked, self.settings.partitions)
 
-    def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[dict[str, Any]]]:
+    def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[ScoredMention]]:
         """``mentions.unique`` records -> scored mentions by ``mentions.scored`` partition.
 
         Each record as the sentiment agent handles one: copies inherit, the model scores the
         rest (a batch it fails on goes on unscored, with ``sentiment_error``), then replies.
         """
-        scored: dict[int, list[dict[str, Any]]] = {}
+        scored: dict[int, list[ScoredMention]] = {}
         for records in unique.values():
             for raw in records:
                 mentions = self._decode("sentiment", [raw])
@@ -150,7 +148,7 @@ class InProcessPipeline:
                         scored.setdefault(target, []).append(mention)
         return scored
 
-    def score(self, mentions: list[dict[str, Any]]) -> None:
+    def score(self, mentions: list[ScoredMention]) -> None:
         """Sentiment and ``needs_reply`` onto one record's mentions, in place."""
         if self.engine is None or not mentions:
             self.scoring.settle(mentions)
@@ -165,11 +163,11 @@ class InProcessPipeline:
         else:
             self.scoring.finish(scoring_round, results)
 
-    def crisis(self, scored: Mapping[int, Sequence[dict[str, Any]]]) -> list[Alert]:
+    def crisis(self, scored: Mapping[int, Sequence[ScoredMention]]) -> list[Alert]:
         """Scored mentions by partition -> alert events, each partition's as one record."""
         alerts: list[Alert] = []
         for partition, mentions in scored.items():
-            for record in encode_batches(mentions):
+            for record in SCORED.encode_batches(mentions):
                 alerts += self.crisis_record(partition, record)
         return alerts
 
@@ -183,7 +181,7 @@ class InProcessPipeline:
                                self._decode("crisis", [record]))
         return self._settle("crisis", result)
 
-    def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[dict[str, Any]]], list[Alert]]:
+    def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[ScoredMention]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""
         scored = self.sentiment(self.dedup(self.ingest(raws)))
         return scored, self.crisis(scored)
@@ -196,14 +194,17 @@ class InProcessPipeline:
         self.metric_deltas += result.metrics
         return list(result.alerts)
 
-    def _decode(self, stage: str, records: list[bytes]) -> list[dict[str, Any]]:
-        mentions, broken = decode_batches(records)
+    def _decode(self, stage: str, records: list[bytes]) -> list[ScoredMention]:
+        mentions, refused, broken = decode_batches(records, SCORED)
         for value, reason in broken:
             self.dead_letters.append(DeadLetter(stage, "bad_value", reason, value))
+        self._refused(stage, refused)
         return mentions
 
-    def _refused(self, stage: str,
-                 refused: Iterable[tuple[Mapping[str, Any], InvalidMention]]) -> None:
+    def _refused(
+        self, stage: str,
+        refused: Iterable[tuple[RoutedMention | Mapping[str, Any], InvalidMention]],
+    ) -> None:
         for mention, error in refused:
             self.dead_letters.append(DeadLetter(stage, error.reason, error.detail,
-                                                orjson.dumps(mention)))
+                                                encode_mention(mention)))

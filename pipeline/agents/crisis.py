@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from pipeline.agents.context import WorkerContext
+from pipeline.records import SCORED
 from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
@@ -72,7 +73,7 @@ def register(context: WorkerContext) -> None:
 
             async def work(raw: bytes = raw, partition: int = partition,
                            offset: int = offset) -> None:
-                mentions = await context.decode_in(STAGE, [raw], source_topic)
+                mentions = await context.decode_in(STAGE, [raw], source_topic, SCORED)
                 result = crisis_result(partitions, partition, offset, mentions)
                 await context.send_result(STAGE, result, source_topic)
                 for alert in result.alerts:

@@ -27,6 +27,7 @@ import logging
 from typing import Any
 
 from pipeline.agents.context import WorkerContext, send_micro_batches
+from pipeline.records import SCORED, ScoredMention
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engine import build_engine
@@ -75,7 +76,8 @@ def register(context: WorkerContext) -> None:
             raw = bytes(event.value)
 
             async def work(raw: bytes = raw) -> None:
-                mentions = await context.decode_in(STAGE, [raw], source_topic)
+                # a unique mention is read as a scored one not yet scored
+                mentions = await context.decode_in(STAGE, [raw], source_topic, SCORED)
                 if not mentions:
                     return
                 scoring_round = scoring.begin(mentions)
@@ -89,11 +91,11 @@ def register(context: WorkerContext) -> None:
                     scoring.fail(scoring_round, error)
                 else:
                     metrics.model_skipped.inc(scoring.finish(scoring_round, results))
-                by_partition: dict[int, list[dict[str, Any]]] = {}
+                by_partition: dict[int, list[ScoredMention]] = {}
                 for mention in mentions:
                     for target in scored_partitions(mention, settings.partitions):
                         by_partition.setdefault(target, []).append(mention)
-                await send_micro_batches(scored_topic, by_partition)
+                await send_micro_batches(scored_topic, by_partition, SCORED)
                 context.observe_out(STAGE, mentions)
 
             await context.guarded(STAGE, [raw], source_topic, work)

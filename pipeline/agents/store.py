@@ -96,7 +96,7 @@ class StoreSink(BatchedConsumerService):
             batch = alert_rows_from_values(values)
             await self._store(topic, batch, INCIDENTS)
             return
-        mentions = await self.context.decode_in(STAGE, values, topic)
+        mentions = await self.context.decode_json_in(STAGE, values, topic)
         batch = await self._with_store(lambda _: self.encoder.encode(mentions))
         await self._store(topic, batch, TABLE)
         self.context.observe_out(STAGE, mentions)

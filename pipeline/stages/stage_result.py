@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.records import RoutedMention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 
@@ -54,7 +55,8 @@ class StageResult:
     """What one input record did (see the module docstring)."""
 
     records: list[OutRecord] = field(default_factory=list)
-    refused: list[tuple[Mapping[str, Any], InvalidMention]] = field(default_factory=list)
+    refused: list[tuple[RoutedMention | Mapping[str, Any], InvalidMention]] = field(
+        default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     metrics: list[MetricDelta] = field(default_factory=list)
     # the state changes: called only once every record above is on the broker
