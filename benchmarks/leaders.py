@@ -120,7 +120,7 @@ def run_seed(store: Any, seed: int, mentions: int, plan: Any,
     seeded = replace_database(store, database)
     encoder = RowEncoder(dict.fromkeys(firehose.planted_leaders(), "brand"))
     for start in range(0, len(scored), 20_000):
-        seeded.insert(encoder.encode(scored[start:start + 20_000]).payload)
+        seeded.insert(encoder.encode_dicts(scored[start:start + 20_000]).payload)
     until = datetime.fromisoformat(records[-1]["created_at"]) + timedelta(seconds=1)
     period = {"since": START.isoformat(), "until": until.isoformat()}
     bots = set(firehose.bot_ids())

@@ -150,7 +150,7 @@ def load_into_store(
                         if not is_alert_record(record)]
             alerts = [(number, record) for number, record in records if is_alert_record(record)]
             for numbered, batch, table in (
-                    (mentions, encoder.encode([record for _, record in mentions]), TABLE),
+                    (mentions, encoder.encode_dicts([record for _, record in mentions]), TABLE),
                     (alerts, alert_rows([record for _, record in alerts]), INCIDENTS)):
                 rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
                             for reject in batch.rejects]

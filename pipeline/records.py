@@ -57,7 +57,7 @@ class RoutedMention(msgspec.Struct, dict=True, kw_only=True):
     brands: list[str] | UnsetType = UNSET
     # the sentiment model's token ids, carried from ingest and dropped before ``scored``
     sentiment_tokens: str | UnsetType = UNSET
-    ingested_at: float | UnsetType = UNSET
+    ingested_at: float | UnsetType | None = UNSET
 
 
 class UniqueMention(RoutedMention, kw_only=True):
@@ -155,6 +155,9 @@ class MentionCodec(Generic[M]):
 
     def from_dict(self, document: Mapping[str, Any]) -> M:
         """One mention record from its JSON object; ``InvalidMention`` when it does not fit."""
+        for name in ("id", "text", "created_at"):
+            if document.get(name) is None:
+                raise InvalidMention("missing_field", name)
         known = {key: value for key, value in document.items() if key in self._field_set}
         try:
             mention = msgspec.convert(known, self.record_type)

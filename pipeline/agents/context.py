@@ -26,7 +26,6 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.records import M, MentionCodec, Refused, RoutedMention, encode_mention
 from pipeline.schema import InvalidMention, dead_letter_record
 from pipeline.stages.stage_result import MetricDelta, StageResult
-from pipeline.transport.topics import decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -150,23 +149,6 @@ class WorkerContext:
         for future in pending:
             await future
 
-    async def decode_json_in(
-        self, stage: str, raws: Sequence[bytes], source_topic: str,
-    ) -> list[dict[str, Any]]:
-        """Like :meth:`decode_in`, the mentions as JSON objects.
-
-        The store sink's rows read them so until they take the typed records.
-        """
-        mentions: list[dict[str, Any]] = []
-        for value in raws:
-            try:
-                mentions += decode_batch(value)
-            except ValueError as error:
-                await self.dead_letter(value, "bad_value", str(error), stage=stage,
-                                       source_topic=source_topic)
-        self.count_in(stage, len(mentions))
-        return mentions
-
     def count(self, deltas: Iterable[MetricDelta]) -> None:
         """Apply a stage's metric changes to the bundle (brand labels bounded as it says)."""
         for delta in deltas:
@@ -216,7 +198,8 @@ def _times(mention: RoutedMention | Mapping[str, Any]) -> tuple[float, str]:
     """A mention's ingest time (NaN when it has none) and event time text."""
     if isinstance(mention, RoutedMention):
         ingested = mention.ingested_at
-        return (math.nan if ingested is UNSET else ingested), mention.created_at
+        return (math.nan if ingested is UNSET or ingested is None else ingested,
+                mention.created_at)
     ingested_at, created = mention.get("ingested_at"), mention.get("created_at")
     return (ingested_at if isinstance(ingested_at, int | float) else math.nan,
             created if isinstance(created, str) else "")

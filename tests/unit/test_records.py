@@ -61,7 +61,8 @@ def test_unknown_keys_and_their_place_are_carried_through() -> None:
 
 
 @pytest.mark.parametrize(("item", "reason"), [
-    ({"id": "x", "text": None, "created_at": "2026-11-02T12:00:00+00:00"}, "wrong_type"),
+    ({"id": "x", "text": 5, "created_at": "2026-11-02T12:00:00+00:00"}, "wrong_type"),
+    ({"id": "x", "text": None, "created_at": "2026-11-02T12:00:00+00:00"}, "missing_field"),
     ({"id": "x", "created_at": "2026-11-02T12:00:00+00:00"}, "missing_field"),
     ({**UNIQUE, "sentiment": {"label": "negative"}}, "missing_field"),
     ("not a mention", "not_an_object"),

@@ -114,5 +114,5 @@ def test_decode_in_dead_letters_what_is_not_a_mention_and_counts_the_rest() -> N
     decoded = asyncio.run(worker.decode_in("crisis", records, "mentions.scored", SCORED))
     assert [m.id for m in decoded] == ["1"]
     letters = [orjson.loads(sent["value"]) for sent in worker.topics["deadletter"].sent]
-    assert sorted(letter["reason"] for letter in letters) == ["bad_value", "wrong_type"]
+    assert sorted(letter["reason"] for letter in letters) == ["bad_value", "missing_field"]
     assert sample(worker, "mentions_stage_in_total", "crisis") == 1
