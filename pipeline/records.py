@@ -25,7 +25,7 @@ import orjson
 from msgspec import UNSET, UnsetType
 
 from pipeline.schema import InvalidMention
-from pipeline.transport.topics import MICRO_BATCH_MAX_BYTES
+from pipeline.transport.topics import MICRO_BATCH_MAX_BYTES, records_within
 
 # instance attributes (never encoded) that keep a slow-path mention's unknown keys and order
 _EXTRA: Final = "wire_extra"
@@ -174,12 +174,7 @@ class MentionCodec(Generic[M]):
     def encode_batches(self, mentions: Sequence[RoutedMention],
                        max_bytes: int = MICRO_BATCH_MAX_BYTES) -> list[bytes]:
         """Records of at most ``max_bytes`` each (halved until they fit), in order."""
-        encoded = self.encode(mentions)
-        if len(encoded) <= max_bytes or len(mentions) <= 1:
-            return [encoded]
-        middle = len(mentions) // 2
-        return (self.encode_batches(mentions[:middle], max_bytes)
-                + self.encode_batches(mentions[middle:], max_bytes))
+        return records_within(mentions, self.encode, max_bytes)
 
 
 def _wire_form(mention: RoutedMention) -> RoutedMention | dict[str, Any]:
