@@ -65,6 +65,8 @@ def test_unknown_keys_and_their_place_are_carried_through() -> None:
     ({"id": "x", "text": None, "created_at": "2026-11-02T12:00:00+00:00"}, "missing_field"),
     ({"id": "x", "created_at": "2026-11-02T12:00:00+00:00"}, "missing_field"),
     ({**UNIQUE, "sentiment": {"label": "negative"}}, "missing_field"),
+    # a key a stage writes, sent by another producer with another type: refused, not overwritten
+    ({**UNIQUE, "copy_count": "many"}, "wrong_type"),
     ("not a mention", "not_an_object"),
 ])
 def test_an_item_that_is_not_a_mention_is_refused_with_the_reason(
