@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from benchmarks.common import write_results
 from pipeline.config import Settings
+from pipeline.records import SCORED, brands_of
 from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.labels import LABELS, SentimentResult
 from pipeline.stages.sentiment.targets import BrandTargets, build_brand_targets
@@ -148,21 +150,21 @@ def throughput(engine: SentimentEngine | None, brands_file: Path, count: int,
     ingestor = build_ingestor(Settings(sentiment_device="cpu", brands_file=brands_file))
     # the ingest stage's own output, decoded back to the dicts the sentiment stage reads
     outcome = ingestor.process_encoded(list(firehose(count)))
-    mentions = [orjson.loads(mention.encoded) for mention in outcome.tagged]
+    mentions = [SCORED.from_dict(orjson.loads(mention.encoded)) for mention in outcome.tagged]
     comparative = load_split("dev") + load_split("held")
     if several_share > 0:
         step = max(1, round(1 / several_share))
         for n, at in enumerate(range(0, len(mentions), step)):
             source = comparative[n % len(comparative)]
-            mentions[at].update(text=source.text, brands=list(source.labels), lang=source.lang,
-                                duplicate_of=None)
-            mentions[at].pop("sentiment_tokens", None)
-    several = sum(len(set(m.get("brands") or ())) > 1 for m in mentions)
+            mentions[at] = msgspec.structs.replace(
+                mentions[at], text=source.text, brands=list(source.labels), lang=source.lang,
+                duplicate_of=None, sentiment_tokens=msgspec.UNSET)
+    several = sum(len(set(brands_of(m))) > 1 for m in mentions)
     best: dict[str, float] = {}
     extra_texts = texts_scored = 0
     for _ in range(rounds):
         for mode in ("mention only", "by brand"):
-            batch = [dict(m) for m in mentions]
+            batch = [msgspec.structs.replace(m) for m in mentions]
             targets = build_brand_targets(brands_file) if mode == "by brand" else None
             started = time.process_time() if engine is None else time.perf_counter()
             memory = CopyMemory()

@@ -37,6 +37,7 @@ from benchmarks.common import write_results
 from pipeline.config import Settings
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.demo import CPU_SENTIMENT_RATE_PER_S, HISTORY, RATE_PER_S, DemoOptions
+from pipeline.records import SCORED, ScoredMention, Sentiment
 from pipeline.stages.alerts.record import OPENED, Alert
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis import CrisisConfig, PartitionMonitor
@@ -80,7 +81,7 @@ class Run:
 
 
 def scored(firehose: Iterable[tuple[dict[str, Any], str]], ingestor: Ingestor,
-           until: datetime) -> Iterator[list[dict[str, Any]]]:
+           until: datetime) -> Iterator[list[ScoredMention]]:
     """Micro-batches of scored mentions: ingested, with the sentiment they were written with."""
     batch: list[tuple[dict[str, Any], str]] = []
     opened_at = until
@@ -98,18 +99,18 @@ def scored(firehose: Iterable[tuple[dict[str, Any], str]], ingestor: Ingestor,
         yield _ingest(batch, ingestor)
 
 
-def _ingest(batch: list[tuple[dict[str, Any], str]], ingestor: Ingestor) -> list[dict[str, Any]]:
+def _ingest(batch: list[tuple[dict[str, Any], str]], ingestor: Ingestor) -> list[ScoredMention]:
     outcome = ingestor.process_encoded([orjson.dumps(record) for record, _ in batch])
     if outcome.rejects:
         raise ValueError(f"the generator wrote mentions ingest refuses: {outcome.rejects[:3]}")
     labels = {record["id"]: label for record, label in batch}
-    enriched = [orjson.loads(mention.encoded) for mention in outcome.tagged]
+    enriched = [SCORED.from_dict(orjson.loads(mention.encoded)) for mention in outcome.tagged]
     for record in enriched:
-        record["sentiment"] = {"label": labels[record["id"]], "scores": {}}
+        record.sentiment = Sentiment(labels[record.id], {})
     return enriched
 
 
-def monitor(batches: Iterable[list[dict[str, Any]]], config: CrisisConfig) -> Run:
+def monitor(batches: Iterable[list[ScoredMention]], config: CrisisConfig) -> Run:
     """Feed micro-batches to one partition's crisis core (every brand); collect openings."""
     partition = PartitionMonitor(config)
     run = Run()
@@ -153,7 +154,7 @@ def scenario_figures(config: CrisisConfig) -> dict[str, Any]:
     """The unit tests' crisis: minutes from its start to the first alert's window end."""
     brand_config = replace(config, incidents=replace(
         config.incidents, brand_min_negative={crisis_scenario.BRAND: 15}))
-    run = monitor(crisis_scenario.windows(), brand_config)
+    run = monitor(crisis_scenario.typed_windows(), brand_config)
     first = run.first(crisis_scenario.BRAND, crisis_scenario.CRISIS_START)
     return {"window_end_minutes": None if first is None
             else minutes(first[0].window_end - crisis_scenario.CRISIS_START),

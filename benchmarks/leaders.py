@@ -61,13 +61,15 @@ def processed(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     from pipeline.config import Settings
     from pipeline.offline import offline_pipeline
+    from pipeline.records import wire_dict
 
     pipeline = offline_pipeline(Settings(stages=("ingest", "dedup")))
     labels = {record["id"]: record.pop("_label") for record in records}
     out: list[dict[str, Any]] = []
     for start in range(0, len(records), 500):
         raws = [orjson.dumps(record) for record in records[start:start + 500]]
-        out.extend(pipeline.sentiment(pipeline.dedup(pipeline.ingest(raws))).get(0, []))
+        out.extend(wire_dict(mention) for mention in
+                   pipeline.sentiment(pipeline.dedup(pipeline.ingest(raws))).get(0, []))
         if pipeline.dead_letters:
             raise ValueError(f"the generator wrote mentions ingest refuses: "
                              f"{pipeline.dead_letters[:3]}")
@@ -127,7 +129,7 @@ def run_seed(store: Any, seed: int, mentions: int, plan: Any,
     seeded = replace_database(store, database)
     encoder = RowEncoder(dict.fromkeys(firehose.planted_leaders(), "brand"))
     for start in range(0, len(scored), 20_000):
-        seeded.insert(encoder.encode(scored[start:start + 20_000]).payload)
+        seeded.insert(encoder.encode_dicts(scored[start:start + 20_000]).payload)
     until = datetime.fromisoformat(records[-1]["created_at"]) + timedelta(seconds=1)
     # as the sink settles every minute: the closed hours' echoes from the echoes table
     settled = seeded.settle_echoes(until)

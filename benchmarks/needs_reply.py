@@ -31,12 +31,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import torch
 
 from benchmarks.common import REPO_ROOT, write_results
 from pipeline.config import Settings
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.reply import ReplyClassifier
 from pipeline.stages.reply.cues import FEATURE_NAMES, is_retweet
 from pipeline.stages.reply.head import CLASSES, DEFAULT_HEAD_PATH, ReplyHead, fit_head
@@ -76,10 +78,10 @@ def score_sentiment(texts: Sequence[str]) -> tuple[list[dict[str, float]], float
     return [dict(result.scores) for result in results], seconds
 
 
-def mentions_of(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def mentions_of(rows: Sequence[dict[str, Any]]) -> list[ScoredMention]:
     """The labelled tweets as scored mention records (what the pipeline hands the core)."""
-    return [{"id": row["id"], "text": row["text"], "lang": row["lang"],
-             "sentiment": {"scores": row["scores"]}} for row in rows]
+    return [ScoredMention(id=row["id"], text=row["text"], created_at="", lang=row["lang"],
+                          sentiment=Sentiment("", row["scores"])) for row in rows]
 
 
 def baseline_reason(features: np.ndarray, text: str) -> str | None:
@@ -181,10 +183,10 @@ def labels_per_stratum(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, in
     return table
 
 
-def measure_cost(mentions: list[dict[str, Any]], classifier: ReplyClassifier,
+def measure_cost(mentions: list[ScoredMention], classifier: ReplyClassifier,
                  repeats: int = 12) -> float:
     """CPU seconds per mention of the reply core, over micro-batches of 256."""
-    many = [dict(mention) for _ in range(repeats) for mention in mentions]
+    many = [msgspec.structs.replace(mention) for _ in range(repeats) for mention in mentions]
     started = time.process_time()
     for start in range(0, len(many), 256):
         classifier.mark(many[start:start + 256])

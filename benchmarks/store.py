@@ -400,6 +400,7 @@ def insert_mentions(store: Any, synth: MentionSynth, kinds: dict[str, str], batc
 
     Rates are per mention (what the sink receives) and per row (a mention per brand it names).
     """
+    from pipeline.records import SCORED
     from pipeline.store.rows import RowEncoder
 
     # as the sink does: originals it has not seen are looked up in the store
@@ -408,7 +409,8 @@ def insert_mentions(store: Any, synth: MentionSynth, kinds: dict[str, str], batc
     mentions_in = rows = rejected = payload_bytes = 0
     window_s, window_done = 0.0, 0
     for start in range(0, synth.layout.mentions, batch):
-        mentions = synth.batch(start, batch)
+        # the sink's records arrive decoded (decode_in): the decoding is not the encoder's
+        mentions = [SCORED.from_dict(mention) for mention in synth.batch(start, batch)]
         began = time.perf_counter()
         encoded = encoder.encode(mentions)
         encoded_at = time.perf_counter()
@@ -442,12 +444,14 @@ def insert_mentions(store: Any, synth: MentionSynth, kinds: dict[str, str], batc
 
 def encode_without_cache(synth: MentionSynth, kinds: dict[str, str], mentions: int) -> float:
     """Encode rate (mentions/s) with the encoder's text cache off: every text new."""
+    from pipeline.records import SCORED
     from pipeline.store.rows import RowEncoder
 
     encoder = RowEncoder(kinds, text_cache_size=0)
     spent = 0.0
     for start in range(0, mentions, SINK_BATCH):
-        batch = synth.batch(start, min(SINK_BATCH, mentions - start))
+        batch = [SCORED.from_dict(mention)
+                 for mention in synth.batch(start, min(SINK_BATCH, mentions - start))]
         began = time.perf_counter()
         encoder.encode(batch)
         spent += time.perf_counter() - began
@@ -823,7 +827,7 @@ def child_writer(spec: dict[str, Any]) -> dict[str, Any]:
     encoder = RowEncoder(tenant_kinds(Settings()))
     acknowledged = 0
     for start in range(0, synth.layout.mentions, spec["batch"]):
-        payload = encoder.encode(synth.batch(start, spec["batch"])).payload
+        payload = encoder.encode_dicts(synth.batch(start, spec["batch"])).payload
         print("inserting", flush=True)
         store.insert(payload)
         acknowledged += spec["batch"]

@@ -310,7 +310,7 @@ def job_cost(texts: int, store_folder: Path) -> dict[str, Any]:
     mentions = mentions[:texts]
     store = ListeningStore.open(Settings(store_url=f"chdb://{store_folder}",
                                          store_retention_days=3650), database="bench_themes")
-    store.insert(RowEncoder({"telvia": "brand"}).encode(mentions).payload)
+    store.insert(RowEncoder({"telvia": "brand"}).encode_dicts(mentions).payload)
     started = time.perf_counter()
     report = ThemesJob(store).run(now)
     seconds = time.perf_counter() - started

@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from pipeline.schema import InvalidMention
 
+if TYPE_CHECKING:
+    from pipeline.records import RoutedMention
+
 # what validation writes before the "+00:00": whole seconds, or six digits of fraction
 _NAIVE_LENGTHS: Final = (19, 26)
-M = TypeVar("M", bound=Mapping[str, Any])
+M = TypeVar("M", bound="RoutedMention")
 
 
 def parse_event_time(created_at: Any) -> datetime:
@@ -67,8 +70,10 @@ def split_by_event_time(
 ) -> tuple[list[M], list[tuple[M, InvalidMention]]]:
     """The mentions whose event time reads, in order, and the others with the error.
 
+    >>> from pipeline.records import RoutedMention
     >>> kept, unreadable = split_by_event_time(
-    ...     [{"created_at": "2026-11-02T12:00:05+00:00"}, {"created_at": "today"}])
+    ...     [RoutedMention(id="1", text="", created_at="2026-11-02T12:00:05+00:00"),
+    ...      RoutedMention(id="2", text="", created_at="today")])
     >>> len(kept), [error.reason for _, error in unreadable]
     (1, ['bad_timestamp'])
     """
@@ -76,7 +81,7 @@ def split_by_event_time(
     unreadable: list[tuple[M, InvalidMention]] = []
     for mention in mentions:
         try:
-            parse_event_time(mention.get("created_at"))
+            parse_event_time(mention.created_at)
         except InvalidMention as error:
             unreadable.append((mention, error))
         else:

@@ -20,7 +20,7 @@ the merging across records)::
     pipeline = InProcessPipeline(settings)
     routed = pipeline.ingest([b'{"id": "1", ...}'])     # partition -> micro-batch records
     unique = pipeline.dedup(routed)                       # partition -> micro-batch records
-    scored = pipeline.sentiment(unique)                   # partition -> mention dicts
+    scored = pipeline.sentiment(unique)                   # partition -> scored mentions
     alerts = pipeline.crisis(scored)                      # alert events, in order
 """
 
@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
 from pipeline.agents.context import decode_batches
 from pipeline.config import Settings
+from pipeline.records import SCORED, RoutedMention, ScoredMention, encode_mention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.brands import load_brand_rules
@@ -48,7 +47,6 @@ from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.sentiment.stage import scored_records, scored_result
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
-from pipeline.transport.topics import encode_batches
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
 Records = dict[int, list[bytes]]
@@ -124,13 +122,13 @@ class InProcessPipeline:
                     unique.setdefault(target, []).extend(values)
         return unique
 
-    def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[dict[str, Any]]]:
+    def sentiment(self, unique: Mapping[int, Sequence[bytes]]) -> dict[int, list[ScoredMention]]:
         """``mentions.unique`` records -> scored mentions by ``mentions.scored`` partition.
 
         Each record as the sentiment agent handles one: copies inherit, the model scores the
         rest (a batch it fails on goes on unscored, with ``sentiment_error``), then replies.
         """
-        scored: dict[int, list[dict[str, Any]]] = {}
+        scored: dict[int, list[ScoredMention]] = {}
         for records in unique.values():
             for raw in records:
                 mentions = self._decode("sentiment", [raw])
@@ -138,10 +136,10 @@ class InProcessPipeline:
                     continue
                 sent = self._settle("sentiment", self.score(mentions))
                 for partition, values in _by_partition(sent).items():
-                    scored.setdefault(partition, []).extend(decode_batches(values)[0])
+                    scored.setdefault(partition, []).extend(decode_batches(values, SCORED)[0])
         return scored
 
-    def score(self, mentions: list[dict[str, Any]]) -> StageResult:
+    def score(self, mentions: list[ScoredMention]) -> StageResult:
         """Sentiment and ``needs_reply`` onto one record's mentions, in place; their records."""
         partitions = self.settings.partitions
         if self.engine is None:
@@ -156,11 +154,11 @@ class InProcessPipeline:
             outcome = error
         return scored_result(self.scoring, scoring_round, outcome, partitions)
 
-    def crisis(self, scored: Mapping[int, Sequence[dict[str, Any]]]) -> list[Alert]:
+    def crisis(self, scored: Mapping[int, Sequence[ScoredMention]]) -> list[Alert]:
         """Scored mentions by partition -> alert events, each partition's as one record."""
         alerts: list[Alert] = []
         for partition, mentions in scored.items():
-            for record in encode_batches(mentions):
+            for record in SCORED.encode_batches(mentions):
                 alerts += self.crisis_record(partition, record)
         return alerts
 
@@ -175,7 +173,7 @@ class InProcessPipeline:
         self.sent += self._settle("crisis", result)
         return list(result.alerts)
 
-    def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[dict[str, Any]]], list[Alert]]:
+    def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[ScoredMention]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""
         scored = self.sentiment(self.dedup(self.ingest(raws)))
         return scored, self.crisis(scored)
@@ -192,17 +190,20 @@ class InProcessPipeline:
         self.metric_deltas += result.metrics
         return result.records
 
-    def _decode(self, stage: str, records: list[bytes]) -> list[dict[str, Any]]:
-        mentions, broken = decode_batches(records)
+    def _decode(self, stage: str, records: list[bytes]) -> list[ScoredMention]:
+        mentions, refused, broken = decode_batches(records, SCORED)
         for value, reason in broken:
             self.dead_letters.append(DeadLetter(stage, "bad_value", reason, value))
+        self._refused(stage, refused)
         return mentions
 
-    def _refused(self, stage: str,
-                 refused: Iterable[tuple[Mapping[str, Any], InvalidMention]]) -> None:
+    def _refused(
+        self, stage: str,
+        refused: Iterable[tuple[RoutedMention | Mapping[str, Any], InvalidMention]],
+    ) -> None:
         for mention, error in refused:
             self.dead_letters.append(DeadLetter(stage, error.reason, error.detail,
-                                                orjson.dumps(mention)))
+                                                encode_mention(mention)))
 
 
 def _by_partition(records: Iterable[OutRecord]) -> Records:

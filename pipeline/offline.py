@@ -19,6 +19,7 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
+from pipeline.records import encode_mention
 from pipeline.schema import dead_letter_record
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore
@@ -77,7 +78,7 @@ def process_file(
             scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest(
                 [raw for _number, raw in chunk])))
             for mention in scored.get(0, []):
-                output.write(orjson.dumps(mention) + b"\n")
+                output.write(encode_mention(mention) + b"\n")
                 written += 1
             for number, letter in _numbered(chunk, pipeline.dead_letters):
                 rejects.write(_reject_line(letter, number, str(input_path)))
@@ -149,7 +150,7 @@ def load_into_store(
                         if not is_alert_record(record)]
             alerts = [(number, record) for number, record in records if is_alert_record(record)]
             for numbered, batch, table in (
-                    (mentions, encoder.encode([record for _, record in mentions]), TABLE),
+                    (mentions, encoder.encode_dicts([record for _, record in mentions]), TABLE),
                     (alerts, alert_rows([record for _, record in alerts]), INCIDENTS)):
                 rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
                             for reject in batch.rejects]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pipeline.records import SCORED, ScoredMention
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 WINDOW = timedelta(minutes=5)
@@ -40,6 +42,16 @@ def mention(index: int, created_at: datetime, *, negative: bool, crisis: bool = 
         "duplicate_of": None, "copy_count": 1,
         "sentiment": {"label": label, "scores": {label: 0.9}},
     }
+
+
+def typed(mentions: Iterable[dict[str, Any]]) -> list[ScoredMention]:
+    """Scored mentions as the crisis stage reads them off ``mentions.scored``."""
+    return [SCORED.from_dict(mention) for mention in mentions]
+
+
+def typed_windows(seed: int = 5) -> Iterator[list[ScoredMention]]:
+    """:func:`windows`, each window's mentions as the crisis stage reads them."""
+    return (typed(batch) for batch in windows(seed))
 
 
 def windows(seed: int = 5) -> Iterator[list[dict[str, Any]]]:

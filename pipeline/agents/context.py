@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import orjson
+from msgspec import UNSET
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
+from pipeline.records import M, MentionCodec, Refused, RoutedMention, encode_mention
 from pipeline.schema import InvalidMention, dead_letter_record
 from pipeline.stages.stage_result import MetricDelta, StageResult
-from pipeline.transport.topics import decode_batch
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class WorkerContext:
         return ack
 
     async def dead_letter_mentions(
-        self, refused: Iterable[tuple[Mapping[str, Any], InvalidMention]], *, stage: str,
+        self, refused: Iterable[tuple[RoutedMention | Mapping[str, Any], InvalidMention]],
+        *, stage: str,
         source_topic: str,
     ) -> list[Awaitable[Any]]:
         """Dead-letter mentions a stage core refused, each as its JSON with the error's reason.
@@ -81,7 +82,7 @@ class WorkerContext:
         The broker's acks to await.
         """
         return [
-            await self.dead_letter(orjson.dumps(mention), error.reason, error.detail,
+            await self.dead_letter(encode_mention(mention), error.reason, error.detail,
                                    stage=stage, source_topic=source_topic)
             for mention, error in refused
         ]
@@ -118,15 +119,18 @@ class WorkerContext:
 
     async def decode_in(
         self, stage: str, raws: Sequence[bytes], source_topic: str,
-    ) -> list[dict[str, Any]]:
-        """The mentions of micro-batch records, counted into ``stage``.
+        codec: MentionCodec[M],
+    ) -> list[M]:
+        """The mentions of micro-batch records as ``codec``'s records, counted into ``stage``.
 
-        A record that is not a batch is dead-lettered (``bad_value``) and yields nothing.
+        A record that is not a batch is dead-lettered (``bad_value``) and yields nothing; so
+        is a mention that is not a record of the codec's type (with the reason).
         """
-        mentions, broken = decode_batches(list(raws))
+        mentions, refused, broken = decode_batches(list(raws), codec)
         for value, reason in broken:
             await self.dead_letter(value, "bad_value", reason, stage=stage,
                                    source_topic=source_topic)
+        await self.dead_letter_mentions(refused, stage=stage, source_topic=source_topic)
         self.count_in(stage, len(mentions))
         return mentions
 
@@ -163,14 +167,13 @@ class WorkerContext:
         self.metrics.stage_in.labels(stage=stage).inc(mentions)
         self.metrics.stage_batch_size.labels(stage=stage).observe(mentions)
 
-    def observe_out(self, stage: str, mentions: list[dict[str, Any]]) -> None:
+    def observe_out(self, stage: str,
+                    mentions: Sequence[RoutedMention] | Sequence[Mapping[str, Any]]) -> None:
         """Count mentions leaving a stage and record their latencies."""
-        ingested_at = [ingested if isinstance(ingested, int | float) else math.nan
-                       for ingested in (mention.get("ingested_at") for mention in mentions)]
-        self.observe_latencies(stage, np.asarray(ingested_at, dtype=np.float64), epoch_seconds(
-            [created if isinstance(created, str) else "" for created in
-             (mention.get("created_at") for mention in mentions)],
-        ))
+        times = [_times(mention) for mention in mentions]
+        self.observe_latencies(
+            stage, np.asarray([ingested for ingested, _ in times], dtype=np.float64),
+            epoch_seconds([created for _, created in times]))
 
     def observe_latencies(
         self, stage: str, ingested_at: npt.NDArray[np.float64],
@@ -192,14 +195,34 @@ class WorkerContext:
             histogram.labels(stage=stage).observe_many(ages[~np.isnan(ages)])
 
 
-def decode_batches(values: list[bytes]) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]]]:
-    """Flatten internal micro-batch records; undecodable ones come back with the reason."""
-    mentions: list[dict[str, Any]] = []
+def _times(mention: RoutedMention | Mapping[str, Any]) -> tuple[float, str]:
+    """A mention's ingest time (NaN when it has none) and event time text."""
+    if isinstance(mention, RoutedMention):
+        ingested = mention.ingested_at
+        return (math.nan if ingested is UNSET or ingested is None else ingested,
+                mention.created_at)
+    ingested_at, created = mention.get("ingested_at"), mention.get("created_at")
+    return (ingested_at if isinstance(ingested_at, int | float) else math.nan,
+            created if isinstance(created, str) else "")
+
+
+def decode_batches(
+    values: list[bytes], codec: MentionCodec[M],
+) -> tuple[list[M], Refused, list[tuple[bytes, str]]]:
+    """Flatten micro-batch records: the mentions, the refused ones, the undecodable records.
+
+    Refused mentions and undecodable records come with the reason.
+    """
+    mentions: list[M] = []
+    refused: Refused = []
     broken: list[tuple[bytes, str]] = []
     for value in values:
         try:
-            mentions.extend(decode_batch(value))
+            decoded, not_mentions = codec.decode(value)
         except ValueError as error:
             broken.append((value, str(error)))
-    return mentions, broken
+            continue
+        mentions += decoded
+        refused += not_mentions
+    return mentions, refused, broken
 

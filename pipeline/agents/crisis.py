@@ -35,6 +35,7 @@ import orjson
 
 from pipeline.agents.context import WorkerContext
 from pipeline.agents.runner import Batch, Delivery, Stage, run_as_agent
+from pipeline.records import SCORED
 from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
@@ -73,7 +74,7 @@ def register(context: WorkerContext) -> None:
         return crisis_result(partitions, partition, offset, batch.mentions or [])
 
     # alerts on the broker before the state that made them: a crash in between re-emits them
-    run_as_agent(context, Stage(STAGE, "scored", answer, Delivery.ACKED,
+    run_as_agent(context, Stage(STAGE, "scored", answer, Delivery.ACKED, codec=SCORED,
                                 on_alert=notifier.enqueue))
 
 

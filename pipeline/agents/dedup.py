@@ -47,4 +47,4 @@ def register(context: WorkerContext) -> None:
         partition, _offset, record = batch.record()
         return dedup_result(partitions, partition, record, settings.partitions)
 
-    run_as_agent(context, Stage(STAGE, "routed", answer, Delivery.FLUSHED, decoded=False))
+    run_as_agent(context, Stage(STAGE, "routed", answer, Delivery.FLUSHED))

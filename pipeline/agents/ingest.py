@@ -32,7 +32,7 @@ def register(context: WorkerContext) -> None:
                              forward_unmatched=settings.forward_unmatched)
 
     service = BatchedStage(
-        context, Stage(STAGE, "raw", answer, Delivery.ACKED, decoded=False),
+        context, Stage(STAGE, "raw", answer, Delivery.ACKED),
         batch_size=settings.ingest_batch_size, batch_wait_s=settings.ingest_batch_wait_s,
         loop=None,
     )

@@ -28,6 +28,7 @@ from typing import Any
 
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.agents.context import WorkerContext
+from pipeline.records import MentionCodec
 from pipeline.stages.alerts.record import Alert
 from pipeline.stages.stage_result import StageResult
 
@@ -54,7 +55,7 @@ class Batch:
     partition: int | None = None
     offset: int | None = None
     # the micro-batches' mentions, when the stage has the runner decode them
-    mentions: list[dict[str, Any]] | None = None
+    mentions: list[Any] | None = None
     # when the runner took the batch (Unix seconds)
     received_at: float = 0.0
 
@@ -77,8 +78,9 @@ class Stage:
     source: str
     answer: Answer
     delivery: Delivery
-    # decode the micro-batch records into ``Batch.mentions`` before the answer
-    decoded: bool = True
+    # the codec that decodes the micro-batch records into ``Batch.mentions`` before the
+    # answer; None for a stage that reads its records itself (ingest, dedup)
+    codec: MentionCodec[Any] | None = None
     # called with each alert once it is on the broker (the webhook notifier)
     on_alert: Callable[[Alert], object] | None = None
     # Faust agents only: how many events in flight, and what to start first in each
@@ -89,8 +91,8 @@ class Stage:
 async def run_batch(context: WorkerContext, stage: Stage, batch: Batch) -> None:
     """Steps 1-4 of the module docstring for one batch (the caller guards it)."""
     mentions = None
-    if stage.decoded:
-        mentions = await context.decode_in(stage.name, batch.values, batch.topic)
+    if stage.codec is not None:
+        mentions = await context.decode_in(stage.name, batch.values, batch.topic, stage.codec)
         batch = replace(batch, mentions=mentions)
     answer = stage.answer(batch)
     result = answer if isinstance(answer, StageResult) else await answer

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from pipeline.agents.context import WorkerContext
 from pipeline.agents.runner import Batch, Delivery, Stage, run_as_agent
+from pipeline.records import SCORED
 from pipeline.stages.sentiment.batcher import SentimentBatcher
 from pipeline.stages.sentiment.engines import EngineProcesses, build_scorer
 from pipeline.stages.sentiment.labels import SentimentResult
@@ -77,6 +78,7 @@ def register(context: WorkerContext) -> None:
             outcome = error
         return scored_result(scoring, scoring_round, outcome, settings.partitions)
 
-    run_as_agent(context, Stage(STAGE, "unique", answer, Delivery.FLUSHED,
+    # a unique mention is read as a scored one not yet scored
+    run_as_agent(context, Stage(STAGE, "unique", answer, Delivery.FLUSHED, codec=SCORED,
                                 concurrency=settings.sentiment_concurrency,
                                 on_start=batcher.start))

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.agents.context import WorkerContext
+from pipeline.records import SCORED
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore, StoreRejected, StoreUnavailable
 from pipeline.store.incident_rows import alert_rows_from_values
@@ -101,7 +102,7 @@ class StoreSink(BatchedConsumerService):
             batch = alert_rows_from_values(values)
             await self._store(topic, batch, INCIDENTS)
             return
-        mentions = await self.context.decode_in(STAGE, values, topic)
+        mentions = await self.context.decode_in(STAGE, values, topic, SCORED)
         batch = await self._with_store(lambda _: self.encoder.encode(mentions))
         await self._store(topic, batch, TABLE)
         self.context.observe_out(STAGE, mentions)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline.event_time import parse_event_time
+from pipeline.records import ScoredMention, brands_of
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import Alert
@@ -94,7 +95,7 @@ class BrandMonitor:
 
     >>> from datetime import UTC
     >>> monitor = BrandMonitor("acme-mobile", CrisisConfig())
-    >>> monitor.observe({"id": "1", "text": "down again"},
+    >>> monitor.observe(ScoredMention(id="1", text="down again", created_at=""),
     ...                 datetime(2026, 1, 1, 10, 1, tzinfo=UTC))
     True
     >>> monitor.close_until(datetime(2026, 1, 1, 10, 7, tzinfo=UTC))   # warming up: no alerts
@@ -114,7 +115,7 @@ class BrandMonitor:
         self.offset = -1
         self.watermark: datetime | None = None
 
-    def observe(self, mention: Mapping[str, Any], created_at: datetime) -> bool:
+    def observe(self, mention: ScoredMention, created_at: datetime) -> bool:
         """Count one mention of this brand and add it to its window's context.
 
         False when its window is already closed (later than the allowed lateness).
@@ -200,7 +201,7 @@ class RecordResult:
     late: int = 0
     refused: int = 0
     skipped: int = 0
-    unreadable: list[tuple[Mapping[str, Any], InvalidMention]] = field(default_factory=list)
+    unreadable: list[tuple[ScoredMention, InvalidMention]] = field(default_factory=list)
 
 
 class PartitionMonitor:
@@ -230,7 +231,7 @@ class PartitionMonitor:
             self.monitors[brand] = monitor
         return monitor
 
-    def apply(self, offset: int, mentions: Iterable[Mapping[str, Any]]) -> RecordResult:
+    def apply(self, offset: int, mentions: Iterable[ScoredMention]) -> RecordResult:
         """Count one record's mentions, advance the watermark, close windows, return alerts.
 
         ``offset`` is the record's position in the partition; a brand that already applied
@@ -241,11 +242,11 @@ class PartitionMonitor:
         result = RecordResult()
         latest = self.watermark
         for mention in mentions:
-            brands = [b for b in dict.fromkeys(mention.get("brands") or ()) if self.owns(b)]
+            brands = [b for b in dict.fromkeys(brands_of(mention)) if self.owns(b)]
             if not brands:
                 continue
             try:
-                created_at = parse_event_time(mention.get("created_at"))
+                created_at = parse_event_time(mention.created_at)
             except InvalidMention as error:
                 result.refused += 1
                 result.unreadable.append((mention, error))

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.records import ScoredMention, brands_of
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import KINDS, Alert
 from pipeline.stages.brands import BrandRule
@@ -62,25 +63,28 @@ def alert_record(alert: Alert) -> tuple[bytes, bytes, dict[str, bytes]]:
 
 
 def tone_counts(
-    mentions: Iterable[Mapping[str, Any]], owns: Callable[[str], bool],
+    mentions: Iterable[ScoredMention], owns: Callable[[str], bool],
 ) -> Counter[tuple[str, str]]:
     """Mentions per (brand, sentiment label) for the brands ``owns`` accepts.
 
     A brand named twice in a mention counts once; an unscored mention counts as ``UNSCORED``.
     A mention naming several brands counts with its label toward each (``sentiment_by_brand``).
 
-    >>> sorted(tone_counts([{"brands": ["acme", "acme", "zeta"],
-    ...                      "sentiment": {"label": "negative"}},
-    ...                     {"brands": ["acme"], "sentiment": None}],
+    >>> from pipeline.records import Sentiment
+    >>> def scored(brands: list[str], label: str | None) -> ScoredMention:
+    ...     return ScoredMention(id="1", text="", created_at="", brands=brands,
+    ...                          sentiment=label and Sentiment(label, {}))
+    >>> sorted(tone_counts([scored(["acme", "acme", "zeta"], "negative"),
+    ...                     scored(["acme"], None)],
     ...                    owns=lambda brand: brand == "acme").items())
     [(('acme', 'negative'), 1), (('acme', 'unscored'), 1)]
     """
     counts: Counter[tuple[str, str]] = Counter()
     for mention in mentions:
-        for brand in set(mention.get("brands") or ()):
+        for brand in set(brands_of(mention)):
             if owns(brand):
                 sentiment = sentiment_toward(mention, brand)
-                label = sentiment.get("label") if sentiment is not None else None
+                label = sentiment.label if sentiment is not None else None
                 counts[brand, str(label or UNSCORED)] += 1
     return counts
 
@@ -101,7 +105,7 @@ class CrisisStep:
         return self.result.alerts
 
     @property
-    def unreadable(self) -> list[tuple[Mapping[str, Any], InvalidMention]]:
+    def unreadable(self) -> list[tuple[ScoredMention, InvalidMention]]:
         """Mentions refused for their time, with the error, for the dead letters."""
         return self.result.unreadable
 
@@ -151,7 +155,7 @@ class CrisisPartitions:
         return monitor
 
     def apply(self, partition: int, offset: int,
-              mentions: Iterable[Mapping[str, Any]]) -> CrisisStep:
+              mentions: Iterable[ScoredMention]) -> CrisisStep:
         """Count one record of ``partition`` (at ``offset``); nothing is saved yet."""
         mentions = list(mentions)
         monitor = self.monitor(partition)
@@ -181,7 +185,7 @@ class CrisisPartitions:
 
 
 def crisis_result(partitions: CrisisPartitions, partition: int, offset: int,
-                  mentions: Iterable[Mapping[str, Any]]) -> StageResult:
+                  mentions: Iterable[ScoredMention]) -> StageResult:
     """One ``mentions.scored`` record through the crisis stage, as a :class:`StageResult`.
 
     The alert events go to the ``alerts`` topic (:func:`alert_record`); saving writes the

@@ -47,6 +47,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from pipeline.event_time import parse_event_time
+from pipeline.records import UniqueMention
 from pipeline.stages.dedup_minhash import (
     Signatures,
     band_keys,
@@ -85,24 +86,20 @@ class DedupVerdict(NamedTuple):
     similarity: float | None = None
 
 
-def apply_verdict(mention: dict[str, Any], verdict: DedupVerdict) -> None:
-    """Write a verdict onto a mention record (``duplicate_of``, ``copy_count``...)."""
-    mention.update(verdict_keys(verdict))
+def apply_verdict(mention: UniqueMention, verdict: DedupVerdict) -> None:
+    """Write a verdict onto a mention record (``duplicate_of``, ``copy_count``...).
 
-
-def verdict_keys(verdict: DedupVerdict) -> dict[str, Any]:
-    """The keys a verdict adds to a mention record, in order (similarity for copies only)."""
-    keys: dict[str, Any] = {
-        "duplicate_of": verdict.duplicate_of, "duplicate_kind": verdict.kind,
-        "copy_count": verdict.copy_count,
-    }
+    A first copy gets no ``duplicate_similarity``.
+    """
+    mention.duplicate_of = verdict.duplicate_of
+    mention.duplicate_kind = verdict.kind
+    mention.copy_count = verdict.copy_count
     if verdict.similarity is not None:
-        keys["duplicate_similarity"] = verdict.similarity
-    return keys
+        mention.duplicate_similarity = verdict.similarity
 
 
 def mark_duplicates(
-    deduplicator: Deduplicator, mentions: Sequence[dict[str, Any]],
+    deduplicator: Deduplicator, mentions: Sequence[UniqueMention],
 ) -> tuple[list[DedupVerdict], datetime | None]:
     """Check a micro-batch of mention records and write each verdict onto its record.
 
@@ -113,8 +110,8 @@ def mark_duplicates(
     :func:`~pipeline.event_time.split_by_event_time` first, and its rejects to the dead
     letters).
     """
-    times = [parse_event_time(mention.get("created_at")) for mention in mentions]
-    inputs = [DedupInput(str(mention["id"]), str(mention["text"]), created.timestamp())
+    times = [parse_event_time(mention.created_at) for mention in mentions]
+    inputs = [DedupInput(mention.id, mention.text, created.timestamp())
               for mention, created in zip(mentions, times, strict=True)]
     verdicts = deduplicator.check(inputs)
     for mention, verdict in zip(mentions, verdicts, strict=True):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
+from pipeline.records import RoutedMention, brands_of
 from pipeline.stages.dedup_text import normalise_for_matching
 from pipeline.transport.topics import join_batches, partition_for
 
@@ -161,16 +162,16 @@ def brand_partition(brand: str, partitions: int) -> int:
     return partition_for(brand.encode(), partitions)
 
 
-def scored_partitions(mention: Mapping[str, Any], partitions: int) -> set[int]:
+def scored_partitions(mention: RoutedMention, partitions: int) -> set[int]:
     """The ``scored`` partitions a mention goes to: one per distinct brand partition.
 
     A mention without brands goes to its id's partition.
 
-    >>> scored_partitions({"id": "1", "brands": ["acme", "acme"]}, 8) == {
-    ...     brand_partition("acme", 8)}
+    >>> mention = RoutedMention(id="1", text="", created_at="", brands=["acme", "acme"])
+    >>> scored_partitions(mention, 8) == {brand_partition("acme", 8)}
     True
     """
-    brands = mention.get("brands") or ()
+    brands = brands_of(mention)
     if not brands:
-        return {partition_for(str(mention.get("id")).encode(), partitions)}
-    return {brand_partition(str(brand), partitions) for brand in brands}
+        return {partition_for(mention.id.encode(), partitions)}
+    return {brand_partition(brand, partitions) for brand in brands}

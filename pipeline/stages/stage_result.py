@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from pipeline.records import RoutedMention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
 
@@ -93,7 +94,8 @@ class StageResult:
 
     records: list[OutRecord] = field(default_factory=list)
     # mentions refused for their content (dead-lettered as their JSON)
-    refused: list[tuple[Mapping[str, Any], InvalidMention]] = field(default_factory=list)
+    refused: list[tuple[RoutedMention | Mapping[str, Any], InvalidMention]] = field(
+        default_factory=list)
     # input records refused whole (dead-lettered as their bytes)
     rejects: Sequence[Rejected] = ()
     alerts: list[Alert] = field(default_factory=list)

@@ -26,13 +26,16 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
+from msgspec import UNSET, UnsetType
 
 from pipeline.caching import BoundedCache
 from pipeline.event_time import epoch_seconds
+from pipeline.records import SCORED, ScoredMention, Sentiment, brands_of, encode_mention
+from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.terms import mention_terms
 from pipeline.stages.reply import REASONS as REPLY_REASONS
 from pipeline.text import fold
@@ -105,9 +108,29 @@ class RowEncoder:
         self.copy_window_s = copy_window_s
         self.find_originals = find_originals
 
-    def encode(self, mentions: Sequence[Mapping[str, Any]]) -> RowBatch:
+    def encode_dicts(self, documents: Sequence[Mapping[str, Any]]) -> RowBatch:
+        """:meth:`encode` over JSON objects (a file's lines, a test's records).
+
+        An object that is not a scored mention is a reject with the codec's reason.
+        """
+        mentions: list[ScoredMention] = []
+        positions: list[int] = []
+        rejects: list[RowReject] = []
+        for index, document in enumerate(documents):
+            try:
+                mentions.append(SCORED.from_dict(document))
+            except InvalidMention as error:
+                rejects.append(RowReject(index, orjson.dumps(document), error.reason,
+                                         error.detail))
+                continue
+            positions.append(index)
+        batch = self.encode(mentions)
+        rejects += [replace(reject, index=positions[reject.index]) for reject in batch.rejects]
+        return RowBatch(batch.rows, sorted(rejects, key=lambda reject: reject.index))
+
+    def encode(self, mentions: Sequence[ScoredMention]) -> RowBatch:
         """The rows of ``mentions`` (per id and brand, the last copy wins) and the rejects."""
-        created = epoch_seconds([_text(mention.get("created_at")) for mention in mentions])
+        created = epoch_seconds([mention.created_at for mention in mentions])
         self._learn_originals(mentions, created.tolist())
         rows: dict[tuple[str, str], bytes] = {}
         rejects: list[RowReject] = []
@@ -116,11 +139,11 @@ class RowEncoder:
                                                           strict=True)):
             try:
                 row = self.row(mention, created_at)
-                if mention.get("sentiment_by_brand") is not None:
+                if mention.sentiment_by_brand is not UNSET:
                     by_brand[index] = brand_sentiment_columns(mention)
             except ValueError as error:
                 reason, _, detail = str(error).partition(": ")
-                rejects.append(RowReject(index, orjson.dumps(mention), reason, detail))
+                rejects.append(RowReject(index, encode_mention(mention), reason, detail))
                 continue
             toward = by_brand.get(index, {})
             for brand in row["brands"] or [""]:
@@ -129,20 +152,18 @@ class RowEncoder:
                                                          **toward.get(brand, {})})
         return RowBatch(list(rows.values()), rejects)
 
-    def _learn_originals(self, mentions: Sequence[Mapping[str, Any]],
+    def _learn_originals(self, mentions: Sequence[ScoredMention],
                          created: list[float]) -> None:
         """Remember the batch's originals' authors; look up those of unseen originals."""
         known = self._original_authors
         unseen: dict[str, float] = {}
         for mention, created_at in zip(mentions, created, strict=True):
-            original = mention.get("duplicate_of")
+            original = mention.duplicate_of
             if not original:
-                author = mention.get("author")
-                mention_id = mention.get("id")
-                if isinstance(author, Mapping) and isinstance(mention_id, str):
-                    known.remember(mention_id, _text(author.get("id")))
-            elif (isinstance(original, str) and original not in known
-                  and not math.isnan(created_at)):
+                author = mention.author
+                if isinstance(author, Mapping):
+                    known.remember(mention.id, _text(author.get("id")))
+            elif original not in known and not math.isnan(created_at):
                 unseen[original] = created_at
         # originals later in the batch than a copy of theirs are known by now
         for original in [original for original in unseen if original in known]:
@@ -154,51 +175,44 @@ class RowEncoder:
             for original, author_id in found.items():
                 known.remember(original, author_id)
 
-    def row(self, mention: Mapping[str, Any], created_at: float) -> dict[str, Any]:
+    def row(self, mention: ScoredMention, created_at: float) -> dict[str, Any]:
         """One mention's columns but ``brand``; ``ValueError("reason: detail")`` if unstorable."""
-        mention_id = mention.get("id")
-        if not isinstance(mention_id, str) or not mention_id:
+        if not mention.id:
             raise ValueError("missing_field: id")
-        if mention.get("created_at") is None:
-            raise ValueError("missing_field: created_at")
         if math.isnan(created_at):
-            raise ValueError(f"bad_timestamp: created_at {mention.get('created_at')!r}")
-        text = mention.get("text")
-        if not isinstance(text, str):
-            raise ValueError("wrong_type: text is not a string")
-        brands = mention.get("brands") or []
-        if not isinstance(brands, list) or not all(isinstance(b, str) for b in brands):
-            raise ValueError("wrong_type: brands is not a list of ids")
-        brands = list(dict.fromkeys(brands))
-        author = _mapping(mention.get("author"), "author")
-        engagement = _mapping(mention.get("engagement"), "engagement")
-        sentiment = _sentiment_columns(mention.get("sentiment"), "sentiment")
-        search_text, terms = self._derived(text)
-        duplicate_of = _text(mention.get("duplicate_of"))
-        ingested_at = mention.get("ingested_at")
+            raise ValueError(f"bad_timestamp: created_at {mention.created_at!r}")
+        brands = list(dict.fromkeys(brands_of(mention)))
+        author = _mapping(mention.author)
+        engagement = _mapping(mention.engagement)
+        sentiment = _sentiment_columns(mention.sentiment, "sentiment")
+        search_text, terms = self._derived(mention.text)
+        duplicate_of = _text(mention.duplicate_of)
+        ingested_at = mention.ingested_at
         return {
-            "id": mention_id,
+            "id": mention.id,
             "created_at": created_at,
-            "ingested_at": ingested_at if isinstance(ingested_at, int | float) else created_at,
+            "ingested_at": created_at if ingested_at is UNSET or ingested_at is None
+            else ingested_at,
             "brands": brands,
             "kinds": sorted({self.kinds_by_brand.get(brand, "brand") for brand in brands}),
-            "source": _text(mention.get("source")),
+            "source": _text(mention.source),
             "author_id": _text(author.get("id")),
             "author_handle": _text(author.get("handle")),
             "author_followers": _count(author.get("followers"), "author.followers", _UINT64_MAX),
-            "lang": _text(mention.get("lang")) or "und",
+            "lang": _text(mention.lang) or "und",
             **sentiment,
             "duplicate_of": duplicate_of,
             "original_author": self._original_authors.get(duplicate_of, "") if duplicate_of else "",
-            "duplicate_kind": _text(mention.get("duplicate_kind")) or "unique",
-            "copy_count": _count(mention.get("copy_count", 1), "copy_count", _UINT32_MAX),
-            "needs_reply": _reply_reason(mention.get("needs_reply")),
+            "duplicate_kind": _text(mention.duplicate_kind) or "unique",
+            "copy_count": _count(1 if mention.copy_count is UNSET else mention.copy_count,
+                                 "copy_count", _UINT32_MAX),
+            "needs_reply": _reply_reason(mention.needs_reply),
             **{name: _count(engagement.get(name), f"engagement.{name}", _UINT32_MAX)
                for name in ("likes", "reposts", "replies", "quotes")},
-            "url": _text(mention.get("url")),
+            "url": _text(mention.url),
             "search_text": search_text,
             "terms": terms,
-            "mention": orjson.dumps(mention).decode(),
+            "mention": encode_mention(mention).decode(),
         }
 
     def _derived(self, text: str) -> tuple[str, list[str]]:
@@ -211,25 +225,28 @@ class RowEncoder:
         return derived
 
 
-def brand_sentiment_columns(mention: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def brand_sentiment_columns(mention: ScoredMention) -> dict[str, dict[str, Any]]:
     """The sentiment columns of each brand in a mention's ``sentiment_by_brand``.
 
-    >>> brand_sentiment_columns({"sentiment_by_brand": {"telvia": {
-    ...     "label": "negative", "scores": {"negative": 0.9}}}})["telvia"]["sentiment"]
+    >>> from pipeline.records import Sentiment
+    >>> brand_sentiment_columns(ScoredMention(id="1", text="", created_at="",
+    ...     sentiment_by_brand={"telvia": Sentiment("negative", {"negative": 0.9})}
+    ... ))["telvia"]["sentiment"]
     'negative'
     """
-    by_brand = _mapping(mention.get("sentiment_by_brand"), "sentiment_by_brand")
-    return {str(brand): _sentiment_columns(toward, f"sentiment_by_brand.{brand}")
+    by_brand = mention.sentiment_by_brand
+    if by_brand is UNSET:
+        return {}
+    return {brand: _sentiment_columns(toward, f"sentiment_by_brand.{brand}")
             for brand, toward in by_brand.items()}
 
 
-def _sentiment_columns(sentiment: Any, name: str) -> dict[str, Any]:
+def _sentiment_columns(sentiment: Sentiment | UnsetType | None, name: str) -> dict[str, Any]:
     """``sentiment`` and the three score columns of a sentiment record (blank if absent)."""
     label: str = ""
-    scores: Mapping[str, Any] = {}
-    if isinstance(sentiment, Mapping):  # anything else is an unscored mention, as before
-        label = _text(sentiment.get("label"))
-        scores = _mapping(sentiment.get("scores"), f"{name}.scores")
+    scores: Mapping[str, float] = {}
+    if isinstance(sentiment, Sentiment):  # anything else is an unscored mention, as before
+        label, scores = sentiment.label, sentiment.scores
         if label not in SENTIMENT_LABELS:
             raise ValueError(f"wrong_type: {name} label {label!r}")
     return {"sentiment": label, **{n: _score(scores.get(n)) for n in SENTIMENT_LABELS}}
@@ -244,12 +261,8 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _mapping(value: Any, name: str) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"wrong_type: {name} is not an object")
-    return value
+def _mapping(value: Mapping[str, Any] | UnsetType) -> Mapping[str, Any]:
+    return {} if value is UNSET else value
 
 
 def _count(value: Any, name: str, top: int) -> int:

@@ -113,7 +113,7 @@ def encode_batches(
     >>> [len(record) for record in encode_batches([{"t": "x" * 10}] * 4, max_bytes=40)]
     [39, 39]
     """
-    return _records_within(mentions, encode_batch, max_bytes)
+    return records_within(mentions, encode_batch, max_bytes)
 
 
 def join_batches(
@@ -127,22 +127,23 @@ def join_batches(
     >>> join_batches([b'{"id":"1"}', b'{"id":"2"}'])
     [b'[{"id":"1"},{"id":"2"}]']
     """
-    return _records_within(encoded_mentions, _json_array, max_bytes)
+    return records_within(encoded_mentions, _json_array, max_bytes)
 
 
 def _json_array(encoded_items: Sequence[bytes | bytearray]) -> bytes:
     return b"[" + b",".join(encoded_items) + b"]"
 
 
-def _records_within(
+def records_within(
     items: Sequence[T], encode: Callable[[Sequence[T]], bytes], max_bytes: int,
 ) -> list[bytes]:
+    """``items`` encoded as records of at most ``max_bytes`` each, halved until they fit."""
     encoded = encode(items)
     if len(encoded) <= max_bytes or len(items) <= 1:
         return [encoded]
     middle = len(items) // 2
-    return (_records_within(items[:middle], encode, max_bytes)
-            + _records_within(items[middle:], encode, max_bytes))
+    return (records_within(items[:middle], encode, max_bytes)
+            + records_within(items[middle:], encode, max_bytes))
 
 
 def decode_batch(value: bytes) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from pipeline.config import Settings
 from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis import CrisisConfig, PartitionMonitor
+from tests.crisis_scenario import typed
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -88,7 +89,7 @@ def crisis_alerts(mentions: list[dict[str, Any]], now: datetime) -> list[dict[st
         CrisisConfig.for_brands({rule.id: rule.min_crisis_volume for rule in rules
                                  if rule.min_crisis_volume}),
         brand_names={rule.id: rule.name for rule in rules})
-    ordered = sorted(mentions, key=lambda mention: mention["created_at"])
+    ordered = typed(sorted(mentions, key=lambda mention: mention["created_at"]))
     alerts = []
     for offset, start in enumerate(range(0, len(ordered), 20), 1):
         alerts += monitor.apply(offset, ordered[start:start + 20]).alerts

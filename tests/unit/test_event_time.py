@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.event_time import epoch_seconds, parse_event_time, split_by_event_time
+from pipeline.records import RoutedMention
 from pipeline.schema import InvalidMention, validated_record
 
 
@@ -46,13 +47,14 @@ def test_an_unreadable_time_is_an_error_with_its_reason_never_a_guess(
 
 
 def test_a_batch_splits_into_readable_mentions_and_rejects_in_order() -> None:
-    good = [{"id": str(n), "created_at": f"2026-11-02T12:00:0{n}+00:00"} for n in range(3)]
-    broken = {"id": "x", "created_at": "2026-11-02T12:00:05"}
-    missing = {"id": "y"}
-    kept, unreadable = split_by_event_time([good[0], broken, good[1], missing, good[2]])
+    good = [RoutedMention(id=str(n), text="", created_at=f"2026-11-02T12:00:0{n}+00:00")
+            for n in range(3)]
+    broken = RoutedMention(id="x", text="", created_at="2026-11-02T12:00:05")
+    empty = RoutedMention(id="y", text="", created_at="")
+    kept, unreadable = split_by_event_time([good[0], broken, good[1], empty, good[2]])
     assert kept == good
-    assert [(mention["id"], error.reason) for mention, error in unreadable] == [
-        ("x", "bad_timestamp"), ("y", "missing_field"),
+    assert [(mention.id, error.reason) for mention, error in unreadable] == [
+        ("x", "bad_timestamp"), ("y", "bad_timestamp"),
     ]
 
 

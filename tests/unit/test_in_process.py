@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.in_process import InProcessPipeline
+from pipeline.records import ScoredMention, wire_dict
 from pipeline.stages.alerts.record import OPENED
 from pipeline.stages.crisis import CrisisConfig
 from pipeline.stages.crisis_partitions import CrisisPartitions
@@ -126,12 +127,17 @@ def test_dedup_memory_comes_back_from_its_journal_table() -> None:
         ("a", "exact")]
 
 
+def wire(scored: dict[int, list[ScoredMention]]) -> dict[int, list[dict[str, Any]]]:
+    """Scored mentions by partition as the JSON objects the scored topic carries."""
+    return {partition: [wire_dict(m) for m in ms] for partition, ms in scored.items()}
+
+
 def test_sentiment_scores_once_per_conversation_and_sends_to_each_brand() -> None:
     engine = StandInEngine()
     pipeline = harness(engine)
     text = "Acme Mobile y Telvia down otra vez en Madrid, ninguna funciona hoy"
-    scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest([
-        raw("a", text), raw("b", f"RT @x: {text}")])))
+    scored = wire(pipeline.sentiment(pipeline.dedup(pipeline.ingest([
+        raw("a", text), raw("b", f"RT @x: {text}")]))))
     assert engine.asked == [text]  # the copy inherits
     expected = {brand_partition("acme-mobile", PARTITIONS), brand_partition("telvia", PARTITIONS)}
     assert set(scored) == expected
@@ -143,7 +149,8 @@ def test_sentiment_scores_once_per_conversation_and_sends_to_each_brand() -> Non
 
 def test_a_batch_the_model_fails_on_goes_on_unscored() -> None:
     pipeline = harness(StandInEngine(fails=True))
-    scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest([raw("a", "Acme Mobile caída")])))
+    scored = wire(pipeline.sentiment(pipeline.dedup(pipeline.ingest([
+        raw("a", "Acme Mobile caída")]))))
     [mentions] = scored.values()
     assert [(m["sentiment"], m["sentiment_error"]) for m in mentions] == [
         (None, "RuntimeError: device lost")]
@@ -194,7 +201,7 @@ def test_every_valid_mention_reaches_each_of_its_brand_partitions_once() -> None
              "RT @p: Acme Mobile caída", "Lumo Air pierde mi maleta"]
     raws = [raw(str(n), text) for n, text in enumerate(texts)] + [b"[]"]
     scored, _alerts = pipeline.run(raws)
-    arrived = sorted((m["id"], partition) for partition, ms in scored.items() for m in ms)
+    arrived = sorted((m.id, partition) for partition, ms in scored.items() for m in ms)
     expected = sorted((str(n), brand_partition(brand, PARTITIONS))
                       for n, brands in enumerate([["acme-mobile"], ["acme-mobile", "telvia"], [],
                                                   ["acme-mobile"], ["lumo-air"]])

@@ -17,6 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from msgspec import UNSET
+
+from pipeline.records import ScoredMention
 from pipeline.stages.alerts.record import CRISIS, ContextSummary, SampleMention, Voice
 from pipeline.stages.alerts.terms import is_negative, mention_terms
 from pipeline.stages.alerts.topk import TopK
@@ -50,8 +53,8 @@ class IncidentContext:
     not by the number of mentions.
 
     >>> context = IncidentContext(capacity=8, samples=1)
-    >>> context.add({"id": "1", "text": "Battery fire again #AcmeLeak", "lang": "en",
-    ...              "author": {"id": "a", "handle": "ann", "followers": 900}})
+    >>> context.add(ScoredMention(id="1", text="Battery fire again #AcmeLeak", created_at="",
+    ...     lang="en", author={"id": "a", "handle": "ann", "followers": 900}))
     >>> context.summary().top_hashtags
     (('#acmeleak', 1),)
     """
@@ -71,46 +74,44 @@ class IncidentContext:
         # mention id -> author id, insertion-ordered so the oldest is dropped first
         self.origins: dict[str, str] = {}
 
-    def add(self, mention: Mapping[str, Any]) -> None:
+    def add(self, mention: ScoredMention) -> None:
         """Account one enriched mention (see the module docstring for the keys read)."""
         self.mentions += 1
         self._count_terms_and_language(mention)
-        author = mention.get("author")
-        if not isinstance(author, Mapping):
-            author = {}
+        author: Mapping[str, Any] = {} if mention.author is UNSET else mention.author
         author_id = str(author.get("id") or "unknown")
         handle = author.get("handle")
         followers = _int(author.get("followers"))
-        interactions = _interactions(mention.get("engagement"))
+        interactions = _interactions(mention.engagement)
         # an author's audience is counted once, however often they post
         known = author_id in self.voice_info
         self._credit(author_id, handle, followers,
                      (0.0 if known else followers) + ENGAGEMENT_REACH * interactions,
                      mentions=1, copies=0, engagement=interactions)
-        original = mention.get("duplicate_of")
+        original = mention.duplicate_of
         if original:
             self._credit_copy(original, author_id, followers)
             return
-        mention_id = str(mention.get("id") or "")
+        mention_id = mention.id
         self._remember_origin(mention_id, author_id)
         self._offer_sample({
             "id": mention_id,
-            "text": str(mention.get("text") or "")[:_SAMPLE_TEXT_CHARS],
-            "url": mention.get("url"),
+            "text": mention.text[:_SAMPLE_TEXT_CHARS],
+            "url": None if mention.url is UNSET else mention.url,
             "handle": handle,
             "author_id": author_id,
-            "lang": mention.get("lang"),
+            "lang": None if mention.lang is UNSET else mention.lang,
             "reach": followers + ENGAGEMENT_REACH * interactions,
             "copies": 0,
         })
 
-    def _count_terms_and_language(self, mention: Mapping[str, Any]) -> None:
-        terms, hashtags = mention_terms(str(mention.get("text") or ""))
+    def _count_terms_and_language(self, mention: ScoredMention) -> None:
+        terms, hashtags = mention_terms(mention.text)
         for term in terms:
             self.terms.add(term)
         for hashtag in hashtags:
             self.hashtags.add(hashtag)
-        self.languages.add(str(mention.get("lang") or "und"))
+        self.languages.add(str(mention.lang or "und"))
 
     def _credit_copy(self, original: Any, copier_id: str, followers: int) -> None:
         """Credit a copy's audience to the original's author and to its sample, if held."""
@@ -244,7 +245,7 @@ class _SplitContext:
         self.every = IncidentContext(capacity=capacity, samples=samples)
         self.negative = IncidentContext(capacity=capacity, samples=samples)
 
-    def add(self, mention: Mapping[str, Any], brand: str | None = None) -> None:
+    def add(self, mention: ScoredMention, brand: str | None = None) -> None:
         self.every.add(mention)
         if is_negative(mention, brand):
             self.negative.add(mention)

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.records import ScoredMention
 from pipeline.stages.alerts.context import _SplitContext
 from pipeline.stages.alerts.record import (
     CRISIS,
@@ -218,7 +219,7 @@ class BrandIncidents:
 
     # -- mentions ------------------------------------------------------------------------------
 
-    def observe(self, mention: Mapping[str, Any], window_start: datetime) -> bool:
+    def observe(self, mention: ScoredMention, window_start: datetime) -> bool:
         """Add a mention of this brand to the context of its window; False if too late."""
         if self.last_window_end is not None and window_start < self.last_window_end:
             return False

@@ -8,9 +8,9 @@ use it too, so that their terms are the ones the alerts count.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Final
 
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.sentiment.labels import sentiment_toward
 from pipeline.text import tokenize
 
@@ -37,14 +37,13 @@ _STOPWORD_TEXT = """
 _STOPWORDS: Final = frozenset(_STOPWORD_TEXT.split())
 
 
-def is_negative(mention: Mapping[str, Any], brand: str | None = None) -> bool:
+def is_negative(mention: ScoredMention, brand: str | None = None) -> bool:
     """True when the sentiment stage labelled the mention negative (toward ``brand``).
 
     A mention naming several brands carries a label per brand (``sentiment_by_brand``).
     """
-    sentiment = (mention.get("sentiment") if brand is None
-                 else sentiment_toward(mention, brand))
-    return isinstance(sentiment, Mapping) and sentiment.get("label") == "negative"
+    sentiment = (mention.sentiment if brand is None else sentiment_toward(mention, brand))
+    return isinstance(sentiment, Sentiment) and sentiment.label == "negative"
 
 
 def mention_terms(text: str) -> tuple[set[str], set[str]]:

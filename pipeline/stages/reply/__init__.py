@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from pipeline.records import ScoredMention, Sentiment, brands_of
 from pipeline.stages.brand_query import positive_terms
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.reply.cues import cue_features, is_retweet
@@ -52,20 +53,17 @@ def brand_handles(rules: Iterable[Any]) -> dict[str, frozenset[str]]:
     return handles
 
 
-def is_copy(mention: Mapping[str, Any]) -> bool:
+def is_copy(mention: ScoredMention) -> bool:
     """Whether the mention repeats another (a dedup copy or a retweet): never answered."""
-    text = mention.get("text")
-    return bool(mention.get("duplicate_of")) or (isinstance(text, str) and is_retweet(text))
+    return bool(mention.duplicate_of) or is_retweet(mention.text)
 
 
-def sentiment_scores(mention: Mapping[str, Any]) -> Mapping[str, float]:
+def sentiment_scores(mention: ScoredMention) -> Mapping[str, float]:
     """The mention's sentiment scores, or a neutral reading when it has none."""
-    sentiment = mention.get("sentiment")
-    if isinstance(sentiment, Mapping):
-        scores = sentiment.get("scores")
-        if isinstance(scores, Mapping) and all(
-                isinstance(scores.get(name), int | float) for name in _NO_SENTIMENT):
-            return scores
+    sentiment = mention.sentiment
+    if isinstance(sentiment, Sentiment) and all(name in sentiment.scores
+                                                for name in _NO_SENTIMENT):
+        return sentiment.scores
     return _NO_SENTIMENT
 
 
@@ -73,9 +71,11 @@ class ReplyClassifier:
     """Marks mention records with ``needs_reply`` (see the module docstring).
 
     >>> classifier = ReplyClassifier()
-    >>> classifier.reason({"text": "@acme ¿A qué hora abre la tienda de Sol?", "lang": "es"})
+    >>> def mention(text: str) -> ScoredMention:
+    ...     return ScoredMention(id="1", text=text, created_at="", lang="es")
+    >>> classifier.reason(mention("@acme ¿A qué hora abre la tienda de Sol?"))
     'question'
-    >>> classifier.reason({"text": "RT @fan: @acme ¿A qué hora abre la tienda?", "lang": "es"})
+    >>> classifier.reason(mention("RT @fan: @acme ¿A qué hora abre la tienda?"))
     """
 
     def __init__(self, head: ReplyHead | None = None,
@@ -83,28 +83,23 @@ class ReplyClassifier:
         self.head = head if head is not None else load_head()
         self.handles = dict(handles or {})
 
-    def addresses_brand(self, mention: Mapping[str, Any]) -> bool:
+    def addresses_brand(self, mention: ScoredMention) -> bool:
         """Whether the text names a handle of one of the brands the mention matched."""
-        brands = mention.get("brands")
-        text = mention.get("text")
-        if not self.handles or not isinstance(brands, list) or not isinstance(text, str):
+        brands = brands_of(mention)
+        if not self.handles or not brands:
             return False
-        wanted = set().union(*(self.handles.get(brand, frozenset()) for brand in brands
-                               if isinstance(brand, str)))
-        return bool(wanted) and not wanted.isdisjoint(tokenize(text))
+        wanted = set().union(*(self.handles.get(brand, frozenset()) for brand in brands))
+        return bool(wanted) and not wanted.isdisjoint(tokenize(mention.text))
 
-    def features(self, mention: Mapping[str, Any]) -> np.ndarray:
+    def features(self, mention: ScoredMention) -> np.ndarray:
         """The head's feature vector of one mention."""
-        text = mention.get("text")
-        lang = mention.get("lang")
-        return cue_features(text if isinstance(text, str) else "",
-                            lang if isinstance(lang, str) else "und",
+        lang = mention.lang
+        return cue_features(mention.text, lang if isinstance(lang, str) else "und",
                             sentiment_scores(mention), addressed=self.addresses_brand(mention))
 
-    def reasons(self, mentions: Sequence[Mapping[str, Any]]) -> list[str | None]:
+    def reasons(self, mentions: Sequence[ScoredMention]) -> list[str | None]:
         """The ``needs_reply`` of each mention, in order."""
-        answerable = [i for i, mention in enumerate(mentions)
-                      if not is_copy(mention) and isinstance(mention.get("text"), str)]
+        answerable = [i for i, mention in enumerate(mentions) if not is_copy(mention)]
         verdicts: list[str | None] = [None] * len(mentions)
         if answerable:
             matrix = np.stack([self.features(mentions[i]) for i in answerable])
@@ -112,15 +107,15 @@ class ReplyClassifier:
                 verdicts[position] = reason
         return verdicts
 
-    def reason(self, mention: Mapping[str, Any]) -> str | None:
+    def reason(self, mention: ScoredMention) -> str | None:
         """The ``needs_reply`` of one mention."""
         return self.reasons([mention])[0]
 
-    def mark(self, mentions: Sequence[dict[str, Any]]) -> int:
+    def mark(self, mentions: Sequence[ScoredMention]) -> int:
         """Write ``needs_reply`` on every mention record; returns how many need a reply."""
         verdicts = self.reasons(mentions)
         for mention, verdict in zip(mentions, verdicts, strict=True):
-            mention["needs_reply"] = verdict
+            mention.needs_reply = verdict
         return sum(verdict is not None for verdict in verdicts)
 
 

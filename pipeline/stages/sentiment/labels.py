@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
+from msgspec import UNSET
+
+from pipeline.records import ScoredMention, Sentiment
 
 LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
@@ -76,23 +79,24 @@ def label_mapping(id2label: Mapping[int, str],
     )
 
 
-def sentiment_toward(mention: Mapping[str, Any], brand: str) -> Mapping[str, Any] | None:
+def sentiment_toward(mention: ScoredMention, brand: str) -> Sentiment | None:
     """A mention's sentiment toward ``brand`` (None when unscored).
 
     Its ``sentiment_by_brand`` entry for ``brand`` if it has one, else ``sentiment``.
 
-    >>> mention = {"sentiment": {"label": "positive"},
-    ...            "sentiment_by_brand": {"telvia": {"label": "negative"}}}
-    >>> sentiment_toward(mention, "telvia")["label"], sentiment_toward(mention, "acme")["label"]
+    >>> mention = ScoredMention(id="1", text="", created_at="",
+    ...     sentiment=Sentiment("positive", {}),
+    ...     sentiment_by_brand={"telvia": Sentiment("negative", {})})
+    >>> sentiment_toward(mention, "telvia").label, sentiment_toward(mention, "acme").label
     ('negative', 'positive')
     """
-    by_brand = mention.get("sentiment_by_brand")
-    if isinstance(by_brand, Mapping):
+    by_brand = mention.sentiment_by_brand
+    if by_brand is not UNSET:
         toward = by_brand.get(brand)
-        if isinstance(toward, Mapping):
+        if toward is not None:
             return toward
-    sentiment = mention.get("sentiment")
-    return sentiment if isinstance(sentiment, Mapping) else None
+    sentiment = mention.sentiment
+    return None if sentiment is UNSET else sentiment
 
 
 # what a text with nothing left to score after cleaning gets

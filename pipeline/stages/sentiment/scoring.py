@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from pipeline.records import ScoredMention
 from pipeline.stages.reply import ReplyClassifier, build_reply_classifier
 from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.mentions import (
@@ -28,7 +28,7 @@ from pipeline.stages.sentiment.targets import BrandTargets, build_brand_targets
 class ScoringRound:
     """What one record's mentions ask of the model: ``texts`` and their carried ids."""
 
-    mentions: list[dict[str, Any]]
+    mentions: list[ScoredMention]
     plan: tuple[list[int], dict[int, SentimentResult], dict[int, int]]
     texts: list[str]
     carried: list[object]
@@ -48,7 +48,7 @@ class MentionScoring:
         return cls(CopyMemory(), build_brand_targets(brands_file),
                    build_reply_classifier(brands_file))
 
-    def begin(self, mentions: list[dict[str, Any]]) -> ScoringRound:
+    def begin(self, mentions: list[ScoredMention]) -> ScoringRound:
         """Plan ``mentions``: the texts the model must score (possibly none)."""
         plan = self.copies.plan(mentions)
         texts, carried = model_inputs(mentions, plan[0], self.targets)
@@ -64,11 +64,11 @@ class MentionScoring:
     def fail(self, scoring: ScoringRound, error: Exception) -> None:
         """The model call failed: the mentions go on unscored, the error named on each."""
         for mention in scoring.mentions:
-            mention["sentiment"] = None
-            mention["sentiment_error"] = f"{type(error).__name__}: {error}"
+            mention.sentiment = None
+            mention.sentiment_error = f"{type(error).__name__}: {error}"
         self.settle(scoring.mentions)
 
-    def settle(self, mentions: list[dict[str, Any]]) -> None:
+    def settle(self, mentions: list[ScoredMention]) -> None:
         """The steps after the model, alone where no model runs (``mentions process``)."""
         drop_carried_tokens(mentions)
         # which need an answer: cues, language, handles and the scores just written

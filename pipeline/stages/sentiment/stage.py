@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
+from pipeline.records import SCORED, ScoredMention
 from pipeline.stages.routing import scored_partitions
 from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring, ScoringRound
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
-from pipeline.transport.topics import encode_batches
 
 STAGE = "sentiment"
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ def scored_result(scoring: MentionScoring, scoring_round: ScoringRound,
     """Write the model's ``outcome`` onto the round's mentions and send them to each brand.
 
     Each ``scored`` partition gets its mentions as micro-batch records
-    (:func:`~pipeline.transport.topics.encode_batches`). The metrics count the mentions that
+    (:meth:`~pipeline.records.MentionCodec.encode_batches`). The metrics count the mentions that
     inherited a copy's result, or the failure.
     """
     mentions = scoring_round.mentions
@@ -45,12 +44,12 @@ def scored_result(scoring: MentionScoring, scoring_round: ScoringRound,
     return StageResult(records=scored_records(mentions, partitions), metrics=metrics)
 
 
-def scored_records(mentions: Sequence[dict[str, Any]], partitions: int) -> list[OutRecord]:
+def scored_records(mentions: Sequence[ScoredMention], partitions: int) -> list[OutRecord]:
     """Scored mentions as ``mentions.scored`` micro-batch records, to each brand's partition."""
-    by_partition: dict[int, list[dict[str, Any]]] = {}
+    by_partition: dict[int, list[ScoredMention]] = {}
     for mention in mentions:
         for target in scored_partitions(mention, partitions):
             by_partition.setdefault(target, []).append(mention)
     return [OutRecord("scored", value, partition=partition)
             for partition, group in by_partition.items()
-            for value in encode_batches(group)]
+            for value in SCORED.encode_batches(group)]

@@ -20,12 +20,13 @@ the firehose pays), and ``sentiment`` stays the mention-level result either way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 from pipeline.caching import BoundedCache
+from pipeline.records import RoutedMention
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.sentiment.clauses import Cue, find_cues, placeholder, split_clauses
 from pipeline.stages.sentiment.labels import SentimentResult
@@ -65,9 +66,9 @@ class _Region:
     marks: list[tuple[str, str]]
 
 
-def names_several_brands(mention: Mapping[str, Any]) -> bool:
+def names_several_brands(mention: RoutedMention) -> bool:
     """Whether a mention names two or more distinct brands (only those are planned)."""
-    brands = mention.get("brands")
+    brands = mention.brands
     return isinstance(brands, list) and len(brands) > 1 and len(set(brands)) > 1
 
 

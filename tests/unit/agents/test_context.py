@@ -17,6 +17,7 @@ from pipeline.agents import context as context_module
 from pipeline.agents.context import Readiness, WorkerContext
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.records import SCORED
 from pipeline.schema import InvalidMention
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 
@@ -103,3 +104,15 @@ def test_a_stage_result_is_sent_then_counted() -> None:
     assert registry.get_sample_value("mentions_brand_mentions_total", {
         "brand": "acme", "sentiment": "negative"}) == 3
     assert registry.get_sample_value("mentions_open_incidents", {"kind": "crisis"}) == 2
+
+
+def test_decode_in_dead_letters_what_is_not_a_mention_and_counts_the_rest() -> None:
+    worker = context()
+    worker.topics = {"deadletter": RecordingTopic()}
+    mention = {"id": "1", "text": "hola", "created_at": "2026-11-02T12:00:00+00:00"}
+    records = [orjson.dumps([mention, {"id": 2}]), b"{}"]
+    decoded = asyncio.run(worker.decode_in("crisis", records, "mentions.scored", SCORED))
+    assert [m.id for m in decoded] == ["1"]
+    letters = [orjson.loads(sent["value"]) for sent in worker.topics["deadletter"].sent]
+    assert sorted(letter["reason"] for letter in letters) == ["bad_value", "missing_field"]
+    assert sample(worker, "mentions_stage_in_total", "crisis") == 1

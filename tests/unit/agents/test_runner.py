@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +19,7 @@ from pipeline.agents.context import Readiness, WorkerContext
 from pipeline.agents.runner import Batch, Delivery, Stage, deliver, run_batch
 from pipeline.config import Settings
 from pipeline.metrics import PipelineMetrics
+from pipeline.records import SCORED, MentionCodec, wire_dict
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import OPENED, Alert
 from pipeline.stages.stage_result import BadRecord, MetricDelta, OutRecord, StageResult
@@ -73,9 +75,10 @@ def opened_alert() -> Alert:
 
 
 def stage(delivery: Delivery, answer: Callable[[Batch], StageResult] | None = None,
-          *, decoded: bool = True, on_alert: Callable[[Alert], object] | None = None) -> Stage:
+          *, codec: MentionCodec[Any] | None = SCORED,
+          on_alert: Callable[[Alert], object] | None = None) -> Stage:
     return Stage("crisis", "scored", answer or (lambda batch: StageResult()), delivery,
-                 decoded=decoded, on_alert=on_alert)
+                 codec=codec, on_alert=on_alert)
 
 
 def test_acked_delivery_saves_and_tells_listeners_only_after_every_ack() -> None:
@@ -124,10 +127,11 @@ def test_the_runner_decodes_dead_letters_a_broken_record_and_counts_what_it_did(
         seen.append(batch)
         return StageResult(metrics=[MetricDelta("crisis_dropped", (("reason", "late"),), 2)])
 
-    mention = {"id": "1", "ingested_at": 1.0, "created_at": "2026-11-02T12:00:00+00:00"}
+    mention = {"id": "1", "text": "Acme", "ingested_at": 1.0,
+               "created_at": "2026-11-02T12:00:00+00:00"}
     batch = Batch(SOURCE, [encode_batch([mention]), b"not a batch"], partition=3, offset=9)
     asyncio.run(run_batch(context, stage(Delivery.ACKED, answer), batch))
-    assert [one.mentions for one in seen] == [[mention]]
+    assert [[wire_dict(m) for m in one.mentions or []] for one in seen] == [[mention]]
     [letter] = context.topics["deadletter"].sent
     assert orjson.loads(letter["value"])["reason"] == "bad_value"
     registry = context.registry
@@ -140,7 +144,7 @@ def test_a_stage_reading_its_own_input_counts_what_it_says_it_took() -> None:
     journal: list[str] = []
     context = worker(journal)
     answer = stage(Delivery.ACKED, lambda batch: StageResult(taken=len(batch.values)),
-                   decoded=False)
+                   codec=None)
     asyncio.run(run_batch(context, answer, Batch("mentions.raw", [b"a", b"b", b"c"])))
     assert context.registry.get_sample_value("mentions_stage_in_total",
                                              {"stage": "crisis"}) == 3

@@ -57,7 +57,7 @@ def store(chdb_store_url: str,
     settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
     store = ListeningStore.open(settings, database="unit_desk")
     encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)))
-    batch = encoder.encode(scored_mentions)
+    batch = encoder.encode_dicts(scored_mentions)
     assert batch.rejects == []
     store.insert(batch.payload)
     assert store.count() == COUNT

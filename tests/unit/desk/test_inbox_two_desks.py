@@ -35,7 +35,7 @@ def desks(chdb_store_url: str, tmp_path_factory: pytest.TempPathFactory,
     settings = Settings(store_url=chdb_store_url, store_retention_days=3650, desk_port=0,
                         inbox_db_url=f"sqlite:///{folder / 'inbox.sqlite'}")
     store = ListeningStore.open(settings, database="unit_inbox")
-    store.insert(RowEncoder({}).encode([complaint("c:1", 30), complaint("c:2", 90)]).payload)
+    store.insert(RowEncoder({}).encode_dicts([complaint("c:1", 30), complaint("c:2", 90)]).payload)
     threads = [DeskThread(settings, store, clock=lambda: NOW) for _ in range(2)]
     first, second = (httpx.Client(base_url=thread.start(), timeout=30) for thread in threads)
     yield first, second

@@ -4,10 +4,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.records import ScoredMention
 from pipeline.stages.alerts.record import OPENED, RESOLVED, UPDATED, Alert
 from pipeline.stages.alerts.routing import NO_ROUTES, RoutingRulesError, load_routing_rules
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor
-from tests.crisis_scenario import BRAND, CRISIS_START, START, mention, windows
+from tests.crisis_scenario import BRAND, CRISIS_START, START, mention, typed, typed_windows
 
 CONFIG = CrisisConfig.for_brands({BRAND: 15})
 
@@ -34,7 +35,7 @@ class Tables:
         ])
 
 
-def run(monitor: PartitionMonitor, batches: list[list[dict]], first_offset: int = 0,
+def run(monitor: PartitionMonitor, batches: list[list[ScoredMention]], first_offset: int = 0,
         tables: Tables | None = None) -> list[Alert]:
     alerts = []
     for offset, batch in enumerate(batches, start=first_offset):
@@ -46,7 +47,8 @@ def run(monitor: PartitionMonitor, batches: list[list[dict]], first_offset: int 
 
 
 def test_one_crisis_opens_updates_and_resolves_once() -> None:
-    alerts = run(PartitionMonitor(CONFIG, brand_names={BRAND: "Acme Mobile"}), list(windows()))
+    alerts = run(PartitionMonitor(CONFIG, brand_names={BRAND: "Acme Mobile"}),
+                 list(typed_windows()))
     assert [a.status for a in alerts] == [OPENED, UPDATED, RESOLVED]
     assert len({a.incident_id for a in alerts}) == 1
     opened = alerts[0]
@@ -60,7 +62,7 @@ def test_one_crisis_opens_updates_and_resolves_once() -> None:
 
 
 def test_restart_from_state_neither_loses_nor_resends() -> None:
-    batches = list(windows())
+    batches = list(typed_windows())
     reference = [a.idempotency_key for a in run(PartitionMonitor(CONFIG), batches)]
     for split in (200, 362, 363, 364, 366):
         tables = Tables()
@@ -73,7 +75,7 @@ def test_restart_from_state_neither_loses_nor_resends() -> None:
 def test_restart_keeps_counts_and_watermark_from_the_live_table() -> None:
     tables = Tables()
     monitor = PartitionMonitor(CONFIG)
-    run(monitor, list(windows())[:100], tables=tables)
+    run(monitor, list(typed_windows())[:100], tables=tables)
     again = tables.restore()
     assert again.monitors[BRAND].offset == 99
     assert again.watermark == monitor.watermark
@@ -83,32 +85,32 @@ def test_restart_keeps_counts_and_watermark_from_the_live_table() -> None:
 def test_a_mention_counts_for_the_brands_this_partition_owns() -> None:
     monitor = PartitionMonitor(CONFIG, owns=lambda brand: brand != "telvia")
     shared = mention(1, START, negative=True) | {"brands": [BRAND, "telvia", BRAND]}
-    result = monitor.apply(0, [shared, mention(2, START, negative=False, brand="telvia")])
+    result = monitor.apply(0, typed([shared, mention(2, START, negative=False, brand="telvia")]))
     assert set(monitor.monitors) == {BRAND} and result.counted == 1
     assert result.changed_live == {BRAND}
 
 
 def test_late_bad_and_far_future_mentions_are_not_counted() -> None:
     monitor = PartitionMonitor(CONFIG)
-    monitor.apply(0, [mention(1, START, negative=False)])
-    result = monitor.apply(1, [mention(2, START + timedelta(minutes=30), negative=False)])
+    monitor.apply(0, typed([mention(1, START, negative=False)]))
+    result = monitor.apply(1, typed([mention(2, START + timedelta(minutes=30), negative=False)]))
     assert result.changed_model == {BRAND}   # windows closed: the model changed
-    late = monitor.apply(2, [mention(3, START + timedelta(minutes=1), negative=True)])
+    late = monitor.apply(2, typed([mention(3, START + timedelta(minutes=1), negative=True)]))
     assert (late.late, late.counted) == (1, 0)
     broken = mention(4, START, negative=False) | {"created_at": "yesterday"}
     naive = mention(5, START, negative=False) | {"created_at": "2026-03-02T10:00:00"}
     future = mention(6, START + timedelta(days=3), negative=False)
-    refused = monitor.apply(3, [broken, naive, future])
+    refused = monitor.apply(3, typed([broken, naive, future]))
     assert (refused.refused, refused.counted) == (3, 0)
     # the unreadable ones come back with the reason, for the agent's dead letters
-    assert [(m["id"], error.reason) for m, error in refused.unreadable] == [
+    assert [(m.id, error.reason) for m, error in refused.unreadable] == [
         (broken["id"], "bad_timestamp"), (naive["id"], "bad_timestamp")]
     assert monitor.watermark == START + timedelta(minutes=30)
 
 
 def test_a_changed_window_size_starts_the_windows_afresh() -> None:
     monitor = PartitionMonitor(CONFIG)
-    monitor.apply(0, [mention(1, START, negative=False)])
+    monitor.apply(0, typed([mention(1, START, negative=False)]))
     live = monitor.monitors[BRAND].live_state()
     wider = CrisisConfig(window=timedelta(minutes=10))
     rebuilt = BrandMonitor.from_state(BRAND, wider, live=live, model=None)

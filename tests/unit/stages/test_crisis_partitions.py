@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from pipeline.config import Settings
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.alerts.record import OPENED, RESOLVED, UPDATED
 from pipeline.stages.brands import BrandRule
 from pipeline.stages.crisis import CrisisConfig
@@ -17,7 +18,7 @@ from pipeline.stages.crisis_partitions import (
     tone_counts,
 )
 from pipeline.transport.topics import partition_for
-from tests.crisis_scenario import BRAND, START, mention, windows
+from tests.crisis_scenario import BRAND, START, mention, typed, typed_windows
 
 CONFIG = CrisisConfig.for_brands({BRAND: 15})
 PARTITIONS = 4
@@ -51,15 +52,15 @@ def replay(partitions: CrisisPartitions, batches: list[list[dict[str, Any]]],
 
 def test_a_crisis_opens_updates_and_resolves_and_the_state_is_in_the_tables() -> None:
     partitions = worker()
-    sent = replay(partitions, list(windows()))
+    sent = replay(partitions, list(typed_windows()))
     assert [key.rsplit("/", 1)[0] for key in sent] == [sent[0].rsplit("/", 1)[0]] * 3
     assert set(partitions.live) == set(partitions.model) == {BRAND}
-    assert partitions.live[BRAND]["offset"] == len(list(windows())) - 1
+    assert partitions.live[BRAND]["offset"] == len(list(typed_windows())) - 1
     assert partitions.open_incidents() == {"crisis": 0, "volume_spike": 0}
 
 
 def test_after_a_rebalance_the_monitors_come_back_from_the_tables() -> None:
-    batches = list(windows())
+    batches = list(typed_windows())
     reference = replay(worker(), batches)
     live, model = JsonTable(), JsonTable()
     before = replay(worker(live, model), batches[:364])
@@ -71,7 +72,7 @@ def test_after_a_rebalance_the_monitors_come_back_from_the_tables() -> None:
 
 def test_state_is_saved_only_when_asked_and_from_the_monitor_that_counted() -> None:
     partitions = worker()
-    step = partitions.apply(HOME, 0, [mention(1, START, negative=True)])
+    step = partitions.apply(HOME, 0, typed([mention(1, START, negative=True)]))
     assert not partitions.live  # the agent sends the step's alerts first
     partitions.forget()  # a rebalance while the alerts were being sent
     partitions.save(step)
@@ -83,7 +84,7 @@ def test_a_partition_counts_only_the_brands_it_owns() -> None:
                  if partition_for(brand.encode(), PARTITIONS) != HOME)
     partitions = worker()
     shared = mention(1, START, negative=True) | {"brands": [BRAND, other]}
-    step = partitions.apply(HOME, 0, [shared])
+    step = partitions.apply(HOME, 0, typed([shared]))
     assert step.result.changed_live == {BRAND}
     assert dict(step.tones) == {(BRAND, "negative"): 1}
 
@@ -91,17 +92,20 @@ def test_a_partition_counts_only_the_brands_it_owns() -> None:
 def test_an_unreadable_time_comes_back_for_the_dead_letters() -> None:
     partitions = worker()
     broken = mention(1, START, negative=False) | {"created_at": "yesterday"}
-    step = partitions.apply(HOME, 0, [broken, mention(2, START, negative=False)])
-    assert [(m["id"], error.reason) for m, error in step.unreadable] == [
+    step = partitions.apply(HOME, 0, typed([broken, mention(2, START, negative=False)]))
+    assert [(m.id, error.reason) for m, error in step.unreadable] == [
         (broken["id"], "bad_timestamp")]
     assert (step.result.refused, step.result.counted) == (1, 1)
 
 
 def test_tones_count_each_brand_once_and_unscored_mentions_too() -> None:
     mentions = [
-        {"brands": ["acme", "acme"], "sentiment": {"label": "negative"}},
-        {"brands": ["acme", "zeta"], "sentiment": None, "sentiment_error": "Timeout"},
-        {"brands": [], "sentiment": {"label": "positive"}},
+        ScoredMention(id="1", text="", created_at="", brands=["acme", "acme"],
+                      sentiment=Sentiment("negative", {})),
+        ScoredMention(id="2", text="", created_at="", brands=["acme", "zeta"], sentiment=None,
+                      sentiment_error="Timeout"),
+        ScoredMention(id="3", text="", created_at="", brands=[],
+                      sentiment=Sentiment("positive", {})),
     ]
     assert tone_counts(mentions, owns=lambda brand: True) == {
         ("acme", "negative"): 1, ("acme", "unscored"): 1, ("zeta", "unscored"): 1}
@@ -110,7 +114,7 @@ def test_tones_count_each_brand_once_and_unscored_mentions_too() -> None:
 def test_an_alert_is_keyed_by_brand_with_its_idempotency_key() -> None:
     partitions = worker()
     alerts = []
-    for offset, batch in enumerate(windows()):
+    for offset, batch in enumerate(typed_windows()):
         alerts += partitions.apply(HOME, offset, batch).alerts
     assert [alert.status for alert in alerts] == [OPENED, UPDATED, RESOLVED]
     key, value, headers = alert_record(alerts[0])
@@ -130,7 +134,7 @@ def test_the_configuration_takes_the_window_from_settings_and_minimums_from_rule
 
 def test_a_redelivered_record_is_not_counted_in_the_tones_again() -> None:
     partitions = worker()
-    first, second = list(windows())[:2]
+    first, second = list(typed_windows())[:2]
     counted = partitions.apply(HOME, 0, first)
     partitions.save(counted)
     assert sum(counted.tones.values()) == len(first)

@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
 from pipeline.event_time import split_by_event_time
+from pipeline.records import UNIQUE, UniqueMention, wire_dict
 from pipeline.schema import InvalidMention, validated_record
 from pipeline.stages import dedup as dedup_module
 from pipeline.stages.dedup import (
@@ -225,10 +226,11 @@ def test_short_texts_only_match_exactly() -> None:
 
 def test_apply_verdict_marks_the_record() -> None:
     verdicts = Deduplicator().check([item("1", TWEET), item("2", f"{TWEET} #fail")])
-    mention: dict[str, Any] = {"id": "2", "text": f"{TWEET} #fail"}
+    mention = UniqueMention(id="2", text=f"{TWEET} #fail", created_at="")
     apply_verdict(mention, verdicts[1])
-    assert mention["duplicate_of"] == "1" and mention["duplicate_kind"] == "near"
-    assert mention["copy_count"] == 2 and mention["text"] == f"{TWEET} #fail"
+    assert mention.duplicate_of == "1" and mention.duplicate_kind == "near"
+    assert mention.copy_count == 2 and mention.text == f"{TWEET} #fail"
+    assert wire_dict(mention)["duplicate_similarity"] == verdicts[1].similarity
 
 
 def test_signatures_and_routing_are_the_same_in_every_process() -> None:
@@ -265,9 +267,11 @@ def test_marking_an_encoded_batch_gives_the_bytes_marking_the_decoded_one_gives(
     for batch in routed_batches():
         marked = mark_encoded_duplicates(encoded_side, encode_batch(batch))
         assert marked is not None
-        verdicts, newest = mark_duplicates(decoded_side, batch)
+        typed = [UNIQUE.from_dict(mention) for mention in batch]
+        verdicts, newest = mark_duplicates(decoded_side, typed)
         assert marked.verdicts == verdicts and marked.newest == newest
-        assert join_batches(marked.encoded) == [encode_batch(batch)]
+        # the splice writes what the codec writes of the marked records
+        assert join_batches(marked.encoded) == [UNIQUE.encode(typed)]
         assert marked.mention_ids == [mention["id"] for mention in batch]
         assert marked.ingested_at == [mention["ingested_at"] for mention in batch]
         kinds.update(verdict.kind for verdict in verdicts)
@@ -283,8 +287,10 @@ def test_an_encoded_batch_with_whitespace_gets_each_verdict_before_its_closing_b
     spaced = json.dumps(batch, indent=2, ensure_ascii=False).encode()
     marked = mark_encoded_duplicates(Deduplicator(), spaced)
     assert marked is not None
-    mark_duplicates(Deduplicator(), batch)
-    assert [orjson.loads(encoded) for encoded in marked.encoded] == batch
+    typed = [UNIQUE.from_dict(mention) for mention in batch]
+    mark_duplicates(Deduplicator(), typed)
+    assert [orjson.loads(encoded) for encoded in marked.encoded] == [
+        wire_dict(mention) for mention in typed]
 
 
 @pytest.mark.parametrize("micro_batch", [
@@ -307,8 +313,9 @@ def test_an_unusual_encoded_batch_is_left_to_the_decoded_path_untouched(
 
 
 def test_a_mention_without_a_readable_time_raises_before_the_state_changes() -> None:
-    batch = routed_batches()[0][:3]
-    batch[1] = batch[1] | {"created_at": "2026-11-22T10:00:00"}  # no offset
+    dicts = routed_batches()[0][:3]
+    dicts[1] = dicts[1] | {"created_at": "2026-11-22T10:00:00"}  # no offset
+    batch = [UNIQUE.from_dict(mention) for mention in dicts]
     deduplicator = Deduplicator()
     with pytest.raises(InvalidMention, match="bad_timestamp"):
         mark_duplicates(deduplicator, batch)
@@ -317,7 +324,7 @@ def test_a_mention_without_a_readable_time_raises_before_the_state_changes() -> 
     kept, unreadable = split_by_event_time(batch)
     verdicts, newest = mark_duplicates(deduplicator, kept)
     assert [mention for mention, _ in unreadable] == [batch[1]] and len(verdicts) == 2
-    assert newest == max(datetime.fromisoformat(mention["created_at"]) for mention in kept)
+    assert newest == max(datetime.fromisoformat(mention.created_at) for mention in kept)
 
 
 def test_mark_routed_takes_any_shape_to_the_same_encoded_result() -> None:

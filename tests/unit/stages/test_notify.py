@@ -12,6 +12,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
 from pipeline.stages.alerts.routing import RoutingRules
@@ -30,12 +31,12 @@ def crisis_alerts() -> list[Alert]:
     """Open, update and resolve of one real incident, built by the lifecycle core."""
     incidents = BrandIncidents("acme-mobile", IncidentConfig(calm_windows=1),
                                brand_name="Acme Mobile")
-    incidents.observe({
-        "id": "m1", "text": "Acme <battery> fire & smoke #AcmeLeak", "lang": "en",
-        "url": "https://social.example/ann/status/1",
-        "author": {"id": "a1", "handle": "ann", "followers": 5000},
-        "sentiment": {"label": "negative"}, "engagement": {"likes": 3},
-    }, START)
+    incidents.observe(ScoredMention(
+        id="m1", text="Acme <battery> fire & smoke #AcmeLeak", created_at=START.isoformat(),
+        lang="en", url="https://social.example/ann/status/1",
+        author={"id": "a1", "handle": "ann", "followers": 5000},
+        sentiment=Sentiment("negative", {}), engagement={"likes": 3},
+    ), START)
 
     def window(i: int, negative: int, score: float) -> WindowObservation:
         start = START + i * STEP

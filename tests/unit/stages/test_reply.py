@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pytest
 
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.brands import brand_rules_from_dicts
 from pipeline.stages.reply import (
     REASONS,
@@ -26,10 +28,11 @@ POSITIVE = {"negative": 0.02, "neutral": 0.08, "positive": 0.9}
 
 
 def mention(text: str, lang: str, scores: dict[str, float] = NEUTRAL,
-            **fields: Any) -> dict[str, Any]:
-    return {"id": "m1", "text": text, "lang": lang, "brands": ["acme-mobile"],
-            "sentiment": {"label": max(scores, key=scores.__getitem__), "scores": scores},
-            **fields}
+            **fields: Any) -> ScoredMention:
+    return ScoredMention(**{"id": "m1", "text": text, "created_at": "", "lang": lang,
+                            "brands": ["acme-mobile"],
+                            "sentiment": Sentiment(max(scores, key=scores.__getitem__), scores),
+                            **fields})
 
 
 @pytest.fixture(scope="module")
@@ -71,22 +74,21 @@ def test_copies_never_need_a_reply(classifier: ReplyClassifier, copy: dict[str, 
     complaint = mention("@acmemobile llevo tres días sin internet, pésimo servicio", "es",
                         NEGATIVE)
     assert classifier.reason(complaint) == "complaint"
-    assert classifier.reason({**complaint, "id": "m2", **copy}) is None
+    assert classifier.reason(msgspec.structs.replace(complaint, id="m2", **copy)) is None
 
 
 def test_retweets_never_need_a_reply(classifier: ReplyClassifier) -> None:
     retweet = mention("RT @fan: @acmemobile ¿cuándo llega la fibra a mi barrio?", "es")
-    assert is_retweet(retweet["text"]) and is_copy(retweet)
+    assert is_retweet(retweet.text) and is_copy(retweet)
     assert classifier.reason(retweet) is None
 
 
 def test_mark_writes_a_verdict_on_every_mention(classifier: ReplyClassifier) -> None:
     batch = [mention("@acmemobile ¿cuándo llega la fibra a mi barrio?", "es"),
              mention("Hoy hace sol", "es", POSITIVE),
-             mention("RT @fan: hola", "es"),
-             {"id": "odd", "text": None}]
+             mention("RT @fan: hola", "es")]
     assert classifier.mark(batch) == 1
-    assert [m["needs_reply"] for m in batch] == ["question", None, None, None]
+    assert [m.needs_reply for m in batch] == ["question", None, None]
 
 
 def test_a_brand_handle_in_the_text_addresses_the_brand(classifier: ReplyClassifier) -> None:
@@ -97,9 +99,9 @@ def test_a_brand_handle_in_the_text_addresses_the_brand(classifier: ReplyClassif
 
 
 def test_a_mention_without_sentiment_reads_as_neutral() -> None:
-    assert sentiment_scores({"text": "x", "sentiment": None})["neutral"] == 1.0
-    assert sentiment_scores({"text": "x", "sentiment": {"scores": {"negative": 1}}}) == {
-        "negative": 0.0, "neutral": 1.0, "positive": 0.0}
+    assert sentiment_scores(mention("x", "es", sentiment=None))["neutral"] == 1.0
+    partial = mention("x", "es", sentiment=Sentiment("negative", {"negative": 1}))
+    assert sentiment_scores(partial) == {"negative": 0.0, "neutral": 1.0, "positive": 0.0}
 
 
 def test_cues_are_read_in_the_mentions_language() -> None:

@@ -7,6 +7,7 @@ import itertools
 import pytest
 
 from pipeline.config import Settings
+from pipeline.records import SCORED, ScoredMention
 from pipeline.stages.ingest import EncodedMention
 from pipeline.stages.routing import (
     Router,
@@ -92,6 +93,8 @@ def test_the_unique_and_scored_keys_are_the_mention_id_and_the_brands() -> None:
     mention = {"id": "tw:1", "brands": ["acme", "telvia", "acme"]}
     assert mention_key(mention) == b"tw:1"
     assert mention_partition("tw:1", 8) == partition_for(b"tw:1", 8)
-    assert scored_partitions(mention, 8) == {brand_partition("acme", 8),
-                                             brand_partition("telvia", 8)}
-    assert scored_partitions({"id": "tw:2", "brands": []}, 8) == {mention_partition("tw:2", 8)}
+    scored = SCORED.from_dict({**mention, "text": "", "created_at": ""})
+    assert scored_partitions(scored, 8) == {brand_partition("acme", 8),
+                                            brand_partition("telvia", 8)}
+    unbranded = ScoredMention(id="tw:2", text="", created_at="", brands=[])
+    assert scored_partitions(unbranded, 8) == {mention_partition("tw:2", 8)}

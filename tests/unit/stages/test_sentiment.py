@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipeline.config import load_settings
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.sentiment.batcher import SentimentBatcher, SentimentExpiredError
 from pipeline.stages.sentiment.engine import (
     AUTO_BATCH_SIZE,
@@ -375,33 +376,39 @@ def _result(label: str) -> SentimentResult:
     return SentimentResult(label, scores)
 
 
+def _mention(mention_id: str, text: str = "", duplicate_of: str | None = None) -> ScoredMention:
+    return ScoredMention(id=mention_id, text=text, created_at="", duplicate_of=duplicate_of)
+
+
 def test_copies_inherit_within_a_batch_and_across_batches() -> None:
     memory = CopyMemory(capacity=10)
     batch = [
-        {"id": "a", "text": "terrible"},
-        {"id": "b", "text": "RT terrible", "duplicate_of": "a"},
-        {"id": "c", "text": "copy of an unseen first", "duplicate_of": "zz"},
+        _mention("a", "terrible"),
+        _mention("b", "RT terrible", duplicate_of="a"),
+        _mention("c", "copy of an unseen first", duplicate_of="zz"),
     ]
     plan = memory.plan(batch)
     assert plan[0] == [0, 2] and plan[1] == {} and plan[2] == {1: 0}
     inherited = score_mentions(batch, [_result("negative"), _result("neutral")], plan, memory)
     assert inherited == 1
-    assert batch[1]["sentiment"] == {**batch[0]["sentiment"], "inherited": True}
-    assert "inherited" not in batch[2]["sentiment"]
+    first = batch[0].sentiment
+    assert isinstance(first, Sentiment) and not first.inherited
+    assert batch[1].sentiment == Sentiment(first.label, first.scores, inherited=True)
+    assert isinstance(batch[2].sentiment, Sentiment) and not batch[2].sentiment.inherited
 
-    later = [{"id": "d", "text": "terrible!!", "duplicate_of": "a"}, {"id": "e", "text": "x"}]
+    later = [_mention("d", "terrible!!", duplicate_of="a"), _mention("e", "x")]
     plan = memory.plan(later)
     assert plan[0] == [1] and list(plan[1]) == [0]
     score_mentions(later, [_result("positive")], plan, memory)
-    assert later[0]["sentiment"]["label"] == "negative" and later[0]["sentiment"]["inherited"]
+    assert later[0].sentiment == Sentiment("negative", first.scores, inherited=True)
 
 
 def test_copy_memory_forgets_oldest_first() -> None:
     memory = CopyMemory(capacity=2)
     for name in ("a", "b", "c"):
-        memory.remember({"id": name}, _result("neutral"))
+        memory.remember(_mention(name), _result("neutral"))
     assert len(memory) == 2
-    plan = memory.plan([{"id": "x", "duplicate_of": "a"}, {"id": "y", "duplicate_of": "c"}])
+    plan = memory.plan([_mention("x", duplicate_of="a"), _mention("y", duplicate_of="c")])
     assert plan[0] == [0] and list(plan[1]) == [1]
 
 

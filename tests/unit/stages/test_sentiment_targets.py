@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
+from pipeline.records import SCORED, ScoredMention, wire_dict
 from pipeline.stages.brands import BrandMatcher, brand_rules_from_dicts
 from pipeline.stages.sentiment.clauses import find_cues, placeholder, split_clauses
 from pipeline.stages.sentiment.labels import SentimentResult
@@ -109,8 +111,9 @@ def test_reversed_tone_swaps_the_polar_scores() -> None:
     assert toned(result("neutral"), "reversed").label == "neutral"
 
 
-def mention(mention_id: str, text: str, brands: list[str], **extra: Any) -> dict[str, Any]:
-    return {"id": mention_id, "text": text, "brands": brands, "lang": "es", **extra}
+def mention(mention_id: str, text: str, brands: list[str], **extra: Any) -> ScoredMention:
+    return SCORED.from_dict({"id": mention_id, "text": text, "created_at": "", "brands": brands,
+                             "lang": "es", **extra})
 
 
 def test_single_brand_mentions_stay_on_the_fast_path(targets: BrandTargets) -> None:
@@ -122,7 +125,7 @@ def test_single_brand_mentions_stay_on_the_fast_path(targets: BrandTargets) -> N
     assert texts == ["Acme bien", "Telvia mal", "Acme y Acme"]
     assert len(carried) == 3
     score_mentions(mentions, [result("positive")] * 3, plan, memory, targets)
-    assert not any(BY_BRAND in m for m in mentions)
+    assert all(m.sentiment_by_brand is msgspec.UNSET for m in mentions)
 
 
 def test_scored_mentions_and_their_copies_carry_sentiment_by_brand(
@@ -140,16 +143,17 @@ def test_scored_mentions_and_their_copies_carry_sentiment_by_brand(
     by_text = {"Telvia fatal.": "negative", "Acme Movil genial": "positive"}
     scored = [result(by_text.get(t, "neutral")) for t in texts]
     score_mentions(mentions, scored, plan, memory, targets)
-    assert mentions[1]["sentiment"]["label"] == "neutral"  # the mention-level label is kept
-    assert {b: r["label"] for b, r in mentions[1][BY_BRAND].items()} == {
+    assert wire_dict(mentions[1])["sentiment"]["label"] == "neutral"  # the mention's label
+    by_brand = wire_dict(mentions[1])[BY_BRAND]
+    assert {b: r["label"] for b, r in by_brand.items()} == {
         "telvia": "negative", "acme": "positive"}
-    assert mentions[2][BY_BRAND] == mentions[1][BY_BRAND]
+    assert wire_dict(mentions[2])[BY_BRAND] == by_brand
     # a later copy inherits from the memory
     later = [mention("4", text, ["telvia", "acme"], duplicate_of="2")]
     later_plan = memory.plan(later)
     assert later_plan[0] == []
     score_mentions(later, [], later_plan, memory, targets)
-    assert later[0][BY_BRAND] == mentions[1][BY_BRAND]
+    assert wire_dict(later[0])[BY_BRAND] == by_brand
 
 
 def test_results_that_do_not_fit_the_plan_are_refused(targets: BrandTargets) -> None:
@@ -164,8 +168,9 @@ def test_crisis_counts_read_each_brand_s_own_label() -> None:
     from pipeline.stages.alerts.terms import is_negative
     from pipeline.stages.crisis_partitions import tone_counts
 
-    scored = {"brands": ["acme", "telvia"], "sentiment": {"label": "positive"},
-              BY_BRAND: {"acme": {"label": "positive"}, "telvia": {"label": "negative"}}}
+    scored = mention("1", "", ["acme", "telvia"], sentiment={"label": "positive", "scores": {}},
+                     **{BY_BRAND: {"acme": {"label": "positive", "scores": {}},
+                                   "telvia": {"label": "negative", "scores": {}}}})
     assert (is_negative(scored, "telvia"), is_negative(scored, "acme")) == (True, False)
     assert is_negative(scored) is False  # no brand: the mention-level label
     counts = tone_counts([scored], owns=lambda brand: True)

@@ -74,10 +74,10 @@ def store(chdb_store_url: str) -> Iterator[ListeningStore]:
     store = ListeningStore.open(store_settings(chdb_store_url), database="unit_client")
     store.command(f"TRUNCATE TABLE {store.table}")
     encoder = RowEncoder(KINDS)
-    store.insert(encoder.encode(MENTIONS).payload)
+    store.insert(encoder.encode_dicts(MENTIONS).payload)
     # a redelivery: the same mentions again, and half of them once more
-    store.insert(encoder.encode(MENTIONS).payload)
-    store.insert(encoder.encode(MENTIONS[::2]).payload)
+    store.insert(encoder.encode_dicts(MENTIONS).payload)
+    store.insert(encoder.encode_dicts(MENTIONS[::2]).payload)
     yield store
 
 
@@ -204,9 +204,9 @@ def test_a_mention_whose_newest_copy_no_longer_matches_leaves_the_page(
     encoder = RowEncoder(KINDS)
     negative = [{**scored(3 * i), "sentiment": {"label": "negative", "scores": {}}}
                 for i in range(30)]
-    store.insert(encoder.encode(negative).payload)
+    store.insert(encoder.encode_dicts(negative).payload)
     # replayed after a model change: the newest five are positive now
-    store.insert(encoder.encode([{**m, "sentiment": {"label": "positive", "scores": {}}}
+    store.insert(encoder.encode_dicts([{**m, "sentiment": {"label": "positive", "scores": {}}}
                                  for m in negative[-5:]]).payload)
     page = store.mentions(queries.parse_mentions_query(
         {"sentiment": "negative", "limit": "10"}, NOW))
@@ -222,14 +222,14 @@ def test_a_store_made_before_the_time_ordered_table_is_filled_at_start(
     store.command(f"TRUNCATE TABLE {store.table}")
     store.command(f"DROP VIEW IF EXISTS {store.by_time}_feed")
     store.command(f"DROP TABLE IF EXISTS {store.by_time}")
-    store.insert(RowEncoder(KINDS).encode(MENTIONS).payload)
+    store.insert(RowEncoder(KINDS).encode_dicts(MENTIONS).payload)
     reopened = ListeningStore.open(settings, database="unit_by_time")
     pages = page_through(reopened, {"limit": "150"})
     assert [mention_id for page in pages for mention_id in page] == [
         mention["id"] for mention in reversed(MENTIONS)]
     # and fed from then on
     late = {**scored(401), "id": "after-reopen", "created_at": NOW.isoformat()}
-    reopened.insert(RowEncoder(KINDS).encode([late]).payload)
+    reopened.insert(RowEncoder(KINDS).encode_dicts([late]).payload)
     first = reopened.mentions(queries.parse_mentions_query({"limit": "1"}, NOW + timedelta(1)))
     assert [m["id"] for m in first["mentions"]] == ["after-reopen"]
 
@@ -240,7 +240,7 @@ def test_a_store_made_before_needs_reply_gets_the_column_at_start(chdb_store_url
     store.command(f"TRUNCATE TABLE {store.table}")
     store.command(f"ALTER TABLE {store.table} DROP COLUMN needs_reply")
     reopened = ListeningStore.open(settings, database="unit_needs_reply")
-    reopened.insert(RowEncoder(KINDS).encode([{**MENTIONS[0], "needs_reply": "question"},
+    reopened.insert(RowEncoder(KINDS).encode_dicts([{**MENTIONS[0], "needs_reply": "question"},
                                               MENTIONS[2]]).payload)
     rows = reopened.query(BoundQuery(
         f"SELECT id, needs_reply, toTypeName(needs_reply) FROM {reopened.table} FINAL "
@@ -253,11 +253,11 @@ def test_a_restarted_encoder_finds_the_original_author_in_the_store(
         store: ListeningStore) -> None:
     fresh = RowEncoder(KINDS, find_originals=store.original_authors)
     late_copy = {**scored(4), "id": "late-copy", "author": {"id": "late-fan", "followers": 7}}
-    row = orjson.loads(fresh.encode([late_copy]).rows[0])
+    row = orjson.loads(fresh.encode_dicts([late_copy]).rows[0])
     assert row["original_author"] == "a0"
     # outside the copy window (a day before the copy) the original is not looked for
     stale = {**late_copy, "created_at": (START + timedelta(days=3)).isoformat()}
-    assert orjson.loads(RowEncoder(KINDS, find_originals=store.original_authors).encode(
+    assert orjson.loads(RowEncoder(KINDS, find_originals=store.original_authors).encode_dicts(
         [stale]).rows[0])["original_author"] == ""
 
 
@@ -267,7 +267,7 @@ def test_terms_rank_the_period_and_find_what_rose(store: ListeningStore) -> None
     late = [{**scored(1000 + i), "id": f"late{i}", "text": late_text,
              "brands": ["acme-mobile"], "created_at": "2026-12-01T21:30:00+00:00"}
             for i in range(4)]
-    store.insert(RowEncoder(KINDS).encode(late).payload)
+    store.insert(RowEncoder(KINDS).encode_dicts(late).payload)
     answer = store.terms(queries.parse_terms_query(
         {"brand": "acme-mobile", "since": "2026-12-01T12:00:00+00:00",
          "until": "2026-12-01T22:00:00+00:00"}, NOW))

@@ -26,8 +26,8 @@ def store(chdb_store_url: str) -> Iterator[ListeningStore]:
                   f"unit_echoes.{echoes.ECHOES_SETTLED}"):
         store.command(f"TRUNCATE TABLE {table}")
     encoder = RowEncoder(KINDS)
-    store.insert(encoder.encode(MENTIONS).payload)
-    store.insert(encoder.encode(MENTIONS[::3]).payload)  # redelivered: counted once
+    store.insert(encoder.encode_dicts(MENTIONS).payload)
+    store.insert(encoder.encode_dicts(MENTIONS[::3]).payload)  # redelivered: counted once
     yield store
 
 
@@ -73,7 +73,7 @@ def test_a_late_copy_counts_from_the_next_settle(store: ListeningStore) -> None:
     late = mention("late1", "c7", START + timedelta(hours=5, minutes=30), followers=7,
                    copy_of="lead5")
     original = next(item for item in MENTIONS if item["id"] == "lead5")
-    store.insert(RowEncoder(KINDS).encode([original, late]).payload)
+    store.insert(RowEncoder(KINDS).encode_dicts([original, late]).payload)
     lead = by_author(activities(store, START, START + DAY, settled=True))[(True, "lead")]
     assert (lead.copies, lead.echoers) == (15, 3)  # the settled hour does not know it yet
     assert store.settle_echoes(START + 2 * DAY).built_hours >= 1

@@ -22,7 +22,7 @@ def test_an_empty_store_is_stale_and_a_filled_one_says_when_it_was_written(
     assert empty == Freshness(None, None) and empty.stale(now, timedelta(minutes=15))
     # mentions made long ago (beyond the recent window) are found too
     mentions = [scored(index) for index in range(10)]
-    store.insert(RowEncoder(KINDS).encode(mentions).payload)
+    store.insert(RowEncoder(KINDS).encode_dicts(mentions).payload)
     found = freshness(store, now)
     assert found.newest_created_at == max(datetime.fromisoformat(m["created_at"])
                                           for m in mentions)

@@ -65,8 +65,8 @@ def store(chdb_store_url: str) -> Iterator[ListeningStore]:
                                 database="unit_leaders")
     store.command(f"TRUNCATE TABLE {store.table}")
     encoder = RowEncoder({"acme-mobile": "brand", "telvia": "competitor"})
-    store.insert(encoder.encode(MENTIONS).payload)
-    store.insert(encoder.encode(MENTIONS[::3]).payload)  # redelivered: counted once
+    store.insert(encoder.encode_dicts(MENTIONS).payload)
+    store.insert(encoder.encode_dicts(MENTIONS[::3]).payload)  # redelivered: counted once
     yield store
 
 

@@ -30,7 +30,7 @@ def scored(**fields: Any) -> dict[str, Any]:
 
 
 def test_a_scored_mention_becomes_a_row_per_brand_with_every_column() -> None:
-    batch = RowEncoder(KINDS).encode([scored()])
+    batch = RowEncoder(KINDS).encode_dicts([scored()])
     assert batch.rejects == []
     rows = [orjson.loads(row) for row in batch.rows]
     assert [row.pop("brand") for row in rows] == ["acme-mobile", "telvia"]
@@ -64,12 +64,12 @@ def test_a_scored_mention_becomes_a_row_per_brand_with_every_column() -> None:
 ])
 def test_the_reply_verdict_is_stored_as_the_stage_wrote_it(fields: dict[str, Any],
                                                           stored: str | None) -> None:
-    row = orjson.loads(RowEncoder(KINDS).encode([scored(**fields)]).rows[0])
+    row = orjson.loads(RowEncoder(KINDS).encode_dicts([scored(**fields)]).rows[0])
     assert row["needs_reply"] == stored
 
 
 def test_an_unscored_mention_is_kept_with_empty_sentiment() -> None:
-    [row] = [orjson.loads(row) for row in RowEncoder(KINDS).encode([scored(
+    [row] = [orjson.loads(row) for row in RowEncoder(KINDS).encode_dicts([scored(
         sentiment=None, sentiment_error="TimeoutError", lang=None, ingested_at=None, brands=[],
     )]).rows]
     assert row["brand"] == ""
@@ -79,7 +79,7 @@ def test_an_unscored_mention_is_kept_with_empty_sentiment() -> None:
 
 
 def test_a_mention_delivered_twice_in_one_batch_is_one_row_per_brand_the_last() -> None:
-    batch = RowEncoder(KINDS).encode([scored(copy_count=1), scored(copy_count=2),
+    batch = RowEncoder(KINDS).encode_dicts([scored(copy_count=1), scored(copy_count=2),
                                       scored(id="tw:2", brands=["telvia", "telvia"])])
     rows = [orjson.loads(row) for row in batch.rows]
     assert [(row["id"], row["brand"]) for row in rows] == [
@@ -104,7 +104,7 @@ def test_a_mention_delivered_twice_in_one_batch_is_one_row_per_brand_the_last() 
 def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
     change: dict[str, Any], reason: str,
 ) -> None:
-    batch = RowEncoder(KINDS).encode([scored(id="ok"), scored(**{"id": "bad", **change})])
+    batch = RowEncoder(KINDS).encode_dicts([scored(id="ok"), scored(**{"id": "bad", **change})])
     assert {orjson.loads(row)["id"] for row in batch.rows} == {"ok"}
     [reject] = batch.rejects
     assert (reject.index, reject.reason) == (1, reason)
@@ -114,7 +114,7 @@ def test_a_mention_the_store_cannot_keep_is_a_reject_with_its_reason(
 
 def test_copies_share_their_texts_derived_columns() -> None:
     encoder = RowEncoder(KINDS, text_cache_size=1)
-    rows = [orjson.loads(row) for row in encoder.encode(
+    rows = [orjson.loads(row) for row in encoder.encode_dicts(
         [scored(id=f"c{i}", brands=["telvia"]) for i in range(3)]
         + [scored(id="other", text="Telvia, hola", brands=["telvia"])],
     ).rows]
@@ -124,9 +124,9 @@ def test_copies_share_their_texts_derived_columns() -> None:
 
 def test_a_copy_names_its_originals_author_remembered_across_batches() -> None:
     encoder = RowEncoder(KINDS)
-    encoder.encode([scored(id="orig", author={"id": "leader"})])
+    encoder.encode_dicts([scored(id="orig", author={"id": "leader"})])
     copy = scored(id="copy", author={"id": "fan"}, duplicate_of="orig", duplicate_kind="exact")
-    rows = [orjson.loads(row) for row in encoder.encode([copy]).rows]
+    rows = [orjson.loads(row) for row in encoder.encode_dicts([copy]).rows]
     assert {row["original_author"] for row in rows} == {"leader"}
 
 
@@ -141,17 +141,17 @@ def test_an_original_the_encoder_never_saw_is_looked_up_within_the_copy_window()
     copies = [scored(id=f"c{i}", duplicate_of=original, created_at=at) for i, (original, at) in
               enumerate((("gone", "2026-12-01T10:00:00+00:00"),
                          ("lost", "2026-12-01T11:00:00+00:00")))]
-    rows = [orjson.loads(row) for row in encoder.encode(copies).rows]
+    rows = [orjson.loads(row) for row in encoder.encode_dicts(copies).rows]
     copy_time = datetime(2026, 12, 1, 10, tzinfo=UTC).timestamp()
     assert asked == [(["gone", "lost"], copy_time - 3600.0, copy_time + 3600.0)]
     assert {row["id"]: row["original_author"] for row in rows} == {"c0": "leader", "c1": ""}
     # found once, remembered: the next copy of it asks nothing
-    encoder.encode([scored(id="c2", duplicate_of="gone")])
+    encoder.encode_dicts([scored(id="c2", duplicate_of="gone")])
     assert len(asked) == 1
 
 
 def test_without_a_lookup_an_unseen_original_leaves_the_author_empty() -> None:
-    rows = [orjson.loads(row) for row in RowEncoder(KINDS).encode(
+    rows = [orjson.loads(row) for row in RowEncoder(KINDS).encode_dicts(
         [scored(duplicate_of="elsewhere")]).rows]
     assert {row["original_author"] for row in rows} == {""}
 
@@ -167,7 +167,7 @@ def test_each_brand_row_carries_that_brand_s_sentiment() -> None:
                                                                "positive": 0.05}},
                 "telvia": {"label": "positive", "scores": {"negative": 0.1, "neutral": 0.1,
                                                           "positive": 0.8}}}
-    batch = RowEncoder(KINDS).encode([scored(sentiment_by_brand=by_brand)])
+    batch = RowEncoder(KINDS).encode_dicts([scored(sentiment_by_brand=by_brand)])
     rows = {row["brand"]: row for row in map(orjson.loads, batch.rows)}
     assert {brand: row["sentiment"] for brand, row in rows.items()} == {
         "acme-mobile": "negative", "telvia": "positive"}
@@ -178,7 +178,7 @@ def test_each_brand_row_carries_that_brand_s_sentiment() -> None:
 
 def test_a_bad_per_brand_label_rejects_the_mention() -> None:
     bad = {"telvia": {"label": "furious", "scores": {}}}
-    batch = RowEncoder(KINDS).encode([scored(sentiment_by_brand=bad)])
+    batch = RowEncoder(KINDS).encode_dicts([scored(sentiment_by_brand=bad)])
     assert batch.rows == []
     assert [(r.reason, r.detail) for r in batch.rejects] == [
         ("wrong_type", "sentiment_by_brand.telvia label 'furious'")]

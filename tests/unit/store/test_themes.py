@@ -88,7 +88,7 @@ def store(chdb_store_url: str) -> Iterator[ListeningStore]:
 
 
 def insert(store: ListeningStore, batch: list[dict[str, Any]]) -> None:
-    store.insert(RowEncoder({"telvia": "brand"}).encode(batch).payload)
+    store.insert(RowEncoder({"telvia": "brand"}).encode_dicts(batch).payload)
 
 
 def themes_of(store: ListeningStore) -> dict[str, set[int]]:

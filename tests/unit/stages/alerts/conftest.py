@@ -4,8 +4,8 @@ and one crisis that opens and resolves."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
 from pipeline.stages.alerts.record import Alert
 
@@ -37,16 +37,15 @@ def calm(index: int) -> WindowObservation:
 
 def mention(n: int, *, text: str, author: str = "a1", followers: int = 100,
             label: str = "negative", lang: str = "en", duplicate_of: str | None = None,
-            likes: int = 0) -> dict[str, Any]:
-    return {
-        "id": f"m{n}", "text": text,
-        "created_at": (START + timedelta(seconds=n)).isoformat(),
-        "author": {"id": author, "handle": f"h_{author}", "followers": followers},
-        "url": f"https://social.example/h_{author}/status/{n}", "lang": lang,
-        "sentiment": {"label": label, "scores": {label: 0.9}}, "brands": [BRAND],
-        "duplicate_of": duplicate_of, "copy_count": 1,
-        "engagement": {"likes": likes, "reposts": 0, "replies": 0},
-    }
+            likes: int = 0) -> ScoredMention:
+    return ScoredMention(
+        id=f"m{n}", text=text, created_at=(START + timedelta(seconds=n)).isoformat(),
+        author={"id": author, "handle": f"h_{author}", "followers": followers},
+        url=f"https://social.example/h_{author}/status/{n}", lang=lang,
+        sentiment=Sentiment(label, {label: 0.9}), brands=[BRAND],
+        duplicate_of=duplicate_of, copy_count=1,
+        engagement={"likes": likes, "reposts": 0, "replies": 0},
+    )
 
 
 def run(incidents: BrandIncidents, windows: list[WindowObservation]) -> list[Alert]:

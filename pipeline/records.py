@@ -1,0 +1,287 @@
+"""The mention records of the internal topics, typed, and the one codec that reads and writes them.
+
+Each internal topic carries micro-batches: one record is a JSON array of mentions
+(:mod:`pipeline.transport.topics`). What a mention holds grows with the stages it has passed,
+one type per topic, each the one before it plus the keys its stage writes:
+
+- :class:`RoutedMention` (``mentions.routed``): the validated mention with its ingest tags;
+- :class:`UniqueMention` (``mentions.unique``): plus the dedup verdict;
+- :class:`ScoredMention` (``mentions.scored``): plus sentiment and ``needs_reply``.
+
+Fields are in the wire order, so a record encodes to the same JSON keys, in the same order,
+as the dict each stage used to write; an absent key is ``UNSET`` and stays absent. Keys no
+stage knows (an upstream source's own) are carried through untouched: a micro-batch with one
+is read on the slow path (:meth:`MentionCodec.decode`), which keeps such keys and the
+mention's key order beside the record, and writes them back where they were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+import orjson
+from msgspec import UNSET, UnsetType
+
+from pipeline.schema import InvalidMention
+from pipeline.transport.topics import MICRO_BATCH_MAX_BYTES, records_within
+
+# instance attributes (never encoded) that keep a slow-path mention's unknown keys and order
+_EXTRA: Final = "wire_extra"
+_ORDER: Final = "wire_order"
+
+
+class Sentiment(msgspec.Struct, omit_defaults=True, gc=False):
+    """A sentiment result on a mention: label, rounded scores, whether a copy inherited it."""
+
+    label: str
+    scores: dict[str, float]
+    inherited: bool = False
+
+
+# dict=True: a slow-path mention keeps its unknown keys and key order as plain attributes;
+# forbid_unknown_fields: a record with a key no stage knows takes that slow path
+class RoutedMention(msgspec.Struct, dict=True, kw_only=True, forbid_unknown_fields=True):
+    """A validated mention with its ingest tags (``mentions.routed``)."""
+
+    id: str
+    text: str
+    created_at: str
+    source: str | UnsetType = UNSET
+    author: dict[str, Any] | UnsetType = UNSET
+    url: str | UnsetType | None = UNSET
+    lang_hint: str | UnsetType | None = UNSET
+    engagement: dict[str, Any] | UnsetType = UNSET
+    lang: str | UnsetType | None = UNSET
+    lang_score: float | UnsetType | None = UNSET
+    brands: list[str] | UnsetType = UNSET
+    # the sentiment model's token ids, carried from ingest and dropped before ``scored``
+    sentiment_tokens: str | UnsetType = UNSET
+    ingested_at: float | UnsetType | None = UNSET
+
+
+class UniqueMention(RoutedMention, kw_only=True):
+    """A routed mention with the dedup verdict (``mentions.unique``)."""
+
+    duplicate_of: str | UnsetType | None = UNSET
+    duplicate_kind: str | UnsetType = UNSET
+    copy_count: int | UnsetType = UNSET
+    duplicate_similarity: float | UnsetType | None = UNSET
+
+
+class ScoredMention(UniqueMention, kw_only=True):
+    """A unique mention with sentiment and ``needs_reply`` (``mentions.scored``).
+
+    The sentiment stage reads ``mentions.unique`` as scored mentions not yet scored.
+    """
+
+    sentiment: Sentiment | UnsetType | None = UNSET
+    sentiment_by_brand: dict[str, Sentiment] | UnsetType = UNSET
+    sentiment_error: str | UnsetType = UNSET
+    needs_reply: str | UnsetType | None = UNSET
+
+
+M = TypeVar("M", bound=RoutedMention)
+# items a codec or stage refused (a mention, or the JSON that is not one), with why
+Refused = list[tuple[RoutedMention | dict[str, Any], InvalidMention]]
+
+
+def brands_of(mention: RoutedMention) -> list[str]:
+    """The mention's brands (none when the key is absent)."""
+    brands = mention.brands
+    return [] if brands is UNSET else brands
+
+
+class MentionCodec(Generic[M]):
+    """Micro-batch records of one topic <-> its mention records (see the module docstring).
+
+    >>> codec = MentionCodec(ScoredMention)
+    >>> mentions, refused = codec.decode(b'[{"custom":1,"id":"1","text":"hola",'
+    ...                                  b'"created_at":"2026-01-01T00:00:00Z"}]')
+    >>> mentions[0].sentiment = Sentiment("neutral", {"neutral": 1.0})
+    >>> codec.encode(mentions)
+    b'[{"custom":1,"id":"1","text":"hola","created_at":"2026-01-01T00:00:00Z","sentiment":{"label":"neutral","scores":{"neutral":1.0}}}]'
+    """
+
+    def __init__(self, record_type: type[M]) -> None:
+        self.record_type = record_type
+        self.fields: tuple[str, ...] = record_type.__struct_fields__
+        self._field_set = frozenset(self.fields)
+        self._usual = msgspec.json.Decoder(list[record_type])  # type: ignore[valid-type]
+        self._encode: Callable[[Any], bytes] = msgspec.json.Encoder().encode
+
+    def decode(self, value: bytes) -> tuple[list[M], Refused]:
+        """A record's mentions, and the items that are not mentions of this type with why.
+
+        Raises ``ValueError`` when ``value`` is not a JSON array at all.
+        """
+        try:
+            mentions = self._usual.decode(value)
+        except msgspec.MsgspecError:
+            return self._decode_whole(value)
+        # the usual record was written by a stage of ours: every mention starts with its id
+        # (else a key an upstream source put first must stay first: the slow path keeps it)
+        if value.count(b'[{"id":') + value.count(b',{"id":') != len(mentions):
+            return self._decode_whole(value)
+        return mentions, []
+
+    def _decode_whole(self, value: bytes) -> tuple[list[M], Refused]:
+        try:
+            items = orjson.loads(value)
+        except orjson.JSONDecodeError as error:
+            raise ValueError(f"not JSON: {error}") from error
+        if not isinstance(items, list):
+            raise ValueError(f"expected a JSON array of mentions, got {type(items).__name__}")
+        mentions: list[M] = []
+        refused: Refused = []
+        for item in items:
+            if not isinstance(item, dict):
+                refused.append(({"item": item}, InvalidMention(
+                    "not_an_object", f"expected a mention object, got {type(item).__name__}")))
+                continue
+            try:
+                mentions.append(self.from_dict(item))
+            except InvalidMention as error:
+                refused.append((item, error))
+        return mentions, refused
+
+    def from_dict(self, document: Mapping[str, Any]) -> M:
+        """One mention record from its JSON object; ``InvalidMention`` when it does not fit."""
+        for name in ("id", "text", "created_at"):
+            if document.get(name) is None:
+                raise InvalidMention("missing_field", name)
+        known = {key: value for key, value in document.items() if key in self._field_set}
+        try:
+            mention = msgspec.convert(known, self.record_type)
+        except msgspec.ValidationError as error:
+            reason = "missing_field" if "missing required" in str(error) else "wrong_type"
+            raise InvalidMention(reason, str(error)) from error
+        extra = {key: value for key, value in document.items() if key not in self._field_set}
+        if extra or list(known) != [name for name in self.fields if name in known]:
+            setattr(mention, _EXTRA, extra)
+            setattr(mention, _ORDER, tuple(document))
+        return mention
+
+    def encode(self, mentions: Sequence[RoutedMention]) -> bytes:
+        """One micro-batch record of ``mentions`` (a JSON array)."""
+        return self._encode([_wire_form(mention) for mention in mentions])
+
+    def encode_each(self, mentions: Sequence[RoutedMention]) -> list[bytes]:
+        """Each mention as its own JSON object (joined into records by the caller)."""
+        return [self._encode(_wire_form(mention)) for mention in mentions]
+
+    def encode_batches(self, mentions: Sequence[RoutedMention],
+                       max_bytes: int = MICRO_BATCH_MAX_BYTES) -> list[bytes]:
+        """Records of at most ``max_bytes`` each (halved until they fit), in order."""
+        return records_within(mentions, self.encode, max_bytes)
+
+
+def _wire_form(mention: RoutedMention) -> RoutedMention | dict[str, Any]:
+    """The mention itself, or, if it carries unknown keys or another order, its ordered dict."""
+    order = getattr(mention, _ORDER, None)
+    if order is None:
+        return mention
+    extra: dict[str, Any] = getattr(mention, _EXTRA)
+    fields = msgspec.structs.asdict(mention)
+    wire: dict[str, Any] = {}
+    for key in order:
+        value = extra[key] if key in extra else fields.get(key, UNSET)
+        if value is not UNSET:
+            wire[key] = value
+    for key, value in fields.items():
+        if value is not UNSET and key not in wire:
+            wire[key] = value
+    return wire
+
+
+def encode_mention(mention: RoutedMention | Mapping[str, Any]) -> bytes:
+    """One mention as its JSON object (for a dead letter)."""
+    if isinstance(mention, RoutedMention):
+        return msgspec.json.encode(_wire_form(mention))
+    return orjson.dumps(mention)
+
+
+def wire_dict(mention: RoutedMention) -> dict[str, Any]:
+    """The mention as the JSON object it is on the wire, decoded (tests, files, rows)."""
+    decoded: dict[str, Any] = orjson.loads(msgspec.json.encode(_wire_form(mention)))
+    return decoded
+
+
+# --------------------------------------------------------------------------------------------
+# the dedup stage's fast path: routed mentions read lean, each verdict spliced into its bytes
+# --------------------------------------------------------------------------------------------
+
+
+class DedupHead(msgspec.Struct, gc=False):
+    """What dedup reads of a routed mention; the verdict keys only to see that none is there."""
+
+    id: str
+    text: str
+    created_at: str
+    ingested_at: float | None = None
+    duplicate_of: Any = UNSET
+    duplicate_kind: Any = UNSET
+    copy_count: Any = UNSET
+    duplicate_similarity: Any = UNSET
+
+
+class _VerdictKeys(msgspec.Struct, gc=False, omit_defaults=True):
+    """The verdict fields of :class:`UniqueMention`, in its order (no similarity for firsts)."""
+
+    duplicate_of: str | None
+    duplicate_kind: str
+    copy_count: int
+    duplicate_similarity: float | None = None
+
+
+_ROUTED_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+# the whole array in one call: decoding item by item cost more per mention
+_ROUTED_HEADS = msgspec.json.Decoder(list[DedupHead])
+_encode_verdict_into = msgspec.json.Encoder().encode_into
+_COMMA: Final = ord(",")
+
+
+def read_routed_heads(value: bytes) -> tuple[list[DedupHead], list[msgspec.Raw]] | None:
+    """A routed record's mentions as what dedup reads of each, and each one's own bytes.
+
+    None when the record is not in the usual shape (not an array of objects, a field of
+    another type, verdict keys already there): the caller then reads it whole with
+    :data:`UNIQUE`. A mention decoded whole costs twice the CPU of this read and the splice
+    of :func:`unique_with_verdicts` together (``benchmarks/README.md``).
+    """
+    try:
+        items = _ROUTED_ITEMS.decode(value)
+        heads = _ROUTED_HEADS.decode(value)
+    except msgspec.MsgspecError:
+        return None
+    for head in heads:
+        if not (head.duplicate_of is head.duplicate_kind is head.copy_count
+                is head.duplicate_similarity is UNSET):
+            return None
+    return heads, items
+
+
+def unique_with_verdicts(
+    items: Sequence[msgspec.Raw], verdicts: Sequence[tuple[str | None, str, int, float | None]],
+) -> list[bytearray]:
+    """Each routed mention's bytes as its :class:`UniqueMention`: the verdict keys appended.
+
+    Byte for byte what :meth:`MentionCodec.encode` writes of the mention with the verdict
+    set, but for the source's spacing inside the object.
+    """
+    encoded = []
+    for raw_item, verdict in zip(items, verdicts, strict=True):
+        # the verdict goes over the object's closing brace (msgspec's Raw ends there), whose
+        # place then takes the comma: one copy of the mention's bytes, nothing decoded
+        mention = bytearray(raw_item)
+        end = len(mention) - 1
+        _encode_verdict_into(_VerdictKeys(*verdict), mention, end)
+        mention[end] = _COMMA
+        encoded.append(mention)
+    return encoded
+
+
+SCORED: Final = MentionCodec(ScoredMention)
+# the dedup stage reads routed records as unique mentions not yet marked
+UNIQUE: Final = MentionCodec(UniqueMention)
