@@ -129,32 +129,40 @@ def test_dedup_takes_routed_records_of_every_shape(
     pipeline_settings: Settings, start_worker: Callable[..., RunningWorker],
 ) -> None:
     """The usual micro-batch is marked without decoding it whole; any other shape is decoded
-    whole (an integer id) or dead-lettered (not a batch), and neither stops the agent."""
+    whole (a key of its own), and a record or mention that is not one is dead-lettered with
+    its reason (not a batch; an integer id), and none of them stops the agent."""
     worker = start_worker(pipeline_settings, "dedup")
     text = "Acme Mobile lleva tres horas sin servicio en todo Madrid, vergonzoso"
     at = {"created_at": "2026-11-22T10:00:00+00:00", "ingested_at": 1_795_000_000.5}
     produce(pipeline_settings, [
         b"[{oops",
-        orjson.dumps([{"id": 7, "text": text, **at}]),
-        orjson.dumps([{"id": "m8", "text": f"RT @ana: {text}", **at, "extra": [1, "x"]}]),
+        orjson.dumps([{"id": 7, "text": f"{text} otra vez", **at}]),
+        orjson.dumps([{"id": "m7", "text": text, **at, "extra": [1, "x"]}]),
+        orjson.dumps([{"id": "m8", "text": f"RT @ana: {text}", **at}]),
     ], topic=pipeline_settings.topic("routed"), partition=0)  # copies meet on one partition
     unique = [m for record in consume_until(
         pipeline_settings, pipeline_settings.topic("unique"),
         lambda records: sum(len(decode_batch(r.value)) for r in records) >= 2,
     ) for m in decode_batch(record.value)]
     assert sorted(unique, key=lambda m: str(m["id"])) == [
-        {"id": 7, "text": text, **at,
+        {"id": "m7", "text": text, **at, "extra": [1, "x"],
          "duplicate_of": None, "duplicate_kind": "unique", "copy_count": 1},
-        {"id": "m8", "text": f"RT @ana: {text}", **at, "extra": [1, "x"],
-         "duplicate_of": "7", "duplicate_kind": "exact", "copy_count": 2,
+        {"id": "m8", "text": f"RT @ana: {text}", **at,
+         "duplicate_of": "m7", "duplicate_kind": "exact", "copy_count": 2,
          "duplicate_similarity": 1.0},
     ]
     dead = consume_until(
-        pipeline_settings, pipeline_settings.topic("deadletter"), lambda records: bool(records),
+        pipeline_settings, pipeline_settings.topic("deadletter"),
+        lambda records: len(records) >= 2,
     )
-    assert [orjson.loads(record.value)["original"] for record in dead] == ["[{oops"]
-    assert 'mentions_deadlettered_total{reason="bad_value",stage="dedup"} 1.0' in (
-        worker.metrics_text())
+    letters = sorted((orjson.loads(record.value) for record in dead),
+                     key=lambda letter: str(letter["reason"]))
+    assert [letter["reason"] for letter in letters] == ["bad_value", "wrong_type"]
+    assert letters[0]["original"] == "[{oops"
+    assert '"id": 7' in letters[1]["original"] or '"id":7' in letters[1]["original"]
+    metrics = worker.metrics_text()
+    assert 'mentions_deadlettered_total{reason="bad_value",stage="dedup"} 1.0' in metrics
+    assert 'mentions_deadlettered_total{reason="wrong_type",stage="dedup"} 1.0' in metrics
 
 
 def test_dedup_drains_a_backlog_with_copies_and_remembers_it_after_a_restart(
