@@ -6,7 +6,16 @@ import orjson
 import pytest
 from msgspec import UNSET
 
-from pipeline.records import SCORED, ScoredMention, Sentiment, encode_mention, wire_dict
+from pipeline.records import ROUTED as ROUTED_CODEC
+from pipeline.records import (
+    SCORED,
+    RoutedMention,
+    RoutedTags,
+    ScoredMention,
+    Sentiment,
+    encode_mention,
+    wire_dict,
+)
 from pipeline.transport.topics import encode_batch
 
 ROUTED = {
@@ -88,3 +97,20 @@ def test_big_batches_are_split_in_order_within_the_size_cap() -> None:
     assert len(records) > 1 and all(len(record) <= 400 for record in records)
     assert [m.id for record in records for m in SCORED.decode(record)[0]] == [
         str(n) for n in range(8)]
+
+
+def test_routed_tags_are_the_routed_mention_s_last_fields_in_its_order() -> None:
+    assert RoutedMention.__struct_fields__[-len(RoutedTags.__struct_fields__):] == (
+        RoutedTags.__struct_fields__)
+
+
+def test_tags_appended_to_a_spelled_out_record_are_what_the_codec_writes_of_it() -> None:
+    untagged = {key: value for key, value in ROUTED.items()
+                if key not in RoutedTags.__struct_fields__}
+    members = ROUTED_CODEC.tag_members(lang="es", lang_score=0.93, brands=["acme-mobile"],
+                                       sentiment_tokens="AAEC")
+    closing = ROUTED_CODEC.tag_members(ingested_at=1_795_000_000.25) + b"}"
+    tagged = ROUTED_CODEC.encode_tagged(orjson.dumps(untagged), members, closing)
+    mention = ROUTED_CODEC.from_dict(ROUTED)
+    assert tagged == ROUTED_CODEC.encode_one(mention) == orjson.dumps(ROUTED)
+    assert ROUTED_CODEC.decode(b"[" + tagged + b"]") == ([mention], [])
