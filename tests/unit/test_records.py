@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 from msgspec import UNSET
 
-from pipeline.records import ROUTED as ROUTED_CODEC
 from pipeline.records import (
+    DEAD_LETTERS,
     SCORED,
     RoutedMention,
     RoutedTags,
     ScoredMention,
     Sentiment,
+    dead_letter_record,
     encode_mention,
     wire_dict,
 )
+from pipeline.records import ROUTED as ROUTED_CODEC
 from pipeline.transport.topics import encode_batch
 
 ROUTED = {
@@ -114,3 +118,19 @@ def test_tags_appended_to_a_spelled_out_record_are_what_the_codec_writes_of_it()
     mention = ROUTED_CODEC.from_dict(ROUTED)
     assert tagged == ROUTED_CODEC.encode_one(mention) == orjson.dumps(ROUTED)
     assert ROUTED_CODEC.decode(b"[" + tagged + b"]") == ([mention], [])
+
+
+def test_a_dead_letter_is_the_json_object_it_was_in_its_key_order() -> None:
+    failed_at = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+    letter = dead_letter_record(b"\xff{", "invalid_utf8", "byte 0", stage="ingest",
+                                source_topic="mentions.raw", failed_at=failed_at)
+    assert letter == orjson.dumps({
+        "reason": "invalid_utf8", "detail": "byte 0", "stage": "ingest",
+        "source_topic": "mentions.raw", "failed_at": "2026-12-07T04:00:00+00:00",
+        "original_b64": "/3s=",
+    })
+    cut = DEAD_LETTERS.decode(dead_letter_record(b"z" * 3000, "not_json", "", stage="dedup",
+                                                 failed_at=failed_at, max_bytes=1000))
+    assert list(orjson.loads(DEAD_LETTERS.encode(cut)))[-4:] == [
+        "original", "original_truncated", "original_bytes", "original_sha256"]
+    assert cut.source_topic is None and cut.original_b64 is UNSET

@@ -5,11 +5,9 @@ import orjson
 import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
-from pipeline.records import ROUTED
+from pipeline.records import DEAD_LETTER_MAX_BYTES, ROUTED, dead_letter_record
 from pipeline.schema import (
-    DEAD_LETTER_MAX_BYTES,
     InvalidMention,
-    dead_letter_record,
     decode_mention,
     decode_record,
 )
