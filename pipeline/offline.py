@@ -19,8 +19,7 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
-from pipeline.records import encode_mention
-from pipeline.schema import dead_letter_record
+from pipeline.records import dead_letter_record, encode_mention
 from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record

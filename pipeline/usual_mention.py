@@ -4,13 +4,12 @@ Most raw records are already normal: only the known keys, each of its expected t
 :func:`decode_usual` decodes and validates such a record in C into a :class:`UsualMention`,
 which encodes to exactly the wire form :func:`pipeline.schema.decode_record` makes of it;
 anything else, valid or not, takes that precise path. A record that spells every key out is
-tagged by appending members to its own bytes (:func:`ingest_members`,
-:func:`append_members`), without being encoded again.
+tagged by appending members to its own bytes (:class:`pipeline.records.RoutedCodec`),
+without being encoded again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Final
 
 import msgspec
@@ -83,9 +82,9 @@ def decode_usual(raw: bytes, *, max_text_chars: int) -> tuple[UsualMention, bool
 
     With the mention comes whether ``raw`` spells every key of that encoding (as the
     firehose does) and ends with its closing brace: then ``raw`` already is the wire form,
-    up to key order and spacing, and :func:`append_members` can tag it without encoding it
-    again. Otherwise the absent optional values are filled in (null, or a count of 0) as
-    validation fills them.
+    up to key order and spacing, and :meth:`~pipeline.records.RoutedCodec.encode_tagged` can
+    tag it without encoding it again. Otherwise the absent optional values are filled in
+    (null, or a count of 0) as validation fills them.
     """
     try:
         mention = _USUAL_MENTION.decode(raw)
@@ -128,46 +127,3 @@ def _fill_absent(mention: UsualMention) -> None:
         for count in ENGAGEMENT_COUNTS:
             if getattr(engagement, count) is unset:
                 setattr(engagement, count, 0)
-
-
-class _IngestMembers(msgspec.Struct, gc=False):
-    """Keys the ingest stage adds to a mention, in :class:`UsualMention`'s order."""
-
-    lang: str | UnsetType = msgspec.UNSET
-    lang_score: float | UnsetType = msgspec.UNSET
-    brands: Sequence[str] | UnsetType = msgspec.UNSET
-    sentiment_tokens: str | UnsetType = msgspec.UNSET
-    ingested_at: float | UnsetType = msgspec.UNSET
-
-
-def ingest_members(
-    *, lang: str | None = None, lang_score: float | None = None,
-    brands: Sequence[str] | None = None, sentiment_tokens: str | None = None,
-    ingested_at: float | None = None,
-) -> bytes:
-    """The given keys as JSON object members, each after a comma: ``,"lang":"es",...``.
-
-    Written by :data:`encode_usual_mention`, so the bytes are those it writes for the same
-    fields of a :class:`UsualMention`; for :func:`append_members`.
-
-    >>> ingest_members(brands=["acme"], ingested_at=1.5)
-    b',"brands":["acme"],"ingested_at":1.5'
-    """
-    members = encode_usual_mention(_IngestMembers(
-        lang=msgspec.UNSET if lang is None else lang,
-        lang_score=msgspec.UNSET if lang_score is None else lang_score,
-        brands=msgspec.UNSET if brands is None else brands,
-        sentiment_tokens=msgspec.UNSET if sentiment_tokens is None else sentiment_tokens,
-        ingested_at=msgspec.UNSET if ingested_at is None else ingested_at,
-    ))
-    return b"," + members[1:-1] if len(members) > 2 else b""
-
-
-def append_members(spelled_out: bytes, members: bytes, closing: bytes) -> bytes:
-    """A complete raw record (see :func:`decode_usual`) with ``members`` and ``closing``.
-
-    ``closing`` is more members (or none) and a closing brace, which takes the place of
-    ``spelled_out``'s own.
-    """
-    return b"".join((memoryview(spelled_out)[:-1], members, closing))
-

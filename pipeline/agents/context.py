@@ -23,8 +23,15 @@ from prometheus_client import CollectorRegistry
 from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.metrics import PipelineMetrics
-from pipeline.records import M, MentionCodec, Refused, RoutedMention, encode_mention
-from pipeline.schema import InvalidMention, dead_letter_record
+from pipeline.records import (
+    M,
+    MentionCodec,
+    Refused,
+    RoutedMention,
+    dead_letter_record,
+    encode_mention,
+)
+from pipeline.schema import InvalidMention
 from pipeline.stages.stage_result import MetricDelta, StageResult
 
 log = logging.getLogger(__name__)

@@ -24,12 +24,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import orjson
-
 from pipeline.config import Settings
 from pipeline.records import ScoredMention, brands_of
 from pipeline.schema import InvalidMention
-from pipeline.stages.alerts.record import KINDS, Alert
+from pipeline.stages.alerts.record import ALERT_EVENTS, KINDS, Alert
 from pipeline.stages.brands import BrandRule
 from pipeline.stages.crisis import BrandMonitor, CrisisConfig, PartitionMonitor, RecordResult
 from pipeline.stages.routing import brand_partition
@@ -58,7 +56,7 @@ def alert_record(alert: Alert) -> tuple[bytes, bytes, dict[str, bytes]]:
 
     Keyed by brand, so that one incident's events stay in order on one partition.
     """
-    return (alert.brand.encode(), orjson.dumps(alert.to_dict()),
+    return (alert.brand.encode(), ALERT_EVENTS.encode(alert.to_event()),
             {"idempotency-key": alert.idempotency_key.encode()})
 
 

@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+import msgspec
 import orjson
 
 from pipeline.caching import BoundedCache
 from pipeline.config import Settings
+from pipeline.records import ROUTED, RoutedMention
 from pipeline.schema import InvalidMention, decode_record
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
 from pipeline.stages.language import build_language_detector
@@ -32,13 +34,7 @@ from pipeline.stages.sentiment.carried import (
     CarryingTokenizer,
     build_carrying_tokenizer,
 )
-from pipeline.usual_mention import (
-    UsualMention,
-    append_members,
-    decode_usual,
-    encode_usual_mention,
-    ingest_members,
-)
+from pipeline.usual_mention import UsualMention, decode_usual
 
 
 class LanguageGuessLike(Protocol):
@@ -65,7 +61,7 @@ class _Tags(NamedTuple):
     brands: tuple[str, ...]
     # the sentiment model's token ids in their wire form, or None when not carried
     sentiment_tokens: str | None
-    # the same as JSON object members (usual_mention.ingest_members), for mentions tagged as bytes
+    # the same as JSON object members (RoutedCodec.tag_members), for mentions tagged as bytes
     members: bytes
 
 
@@ -156,7 +152,7 @@ class Ingestor:
                 else list(self.carrying_tokenizer.wire(unknown)))
             for text, guess, tokens in zip(unknown, guesses, carried, strict=True):
                 brands = self._brands(text, guess, found)
-                found[text] = known.remember(text, _Tags(guess, brands, tokens, ingest_members(
+                found[text] = known.remember(text, _Tags(guess, brands, tokens, ROUTED.tag_members(
                     lang=None if guess is None else guess[0],
                     lang_score=None if guess is None else guess[1], brands=brands,
                     sentiment_tokens=tokens,
@@ -205,16 +201,19 @@ class Ingestor:
     ) -> EncodedOutcome:
         """Validate, tag and encode one batch; ``ingested_at`` is stamped on every mention.
 
-        A raw record in the usual shape is decoded and validated in C
-        (:func:`~pipeline.usual_mention.decode_usual`); when it spells out every key it
-        already is the wire form, and its tags are appended to its own bytes, else it is
-        encoded again in C. Any other record takes :func:`~pipeline.schema.decode_record`,
-        which normalises it or rejects it.
+        Every mention is written by :data:`~pipeline.records.ROUTED` as a
+        :class:`~pipeline.records.RoutedMention`. A raw record in the usual shape is decoded
+        and validated in C (:func:`~pipeline.usual_mention.decode_usual`); when it spells
+        out every key it already is the wire form, and the codec appends its tags to its own
+        bytes. Any other record takes :func:`~pipeline.schema.decode_record`, which
+        normalises it or rejects it, and then the routed type, which rejects a key of
+        another type that ingest does not overwrite (a source's own ``lang``, say).
         """
         outcome = EncodedOutcome()
         # per valid mention: its raw record when that already is its wire form (see
         # usual_mention.decode_usual), else the typed mention or the normalised record
         decoded: list[bytes | UsualMention | dict[str, Any]] = []
+        raws_of: list[bytes] = []
         texts: list[str] = []
         created_at: list[str] = []
         for raw in raws:
@@ -223,6 +222,7 @@ class Ingestor:
             if usual is not None:
                 mention, spelled_out = usual
                 decoded.append(raw if spelled_out and type(raw) is bytes else mention)
+                raws_of.append(raw)
                 texts.append(mention.text)
                 created_at.append(mention.created_at)
                 continue
@@ -233,28 +233,24 @@ class Ingestor:
                 outcome.rejects.append(Reject(raw, error.reason, error.detail))
                 continue
             decoded.append(record)
+            raws_of.append(raw)
             texts.append(record["text"])
             created_at.append(record["created_at"])
         # the ingest time and the closing brace, the same for the whole batch
-        closing = ingest_members(ingested_at=ingested_at) + b"}"
-        for text, created, item, tags in zip(
-                texts, created_at, decoded, self._tags(texts), strict=True):
+        closing = ROUTED.tag_members(ingested_at=ingested_at) + b"}"
+        for raw, text, created, item, tags in zip(
+                raws_of, texts, created_at, decoded, self._tags(texts), strict=True):
             if isinstance(item, bytes):
                 # most of a firehose: its bytes with the text's tags and the batch's time,
                 # no encoding
-                encoded = append_members(item, tags.members, closing)
-            elif isinstance(item, dict):
-                _tag_record(item, tags, ingested_at)
-                encoded = orjson.dumps(item)
+                encoded = ROUTED.encode_tagged(item, tags.members, closing)
             else:
-                if tags.guess is not None:
-                    item.lang, item.lang_score = tags.guess
-                item.brands = list(tags.brands)
-                if tags.sentiment_tokens is not None:
-                    item.sentiment_tokens = tags.sentiment_tokens
-                if ingested_at is not None:
-                    item.ingested_at = ingested_at
-                encoded = encode_usual_mention(item)
+                try:
+                    routed = _tagged_mention(item, tags, ingested_at)
+                except InvalidMention as error:
+                    outcome.rejects.append(Reject(raw, error.reason, error.detail))
+                    continue
+                encoded = ROUTED.encode_one(routed)
             tagged = EncodedMention(text, tags.brands, created, encoded)
             (outcome.mentions if tags.brands else outcome.unmatched).append(tagged)
             outcome.tagged.append(tagged)
@@ -264,6 +260,28 @@ class Ingestor:
 def _query_language(guess: tuple[str, float] | None) -> str | None:
     """The language brand queries are checked for: none when undetermined or not detected."""
     return guess[0] if guess is not None and guess[0] != "und" else None
+
+
+def _tagged_mention(
+    item: UsualMention | dict[str, Any], tags: _Tags, ingested_at: float | None,
+) -> RoutedMention:
+    """The routed mention of a decoded raw record, tagged; ``InvalidMention`` if it is none.
+
+    A normalised record keeps its own keys and their order (:meth:`MentionCodec.from_dict`);
+    a usual mention is all known keys, each of the routed type already.
+    """
+    if isinstance(item, dict):
+        _tag_record(item, tags, ingested_at)
+        return ROUTED.from_dict(item)
+    mention = RoutedMention(**msgspec.to_builtins(item))
+    if tags.guess is not None:
+        mention.lang, mention.lang_score = tags.guess
+    mention.brands = list(tags.brands)
+    if tags.sentiment_tokens is not None:
+        mention.sentiment_tokens = tags.sentiment_tokens
+    if ingested_at is not None:
+        mention.ingested_at = ingested_at
+    return mention
 
 
 def _tag_record(record: dict[str, Any], tags: _Tags, ingested_at: float | None) -> None:

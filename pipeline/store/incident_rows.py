@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from pipeline.stages.alerts.record import KINDS, OPENED, RESOLVED, UPDATED, Alert
@@ -47,15 +48,13 @@ def alert_row(alert: Mapping[str, Any]) -> dict[str, Any]:
     """
     try:
         parsed = Alert.from_dict(alert)
-    except KeyError as error:
-        raise ValueError(f"missing_field: {error.args[0]}") from None
+    except msgspec.ValidationError as error:
+        reason = "missing_field" if "missing required field" in str(error) else "wrong_type"
+        raise ValueError(f"{reason}: {error}") from None
     except (ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"wrong_type: {error}") from None
     for name in ("brand", "incident_id"):
-        value = getattr(parsed, name)
-        if not isinstance(value, str):
-            raise ValueError(f"wrong_type: {name} is not a string")
-        if not value:
+        if not getattr(parsed, name):
             raise ValueError(f"missing_field: {name}")
     if parsed.kind not in KINDS:
         raise ValueError(f"wrong_type: kind {parsed.kind!r} is not one of {', '.join(KINDS)}")

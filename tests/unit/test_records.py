@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import orjson
 import pytest
 from msgspec import UNSET
 
-from pipeline.records import SCORED, ScoredMention, Sentiment, encode_mention, wire_dict
+from pipeline.records import (
+    DEAD_LETTERS,
+    SCORED,
+    RoutedMention,
+    RoutedTags,
+    ScoredMention,
+    Sentiment,
+    dead_letter_record,
+    encode_mention,
+    wire_dict,
+)
+from pipeline.records import ROUTED as ROUTED_CODEC
 from pipeline.transport.topics import encode_batch
 
 ROUTED = {
@@ -88,3 +101,36 @@ def test_big_batches_are_split_in_order_within_the_size_cap() -> None:
     assert len(records) > 1 and all(len(record) <= 400 for record in records)
     assert [m.id for record in records for m in SCORED.decode(record)[0]] == [
         str(n) for n in range(8)]
+
+
+def test_routed_tags_are_the_routed_mention_s_last_fields_in_its_order() -> None:
+    assert RoutedMention.__struct_fields__[-len(RoutedTags.__struct_fields__):] == (
+        RoutedTags.__struct_fields__)
+
+
+def test_tags_appended_to_a_spelled_out_record_are_what_the_codec_writes_of_it() -> None:
+    untagged = {key: value for key, value in ROUTED.items()
+                if key not in RoutedTags.__struct_fields__}
+    members = ROUTED_CODEC.tag_members(lang="es", lang_score=0.93, brands=["acme-mobile"],
+                                       sentiment_tokens="AAEC")
+    closing = ROUTED_CODEC.tag_members(ingested_at=1_795_000_000.25) + b"}"
+    tagged = ROUTED_CODEC.encode_tagged(orjson.dumps(untagged), members, closing)
+    mention = ROUTED_CODEC.from_dict(ROUTED)
+    assert tagged == ROUTED_CODEC.encode_one(mention) == orjson.dumps(ROUTED)
+    assert ROUTED_CODEC.decode(b"[" + tagged + b"]") == ([mention], [])
+
+
+def test_a_dead_letter_is_the_json_object_it_was_in_its_key_order() -> None:
+    failed_at = datetime(2026, 12, 7, 4, 0, tzinfo=UTC)
+    letter = dead_letter_record(b"\xff{", "invalid_utf8", "byte 0", stage="ingest",
+                                source_topic="mentions.raw", failed_at=failed_at)
+    assert letter == orjson.dumps({
+        "reason": "invalid_utf8", "detail": "byte 0", "stage": "ingest",
+        "source_topic": "mentions.raw", "failed_at": "2026-12-07T04:00:00+00:00",
+        "original_b64": "/3s=",
+    })
+    cut = DEAD_LETTERS.decode(dead_letter_record(b"z" * 3000, "not_json", "", stage="dedup",
+                                                 failed_at=failed_at, max_bytes=1000))
+    assert list(orjson.loads(DEAD_LETTERS.encode(cut)))[-4:] == [
+        "original", "original_truncated", "original_bytes", "original_sha256"]
+    assert cut.source_topic is None and cut.original_b64 is UNSET

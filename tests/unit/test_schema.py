@@ -5,20 +5,13 @@ import orjson
 import pytest
 
 from pipeline.connectors.generator import FirehoseGenerator
+from pipeline.records import DEAD_LETTER_MAX_BYTES, ROUTED, dead_letter_record
 from pipeline.schema import (
-    DEAD_LETTER_MAX_BYTES,
     InvalidMention,
-    dead_letter_record,
     decode_mention,
     decode_record,
 )
-from pipeline.usual_mention import (
-    UsualMention,
-    append_members,
-    decode_usual,
-    encode_usual_mention,
-    ingest_members,
-)
+from pipeline.usual_mention import UsualMention, decode_usual, encode_usual_mention
 
 LIMITS = {"max_text_chars": 280, "max_record_bytes": 4096}
 
@@ -216,7 +209,7 @@ def test_the_usual_shape_decodes_to_what_validation_makes_of_it(raw: bytes) -> N
     decoded = decode_usual(raw, max_text_chars=LIMITS["max_text_chars"])
     if decoded is not None and decoded[1]:
         # spelled out: the raw bytes, tagged, read as the normalised record tagged
-        tagged = append_members(raw, ingest_members(brands=["acme"]), b"}")
+        tagged = ROUTED.encode_tagged(raw, ROUTED.tag_members(brands=["acme"]), b"}")
         assert orjson.loads(tagged) == {**record, "brands": ["acme"]}
 
 

@@ -27,7 +27,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pipeline.connectors.sources.config import RuntimeOptions
 from pipeline.connectors.sources.cursors import CursorStore
 from pipeline.connectors.sources.filtering import QueryPrefilter, SkipEvent, UnmappableEvent
-from pipeline.schema import InvalidMention, dead_letter_record, validated_record
+from pipeline.records import dead_letter_record
+from pipeline.schema import InvalidMention, validated_record
 
 log = logging.getLogger("pipeline.sources")
 

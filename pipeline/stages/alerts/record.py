@@ -2,8 +2,11 @@
 
 An incident is a *crisis* (:data:`CRISIS`: more anger) or a *volume spike*
 (:data:`VOLUME_SPIKE`: more talk); each of its events is ``open``, ``update`` or ``resolved``
-and carries a :class:`Severity`. :meth:`Alert.to_dict` and :meth:`Alert.from_dict` are the
-wire format that the notifier and downstream consumers read; :class:`ContextSummary`,
+and carries a :class:`Severity`. :class:`AlertEvent` is its typed record on the topic, written
+and read by :data:`ALERT_EVENTS` (:meth:`Alert.to_event`, :meth:`Alert.from_event`;
+:meth:`Alert.to_dict` and :meth:`Alert.from_dict` are the same as plain JSON objects, for
+webhook bodies and files); the events live here, beside the alert, rather than in
+:mod:`pipeline.records`, which they would take past ~500 lines. :class:`ContextSummary`,
 :class:`Voice` and :class:`SampleMention` are the mentions behind the incident as an alert
 shows them. The rules that pick kinds, severities and statuses are in
 :mod:`pipeline.stages.alerts.lifecycle`.
@@ -16,6 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, Final
+
+import msgspec
+
+from pipeline.records import RecordCodec
 
 CRISIS: Final = "crisis"
 VOLUME_SPIKE: Final = "volume_spike"
@@ -86,6 +93,103 @@ class ContextSummary:
     samples: tuple[SampleMention, ...]
 
 
+class TermCount(msgspec.Struct, gc=False):
+    """A top term of an alert event and how often it was said."""
+
+    term: str
+    count: int
+
+
+class HashtagCount(msgspec.Struct, gc=False):
+    """A top hashtag of an alert event and how often it was used."""
+
+    hashtag: str
+    count: int
+
+
+class VoiceEntry(msgspec.Struct, gc=False):
+    """A :class:`Voice` on the wire."""
+
+    author_id: str
+    handle: str | None = None
+    followers: int = 0
+    mentions: int = 0
+    copies: int = 0
+    engagement: int = 0
+    reach: float = 0.0
+
+
+class LanguageShare(msgspec.Struct, gc=False):
+    """A language of the mentions behind an alert and its share."""
+
+    lang: str
+    share: float
+
+
+class SampleEntry(msgspec.Struct, gc=False):
+    """A :class:`SampleMention` on the wire."""
+
+    id: str
+    text: str
+    url: str | None = None
+    handle: str | None = None
+    lang: str | None = None
+    reach: float = 0.0
+    copies: int = 0
+
+
+# fields in the wire order; those with defaults may be absent from a record read back
+class AlertEvent(msgspec.Struct, kw_only=True):
+    """One alert event as it is on ``alerts.crisis`` (times ISO 8601, severity its label)."""
+
+    idempotency_key: str = ""
+    kind: str
+    status: str
+    severity: str | int
+    previous_severity: str | int | None = None
+    previous_kind: str | None = None
+    brand: str
+    brand_name: str | None = None
+    incident_id: str
+    sequence: int
+    started_at: str
+    window_start: str
+    window_end: str
+    volume: int
+    expected_volume: float
+    negative: int
+    expected_negative: float
+    negative_share: float
+    expected_negative_share: float
+    scores: dict[str, float] = msgspec.field(default_factory=dict)
+    peak: dict[str, Any] = msgspec.field(default_factory=dict)
+    totals: dict[str, int] = msgspec.field(default_factory=dict)
+    mentions_in_context: int = 0
+    top_terms: list[TermCount] = msgspec.field(default_factory=list)
+    top_hashtags: list[HashtagCount] = msgspec.field(default_factory=list)
+    top_voices: list[VoiceEntry] = msgspec.field(default_factory=list)
+    languages: list[LanguageShare] = msgspec.field(default_factory=list)
+    samples: list[SampleEntry] = msgspec.field(default_factory=list)
+
+
+class AlertEventCodec(RecordCodec[AlertEvent]):
+    """:class:`RecordCodec` of alert events, which also reads one from a JSON object."""
+
+    def __init__(self) -> None:
+        super().__init__(AlertEvent)
+
+    @staticmethod
+    def from_dict(record: Mapping[str, Any]) -> AlertEvent:
+        """The event in a JSON object; ``msgspec.ValidationError`` says what does not fit.
+
+        Lax as reading the encoded record is not: a number written as a string is read.
+        """
+        return msgspec.convert(record, AlertEvent, strict=False)
+
+
+ALERT_EVENTS: Final = AlertEventCodec()
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert event; :meth:`to_dict` is its JSON form on ``alerts.crisis``."""
@@ -118,93 +222,73 @@ class Alert:
         """``brand/incident id/sequence``: equal for a re-emission of the same event."""
         return f"{self.brand}/{self.incident_id}/{self.sequence}"
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (ISO 8601 times, severity as its label)."""
+    def to_event(self) -> AlertEvent:
+        """The alert's record on ``alerts.crisis``."""
         ctx = self.context
-        return {
-            "idempotency_key": self.idempotency_key,
-            "kind": self.kind,
-            "status": self.status,
-            "severity": self.severity.label,
-            "previous_severity": self.previous_severity.label if self.previous_severity else None,
-            "previous_kind": self.previous_kind,
-            "brand": self.brand,
-            "brand_name": self.brand_name,
-            "incident_id": self.incident_id,
-            "sequence": self.sequence,
-            "started_at": self.started_at.isoformat(),
-            "window_start": self.window_start.isoformat(),
-            "window_end": self.window_end.isoformat(),
-            "volume": self.volume,
-            "expected_volume": self.expected_volume,
-            "negative": self.negative,
-            "expected_negative": self.expected_negative,
-            "negative_share": self.negative_share,
-            "expected_negative_share": self.expected_negative_share,
-            "scores": dict(self.scores),
-            "peak": dict(self.peak),
-            "totals": dict(self.totals),
-            "mentions_in_context": ctx.mentions,
-            "top_terms": [{"term": t, "count": c} for t, c in ctx.top_terms],
-            "top_hashtags": [{"hashtag": h, "count": c} for h, c in ctx.top_hashtags],
-            "top_voices": [
-                {"author_id": v.author_id, "handle": v.handle, "followers": v.followers,
-                 "mentions": v.mentions, "copies": v.copies, "engagement": v.engagement,
-                 "reach": v.reach}
-                for v in ctx.top_voices
-            ],
-            "languages": [{"lang": lang, "share": share} for lang, share in ctx.languages],
-            "samples": [
-                {"id": s.id, "text": s.text, "url": s.url, "handle": s.handle, "lang": s.lang,
-                 "reach": s.reach, "copies": s.copies}
-                for s in ctx.samples
-            ],
-        }
+        previous = self.previous_severity
+        return AlertEvent(
+            idempotency_key=self.idempotency_key, kind=self.kind, status=self.status,
+            severity=self.severity.label, previous_severity=previous.label if previous else None,
+            previous_kind=self.previous_kind, brand=self.brand, brand_name=self.brand_name,
+            incident_id=self.incident_id, sequence=self.sequence,
+            started_at=self.started_at.isoformat(), window_start=self.window_start.isoformat(),
+            window_end=self.window_end.isoformat(), volume=self.volume,
+            expected_volume=self.expected_volume, negative=self.negative,
+            expected_negative=self.expected_negative, negative_share=self.negative_share,
+            expected_negative_share=self.expected_negative_share, scores=dict(self.scores),
+            peak=dict(self.peak), totals=dict(self.totals), mentions_in_context=ctx.mentions,
+            top_terms=[TermCount(term, count) for term, count in ctx.top_terms],
+            top_hashtags=[HashtagCount(tag, count) for tag, count in ctx.top_hashtags],
+            top_voices=[VoiceEntry(v.author_id, v.handle, v.followers, v.mentions, v.copies,
+                                   v.engagement, v.reach) for v in ctx.top_voices],
+            languages=[LanguageShare(lang, share) for lang, share in ctx.languages],
+            samples=[SampleEntry(s.id, s.text, s.url, s.handle, s.lang, s.reach, s.copies)
+                     for s in ctx.samples],
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert's record as a JSON-ready dict (for webhook bodies and files)."""
+        record: dict[str, Any] = msgspec.to_builtins(self.to_event())
+        return record
+
+    @classmethod
+    def from_event(cls, event: AlertEvent) -> Alert:
+        """The alert of an event read back from the topic."""
+        previous = event.previous_severity
+        context = ContextSummary(
+            mentions=event.mentions_in_context,
+            top_terms=tuple((t.term, t.count) for t in event.top_terms),
+            top_hashtags=tuple((h.hashtag, h.count) for h in event.top_hashtags),
+            top_voices=tuple(Voice(v.author_id, v.handle, v.followers, v.mentions, v.copies,
+                                   v.engagement, v.reach) for v in event.top_voices),
+            languages=tuple((lang.lang, lang.share) for lang in event.languages),
+            samples=tuple(SampleMention(s.id, s.text, s.url, s.handle, s.lang, s.reach,
+                                        s.copies) for s in event.samples),
+        )
+        return cls(
+            kind=event.kind, status=event.status, severity=Severity.parse(event.severity),
+            brand=event.brand, brand_name=event.brand_name or event.brand,
+            incident_id=event.incident_id, sequence=event.sequence,
+            started_at=datetime.fromisoformat(event.started_at),
+            window_start=datetime.fromisoformat(event.window_start),
+            window_end=datetime.fromisoformat(event.window_end),
+            volume=event.volume, expected_volume=event.expected_volume,
+            negative=event.negative, expected_negative=event.expected_negative,
+            negative_share=event.negative_share,
+            expected_negative_share=event.expected_negative_share,
+            scores=event.scores, peak=event.peak, totals=event.totals, context=context,
+            previous_severity=Severity.parse(previous) if previous else None,
+            previous_kind=event.previous_kind,
+        )
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> Alert:
-        """Rebuild an alert from :meth:`to_dict` output (e.g. read back from the topic)."""
-        previous = record.get("previous_severity")
-        context = ContextSummary(
-            mentions=int(record.get("mentions_in_context", 0)),
-            top_terms=tuple((t["term"], int(t["count"])) for t in record.get("top_terms", ())),
-            top_hashtags=tuple((h["hashtag"], int(h["count"]))
-                               for h in record.get("top_hashtags", ())),
-            top_voices=tuple(
-                Voice(v["author_id"], v.get("handle"), int(v.get("followers", 0)),
-                      int(v.get("mentions", 0)), int(v.get("copies", 0)),
-                      int(v.get("engagement", 0)), float(v.get("reach", 0.0)))
-                for v in record.get("top_voices", ())
-            ),
-            languages=tuple((lang["lang"], float(lang["share"]))
-                            for lang in record.get("languages", ())),
-            samples=tuple(
-                SampleMention(s["id"], s["text"], s.get("url"), s.get("handle"), s.get("lang"),
-                              float(s.get("reach", 0.0)), int(s.get("copies", 0)))
-                for s in record.get("samples", ())
-            ),
-        )
-        return cls(
-            kind=record["kind"], status=record["status"],
-            severity=Severity.parse(record["severity"]),
-            brand=record["brand"], brand_name=record.get("brand_name") or record["brand"],
-            incident_id=record["incident_id"], sequence=int(record["sequence"]),
-            started_at=datetime.fromisoformat(record["started_at"]),
-            window_start=datetime.fromisoformat(record["window_start"]),
-            window_end=datetime.fromisoformat(record["window_end"]),
-            volume=int(record["volume"]), expected_volume=float(record["expected_volume"]),
-            negative=int(record["negative"]),
-            expected_negative=float(record["expected_negative"]),
-            negative_share=float(record["negative_share"]),
-            expected_negative_share=float(record["expected_negative_share"]),
-            scores=dict(record.get("scores", {})), peak=dict(record.get("peak", {})),
-            totals=dict(record.get("totals", {})), context=context,
-            previous_severity=Severity.parse(previous) if previous else None,
-            previous_kind=record.get("previous_kind"),
-        )
+        """Rebuild an alert from :meth:`to_dict` output; ``msgspec.ValidationError`` if none."""
+        return cls.from_event(ALERT_EVENTS.from_dict(record))
 
 
 __all__ = [
+    "ALERT_EVENTS",
     "CRISIS",
     "KINDS",
     "OPENED",
@@ -212,6 +296,7 @@ __all__ = [
     "UPDATED",
     "VOLUME_SPIKE",
     "Alert",
+    "AlertEvent",
     "ContextSummary",
     "SampleMention",
     "Severity",

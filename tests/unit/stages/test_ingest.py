@@ -207,3 +207,11 @@ def test_a_retweet_in_another_language_than_its_copy_is_matched_itself() -> None
     outcome = core.process([raw("1", "es lumo"), raw("2", "RT @ana: es lumo")])
     assert [m["id"] for m in outcome.mentions] == ["1"]
     assert matcher.matched == ["es lumo", "RT @ana: es lumo"]
+
+
+def test_a_source_s_own_tag_of_another_type_is_rejected_not_routed() -> None:
+    # without detection ingest leaves a source's "lang" as it came: a routed mention's is text
+    record = {**spelled_out("1", "en acme"), "lang": 7}
+    outcome = ingestor().process_encoded([orjson.dumps(record), raw("2", "en acme")])
+    assert [m.text for m in outcome.mentions] == ["en acme"]
+    assert [(r.reason, r.raw) for r in outcome.rejects] == [("wrong_type", orjson.dumps(record))]
