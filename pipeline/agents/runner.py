@@ -180,6 +180,8 @@ def tell_listeners(context: WorkerContext, stage: Stage, alerts: list[Alert]) ->
 
 def run_as_agent(context: WorkerContext, stage: Stage) -> Any:
     """Attach ``stage`` to the app as a Faust agent over its source topic, one event a batch."""
+    if stage.more_sources or stage.on_stop is not None:
+        raise ValueError(f"stage {stage.name}: more sources and on_stop are for batched stages")
     settings = context.settings
     source_topic = topic_name(settings, stage.source)
 
