@@ -1,7 +1,7 @@
 """The generic runner: every stage's records moved the same way, from a short declaration.
 
-A stage declares a :class:`Stage`: its name, the topic it reads, whether the runner decodes
-the micro-batches for it, how it answers a batch (a
+A stage declares a :class:`Stage`: its name, the topics it reads, whether the runner decodes
+each topic's micro-batches for it, how it answers a batch (a
 :class:`~pipeline.stages.stage_result.StageResult`) and its :class:`Delivery` rule. The
 runner does the rest, as a Faust agent (:func:`run_as_agent`, one event a batch) or as a
 batched consumer (:class:`BatchedStage`, thousands of records a batch, committed once the
@@ -10,9 +10,11 @@ dead-lettered whole, never crashes the worker):
 
 1. decode (a record that is not a micro-batch is dead-lettered ``bad_value``),
 2. ask the stage for its result,
-3. deliver it: dead letters and records out, alerts to the listeners, state saved, in the
+3. write its inserts with the stage's write step, if any (a sink's: it waits out store
+   outages, so nothing below happens, nor the commit, before the rows are in),
+4. deliver it: dead letters and records out, alerts to the listeners, state saved, in the
    order the delivery rule says,
-4. count the metrics and observe the latencies; the offsets commit after this returns (the
+5. count the metrics and observe the latencies; the offsets commit after this returns (the
    batched consumer) or when Faust next commits (agents: Faust flushes its producer first).
 """
 
@@ -21,16 +23,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
 from pipeline.agents.batch_consumer import BatchedConsumerService
 from pipeline.agents.context import WorkerContext
+from pipeline.config import Settings
 from pipeline.records import MentionCodec
 from pipeline.stages.alerts.record import Alert
-from pipeline.stages.stage_result import StageResult
+from pipeline.stages.stage_result import BadRecord, Insert, StageResult
 
 
 class Delivery(Enum):
@@ -67,6 +70,8 @@ class Batch:
 
 
 Answer = Callable[[Batch], StageResult | Awaitable[StageResult]]
+# writes a result's inserts; the rows refused, each with its reason, for the dead letters
+Write = Callable[[Sequence[Insert]], Awaitable[list[BadRecord]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,18 +86,39 @@ class Stage:
     # the codec that decodes the micro-batch records into ``Batch.mentions`` before the
     # answer; None for a stage that reads its records itself (ingest, dedup)
     codec: MentionCodec[Any] | None = None
+    # batched stages only: further topics read in the same consumer, by short name, each
+    # with its own codec (None: the answer reads those values itself)
+    more_sources: Mapping[str, MentionCodec[Any] | None] = field(default_factory=dict)
+    # performs a result's inserts before anything is sent or acked (the store sink)
+    write: Write | None = None
     # called with each alert once it is on the broker (the webhook notifier)
     on_alert: Callable[[Alert], object] | None = None
-    # Faust agents only: how many events in flight, and what to start first in each
+    # Faust agents only: how many events in flight
     concurrency: int = 1
+    # what to start first (in each agent instance) and, batched stages only, to stop last
     on_start: Callable[[], Awaitable[None]] | None = None
+    on_stop: Callable[[], Awaitable[None]] | None = None
+
+
+def topic_name(settings: Settings, source: str) -> str:
+    """Full name of a topic a stage reads, by its short name (``alerts`` is configured whole)."""
+    return settings.alerts_topic if source == "alerts" else settings.topic(source)
+
+
+def codec_of(settings: Settings, stage: Stage, topic: str) -> MentionCodec[Any] | None:
+    """The codec of ``stage`` for the records of ``topic`` (full name)."""
+    for source, codec in stage.more_sources.items():
+        if topic_name(settings, source) == topic:
+            return codec
+    return stage.codec
 
 
 async def run_batch(context: WorkerContext, stage: Stage, batch: Batch) -> None:
-    """Steps 1-4 of the module docstring for one batch (the caller guards it)."""
+    """Steps 1-5 of the module docstring for one batch (the caller guards it)."""
     mentions = None
-    if stage.codec is not None:
-        mentions = await context.decode_in(stage.name, batch.values, batch.topic, stage.codec)
+    codec = codec_of(context.settings, stage, batch.topic)
+    if codec is not None:
+        mentions = await context.decode_in(stage.name, batch.values, batch.topic, codec)
         batch = replace(batch, mentions=mentions)
     answer = stage.answer(batch)
     result = answer if isinstance(answer, StageResult) else await answer
@@ -109,12 +135,16 @@ async def run_batch(context: WorkerContext, stage: Stage, batch: Batch) -> None:
 
 async def deliver(context: WorkerContext, stage: Stage, result: StageResult,
                   source_topic: str) -> None:
-    """Dead letters and records out, alerts on, state saved, as ``stage.delivery`` says."""
+    """Inserts written, dead letters and records out, alerts on, state saved.
+
+    The inserts first, whatever the delivery rule; the rest as ``stage.delivery`` says.
+    """
+    refused_rows = await write_inserts(stage, result.inserts)
     if stage.delivery is Delivery.FLUSHED:
         result.save()
     acks = await context.dead_letter_mentions(result.refused, stage=stage.name,
                                               source_topic=source_topic)
-    for reject in result.rejects:
+    for reject in [*result.rejects, *refused_rows]:
         acks.append(await context.dead_letter(reject.raw, reject.reason, reject.detail,
                                               stage=stage.name, source_topic=source_topic))
     for record in result.records:
@@ -130,6 +160,15 @@ async def deliver(context: WorkerContext, stage: Stage, result: StageResult,
     result.save()
 
 
+async def write_inserts(stage: Stage, inserts: Sequence[Insert]) -> list[BadRecord]:
+    """Step 3: the stage's write step over ``inserts``; the rows it refused."""
+    if not inserts:
+        return []
+    if stage.write is None:
+        raise ValueError(f"stage {stage.name} answered inserts but has no write step")
+    return await stage.write(inserts)
+
+
 def tell_listeners(context: WorkerContext, stage: Stage, alerts: list[Alert]) -> None:
     """Hand each alert to the stage's notifier and the worker's listeners."""
     for alert in alerts:
@@ -141,8 +180,10 @@ def tell_listeners(context: WorkerContext, stage: Stage, alerts: list[Alert]) ->
 
 def run_as_agent(context: WorkerContext, stage: Stage) -> Any:
     """Attach ``stage`` to the app as a Faust agent over its source topic, one event a batch."""
+    if stage.more_sources or stage.on_stop is not None:
+        raise ValueError(f"stage {stage.name}: more sources and on_stop are for batched stages")
     settings = context.settings
-    source_topic = settings.topic(stage.source)
+    source_topic = topic_name(settings, stage.source)
 
     @context.app.agent(context.topics[stage.source], name=f"{settings.app_id}.{stage.name}",
                        concurrency=stage.concurrency)
@@ -159,14 +200,27 @@ def run_as_agent(context: WorkerContext, stage: Stage) -> Any:
 
 
 class BatchedStage(BatchedConsumerService):
-    """``stage`` over its source topic read in batches (see the batched consumer's docstring)."""
+    """``stage`` over its source topics read in batches (see the batched consumer's docstring)."""
 
     def __init__(self, context: WorkerContext, stage: Stage, *, batch_size: int,
                  batch_wait_s: float, **kwargs: Any) -> None:
-        super().__init__(context, stage=stage.name,
-                         topics=(context.settings.topic(stage.source),),
-                         batch_size=batch_size, batch_wait_s=batch_wait_s, **kwargs)
+        settings = context.settings
+        topics = [topic_name(settings, source) for source in (stage.source, *stage.more_sources)]
+        super().__init__(context, stage=stage.name, topics=topics, batch_size=batch_size,
+                         batch_wait_s=batch_wait_s, **kwargs)
         self.spec = stage
+
+    async def on_start(self) -> None:
+        """Start what the stage needs first, then join the consumer group."""
+        if self.spec.on_start is not None:
+            await self.spec.on_start()
+        await super().on_start()
+
+    async def on_stop(self) -> None:
+        """Leave the consumer group, then stop what the stage started."""
+        await super().on_stop()
+        if self.spec.on_stop is not None:
+            await self.spec.on_stop()
 
     async def handle(self, topic: str, values: list[bytes]) -> None:
         """Run one batch of the topic's records through the stage."""

@@ -6,10 +6,13 @@ metric changes, the mentions it took in and their times, and the state changes a
 the runner calls at the point its delivery rule says (:mod:`pipeline.agents.runner`). The
 worker's runner and the in-process harness (:mod:`pipeline.in_process`) act on the same
 result: the runner sends, waits for the acks, saves and counts; the harness keeps everything
-in lists. The stages' answers: :func:`~pipeline.stages.ingest_result.ingest_result`,
+in lists. A sink's answer also carries :class:`Insert` s, rows its runner writes (waiting
+out store outages) before anything is acked. The stages' answers:
+:func:`~pipeline.stages.ingest_result.ingest_result`,
 :func:`~pipeline.stages.dedup_partitions.dedup_result`,
-:func:`~pipeline.stages.sentiment.stage.scored_result` and
-:func:`~pipeline.stages.crisis_partitions.crisis_result`.
+:func:`~pipeline.stages.sentiment.stage.scored_result`,
+:func:`~pipeline.stages.crisis_partitions.crisis_result` and the store sink's
+:func:`~pipeline.store.rows.stored_result`.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ class OutRecord:
     key: bytes | None = None
     headers: Mapping[str, bytes] = field(default_factory=dict)
     partition: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Insert:
+    """Rows for one table of the store (``JSONEachRow`` lines), written as one insert."""
+
+    table: str
+    rows: list[bytes]
 
 
 class Rejected(Protocol):
@@ -106,5 +117,7 @@ class StageResult:
     # the mentions sent on, when the stage knows their times without decoding them (the
     # runner otherwise reads them from the mentions it decoded for the stage)
     latencies: Latencies | None = None
+    # rows for the stage's write step, written before anything is sent, acked or saved
+    inserts: list[Insert] = field(default_factory=list)
     # the state changes: the runner calls it where the stage's delivery rule says
     save: Callable[[], None] = _nothing_to_save

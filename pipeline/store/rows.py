@@ -38,6 +38,7 @@ from pipeline.records import SCORED, ScoredMention, Sentiment, brands_of, encode
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.terms import mention_terms
 from pipeline.stages.reply import REASONS as REPLY_REASONS
+from pipeline.stages.stage_result import Insert, StageResult
 from pipeline.text import fold
 
 SENTIMENT_LABELS: Final = ("negative", "neutral", "positive")
@@ -74,6 +75,16 @@ class RowBatch:
     def payload(self) -> bytes:
         """The rows as one ``JSONEachRow`` insert body."""
         return rows_payload(self.rows)
+
+
+def stored_result(batch: RowBatch, table: str) -> StageResult:
+    """The store sink's answer to a batch: its rows to insert into ``table``, its rejects.
+
+    >>> result = stored_result(RowBatch([b'{"id":"1"}'], []), "brand_mentions")
+    >>> [(insert.table, len(insert.rows)) for insert in result.inserts], result.rejects
+    ([('brand_mentions', 1)], [])
+    """
+    return StageResult(inserts=[Insert(table, batch.rows)], rejects=batch.rejects)
 
 
 def rows_payload(rows: Iterable[bytes]) -> bytes:

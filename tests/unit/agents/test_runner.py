@@ -7,7 +7,7 @@ alerts and saves is observed, not timed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,13 @@ from pipeline.metrics import PipelineMetrics
 from pipeline.records import SCORED, MentionCodec, wire_dict
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import OPENED, Alert
-from pipeline.stages.stage_result import BadRecord, MetricDelta, OutRecord, StageResult
+from pipeline.stages.stage_result import (
+    BadRecord,
+    Insert,
+    MetricDelta,
+    OutRecord,
+    StageResult,
+)
 from pipeline.transport.topics import encode_batch
 from tests.incident_alerts import incident
 
@@ -180,3 +186,74 @@ def test_only_a_one_record_batch_has_a_record() -> None:
     assert Batch(SOURCE, [b"x"], partition=1, offset=4).record() == (1, 4, b"x")
     with pytest.raises(ValueError, match="not one record"):
         Batch(SOURCE, [b"x", b"y"]).record()
+
+
+def test_the_write_step_finishes_before_anything_is_sent_and_its_refused_rows_are_letters(
+) -> None:
+    journal: list[str] = []
+    context = worker(journal)
+    written: list[Insert] = []
+    store_back = asyncio.Event()
+
+    async def write(inserts: Sequence[Insert]) -> list[BadRecord]:
+        journal.append("write")
+        await store_back.wait()  # the store is down until the test says otherwise
+        written.extend(inserts)
+        journal.append("written")
+        return [BadRecord(b'{"id":"bad"}', "store_rejected", "Cannot parse input")]
+
+    sink = Stage("store", "scored", lambda batch: StageResult(), Delivery.ACKED, write=write)
+    answered = StageResult(inserts=[Insert("brand_mentions", [b'{"id":"1"}', b'{"id":"bad"}'])],
+                           rejects=[BadRecord(b"\xff", "not_json", "unexpected byte")],
+                           save=lambda: journal.append("save"))
+
+    async def scenario() -> None:
+        delivering = asyncio.create_task(deliver(context, sink, answered, SOURCE))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert journal == ["write"] and not delivering.done()
+        store_back.set()
+        while len(context.topics["deadletter"].acks) < 2:
+            await asyncio.sleep(0)
+        assert "save" not in journal
+        context.topics["deadletter"].ack_all()
+        await delivering
+
+    asyncio.run(scenario())
+    assert journal == ["write", "written", "send deadletter", "send deadletter",
+                       "ack deadletter", "ack deadletter", "save"]
+    assert [insert.rows for insert in written] == [[b'{"id":"1"}', b'{"id":"bad"}']]
+    letters = [orjson.loads(letter["value"]) for letter in context.topics["deadletter"].sent]
+    assert [letter["reason"] for letter in letters] == ["not_json", "store_rejected"]
+
+
+def test_inserts_without_a_write_step_are_an_error_not_a_silent_drop() -> None:
+    journal: list[str] = []
+    context = worker(journal)
+    answered = StageResult(inserts=[Insert("brand_mentions", [b"{}"])])
+    with pytest.raises(ValueError, match="no write step"):
+        asyncio.run(deliver(context, stage(Delivery.ACKED), answered, SOURCE))
+    assert journal == []
+
+
+def test_each_source_topic_is_decoded_with_its_own_codec() -> None:
+    journal: list[str] = []
+    context = worker(journal)
+    seen: dict[str, Batch] = {}
+
+    def answer(batch: Batch) -> StageResult:
+        seen[batch.topic] = batch
+        return StageResult()
+
+    sink = Stage("store", "scored", answer, Delivery.ACKED, codec=SCORED,
+                 more_sources={"alerts": None})
+    mention = {"id": "1", "text": "Acme", "ingested_at": 1.0,
+               "created_at": "2026-11-02T12:00:00+00:00"}
+    settings = context.settings
+    scored, alerts = settings.topic("scored"), settings.alerts_topic
+    asyncio.run(run_batch(context, sink, Batch(scored, [encode_batch([mention])])))
+    asyncio.run(run_batch(context, sink, Batch(alerts, [b'{"incident_id": "x"}'])))
+    assert [wire_dict(m) for m in seen[scored].mentions or []] == [mention]
+    assert seen[alerts].mentions is None
+    assert seen[alerts].values == [b'{"incident_id": "x"}']
+    assert context.topics["deadletter"].sent == []
