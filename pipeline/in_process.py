@@ -22,6 +22,10 @@ the merging across records)::
     unique = pipeline.dedup(routed)                       # partition -> micro-batch records
     scored = pipeline.sentiment(unique)                   # partition -> scored mentions
     alerts = pipeline.crisis(scored)                      # alert events, in order
+    pipeline.store(scored)                                # rows per store table, in ``stored``
+
+The store stage's answer is the sink's (:func:`~pipeline.store.rows.stored_result`); its write
+step is the store's part, so the rows are kept by table instead of inserted.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.sentiment.stage import scored_records, scored_result
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
+from pipeline.store.incident_rows import alert_rows_from_values
+from pipeline.store.rows import RowEncoder, kinds_by_brand, stored_result
+from pipeline.store.tables import INCIDENTS, TABLE
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
 Records = dict[int, list[bytes]]
@@ -84,6 +91,9 @@ class InProcessPipeline:
     # the alert records the crisis stage sent, and what every stage counted
     sent: list[OutRecord] = field(default_factory=list)
     metric_deltas: list[MetricDelta] = field(default_factory=list)
+    # the store sink's rows by table, as its write step would insert them
+    stored: dict[str, list[bytes]] = field(default_factory=dict)
+    row_encoder: RowEncoder | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, engine: SentimentEngine | None = None,
@@ -172,6 +182,26 @@ class InProcessPipeline:
                                self._decode("crisis", [record]))
         self.sent += self._settle("crisis", result)
         return list(result.alerts)
+
+    def store(self, scored: Mapping[int, Sequence[ScoredMention]]) -> None:
+        """Scored mentions and the alerts sent so far -> rows by table, as the sink answers.
+
+        Each partition's mentions as one sink batch, then the alert records as one; the rows
+        go to :attr:`stored` (what the sink's write step inserts), rejects to the dead letters.
+        """
+        if self.row_encoder is None:
+            rules = load_brand_rules(self.settings.brands_file)
+            self.row_encoder = RowEncoder(
+                kinds_by_brand(rules), copy_window_s=self.settings.dedup_window_hours * 3600)
+        results = [stored_result(self.row_encoder.encode(list(mentions)), TABLE)
+                   for mentions in scored.values() if mentions]
+        alert_values = [record.value for record in self.sent if record.topic == "alerts"]
+        if alert_values:
+            results.append(stored_result(alert_rows_from_values(alert_values), INCIDENTS))
+        for result in results:
+            self._settle("store", result)
+            for insert in result.inserts:
+                self.stored.setdefault(insert.table, []).extend(insert.rows)
 
     def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[ScoredMention]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""

@@ -221,3 +221,32 @@ def test_ingest_and_dedup_answer_with_their_metric_changes() -> None:
         counted[delta.metric, delta.labels] += int(delta.amount)
     assert counted == {("unmatched", ()): 1, ("brand_volume", (("brand", brand),)): 2,
                        ("duplicates", (("kind", "exact"),)): 1}
+
+
+def test_the_store_stage_answers_rows_per_brand_and_the_incident_rows_of_the_alerts() -> None:
+    pipeline = harness(StandInEngine())
+    text = "Acme Mobile y Telvia down otra vez en Madrid, ninguna funciona hoy"
+    scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest([
+        raw("a", text), raw("b", f"RT @x: {text}"), raw("c", "Acme Mobile va bien")])))
+    pipeline.store(scored)
+    rows = [orjson.loads(row) for row in pipeline.stored["brand_mentions"]]
+    # a row per mention and brand it names (the table keeps one of a redelivered row)
+    assert {(row["id"], row["brand"]) for row in rows} == {
+        ("a", "acme-mobile"), ("a", "telvia"), ("b", "acme-mobile"), ("b", "telvia"),
+        ("c", "acme-mobile")}
+    assert {row["id"]: (row["sentiment"], row["duplicate_of"]) for row in rows} == {
+        "a": ("negative", ""), "b": ("negative", "a"), "c": ("neutral", "")}
+    assert "incident_alerts" not in pipeline.stored and pipeline.dead_letters == []
+
+
+def test_the_store_stage_keeps_the_alerts_as_incident_rows() -> None:
+    pipeline = harness()
+    pipeline.crisis_partitions = CrisisPartitions(
+        CrisisConfig.for_brands({BRAND: 15}), partitions=PARTITIONS, live={}, model={})
+    home = brand_partition(BRAND, PARTITIONS)
+    alerts = [alert for batch in windows()
+              for alert in pipeline.crisis_record(home, encode_batch(batch))]
+    pipeline.store({})
+    assert alerts
+    rows = [orjson.loads(row) for row in pipeline.stored["incident_alerts"]]
+    assert [row["idempotency_key"] for row in rows] == [a.idempotency_key for a in alerts]
