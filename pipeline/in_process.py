@@ -52,7 +52,7 @@ from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.sentiment.stage import scored_records, scored_result
 from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
 from pipeline.store.incident_rows import alert_rows_from_values
-from pipeline.store.rows import RowEncoder, kinds_by_brand, stored_result
+from pipeline.store.rows import RowEncoder, stored_result
 from pipeline.store.tables import INCIDENTS, TABLE
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
@@ -190,9 +190,7 @@ class InProcessPipeline:
         go to :attr:`stored` (what the sink's write step inserts), rejects to the dead letters.
         """
         if self.row_encoder is None:
-            rules = load_brand_rules(self.settings.brands_file)
-            self.row_encoder = RowEncoder(
-                kinds_by_brand(rules), copy_window_s=self.settings.dedup_window_hours * 3600)
+            self.row_encoder = RowEncoder.for_settings(self.settings)
         results = [stored_result(self.row_encoder.encode(list(mentions)), TABLE)
                    for mentions in scored.values() if mentions]
         alert_values = [record.value for record in self.sent if record.topic == "alerts"]

@@ -20,10 +20,9 @@ import orjson
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
 from pipeline.records import dead_letter_record, encode_mention
-from pipeline.stages.brands import load_brand_rules
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
-from pipeline.store.rows import RowEncoder, kinds_by_brand
+from pipeline.store.rows import RowEncoder
 from pipeline.store.tables import INCIDENTS, TABLE
 
 
@@ -135,9 +134,7 @@ def load_into_store(
     file again adds nothing. A line that is not a JSON object, or not a record the store can
     keep, is reported with its number and reason, and the rest is loaded.
     """
-    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)),
-                         copy_window_s=settings.dedup_window_hours * 3600,
-                         find_originals=store.original_authors)
+    encoder = RowEncoder.for_settings(settings, find_originals=store.original_authors)
     before, alerts_before = store.count(), store.alert_count()
     lines = 0
     rejects: list[tuple[int, str]] = []

@@ -31,10 +31,9 @@ from pipeline.agents.context import WorkerContext
 from pipeline.agents.runner import Batch, BatchedStage, Delivery, Stage
 from pipeline.agents.store_writer import StoreWriter
 from pipeline.records import SCORED
-from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.stage_result import StageResult
 from pipeline.store.incident_rows import alert_rows_from_values
-from pipeline.store.rows import RowEncoder, kinds_by_brand, stored_result
+from pipeline.store.rows import RowEncoder, stored_result
 from pipeline.store.tables import INCIDENTS, TABLE
 
 STAGE = "store"
@@ -43,9 +42,7 @@ STAGE = "store"
 def register(context: WorkerContext) -> None:
     """Attach the sink to the app (it opens the store when it starts)."""
     settings = context.settings
-    encoder = RowEncoder(kinds_by_brand(load_brand_rules(settings.brands_file)),
-                         copy_window_s=settings.dedup_window_hours * 3600)
-    writer = StoreWriter(settings, context.metrics, encoder)
+    writer = StoreWriter(settings, context.metrics, RowEncoder.for_settings(settings))
 
     async def answer(batch: Batch) -> StageResult:
         if batch.topic == settings.alerts_topic:

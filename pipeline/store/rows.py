@@ -33,10 +33,12 @@ import orjson
 from msgspec import UNSET, UnsetType
 
 from pipeline.caching import BoundedCache
+from pipeline.config import Settings
 from pipeline.event_time import epoch_seconds
 from pipeline.records import SCORED, ScoredMention, Sentiment, brands_of, encode_mention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.terms import mention_terms
+from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.reply import REASONS as REPLY_REASONS
 from pipeline.stages.stage_result import Insert, StageResult
 from pipeline.text import fold
@@ -118,6 +120,14 @@ class RowEncoder:
         self._original_authors = BoundedCache[str, str](original_cache_size)
         self.copy_window_s = copy_window_s
         self.find_originals = find_originals
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *,
+                     find_originals: FindOriginals | None = None) -> RowEncoder:
+        """The encoder of the listening queries ``settings`` names, copies within dedup's window."""
+        return cls(kinds_by_brand(load_brand_rules(settings.brands_file)),
+                   copy_window_s=settings.dedup_window_hours * 3600,
+                   find_originals=find_originals)
 
     def encode_dicts(self, documents: Sequence[Mapping[str, Any]]) -> RowBatch:
         """:meth:`encode` over JSON objects (a file's lines, a test's records).
