@@ -40,6 +40,15 @@ from pipeline.connectors.firehose_words import (
 )
 
 
+def daily_factor(moment: datetime) -> float:
+    """The share of the busiest hour's traffic the firehose carries at ``moment`` (0.3-1.0).
+
+    The background is thinner at night (rejection-sampled), and so is a crisis running then.
+    """
+    hour = moment.hour + moment.minute / 60
+    return 0.55 + 0.45 * math.sin(math.pi * (hour - 6) / 12) ** 2 if 6 <= hour <= 24 else 0.3
+
+
 @dataclass(frozen=True, slots=True)
 class CrisisPlan:
     """A burst of negative mentions about one brand, in event time relative to ``start``."""
@@ -183,11 +192,6 @@ class FirehoseGenerator:
     def _event_time(self) -> datetime:
         return self.start + timedelta(seconds=self._slot / self.rate_per_s)
 
-    def _daily_factor(self, moment: datetime) -> float:
-        # the background is thinner at night: rejection-sampled below
-        hour = moment.hour + moment.minute / 60
-        return 0.55 + 0.45 * math.sin(math.pi * (hour - 6) / 12) ** 2 if 6 <= hour <= 24 else 0.3
-
     def _brand_name(self, brand_id: str, lang: str) -> str:
         names = BRAND_NAMES[brand_id]
         return self.random.choice(names.get(lang, names["_"]))
@@ -327,7 +331,7 @@ class FirehoseGenerator:
                 # background mention at the peak), so a crisis raises the volume instead of
                 # taking the background's place
                 self._crisis_slot = self._slot
-                self._crisis_due += crisis_level * self._daily_factor(moment)
+                self._crisis_due += crisis_level * daily_factor(moment)
             if self._crisis_due >= 1.0:
                 self._crisis_due -= 1.0
                 record = self._crisis_mention(moment)
@@ -341,7 +345,7 @@ class FirehoseGenerator:
                 original = self._original_to_copy()
                 record = self._copy_of(original, moment)
                 label = self._labels.get(original["id"]) or self._influencer_labels[original["id"]]
-            elif self.random.random() > self._daily_factor(moment):
+            elif self.random.random() > daily_factor(moment):
                 self._slot += 1
                 continue
             else:

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from pipeline.config import Settings
-from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator
+from pipeline.connectors.generator import CrisisPlan, FirehoseGenerator, daily_factor
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis import CrisisConfig, PartitionMonitor
 from tests.crisis_scenario import typed
@@ -69,8 +69,12 @@ HISTORY = timedelta(hours=34)
 def firehose_mentions(now: datetime, count: int = 2500) -> list[dict[str, Any]]:
     """Generated raw mentions over the 34 hours before ``now``, with a crisis 6 hours ago."""
     start = now - HISTORY
-    crisis = CrisisPlan(brand_id="acme-mobile", start_after=HISTORY - timedelta(hours=6),
-                        duration=timedelta(hours=2), intensity=5.0)
+    crisis_start, crisis_duration = now - timedelta(hours=6), timedelta(hours=2)
+    # the generator thins a crisis at night like the background: scaled back up by its
+    # quietest moment, so the loaded store holds a detected incident whatever the hour of the run
+    quietest = min(daily_factor(crisis_start + crisis_duration * step / 8) for step in range(9))
+    crisis = CrisisPlan(brand_id="acme-mobile", start_after=crisis_start - start,
+                        duration=crisis_duration, intensity=5.0 / quietest)
     firehose = FirehoseGenerator(
         seed=5, start=start, rate_per_s=count / (HISTORY.total_seconds() * 0.8), crisis=crisis)
     end = now - timedelta(minutes=10)
