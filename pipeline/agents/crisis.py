@@ -31,11 +31,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
-
 from pipeline.agents.context import WorkerContext
 from pipeline.agents.runner import Batch, Delivery, Stage, run_as_agent
 from pipeline.records import SCORED
+from pipeline.stages.alerts.record import ALERT_DEAD_LETTERS
 from pipeline.stages.alerts.routing import load_routing_rules
 from pipeline.stages.brands import load_brand_rules
 from pipeline.stages.crisis_partitions import CrisisPartitions, crisis_config, crisis_result
@@ -85,7 +84,7 @@ def _webhook_notifier(context: WorkerContext) -> WebhookNotifier:
 
     async def publish_dead_letter(letter: DeadLetter) -> None:
         await dead_letter_topic.send(key=letter.alert.brand.encode(),
-                                     value=orjson.dumps(letter.to_dict()))
+                                     value=ALERT_DEAD_LETTERS.encode(letter.to_event()))
 
     notifier = WebhookNotifier(
         load_routing_rules(settings.alert_routes_file),

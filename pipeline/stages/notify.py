@@ -46,10 +46,19 @@ from datetime import UTC
 from typing import Any, Final
 
 import aiohttp
+import msgspec
 import orjson
 
 from pipeline.http_retry import retry_after_seconds
-from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
+from pipeline.stages.alerts.record import (
+    CRISIS,
+    OPENED,
+    RESOLVED,
+    UPDATED,
+    Alert,
+    AlertDeadLetterEvent,
+    Severity,
+)
 from pipeline.stages.alerts.render import render_text
 from pipeline.stages.alerts.routing import Destination, RoutingRules
 
@@ -69,13 +78,17 @@ class DeadLetter:
     attempts: int
     detail: str
 
+    def to_event(self) -> AlertDeadLetterEvent:
+        """The record for the dead-letter topic (the webhook URL stays out)."""
+        return AlertDeadLetterEvent(
+            reason=self.reason, detail=self.detail, attempts=self.attempts,
+            destination=self.destination.name, host=self.destination.host,
+            alert=self.alert.to_event())
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record for the dead-letter topic (the webhook URL stays out)."""
-        return {
-            "reason": self.reason, "detail": self.detail, "attempts": self.attempts,
-            "destination": self.destination.name, "host": self.destination.host,
-            "alert": self.alert.to_dict(),
-        }
+        """:meth:`to_event` as a JSON-ready dict."""
+        record: dict[str, Any] = msgspec.to_builtins(self.to_event())
+        return record
 
 
 DeadLetterCallback = Callable[[DeadLetter], Awaitable[None] | None]

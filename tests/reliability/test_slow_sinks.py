@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from pipeline.config import Settings
+from pipeline.stages.alerts.record import ALERT_DEAD_LETTERS, AlertDeadLetterEvent
 from pipeline.transport.topics import ensure_topics
 from tests.crisis_scenario import windows
 from tests.http_thread import AiohttpThread
@@ -128,18 +129,18 @@ def test_hanging_failing_and_slow_webhooks_slow_nothing_and_lose_no_alert(
     wait_until(lambda: hooks.received["slow"] == sendable,
                f"the slow hook to get {sendable}, got {hooks.received['slow']}", 60)
 
-    def letters() -> list[dict]:
-        return [orjson.loads(r.value) for r in consume_until(
+    def letters() -> list[AlertDeadLetterEvent]:
+        return [ALERT_DEAD_LETTERS.decode(r.value) for r in consume_until(
             hostile, f"{hostile.alerts_topic}.deadletter", lambda _: False, timeout_s=2)]
 
     # 3 attempts with backoff for each alert, one destination at a time
     wait_until(lambda: len(letters()) >= 2 * len(sendable),
                "undeliverable alerts to be dead-lettered", 120)
     dead = letters()
-    assert sorted((letter["alert"]["idempotency_key"], letter["destination"], letter["reason"])
+    assert sorted((letter.alert.idempotency_key, letter.destination, letter.reason)
                   for letter in dead) == sorted(
         (key, destination, "retries_exhausted") for key in sendable
         for destination in ("fail", "hang"))
-    assert all(letter["attempts"] == 3 for letter in dead)
+    assert all(letter.attempts == 3 for letter in dead)
     assert sorted(hooks.received["fail"]) == sorted(sendable * 3)
     assert worker.process.poll() is None

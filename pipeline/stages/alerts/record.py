@@ -190,6 +190,20 @@ class AlertEventCodec(RecordCodec[AlertEvent]):
 ALERT_EVENTS: Final = AlertEventCodec()
 
 
+class AlertDeadLetterEvent(msgspec.Struct, kw_only=True):
+    """An alert a destination did not get, as on ``alerts.deadletter`` (no webhook URL)."""
+
+    reason: str
+    detail: str
+    attempts: int
+    destination: str
+    host: str
+    alert: AlertEvent
+
+
+ALERT_DEAD_LETTERS: Final = RecordCodec(AlertDeadLetterEvent)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert event; :meth:`to_dict` is its JSON form on ``alerts.crisis``."""

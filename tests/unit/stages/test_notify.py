@@ -14,7 +14,15 @@ from aiohttp import web
 
 from pipeline.records import ScoredMention, Sentiment
 from pipeline.stages.alerts.lifecycle import BrandIncidents, IncidentConfig, WindowObservation
-from pipeline.stages.alerts.record import CRISIS, OPENED, RESOLVED, UPDATED, Alert, Severity
+from pipeline.stages.alerts.record import (
+    ALERT_DEAD_LETTERS,
+    CRISIS,
+    OPENED,
+    RESOLVED,
+    UPDATED,
+    Alert,
+    Severity,
+)
 from pipeline.stages.alerts.routing import RoutingRules
 from pipeline.stages.notify import (
     DeadLetter,
@@ -180,6 +188,10 @@ async def test_400_is_dead_lettered_at_once(hook: Hook) -> None:
     record = letter.to_dict()
     assert record["destination"] == "team" and "url" not in record
     assert record["alert"]["idempotency_key"] == opened.idempotency_key
+    # the topic's bytes read back as the typed record, its alert whole
+    published = ALERT_DEAD_LETTERS.decode(ALERT_DEAD_LETTERS.encode(letter.to_event()))
+    assert Alert.from_event(published.alert) == opened
+    assert orjson.loads(ALERT_DEAD_LETTERS.encode(letter.to_event())) == record
 
 
 async def test_429_waits_for_retry_after(hook: Hook) -> None:
