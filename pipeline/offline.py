@@ -20,9 +20,9 @@ import orjson
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
 from pipeline.records import dead_letter_record, encode_mention
+from pipeline.stages.stage_result import BadRecord
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
-from pipeline.store.rows import RowEncoder
 from pipeline.store.tables import INCIDENTS, TABLE
 
 
@@ -130,31 +130,62 @@ def load_into_store(
 
     A line with an alert's shape (``incident_id`` and ``idempotency_key``: a record of the
     alerts topic) is an alert, any other a mention (``mentions process`` output), so one file
-    may hold both. Idempotent: the store keeps one row per mention and per alert, so loading a
-    file again adds nothing. A line that is not a JSON object, or not a record the store can
-    keep, is reported with its number and reason, and the rest is loaded.
+    may hold both. Each chunk's mentions and alerts are a batch of the store sink, written by
+    its write step (:meth:`~pipeline.in_process.InProcessPipeline.store_rows`, the worker's).
+    Idempotent: the store keeps one row per mention and per alert, so loading a file again
+    adds nothing. A line that is not a JSON object, not a record the store can keep, or one
+    the store refuses is reported with its number and reason, and the rest is loaded.
     """
-    encoder = RowEncoder.for_settings(settings, find_originals=store.original_authors)
+    pipeline = InProcessPipeline.build(settings.model_copy(update={"stages": ("store",)}))
+    pipeline.attach_store(store)
     before, alerts_before = store.count(), store.alert_count()
     lines = 0
     rejects: list[tuple[int, str]] = []
     with input_path.open("rb") as source:
         for chunk in _chunks(source, batch_size):
             lines += len(chunk)
-            records = _json_objects(chunk, rejects)
-            mentions = [(number, record) for number, record in records
-                        if not is_alert_record(record)]
-            alerts = [(number, record) for number, record in records if is_alert_record(record)]
-            for numbered, batch, table in (
-                    (mentions, encoder.encode_dicts([record for _, record in mentions]), TABLE),
-                    (alerts, alert_rows([record for _, record in alerts]), INCIDENTS)):
-                rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
-                            for reject in batch.rejects]
-                store.insert(batch.payload, table)
+            rejects += _load_chunk(pipeline, chunk)
+            pipeline.dead_letters.clear()  # reported above, by line
+            pipeline.stored.clear()
     stored, alerts_stored = store.count(), store.alert_count()
     return StoreLoadSummary(lines=lines, added=stored - before, stored=stored,
                             rejects=sorted(rejects), alerts_added=alerts_stored - alerts_before,
                             alerts_stored=alerts_stored)
+
+
+def _load_chunk(pipeline: InProcessPipeline,
+                chunk: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    """One chunk's mentions, then its alerts, through the sink; the lines not stored, why."""
+    rejects: list[tuple[int, str]] = []
+    records = _json_objects(chunk, rejects)
+    mentions = [(number, record) for number, record in records if not is_alert_record(record)]
+    alerts = [(number, record) for number, record in records if is_alert_record(record)]
+    for numbered, batch, table, key in (
+            (mentions, pipeline.encoder.encode_dicts([record for _, record in mentions]),
+             TABLE, "id"),
+            (alerts, alert_rows([record for _, record in alerts]), INCIDENTS,
+             "idempotency_key")):
+        rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
+                    for reject in batch.rejects]
+        refused = pipeline.store_rows(batch, table)
+        rejects += _refused_lines(refused, key, numbered)
+    return rejects
+
+
+def _refused_lines(refused: list[BadRecord], key: str,
+                   numbered: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, str]]:
+    """The lines whose rows the store refused, found by the rows' ``key``, each once, and why.
+
+    Every row carries its record's key; one that names no line of the chunk would be line 0.
+    """
+    if not refused:
+        return []
+    lines_by_key = {record.get(key): number for number, record in numbered}
+    lines: dict[int, str] = {}
+    for bad in refused:
+        number = lines_by_key.get(orjson.loads(bad.raw).get(key), 0)
+        lines.setdefault(number, f"{bad.reason}: {bad.detail}")
+    return list(lines.items())
 
 
 def _json_objects(chunk: list[tuple[int, bytes]],

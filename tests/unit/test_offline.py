@@ -122,3 +122,24 @@ def test_loading_a_file_of_mentions_and_alerts_adds_each_once(
     assert store.incident(opened["incident_id"]) == {
         "incident": incident_record(updated, opened["window_end"], 2),
         "history": [opened, updated]}
+
+
+def test_loading_reports_the_lines_the_store_refuses_and_loads_the_rest(
+        chdb_store_url: str, tmp_path: Path) -> None:
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
+    store = ListeningStore.open(settings, database="unit_offline_refused")
+    # a store that refuses what the row encoder accepts: a constraint of its own
+    store.command(f"ALTER TABLE {store.table} ADD CONSTRAINT few_likes CHECK likes < 1000")
+    mentions = [{"id": f"tw:{n}", "text": "Telvia otra vez sin servicio", "brands": ["telvia"],
+                 "created_at": NOW.isoformat(), "engagement": {"likes": likes}}
+                for n, likes in enumerate([3, 5000, 7, 12])]
+    exported = tmp_path / "exported.jsonl"
+    exported.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in mentions))
+    first = load_into_store(settings, store, exported, batch_size=10)
+    second = load_into_store(settings, store, exported, batch_size=10)
+    assert (first.lines, first.added, first.stored) == (4, 3, 3)
+    assert [(line, reason.split(":")[0]) for line, reason in first.rejects] == [
+        (2, "store_rejected")]
+    assert "few_likes" in first.rejects[0][1]
+    assert store.mention_ids() == {"tw:0", "tw:2", "tw:3"}
+    assert (second.added, second.stored, second.rejected) == (0, 3, 1)
