@@ -19,7 +19,7 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
-from pipeline.records import dead_letter_record, encode_mention
+from pipeline.records import ScoredMention, dead_letter_record, encode_mention
 from pipeline.stages.stage_result import BadRecord
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
@@ -61,11 +61,19 @@ def offline_pipeline(settings: Settings) -> InProcessPipeline:
 
 def process_file(
     settings: Settings, input_path: Path, output_path: Path, reject_path: Path,
-    *, batch_size: int = 256,
+    *, batch_size: int = 256, store: ListeningStore | None = None,
 ) -> ProcessSummary:
-    """Run the pipeline's stages over ``input_path`` (see the module docstring)."""
+    """Run the pipeline's stages over ``input_path`` (see the module docstring).
+
+    With ``store``, the scored mentions are also written there by the store sink's write
+    step, up to ``settings.store_batch_size`` at a time; rows the store refuses are reject
+    lines (without a line number: the mention's own line was written).
+    """
     pipeline = offline_pipeline(settings)
+    if store is not None:
+        pipeline.attach_store(store)
     lines = written = rejected = 0
+    unstored: list[ScoredMention] = []
     with (
         input_path.open("rb") as source,
         output_path.open("wb") as output,
@@ -74,15 +82,33 @@ def process_file(
         for chunk in _chunks(source, batch_size):
             lines += len(chunk)
             scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest(
-                [raw for _number, raw in chunk])))
-            for mention in scored.get(0, []):
+                [raw for _number, raw in chunk]))).get(0, [])
+            for mention in scored:
                 output.write(encode_mention(mention) + b"\n")
                 written += 1
+            if store is not None:
+                unstored += scored
+                unstored = _store_when_full(pipeline, unstored, settings.store_batch_size)
             for number, letter in _numbered(chunk, pipeline.dead_letters):
                 rejects.write(_reject_line(letter, number, str(input_path)))
                 rejected += 1
             pipeline.dead_letters.clear()
+        if unstored:
+            _store_when_full(pipeline, unstored, 1)
+            for letter in pipeline.dead_letters:
+                rejects.write(_reject_line(letter, None, str(input_path)))
+                rejected += 1
     return ProcessSummary(lines=lines, written=written, rejected=rejected)
+
+
+def _store_when_full(pipeline: InProcessPipeline, mentions: list[ScoredMention],
+                     size: int) -> list[ScoredMention]:
+    """Write ``mentions`` as one sink batch once there are ``size``; those still unwritten."""
+    if len(mentions) < size:
+        return mentions
+    pipeline.store({0: mentions})
+    pipeline.stored.clear()  # in the store now; the harness need not keep them
+    return []
 
 
 def _numbered(chunk: list[tuple[int, bytes]],
