@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
@@ -52,7 +52,6 @@ from pipeline.stages.dedup_partitions import JournalledPartitions, dedup_result
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.stages.ingest_result import ingest_result
 from pipeline.stages.routing import Router
-from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.sentiment.stage import scored_records, scored_result
@@ -61,6 +60,9 @@ from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows_from_values
 from pipeline.store.rows import RowBatch, RowEncoder, stored_result
 from pipeline.store.tables import INCIDENTS, TABLE
+
+if TYPE_CHECKING:  # the engine's module imports torch, which the store-only harness skips
+    from pipeline.stages.sentiment.engine import SentimentEngine
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
 Records = dict[int, list[bytes]]
@@ -110,6 +112,8 @@ class InProcessPipeline:
         """Every stage's objects for ``settings``, their state tables in dicts."""
         rules = load_brand_rules(settings.brands_file)
         if engine is None and "sentiment" in settings.stages:
+            from pipeline.stages.sentiment.engine import build_engine
+
             engine = build_engine(settings)
         return cls(
             settings=settings,
