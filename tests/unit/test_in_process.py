@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.in_process import InProcessPipeline
 from pipeline.records import ScoredMention, wire_dict
-from pipeline.stages.alerts.record import OPENED
+from pipeline.stages.alerts.record import OPENED, Alert
 from pipeline.stages.crisis import CrisisConfig
 from pipeline.stages.crisis_partitions import CrisisPartitions
 from pipeline.stages.routing import Router, brand_partition, mention_partition
@@ -242,13 +242,18 @@ def test_the_store_stage_answers_rows_per_brand_and_the_incident_rows_of_the_ale
     assert "incident_alerts" not in pipeline.stored and pipeline.dead_letters == []
 
 
-def test_the_store_stage_keeps_the_alerts_as_incident_rows() -> None:
-    pipeline = harness()
+def crisis_alerts(pipeline: InProcessPipeline) -> list[Alert]:
+    """The alerts of the crisis scenario, sent by the harness's crisis stage."""
     pipeline.crisis_partitions = CrisisPartitions(
         CrisisConfig.for_brands({BRAND: 15}), partitions=PARTITIONS, live={}, model={})
     home = brand_partition(BRAND, PARTITIONS)
-    alerts = [alert for batch in windows()
-              for alert in pipeline.crisis_record(home, encode_batch(batch))]
+    return [alert for batch in windows()
+            for alert in pipeline.crisis_record(home, encode_batch(batch))]
+
+
+def test_the_store_stage_keeps_the_alerts_as_incident_rows() -> None:
+    pipeline = harness()
+    alerts = crisis_alerts(pipeline)
     pipeline.store({})
     assert alerts
     rows = [orjson.loads(row) for row in pipeline.stored["incident_alerts"]]
@@ -294,11 +299,7 @@ def test_rows_the_store_refuses_become_dead_letters_and_the_rest_go_in(
 def test_the_alerts_the_store_stage_writes_are_the_incident_rows_it_keeps(
         chdb_store_url: str) -> None:
     pipeline, store = stored_harness(chdb_store_url, "unit_in_process_alerts")
-    pipeline.crisis_partitions = CrisisPartitions(
-        CrisisConfig.for_brands({BRAND: 15}), partitions=PARTITIONS, live={}, model={})
-    home = brand_partition(BRAND, PARTITIONS)
-    alerts = [alert for batch in windows()
-              for alert in pipeline.crisis_record(home, encode_batch(batch))]
+    alerts = crisis_alerts(pipeline)
     pipeline.store({})
     pipeline.store({})  # the same alerts again, as after a redelivery: still one row each
     keys = [orjson.loads(row)["idempotency_key"] for row in pipeline.stored["incident_alerts"]]
