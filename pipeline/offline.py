@@ -94,7 +94,7 @@ def process_file(
                 rejected += 1
             pipeline.dead_letters.clear()
         if unstored:
-            _store_when_full(pipeline, unstored, 1)
+            _store_when_full(pipeline, unstored, size=1)  # the rest, however few
             for letter in pipeline.dead_letters:
                 rejects.write(_reject_line(letter, None, str(input_path)))
                 rejected += 1
