@@ -171,12 +171,24 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     reject_path = args.rejects or args.output.with_name(args.output.stem + ".rejects.jsonl")
-    summary = process_file(settings, args.input, args.output, reject_path)
+    store = None
+    if args.store_url is not None:
+        from pipeline.store.client import ListeningStore
+
+        settings = settings.model_copy(update={"store_url": args.store_url})
+        store = ListeningStore.open(settings)
+        print(f"store: {store.location}", file=sys.stderr, flush=True)
+        before = store.count()
+    summary = process_file(settings, args.input, args.output, reject_path, store=store)
     print(
         f"{summary.lines} lines: {summary.written} written to {args.output}, "
         f"{summary.rejected} rejected to {reject_path}",
         flush=True,
     )
+    if store is not None:
+        stored = store.count()
+        print(f"{stored - before} mentions added to the store ({stored} stored in all)",
+              flush=True)
     return 0
 
 
@@ -373,6 +385,10 @@ def _add_offline_commands(commands: Any) -> None:
     process.add_argument("--output", type=Path, required=True)
     process.add_argument("--rejects", type=Path, default=None,
                          help="reject file (default: OUTPUT.rejects.jsonl)")
+    process.add_argument("--store-url", default=None,
+                         help="also write the scored mentions into this store, as the store "
+                         "sink does: chdb:///folder or http(s)://host:8123/database (only "
+                         "when given: PIPELINE_STORE_URL is not read here)")
     _add_settings_flags(process)
     process.set_defaults(handler=cmd_process)
 

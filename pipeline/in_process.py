@@ -24,8 +24,10 @@ the merging across records)::
     alerts = pipeline.crisis(scored)                      # alert events, in order
     pipeline.store(scored)                                # rows per store table, in ``stored``
 
-The store stage's answer is the sink's (:func:`~pipeline.store.rows.stored_result`); its write
-step is the store's part, so the rows are kept by table instead of inserted.
+The store stage's answer is the sink's (:func:`~pipeline.store.rows.stored_result`). With a
+store attached (:meth:`InProcessPipeline.attach_store`) the sink's write step writes it there,
+the worker's :class:`~pipeline.agents.store_writer.StoreWriter` (outages waited out, the rows
+the store refuses dead-lettered as ``store_rejected``); without one the rows are only kept.
 """
 
 from __future__ import annotations
@@ -33,10 +35,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
 
 from pipeline.agents.context import decode_batches
+from pipeline.agents.store_writer import StoreWriter
 from pipeline.config import Settings
+from pipeline.metrics import PipelineMetrics
 from pipeline.records import SCORED, RoutedMention, ScoredMention, encode_mention
 from pipeline.schema import InvalidMention
 from pipeline.stages.alerts.record import Alert
@@ -46,14 +52,17 @@ from pipeline.stages.dedup_partitions import JournalledPartitions, dedup_result
 from pipeline.stages.ingest import Ingestor, build_ingestor
 from pipeline.stages.ingest_result import ingest_result
 from pipeline.stages.routing import Router
-from pipeline.stages.sentiment.engine import SentimentEngine, build_engine
 from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.scoring import MentionScoring
 from pipeline.stages.sentiment.stage import scored_records, scored_result
-from pipeline.stages.stage_result import MetricDelta, OutRecord, StageResult
+from pipeline.stages.stage_result import BadRecord, MetricDelta, OutRecord, StageResult
+from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows_from_values
-from pipeline.store.rows import RowEncoder, stored_result
+from pipeline.store.rows import RowBatch, RowEncoder, stored_result
 from pipeline.store.tables import INCIDENTS, TABLE
+
+if TYPE_CHECKING:  # the engine's module imports torch, which the store-only harness skips
+    from pipeline.stages.sentiment.engine import SentimentEngine
 
 # partition -> the records sent to it, in order (a topic of micro-batch records)
 Records = dict[int, list[bytes]]
@@ -91,9 +100,11 @@ class InProcessPipeline:
     # the alert records the crisis stage sent, and what every stage counted
     sent: list[OutRecord] = field(default_factory=list)
     metric_deltas: list[MetricDelta] = field(default_factory=list)
-    # the store sink's rows by table, as its write step would insert them
+    # the store sink's rows by table, as its write step inserts them (refused rows left out)
     stored: dict[str, list[bytes]] = field(default_factory=dict)
     row_encoder: RowEncoder | None = None
+    # the sink's write step, once a store is attached
+    store_writer: StoreWriter | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, engine: SentimentEngine | None = None,
@@ -101,6 +112,8 @@ class InProcessPipeline:
         """Every stage's objects for ``settings``, their state tables in dicts."""
         rules = load_brand_rules(settings.brands_file)
         if engine is None and "sentiment" in settings.stages:
+            from pipeline.stages.sentiment.engine import build_engine
+
             engine = build_engine(settings)
         return cls(
             settings=settings,
@@ -183,23 +196,50 @@ class InProcessPipeline:
         self.sent += self._settle("crisis", result)
         return list(result.alerts)
 
+    def attach_store(self, store: ListeningStore) -> None:
+        """Write the store sink's answers into ``store`` from now on, as the worker does."""
+        self.store_writer = StoreWriter(self.settings, PipelineMetrics(CollectorRegistry()),
+                                        self.encoder, store=store)
+
+    @property
+    def encoder(self) -> RowEncoder:
+        """The sink's row encoder (it asks an attached store for the originals' authors)."""
+        if self.row_encoder is None:
+            self.row_encoder = RowEncoder.for_settings(self.settings)
+        return self.row_encoder
+
     def store(self, scored: Mapping[int, Sequence[ScoredMention]]) -> None:
         """Scored mentions and the alerts sent so far -> rows by table, as the sink answers.
 
-        Each partition's mentions as one sink batch, then the alert records as one; the rows
-        go to :attr:`stored` (what the sink's write step inserts), rejects to the dead letters.
+        Each partition's mentions as one sink batch, then the alert records as one; each
+        goes through :meth:`store_rows`.
         """
-        if self.row_encoder is None:
-            self.row_encoder = RowEncoder.for_settings(self.settings)
-        results = [stored_result(self.row_encoder.encode(list(mentions)), TABLE)
+        batches = [(self.encoder.encode(list(mentions)), TABLE)
                    for mentions in scored.values() if mentions]
         alert_values = [record.value for record in self.sent if record.topic == "alerts"]
         if alert_values:
-            results.append(stored_result(alert_rows_from_values(alert_values), INCIDENTS))
-        for result in results:
-            self._settle("store", result)
-            for insert in result.inserts:
-                self.stored.setdefault(insert.table, []).extend(insert.rows)
+            batches.append((alert_rows_from_values(alert_values), INCIDENTS))
+        for batch, table in batches:
+            self.store_rows(batch, table)
+
+    def store_rows(self, batch: RowBatch, table: str) -> list[BadRecord]:
+        """One sink batch's rows answered and acted on as the runner does; the rows refused.
+
+        The rows it cannot keep go to the dead letters; with a store attached its write step
+        inserts the rest, and the rows the store refuses are dead letters too. What was
+        inserted (or, without a store, would be) is kept in :attr:`stored`.
+        """
+        result = stored_result(batch, table)
+        self._settle("store", result)
+        refused = ([] if self.store_writer is None
+                   else self.store_writer.write_now(result.inserts))
+        for bad in refused:
+            self.dead_letters.append(DeadLetter("store", bad.reason, bad.detail, bad.raw))
+        refused_rows = {bad.raw for bad in refused}
+        for insert in result.inserts:
+            self.stored.setdefault(insert.table, []).extend(
+                row for row in insert.rows if row not in refused_rows)
+        return refused
 
     def run(self, raws: Sequence[bytes]) -> tuple[dict[int, list[ScoredMention]], list[Alert]]:
         """One batch of raw records through every stage: scored mentions and alerts."""

@@ -19,10 +19,10 @@ import orjson
 
 from pipeline.config import Settings
 from pipeline.in_process import DeadLetter, InProcessPipeline
-from pipeline.records import dead_letter_record, encode_mention
+from pipeline.records import ScoredMention, dead_letter_record, encode_mention
+from pipeline.stages.stage_result import BadRecord
 from pipeline.store.client import ListeningStore
 from pipeline.store.incident_rows import alert_rows, is_alert_record
-from pipeline.store.rows import RowEncoder
 from pipeline.store.tables import INCIDENTS, TABLE
 
 
@@ -61,11 +61,19 @@ def offline_pipeline(settings: Settings) -> InProcessPipeline:
 
 def process_file(
     settings: Settings, input_path: Path, output_path: Path, reject_path: Path,
-    *, batch_size: int = 256,
+    *, batch_size: int = 256, store: ListeningStore | None = None,
 ) -> ProcessSummary:
-    """Run the pipeline's stages over ``input_path`` (see the module docstring)."""
+    """Run the pipeline's stages over ``input_path`` (see the module docstring).
+
+    With ``store``, the scored mentions are also written there by the store sink's write
+    step, up to ``settings.store_batch_size`` at a time; rows the store refuses are reject
+    lines (without a line number: the mention's own line was written).
+    """
     pipeline = offline_pipeline(settings)
+    if store is not None:
+        pipeline.attach_store(store)
     lines = written = rejected = 0
+    unstored: list[ScoredMention] = []
     with (
         input_path.open("rb") as source,
         output_path.open("wb") as output,
@@ -74,15 +82,33 @@ def process_file(
         for chunk in _chunks(source, batch_size):
             lines += len(chunk)
             scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest(
-                [raw for _number, raw in chunk])))
-            for mention in scored.get(0, []):
+                [raw for _number, raw in chunk]))).get(0, [])
+            for mention in scored:
                 output.write(encode_mention(mention) + b"\n")
                 written += 1
+            if store is not None:
+                unstored += scored
+                unstored = _store_when_full(pipeline, unstored, settings.store_batch_size)
             for number, letter in _numbered(chunk, pipeline.dead_letters):
                 rejects.write(_reject_line(letter, number, str(input_path)))
                 rejected += 1
             pipeline.dead_letters.clear()
+        if unstored:
+            _store_when_full(pipeline, unstored, size=1)  # the rest, however few
+            for letter in pipeline.dead_letters:
+                rejects.write(_reject_line(letter, None, str(input_path)))
+                rejected += 1
     return ProcessSummary(lines=lines, written=written, rejected=rejected)
+
+
+def _store_when_full(pipeline: InProcessPipeline, mentions: list[ScoredMention],
+                     size: int) -> list[ScoredMention]:
+    """Write ``mentions`` as one sink batch once there are ``size``; those still unwritten."""
+    if len(mentions) < size:
+        return mentions
+    pipeline.store({0: mentions})
+    pipeline.stored.clear()  # in the store now; the harness need not keep them
+    return []
 
 
 def _numbered(chunk: list[tuple[int, bytes]],
@@ -130,31 +156,62 @@ def load_into_store(
 
     A line with an alert's shape (``incident_id`` and ``idempotency_key``: a record of the
     alerts topic) is an alert, any other a mention (``mentions process`` output), so one file
-    may hold both. Idempotent: the store keeps one row per mention and per alert, so loading a
-    file again adds nothing. A line that is not a JSON object, or not a record the store can
-    keep, is reported with its number and reason, and the rest is loaded.
+    may hold both. Each chunk's mentions and alerts are a batch of the store sink, written by
+    its write step (:meth:`~pipeline.in_process.InProcessPipeline.store_rows`, the worker's).
+    Idempotent: the store keeps one row per mention and per alert, so loading a file again
+    adds nothing. A line that is not a JSON object, not a record the store can keep, or one
+    the store refuses is reported with its number and reason, and the rest is loaded.
     """
-    encoder = RowEncoder.for_settings(settings, find_originals=store.original_authors)
+    pipeline = InProcessPipeline.build(settings.model_copy(update={"stages": ("store",)}))
+    pipeline.attach_store(store)
     before, alerts_before = store.count(), store.alert_count()
     lines = 0
     rejects: list[tuple[int, str]] = []
     with input_path.open("rb") as source:
         for chunk in _chunks(source, batch_size):
             lines += len(chunk)
-            records = _json_objects(chunk, rejects)
-            mentions = [(number, record) for number, record in records
-                        if not is_alert_record(record)]
-            alerts = [(number, record) for number, record in records if is_alert_record(record)]
-            for numbered, batch, table in (
-                    (mentions, encoder.encode_dicts([record for _, record in mentions]), TABLE),
-                    (alerts, alert_rows([record for _, record in alerts]), INCIDENTS)):
-                rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
-                            for reject in batch.rejects]
-                store.insert(batch.payload, table)
+            rejects += _load_chunk(pipeline, chunk)
+            pipeline.dead_letters.clear()  # reported above, by line
+            pipeline.stored.clear()
     stored, alerts_stored = store.count(), store.alert_count()
     return StoreLoadSummary(lines=lines, added=stored - before, stored=stored,
                             rejects=sorted(rejects), alerts_added=alerts_stored - alerts_before,
                             alerts_stored=alerts_stored)
+
+
+def _load_chunk(pipeline: InProcessPipeline,
+                chunk: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    """One chunk's mentions, then its alerts, through the sink; the lines not stored, why."""
+    rejects: list[tuple[int, str]] = []
+    records = _json_objects(chunk, rejects)
+    mentions = [(number, record) for number, record in records if not is_alert_record(record)]
+    alerts = [(number, record) for number, record in records if is_alert_record(record)]
+    for numbered, batch, table, key in (
+            (mentions, pipeline.encoder.encode_dicts([record for _, record in mentions]),
+             TABLE, "id"),
+            (alerts, alert_rows([record for _, record in alerts]), INCIDENTS,
+             "idempotency_key")):
+        rejects += [(numbered[reject.index][0], f"{reject.reason}: {reject.detail}")
+                    for reject in batch.rejects]
+        refused = pipeline.store_rows(batch, table)
+        rejects += _refused_lines(refused, key, numbered)
+    return rejects
+
+
+def _refused_lines(refused: list[BadRecord], key: str,
+                   numbered: list[tuple[int, dict[str, Any]]]) -> list[tuple[int, str]]:
+    """The lines whose rows the store refused, found by the rows' ``key``, each once, and why.
+
+    Every row carries its record's key; one that names no line of the chunk would be line 0.
+    """
+    if not refused:
+        return []
+    lines_by_key = {record.get(key): number for number, record in numbered}
+    lines: dict[int, str] = {}
+    for bad in refused:
+        number = lines_by_key.get(orjson.loads(bad.raw).get(key), 0)
+        lines.setdefault(number, f"{bad.reason}: {bad.detail}")
+    return list(lines.items())
 
 
 def _json_objects(chunk: list[tuple[int, bytes]],

@@ -13,6 +13,8 @@ The runner (:mod:`pipeline.agents.runner`) calls :meth:`StoreWriter.write` with 
 
 The store opens on first use; with ``PIPELINE_DESK_IN_WORKER`` the desk starts with it
 (:class:`~pipeline.desk.server.DeskThread`), as this worker is then the store's only process.
+The in-process harness (:mod:`pipeline.in_process`, so ``mentions store load`` too) writes
+through the same class over a store it opened, with :meth:`StoreWriter.write_now`.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def _running() -> bool:
 class StoreWriter:
     """The sink's handle on the store: opened lazily, written with the outage wait."""
 
-    def __init__(self, settings: Settings, metrics: PipelineMetrics,
-                 encoder: RowEncoder) -> None:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics, encoder: RowEncoder,
+                 *, store: ListeningStore | None = None) -> None:
         self.settings, self.metrics, self.encoder = settings, metrics, encoder
         self.store: ListeningStore | None = None
+        if store is not None:
+            self._attach(store)
         self.reachable = True
         self.desk: Any = None
         self.settled_at = -math.inf
@@ -77,6 +81,10 @@ class StoreWriter:
             refused += await self._insert(insert.rows, insert.table)
         await self._settle()
         return refused
+
+    def write_now(self, inserts: Sequence[Insert]) -> list[BadRecord]:
+        """:meth:`write` for a caller without an event loop (the in-process harness)."""
+        return asyncio.run(self.write(inserts))
 
     async def call(self, work: Callable[[ListeningStore], _T]) -> _T:
         """Run ``work`` on the store in a thread, waiting out outages with backoff."""
@@ -136,15 +144,21 @@ class StoreWriter:
     async def _open(self) -> ListeningStore:
         """The store, opened on first use; with ``desk_in_worker`` the desk starts with it."""
         if self.store is None:
-            self.store = await asyncio.to_thread(ListeningStore.open, self.settings)
-            self.encoder.find_originals = self.store.original_authors
-            log.warning("store sink writing %s", self.store.location)
+            store = self._attach(await asyncio.to_thread(ListeningStore.open, self.settings))
+            log.warning("store sink writing %s", store.location)
             if self.settings.desk_in_worker:
                 from pipeline.desk.server import DeskThread
 
-                self.desk = DeskThread(self.settings, self.store)
+                self.desk = DeskThread(self.settings, store)
                 log.warning("desk on %s", await asyncio.to_thread(self.desk.start))
+            return store
         return self.store
+
+    def _attach(self, store: ListeningStore) -> ListeningStore:
+        """Write into ``store``; the encoder asks it for the originals' authors it lacks."""
+        self.store = store
+        self.encoder.find_originals = store.original_authors
+        return store
 
     def _down(self, error: StoreUnavailable) -> None:
         """Say once per outage that the store is down and what the sink does about it."""

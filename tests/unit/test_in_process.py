@@ -12,11 +12,14 @@ import pytest
 from pipeline.config import Settings
 from pipeline.in_process import InProcessPipeline
 from pipeline.records import ScoredMention, wire_dict
-from pipeline.stages.alerts.record import OPENED
+from pipeline.stages.alerts.record import OPENED, Alert
 from pipeline.stages.crisis import CrisisConfig
 from pipeline.stages.crisis_partitions import CrisisPartitions
 from pipeline.stages.routing import Router, brand_partition, mention_partition
 from pipeline.stages.sentiment.labels import SentimentResult
+from pipeline.store.client import ListeningStore
+from pipeline.store.queries import BoundQuery
+from pipeline.store.rows import RowBatch
 from pipeline.transport.topics import decode_batch, encode_batch
 from tests.crisis_scenario import BRAND, windows
 
@@ -239,14 +242,68 @@ def test_the_store_stage_answers_rows_per_brand_and_the_incident_rows_of_the_ale
     assert "incident_alerts" not in pipeline.stored and pipeline.dead_letters == []
 
 
-def test_the_store_stage_keeps_the_alerts_as_incident_rows() -> None:
-    pipeline = harness()
+def crisis_alerts(pipeline: InProcessPipeline) -> list[Alert]:
+    """The alerts of the crisis scenario, sent by the harness's crisis stage."""
     pipeline.crisis_partitions = CrisisPartitions(
         CrisisConfig.for_brands({BRAND: 15}), partitions=PARTITIONS, live={}, model={})
     home = brand_partition(BRAND, PARTITIONS)
-    alerts = [alert for batch in windows()
-              for alert in pipeline.crisis_record(home, encode_batch(batch))]
+    return [alert for batch in windows()
+            for alert in pipeline.crisis_record(home, encode_batch(batch))]
+
+
+def test_the_store_stage_keeps_the_alerts_as_incident_rows() -> None:
+    pipeline = harness()
+    alerts = crisis_alerts(pipeline)
     pipeline.store({})
     assert alerts
     rows = [orjson.loads(row) for row in pipeline.stored["incident_alerts"]]
     assert [row["idempotency_key"] for row in rows] == [a.idempotency_key for a in alerts]
+
+
+def stored_harness(chdb_store_url: str, database: str,
+                   engine: StandInEngine | None = None) -> tuple[InProcessPipeline, ListeningStore]:
+    # fixed dates: a retention of ten years keeps them whatever today is
+    pipeline = harness(engine, store_url=chdb_store_url, store_retention_days=3650)
+    store = ListeningStore.open(pipeline.settings, database=database)
+    pipeline.attach_store(store)
+    return pipeline, store
+
+
+def test_the_store_stage_writes_its_rows_into_an_attached_store(chdb_store_url: str) -> None:
+    pipeline, store = stored_harness(chdb_store_url, "unit_in_process_write", StandInEngine())
+    text = "Acme Mobile y Telvia down otra vez en Madrid, ninguna funciona hoy"
+    scored = pipeline.sentiment(pipeline.dedup(pipeline.ingest([
+        raw("a", text), raw("b", f"RT @x: {text}"), raw("c", "Acme Mobile va bien")])))
+    pipeline.store(scored)
+    kept = sorted((row["id"], row["brand"], row["sentiment"], row["original_author"])
+                  for row in map(orjson.loads, pipeline.stored["brand_mentions"]))
+    held = store.query(BoundQuery(
+        f"SELECT id, brand, sentiment, original_author FROM {store.table} FINAL ORDER BY ALL"))
+    assert kept == sorted(held) and len(kept) == 5
+    assert ("b", "telvia", "negative", "u-a") in kept and pipeline.dead_letters == []
+
+
+def test_rows_the_store_refuses_become_dead_letters_and_the_rest_go_in(
+        chdb_store_url: str) -> None:
+    pipeline, store = stored_harness(chdb_store_url, "unit_in_process_refused")
+    good = orjson.dumps({"id": "good", "brand": "telvia", "created_at": 1_795_000_000})
+    bad = orjson.dumps({"id": "bad", "brand": "telvia", "likes": "many"})
+    refused = pipeline.store_rows(RowBatch([good, bad], []), "brand_mentions")
+    assert [(letter.stage, letter.reason, letter.value) for letter in pipeline.dead_letters] == [
+        ("store", "store_rejected", bad)]
+    assert [letter.raw for letter in refused] == [bad]
+    assert "likes" in pipeline.dead_letters[0].detail
+    assert pipeline.stored["brand_mentions"] == [good] and store.mention_ids() == {"good"}
+
+
+def test_the_alerts_the_store_stage_writes_are_the_incident_rows_it_keeps(
+        chdb_store_url: str) -> None:
+    pipeline, store = stored_harness(chdb_store_url, "unit_in_process_alerts")
+    alerts = crisis_alerts(pipeline)
+    pipeline.store({})
+    pipeline.store({})  # the same alerts again, as after a redelivery: still one row each
+    keys = [orjson.loads(row)["idempotency_key"] for row in pipeline.stored["incident_alerts"]]
+    held = store.query(BoundQuery(
+        f"SELECT idempotency_key FROM {store.incident_table} FINAL ORDER BY idempotency_key"))
+    assert alerts and keys == 2 * [alert.idempotency_key for alert in alerts]
+    assert [key for (key,) in held] == sorted(set(keys))

@@ -6,10 +6,11 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.config import Settings
-from pipeline.offline import load_into_store
+from pipeline.offline import load_into_store, process_file
 from pipeline.stages.alerts.record import OPENED, UPDATED
 from pipeline.store.client import ListeningStore
 from pipeline.store.incidents import incident_record
+from pipeline.store.queries import BoundQuery
 from tests.incident_alerts import incident
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -122,3 +123,46 @@ def test_loading_a_file_of_mentions_and_alerts_adds_each_once(
     assert store.incident(opened["incident_id"]) == {
         "incident": incident_record(updated, opened["window_end"], 2),
         "history": [opened, updated]}
+
+
+def test_loading_reports_the_lines_the_store_refuses_and_loads_the_rest(
+        chdb_store_url: str, tmp_path: Path) -> None:
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650)
+    store = ListeningStore.open(settings, database="unit_offline_refused")
+    # a store that refuses what the row encoder accepts: a constraint of its own
+    store.command(f"ALTER TABLE {store.table} ADD CONSTRAINT few_likes CHECK likes < 1000")
+    mentions = [{"id": f"tw:{n}", "text": "Telvia otra vez sin servicio", "brands": ["telvia"],
+                 "created_at": NOW.isoformat(), "engagement": {"likes": likes}}
+                for n, likes in enumerate([3, 5000, 7, 12])]
+    exported = tmp_path / "exported.jsonl"
+    exported.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in mentions))
+    first = load_into_store(settings, store, exported, batch_size=10)
+    second = load_into_store(settings, store, exported, batch_size=10)
+    assert (first.lines, first.added, first.stored) == (4, 3, 3)
+    assert [(line, reason.split(":")[0]) for line, reason in first.rejects] == [
+        (2, "store_rejected")]
+    assert "few_likes" in first.rejects[0][1]
+    assert store.mention_ids() == {"tw:0", "tw:2", "tw:3"}
+    assert (second.added, second.stored, second.rejected) == (0, 3, 1)
+
+
+def test_process_with_a_store_writes_what_it_outputs_there_once(
+        chdb_store_url: str, tmp_path: Path) -> None:
+    # no model: the store's rows, not the scores, are under test
+    settings = Settings(store_url=chdb_store_url, store_retention_days=3650,
+                        stages=("ingest", "dedup"), store_batch_size=2)
+    store = ListeningStore.open(settings, database="unit_offline_process")
+    source = tmp_path / "in.jsonl"
+    text = "Telvia otra vez sin servicio en Madrid"
+    source.write_bytes(b"".join(orjson.dumps(
+        {"id": f"tw:{n}", "text": text if n != 1 else f"RT @u0: {text}", "source": "twitter",
+         "created_at": NOW.isoformat(), "author": {"id": f"u{n}"}}) + b"\n" for n in range(3)))
+    output, rejects = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
+    for _ in range(2):
+        summary = process_file(settings, source, output, rejects, batch_size=2, store=store)
+        assert (summary.written, summary.rejected) == (3, 0)
+    written = [orjson.loads(line)["id"] for line in output.read_bytes().splitlines()]
+    assert store.mention_ids() == set(written) and store.count() == 3
+    [(original_author,)] = store.query(BoundQuery(
+        f"SELECT original_author FROM {store.table} FINAL WHERE id = 'tw:1'"))
+    assert original_author == "u0"
