@@ -71,7 +71,8 @@ def test_sigkill_inside_an_incident_loses_and_doubles_no_alert(
     worker = start_worker(crashed, "crisis")
     produce_scored(crashed, batches[opened_by:])
     rest = sum(len(batch) for batch in batches[opened_by:])
-    wait_until(lambda: crisis_out(worker) >= rest, "the new worker to take the rest", 180)
+    wait_until(lambda: crisis_out(worker) >= rest, "the new worker to take the rest", 180,
+               explain=lambda: f"{crisis_out(worker)} of {rest}; its log:\n{worker.log()[-4000:]}")
     wait_until(lambda: set(keyed(alerts(crashed))) >= set(expected),
                "every alert of the uninterrupted run", 60)
     found = alerts(crashed)
