@@ -23,7 +23,13 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
-from pipeline.stages.sentiment.targets import MENTION, BrandTargets, toned
+from pipeline.stages.sentiment.targets import (
+    MENTION,
+    BrandTargets,
+    BrandVerdict,
+    settle_neutral,
+    toned,
+)
 from pipeline.text import fold
 
 RULES = [{"id": "acme", "query": '"acme movil" OR acme OR @acmemobile'},
@@ -265,3 +271,12 @@ def test_a_shared_clause_without_a_cue_is_not_settled(targets: BrandTargets) -> 
     assert [v.own for v in plan.verdicts] == [False, False]
     by_brand = targets.combine(plan, scores(0.2, 0.7, 0.1), [])
     assert {r.label for r in by_brand.values()} == {"neutral"}
+
+
+def test_a_neutral_brand_without_rivals_takes_its_own_lean() -> None:
+    own, shared = BrandVerdict(0, own=True), BrandVerdict(MENTION)
+    calm = scores(0.1, 0.6, 0.3)
+    settled = settle_neutral([own, shared], [calm, scores(0.2, 0.6, 0.2)])
+    # the shared reading is not the brand's own: it stays neutral, and gives no contrast
+    assert [r.label for r in settled] == ["positive", "neutral"]
+    assert settled[0].scores == calm.scores
