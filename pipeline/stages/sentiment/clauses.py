@@ -9,7 +9,10 @@ Pure text work for :mod:`~pipeline.stages.sentiment.targets`:
   placeholder (:func:`placeholder`), for the patterns that say which brand comes out ahead:
   "X mejor que Y", "me pasé de X a Y", "switched from X to Y", "X > Y", "X aprende de Y"
   (:data:`AHEAD`), or a comparative whose direction the model's score of X's side decides
-  ("Skyra más barata que Lumo", "X is cheaper than Y": :data:`BY_SCORE`).
+  ("Skyra más barata que Lumo", "X is cheaper than Y": :data:`BY_SCORE`);
+- :func:`asks_or_plans` tells a question or a plan, where a brand is named without an opinion
+  of it, and :func:`names_together` the words that give every brand named the same fate
+  ("both", "todos", "ninguno"...).
 
 Cues are matched on folded text (:func:`pipeline.text.fold`): no case, no accents.
 """
@@ -167,4 +170,49 @@ def find_cues(skeleton: str) -> list[Cue]:
     return cues
 
 
-__all__ = ["AHEAD", "BEHIND", "BY_SCORE", "Cue", "find_cues", "placeholder", "split_clauses"]
+# A question, or a plan not yet carried out: future-time words and "let's see" / "trying".
+# "next" alone stays out ("came the next day" is a fact); "my next" and "next trip" are plans.
+_OPEN: Final = re.compile(
+    r"[?\u00bf]|\b(?:manana|proxim[oa]s?|la semana que viene|a ver|voy a probar|pienso probar|"
+    r"pregunto|preguntare|tomorrow|my next|next (?:time|trip|flight|week|month|year)|"
+    r"thinking (?:about|of)|trying|will try|gonna try|planning|let'?s see|we'?ll see|"
+    r"amanha|vou experimentar|vamos ver|pensando em|demain|prochaine?s?|on verra|"
+    r"je vais essayer|domani|prossim[oa]|vedremo|provero|morgen|nachsten?|mal sehen)\b")
+# Words that put every brand named in the same boat: "both", "all of them", "none", "equal".
+# "todos los días", "all morning", "the same day" speak of time or one brand: left out.
+_TOGETHER: Final = re.compile(
+    r"\b(?:ambos|ambas|los dos|las dos|tod[oa]s(?! (?:los|las|mis|tus)\b)|iguales|ninguno|"
+    r"ninguna|both|(?:they|you|we) all|all of them|neither|none|os dois|as duas|"
+    r"iguais|nenhum|nenhuma|les deux|tou(?:s|tes)(?! les\b)|aucun|aucune|pareils?|entrambi|"
+    r"tutt[ie](?! (?:i|gli|le)\b)|nessuno|uguali|beide|alle|keiner)\b")
+
+
+def asks_or_plans(folded: str) -> bool:
+    """Whether folded text asks a question or states a plan (its brands get no opinion).
+
+    >>> asks_or_plans("alguien sabe si skyra tiene plazas manana"), asks_or_plans("skyra fatal")
+    (True, False)
+    """
+    return _OPEN.search(folded) is not None
+
+
+def names_together(folded: str) -> bool:
+    """Whether folded text speaks of all the brands it names at once ("todos iguales").
+
+    >>> names_together("acme, telvia, zentel... todos te timan"), names_together("acme mola")
+    (True, False)
+    """
+    return _TOGETHER.search(folded) is not None
+
+
+__all__ = [
+    "AHEAD",
+    "BEHIND",
+    "BY_SCORE",
+    "Cue",
+    "asks_or_plans",
+    "find_cues",
+    "names_together",
+    "placeholder",
+    "split_clauses",
+]

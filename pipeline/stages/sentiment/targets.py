@@ -12,7 +12,15 @@ call as the mention's own text, then reads each brand's result off them:
 - brands that share a region are told apart by a comparative cue
   (:func:`~pipeline.stages.sentiment.clauses.find_cues`): the one that comes out ahead is
   positive and the other negative, the region's scores turned that way; with no cue they keep
-  the region's result (the mention's, when the region is the whole text).
+  the region's result (the mention's, when the region is the whole text);
+- words that speak of all the brands at once ("todos iguales", "both") give each the mention's
+  result;
+- a neutral reading is settled against the others (:func:`settle_neutral`): nearly every
+  brand of a comparative mention is judged, so a brand read as neutral takes the opposite of
+  the polar reading of another brand's region, or, beside other brands also read as neutral
+  in their own regions, comes out ahead when its region leans more positive. A brand named
+  in a question or a plan ("¿Skyra tiene plazas?", "mañana pregunto en Nimbus") stays
+  neutral.
 
 A mention naming one brand is never planned (:func:`names_several_brands` is the one check
 the firehose pays), and ``sentiment`` stays the mention-level result either way.
@@ -28,9 +36,16 @@ from typing import Any, Final, Literal
 from pipeline.caching import BoundedCache
 from pipeline.records import RoutedMention
 from pipeline.stages.brands import BrandMatcher, load_brand_rules
-from pipeline.stages.sentiment.clauses import Cue, find_cues, placeholder, split_clauses
+from pipeline.stages.sentiment.clauses import (
+    Cue,
+    asks_or_plans,
+    find_cues,
+    names_together,
+    placeholder,
+    split_clauses,
+)
 from pipeline.stages.sentiment.labels import SentimentResult
-from pipeline.text import folded_tokens
+from pipeline.text import fold, folded_tokens
 
 # a verdict whose source is the mention's own result rather than one of the plan's segments
 MENTION: Final = -1
@@ -40,10 +55,17 @@ Tone = Literal["as scored", "reversed", "positive", "negative"]
 
 @dataclass(frozen=True, slots=True)
 class BrandVerdict:
-    """Where one brand's result comes from: a segment (or :data:`MENTION`), and its tone."""
+    """Where one brand's result comes from: a segment (or :data:`MENTION`), and its tone.
+
+    ``own``: the result reads the brand's own regions (or speaks of all brands at once), so
+    a neutral one may be settled by :func:`settle_neutral`; ``open``: the brand is named in a
+    question or a plan, and a neutral result stands.
+    """
 
     source: int
     tone: Tone = "as scored"
+    own: bool = False
+    open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +131,25 @@ class BrandTargets:
                 return MENTION
             return segments.setdefault(segment, len(segments))
 
+        cues = [(region, cue) for region in regions if len(region.named) > 1
+                for cue in find_cues(region.skeleton)]
         verdicts: list[BrandVerdict] = []
         for index in range(len(brands)):
             solo = [r.text for r in regions if r.named == {index}]
             shared = [r for r in regions if index in r.named and len(r.named) > 1]
-            cue = next(((region, cue) for region in shared for cue in find_cues(region.skeleton)
+            cue = next(((region, cue) for region, cue in cues
                         if index in (cue.ahead, cue.behind)), None)
+            named_in = " ".join(r.text for r in regions if index in r.named)
+            is_open = asks_or_plans(fold(named_in))
             if cue is not None:
                 verdicts.append(_cue_verdict(index, *cue, source_of))
+            elif not cues and names_together(fold(text)):
+                verdicts.append(BrandVerdict(MENTION, own=True, open=is_open))
             elif solo or shared:
-                verdicts.append(BrandVerdict(source_of(" ".join(solo or [r.text for r in shared]))))
+                verdicts.append(BrandVerdict(source_of(" ".join(solo or [r.text for r in shared])),
+                                             own=bool(solo), open=is_open))
             else:  # named across a clause boundary only: the mention's result
-                verdicts.append(BrandVerdict(MENTION))
+                verdicts.append(BrandVerdict(MENTION, open=is_open))
         return TargetPlan(brands, tuple(segments), tuple(verdicts))
 
     def _clause(self, clause: str, brands: tuple[str, ...]) -> _Region:
@@ -148,9 +177,10 @@ class BrandTargets:
         """Each brand's result, from the mention's and the plan's segments' results."""
         if len(segment_results) != len(plan.segments):
             raise ValueError(f"{len(segment_results)} results for {len(plan.segments)} segments")
-        return {brand: toned(mention_result if verdict.source == MENTION
-                             else segment_results[verdict.source], verdict.tone)
-                for brand, verdict in zip(plan.brands, plan.verdicts, strict=True)}
+        results = [toned(mention_result if verdict.source == MENTION
+                         else segment_results[verdict.source], verdict.tone)
+                   for verdict in plan.verdicts]
+        return dict(zip(plan.brands, settle_neutral(plan.verdicts, results), strict=True))
 
 
 def _join_regions(clauses: list[_Region]) -> list[_Region]:
@@ -191,6 +221,39 @@ def _cue_verdict(index: int, region: _Region, cue: Cue, source_of: Any) -> Brand
                         "as scored" if index == cue.ahead else "reversed")
 
 
+def settle_neutral(verdicts: Sequence[BrandVerdict],
+                   results: Sequence[SentimentResult]) -> list[SentimentResult]:
+    """Each brand's result, a neutral one settled against the other brands' readings.
+
+    A brand read neutral (not in a question or plan) takes the opposite of the polar label
+    other sources give the other brands, when they agree; failing that, a brand read in its
+    own regions is positive when they lean more positive than any other brand's own
+    regions also read neutral (or, alone, when they lean positive at all), else negative.
+
+    >>> calm = SentimentResult("neutral", {"negative": 0.3, "neutral": 0.5, "positive": 0.2})
+    >>> angry = SentimentResult("negative", {"negative": 0.8, "neutral": 0.1, "positive": 0.1})
+    >>> [r.label for r in settle_neutral([BrandVerdict(0), BrandVerdict(1)], [calm, angry])]
+    ['positive', 'negative']
+    """
+    def lean(result: SentimentResult) -> float:
+        return result.scores["positive"] - result.scores["negative"]
+
+    settled = list(results)
+    for index, (verdict, result) in enumerate(zip(verdicts, results, strict=True)):
+        if result.label != "neutral" or verdict.open:
+            continue
+        others = {other.label for v, other in zip(verdicts, results, strict=True)
+                  if v.source != verdict.source and other.label != "neutral"}
+        if verdict.tone == "as scored" and len(others) == 1:
+            settled[index] = toned(result, "negative" if "positive" in others else "positive")
+        elif verdict.own:
+            rivals = [lean(other) for v, other in zip(verdicts, results, strict=True)
+                      if v.own and not v.open and v.source != verdict.source]
+            ahead = lean(result) > max(rivals) if rivals else lean(result) >= 0
+            settled[index] = toned(result, "positive" if ahead else "negative")
+    return settled
+
+
 def toned(result: SentimentResult, tone: Tone) -> SentimentResult:
     """A result read with a verdict's tone.
 
@@ -227,5 +290,6 @@ __all__ = [
     "TargetPlan",
     "build_brand_targets",
     "names_several_brands",
+    "settle_neutral",
     "toned",
 ]

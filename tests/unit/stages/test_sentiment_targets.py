@@ -9,7 +9,13 @@ import pytest
 
 from pipeline.records import SCORED, ScoredMention, wire_dict
 from pipeline.stages.brands import BrandMatcher, brand_rules_from_dicts
-from pipeline.stages.sentiment.clauses import find_cues, placeholder, split_clauses
+from pipeline.stages.sentiment.clauses import (
+    asks_or_plans,
+    find_cues,
+    names_together,
+    placeholder,
+    split_clauses,
+)
 from pipeline.stages.sentiment.labels import SentimentResult
 from pipeline.stages.sentiment.mentions import (
     BY_BRAND,
@@ -17,7 +23,14 @@ from pipeline.stages.sentiment.mentions import (
     model_inputs,
     score_mentions,
 )
-from pipeline.stages.sentiment.targets import MENTION, BrandTargets, toned
+from pipeline.stages.sentiment.targets import (
+    MENTION,
+    BrandTargets,
+    BrandVerdict,
+    settle_neutral,
+    toned,
+)
+from pipeline.text import fold
 
 RULES = [{"id": "acme", "query": '"acme movil" OR acme OR @acmemobile'},
          {"id": "telvia", "query": "telvia OR @telvia"},
@@ -175,3 +188,95 @@ def test_crisis_counts_read_each_brand_s_own_label() -> None:
     assert is_negative(scored) is False  # no brand: the mention-level label
     counts = tone_counts([scored], owns=lambda brand: True)
     assert sorted(counts) == [("acme", "positive"), ("telvia", "negative")]
+
+
+def scores(negative: float, neutral: float, positive: float) -> SentimentResult:
+    label = max(("negative", negative), ("neutral", neutral), ("positive", positive),
+                key=lambda pair: pair[1])[0]
+    return SentimentResult(label, {"negative": negative, "neutral": neutral,
+                                   "positive": positive})
+
+
+@pytest.mark.parametrize(("text", "asks"), [
+    ("¿Skyra tiene plazas mañana?", True),
+    ("manana pregunto en telvia", True),
+    ("my next trip is with skyra, let's see", True),
+    ("the engineer came the next day", False),
+    ("prochain vol avec skyra", True),
+    ("telvia es un desastre", False),
+])
+def test_questions_and_plans_are_told_apart(text: str, asks: bool) -> None:
+    assert asks_or_plans(fold(text)) is asks
+
+
+@pytest.mark.parametrize(("text", "together"), [
+    ("acme, telvia, zentel... todos te timan", True),
+    ("pick any, they all rip you off", True),
+    ("both stepped up during the storm", True),
+    ("ninguno de los dos llega", True),
+    ("beide sind teuer", True),
+    # time, or one brand's fact, is not the brands together
+    ("todos los dias igual con telvia", False),
+    ("acme had me online the same day", False),
+    ("no signal all morning", False),
+])
+def test_words_that_speak_of_every_brand_at_once(text: str, together: bool) -> None:
+    assert names_together(fold(text)) is together
+
+
+def test_a_neutral_brand_takes_the_opposite_of_the_other_s_polar_reading(
+    targets: BrandTargets,
+) -> None:
+    plan = targets.plan("Acme vino al día siguiente; Telvia me daba cita para dentro de 15 días",
+                        ["acme", "telvia"], "es")
+    assert [(v.own, v.open) for v in plan.verdicts] == [(True, False), (True, False)]
+    by_brand = targets.combine(plan, result("neutral"),
+                               [scores(0.1, 0.3, 0.6), scores(0.3, 0.6, 0.1)])
+    assert {b: r.label for b, r in by_brand.items()} == {"acme": "positive",
+                                                         "telvia": "negative"}
+
+
+def test_brands_both_read_neutral_are_ranked_by_their_lean(targets: BrandTargets) -> None:
+    plan = targets.plan("Acme contestó enseguida. Telvia me tuvo una hora esperando",
+                        ["acme", "telvia"], "es")
+    # both neutral, and both lean negative: the one leaning less so comes out ahead
+    by_brand = targets.combine(plan, result("neutral"),
+                               [scores(0.30, 0.6, 0.10), scores(0.35, 0.6, 0.05)])
+    assert {b: r.label for b, r in by_brand.items()} == {"acme": "positive",
+                                                         "telvia": "negative"}
+
+
+def test_a_brand_named_in_a_question_or_plan_stays_neutral(targets: BrandTargets) -> None:
+    plan = targets.plan("Acme me ha cancelado el vuelo. ¿Skyra tiene plazas mañana?",
+                        ["acme", "skyra"], "es")
+    assert [v.open for v in plan.verdicts] == [False, True]
+    by_brand = targets.combine(plan, result("negative"),
+                               [result("negative"), scores(0.2, 0.7, 0.1)])
+    assert {b: r.label for b, r in by_brand.items()} == {"acme": "negative",
+                                                         "skyra": "neutral"}
+
+
+def test_words_for_every_brand_give_each_the_mention_s_result(targets: BrandTargets) -> None:
+    plan = targets.plan("Acme, Telvia, Skyra... da igual cuál elijas, todos te timan",
+                        ["acme", "telvia", "skyra"], "es")
+    assert plan.segments == ()
+    assert all(v.source == MENTION and v.own for v in plan.verdicts)
+    # a neutral reading that leans negative is settled toward its lean
+    by_brand = targets.combine(plan, scores(0.4, 0.5, 0.1), [])
+    assert {r.label for r in by_brand.values()} == {"negative"}
+
+
+def test_a_shared_clause_without_a_cue_is_not_settled(targets: BrandTargets) -> None:
+    plan = targets.plan("Acme y Telvia operarán la ruta desde marzo", ["acme", "telvia"], "es")
+    assert [v.own for v in plan.verdicts] == [False, False]
+    by_brand = targets.combine(plan, scores(0.2, 0.7, 0.1), [])
+    assert {r.label for r in by_brand.values()} == {"neutral"}
+
+
+def test_a_neutral_brand_without_rivals_takes_its_own_lean() -> None:
+    own, shared = BrandVerdict(0, own=True), BrandVerdict(MENTION)
+    calm = scores(0.1, 0.6, 0.3)
+    settled = settle_neutral([own, shared], [calm, scores(0.2, 0.6, 0.2)])
+    # the shared reading is not the brand's own: it stays neutral, and gives no contrast
+    assert [r.label for r in settled] == ["positive", "neutral"]
+    assert settled[0].scores == calm.scores
