@@ -508,6 +508,10 @@ def child_load(spec: dict[str, Any]) -> dict[str, Any]:
     result["peak_rss_mb_inserting"] = round(peak_rss_mb())
     result["parts_after_inserts"] = table_parts(store)
     result["merge_settle_s"] = settle_merges(store, 300)
+    # the sink settles the leaders' echoes table every so often: a served store has it built
+    began = time.perf_counter()
+    result["echoes_settled_hours"] = store.settle_echoes().built_hours
+    result["echoes_settle_s"] = round(time.perf_counter() - began, 2)
     result["distinct_mentions"] = store.count()
     result["mentions_naming_several_brands"] = int(sql_rows(
         store, f"SELECT uniqExact(id) FROM {store.table} WHERE length(brands) > 1")[0][0])

@@ -31,6 +31,7 @@ import fnmatch
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Final, Literal
 
 # sub-periods a period is cut into to tell a steady voice from a one-off burst
@@ -182,33 +183,74 @@ def stance_of(activity: AuthorActivity, margin: float = STANCE_MARGIN) -> Stance
 
 def scales(activities: Sequence[AuthorActivity]) -> dict[str, float]:
     """Per component, the ``log1p`` of its largest value among ``activities`` (at least 1)."""
-    return {name: max([math.log1p(1.0)] + [math.log1p(activity.component(name))
-                                           for activity in activities])
-            for name in WEIGHTS}
+    return dict(zip(WEIGHTS, _scale_of([_logs(activity) for activity in activities]),
+                    strict=True))
 
 
 def points_of(activity: AuthorActivity, scale: dict[str, float]) -> dict[str, float]:
     """The author's points per component (their sum is the score, at most 100)."""
-    scaled = {name: math.log1p(activity.component(name)) / scale[name] for name in WEIGHTS}
-    uptake = max(scaled["echoers"], scaled["engagement"])
-    for name in UPTAKE_SCALED:
-        scaled[name] *= uptake
-    return {name: round(100 * weight * scaled[name], 2) for name, weight in WEIGHTS.items()}
+    return dict(zip(WEIGHTS, _points(_logs(activity), tuple(scale[name] for name in WEIGHTS)),
+                    strict=True))
+
+
+_NAMES: Final = tuple(WEIGHTS)
+_WEIGHT_VALUES: Final = tuple(WEIGHTS.values())
+_UPTAKE: Final = (_NAMES.index("echoers"), _NAMES.index("engagement"))
+_UPTAKE_SCALED: Final = tuple(_NAMES.index(name) for name in UPTAKE_SCALED)
+
+
+# the components read straight from the activity's fields (all but consistency, the last)
+_FIELDS: Final = attrgetter(*_NAMES[:-1])
+assert _NAMES[-1] == "consistency"
+
+
+def _logs(activity: AuthorActivity) -> list[float]:
+    """``log1p`` of each component of :data:`WEIGHTS`, in its order (as ``component``)."""
+    logs = [math.log1p(float(value)) for value in _FIELDS(activity)]
+    logs.append(math.log1p(min(activity.active_slices, SLICES) / SLICES))
+    return logs
+
+
+def _scale_of(logs: Sequence[Sequence[float]]) -> list[float]:
+    """Per component, the largest of ``logs`` and ``log1p(1)``."""
+    return [max([math.log1p(1.0)] + [row[index] for row in logs])
+            for index in range(len(_NAMES))]
+
+
+def _points(logs: Sequence[float], scale: Sequence[float]) -> list[float]:
+    """:func:`points_of` over precomputed logs and scales, in :data:`WEIGHTS`' order."""
+    scaled = [value / top for value, top in zip(logs, scale, strict=True)]
+    uptake = max(scaled[_UPTAKE[0]], scaled[_UPTAKE[1]])
+    for index in _UPTAKE_SCALED:
+        scaled[index] *= uptake
+    return [round(100 * weight * value, 2)
+            for weight, value in zip(_WEIGHT_VALUES, scaled, strict=True)]
+
+
+def _scored(activities: Sequence[AuthorActivity]) -> list[tuple[float, list[float],
+                                                                 AuthorActivity]]:
+    """Every author's score and points, best first (the order of :func:`score_authors`).
+
+    The logs are taken once per author and no :class:`Leader` is built: the desk ranks a
+    few thousand candidates per request and shows a few dozen.
+    """
+    logs = [_logs(activity) for activity in activities]
+    scale = _scale_of(logs)
+    scored = []
+    for activity, values in zip(activities, logs, strict=True):
+        points = _points(values, scale)
+        scored.append((round(sum(points), 2), points, activity))
+    scored.sort(key=lambda row: (-row[0], -row[2].echoers, row[2].author_id))
+    return scored
 
 
 def score_authors(activities: Sequence[AuthorActivity],
                   inside: InsideVoices | None = None) -> list[Leader]:
     """Every author scored against the others of the same period, best first, unranked."""
     inside = inside or InsideVoices()
-    scale = scales(activities)
-    leaders = []
-    for activity in activities:
-        points = points_of(activity, scale)
-        leaders.append(Leader(activity, round(sum(points.values()), 2), points,
-                              stance_of(activity), inside.role(activity.handle)))
-    leaders.sort(key=lambda leader: (-leader.score, -leader.activity.echoers,
-                                     leader.author_id))
-    return leaders
+    return [Leader(activity, score, dict(zip(_NAMES, points, strict=True)),
+                   stance_of(activity), inside.role(activity.handle))
+            for score, points, activity in _scored(activities)]
 
 
 def rank_leaders(activities: Sequence[AuthorActivity], inside: InsideVoices | None = None,
@@ -217,13 +259,19 @@ def rank_leaders(activities: Sequence[AuthorActivity], inside: InsideVoices | No
 
     ``limit`` keeps that many per group.
     """
+    inside = inside or InsideVoices()
     ranked: list[Leader] = []
     counts = {True: 0, False: 0}
-    for leader in score_authors(activities, inside):
-        if limit is not None and counts[leader.inside] >= limit:
+    for score, points, activity in _scored(activities):
+        role = inside.role(activity.handle)
+        group = role is not None
+        if limit is not None and counts[group] >= limit:
+            if counts[not group] >= limit:
+                break
             continue
-        counts[leader.inside] += 1
-        ranked.append(replace(leader, rank=counts[leader.inside]))
+        counts[group] += 1
+        ranked.append(Leader(activity, score, dict(zip(_NAMES, points, strict=True)),
+                             stance_of(activity), role, rank=counts[group]))
     return ranked
 
 

@@ -124,10 +124,13 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
                                                  built, rest))
     else:
         source = _voices_sql(table, where, since, slice_bit)
-    patterns = where.bind(inside.like_patterns(), "Array(String)")
+    # one constant pattern per LIKE: a pattern from a lambda is compiled again on every row
+    matches = " OR ".join(f"lower(handle) LIKE {where.bind(pattern, 'String')}"
+                          for pattern in inside.like_patterns())
+    inside_first = f"({matches}) DESC, " if matches else ""
     return BoundQuery(
         f"{source} "
-        f"ORDER BY current DESC, arrayExists(p -> lower(handle) LIKE p, {patterns}) DESC, "
+        f"ORDER BY current DESC, {inside_first}"
         f"3 * log1p(echoers) + log1p(copies) + 0.5 * log1p(echo_reach) "
         f"+ 0.5 * log1p(followers) + 0.5 * log1p(engagement) + 0.3 * active_slices DESC, voice "
         f"LIMIT {int(candidates)} BY current",
@@ -210,18 +213,20 @@ def _echoes_sql(table: str, echo_table: str, brand: str, where: _Where, since: s
 
 
 def recent_keys_sql(table: str, query: LeadersQuery, authors: Sequence[str]) -> BoundQuery:
-    """The keys of each of ``authors``' newest mentions in the period, twice ``query.recent``.
+    """The keys of each of ``authors``' newest ``query.recent`` mentions in the period.
 
     Not ``FINAL`` and without the ``mention`` column: only the narrow key columns are read
-    over the period; a redelivered mention can be two rows, hence twice as many.
+    over the period. A redelivered mention can be two rows: grouped by key, each counts once,
+    so no more keys are asked of :func:`recent_sql` than it shows (reading a mention by key
+    costs a granule of the ``mention`` column).
     """
     where = _Where()
     where.mentions(query.filter)
     where.add(f"author_id IN {where.bind(list(authors), 'Array(String)')}")
     return BoundQuery(
-        f"SELECT author_id, brand, toUnixTimestamp64Milli(created_at), id FROM {table} "
-        f"WHERE {where.sql} ORDER BY created_at DESC, id DESC "
-        f"LIMIT {2 * int(query.recent)} BY author_id",
+        f"SELECT author_id, brand, toUnixTimestamp64Milli(created_at) AS created_ms, id "
+        f"FROM {table} WHERE {where.sql} GROUP BY author_id, brand, created_at, id "
+        f"ORDER BY created_at DESC, id DESC LIMIT {int(query.recent)} BY author_id",
         where.parameters,
     )
 

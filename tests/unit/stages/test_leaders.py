@@ -85,6 +85,26 @@ def test_limit_applies_per_group() -> None:
     assert [leader.author_id for leader in ranked if not leader.inside] == ["o4", "o3"]
 
 
+@pytest.mark.parametrize("limit", [None, 1, 3, 40])
+def test_ranking_keeps_score_order_within_each_group(limit: int | None) -> None:
+    inside = InsideVoices(employees=("staff_*",))
+    authors = [activity(f"o{i}", followers=37 * i % 500, engagement=i % 7, copies=i % 11,
+                        echoers=i % 5, echo_reach=i * 13 % 90, active=i % SLICES + 1)
+               for i in range(30)]
+    authors += [activity(f"s{i}", handle=f"staff_{i}", copies=i % 4, echoers=i % 3)
+                for i in range(6)]
+    scored = score_authors(authors, inside)
+    ranked = rank_leaders(authors, inside, limit=limit)
+    for group in (True, False):
+        expected = [leader for leader in scored if leader.inside == group][:limit]
+        kept = [leader for leader in ranked if leader.inside == group]
+        assert [(leader.author_id, leader.score, leader.points, leader.role, leader.stance)
+                for leader in kept] == [
+            (leader.author_id, leader.score, leader.points, leader.role, leader.stance)
+            for leader in expected]
+        assert [leader.rank for leader in kept] == list(range(1, len(expected) + 1))
+
+
 def test_rising_voices_are_new_to_their_groups_top_list() -> None:
     before = rank_leaders([activity("old", copies=9, echoers=9),
                            activity("faded", copies=8, echoers=8),

@@ -126,6 +126,13 @@ def test_recent_mentions_are_the_leaders_newest_about_the_brand(store: Listening
         "recent"])
 
 
+def test_a_redelivered_mention_is_one_of_the_newest_keys(store: ListeningStore) -> None:
+    # every third mention is stored twice (the fixture); each key is asked for once
+    query = leaders.parse_leaders_query({**PARAMS, "recent": "3"}, START + DAY)
+    rows = store.query(leaders.recent_keys_sql(store.table, query, ["lead"]))
+    assert [mention_id for _, _, _, mention_id in rows] == ["lead17", "lead13", "lead9"]
+
+
 def test_without_recent_no_mention_is_fetched(store: ListeningStore) -> None:
     assert all(leader["recent"] == [] for leader in answer(store, recent="0")["outside"])
 
