@@ -163,6 +163,6 @@ class StoreWriter:
     def _down(self, error: StoreUnavailable) -> None:
         """Say once per outage that the store is down and what the sink does about it."""
         if self.reachable:
-            log.error("store: %s; retrying with backoff until it is back, offsets are not "
-                      "committed meanwhile", error)
+            log.error("store: %s; retrying with backoff until it is back, nothing after the "
+                      "last write is acknowledged meanwhile", error)
         self.reachable = False
