@@ -88,27 +88,25 @@ def process_file(
                 written += 1
             if store is not None:
                 unstored += scored
-                unstored = _store_when_full(pipeline, unstored, settings.store_batch_size)
+                if len(unstored) >= settings.store_batch_size:
+                    _store(pipeline, unstored)
+                    unstored = []
             for number, letter in _numbered(chunk, pipeline.dead_letters):
                 rejects.write(_reject_line(letter, number, str(input_path)))
                 rejected += 1
             pipeline.dead_letters.clear()
         if unstored:
-            _store_when_full(pipeline, unstored, size=1)  # the rest, however few
+            _store(pipeline, unstored)
             for letter in pipeline.dead_letters:
                 rejects.write(_reject_line(letter, None, str(input_path)))
                 rejected += 1
     return ProcessSummary(lines=lines, written=written, rejected=rejected)
 
 
-def _store_when_full(pipeline: InProcessPipeline, mentions: list[ScoredMention],
-                     size: int) -> list[ScoredMention]:
-    """Write ``mentions`` as one sink batch once there are ``size``; those still unwritten."""
-    if len(mentions) < size:
-        return mentions
+def _store(pipeline: InProcessPipeline, mentions: list[ScoredMention]) -> None:
+    """Write ``mentions`` as one sink batch through the store sink's write step."""
     pipeline.store({0: mentions})
     pipeline.stored.clear()  # in the store now; the harness need not keep them
-    return []
 
 
 def _numbered(chunk: list[tuple[int, bytes]],

@@ -31,7 +31,6 @@ import fnmatch
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from operator import attrgetter
 from typing import Final, Literal
 
 # sub-periods a period is cut into to tell a steady voice from a one-off burst
@@ -181,34 +180,15 @@ def stance_of(activity: AuthorActivity, margin: float = STANCE_MARGIN) -> Stance
     return "neutral"
 
 
-def scales(activities: Sequence[AuthorActivity]) -> dict[str, float]:
-    """Per component, the ``log1p`` of its largest value among ``activities`` (at least 1)."""
-    return dict(zip(WEIGHTS, _scale_of([_logs(activity) for activity in activities]),
-                    strict=True))
-
-
-def points_of(activity: AuthorActivity, scale: dict[str, float]) -> dict[str, float]:
-    """The author's points per component (their sum is the score, at most 100)."""
-    return dict(zip(WEIGHTS, _points(_logs(activity), tuple(scale[name] for name in WEIGHTS)),
-                    strict=True))
-
-
 _NAMES: Final = tuple(WEIGHTS)
 _WEIGHT_VALUES: Final = tuple(WEIGHTS.values())
 _UPTAKE: Final = (_NAMES.index("echoers"), _NAMES.index("engagement"))
 _UPTAKE_SCALED: Final = tuple(_NAMES.index(name) for name in UPTAKE_SCALED)
 
 
-# the components read straight from the activity's fields (all but consistency, the last)
-_FIELDS: Final = attrgetter(*_NAMES[:-1])
-assert _NAMES[-1] == "consistency"
-
-
 def _logs(activity: AuthorActivity) -> list[float]:
-    """``log1p`` of each component of :data:`WEIGHTS`, in its order (as ``component``)."""
-    logs = [math.log1p(float(value)) for value in _FIELDS(activity)]
-    logs.append(math.log1p(min(activity.active_slices, SLICES) / SLICES))
-    return logs
+    """``log1p`` of each component of :data:`WEIGHTS`, in its order."""
+    return [math.log1p(activity.component(name)) for name in _NAMES]
 
 
 def _scale_of(logs: Sequence[Sequence[float]]) -> list[float]:
@@ -218,7 +198,10 @@ def _scale_of(logs: Sequence[Sequence[float]]) -> list[float]:
 
 
 def _points(logs: Sequence[float], scale: Sequence[float]) -> list[float]:
-    """:func:`points_of` over precomputed logs and scales, in :data:`WEIGHTS`' order."""
+    """The author's points per component, in :data:`WEIGHTS`' order (sum: the score, <= 100).
+
+    From the author's logs and the period's largest (:func:`_scale_of`).
+    """
     scaled = [value / top for value, top in zip(logs, scale, strict=True)]
     uptake = max(scaled[_UPTAKE[0]], scaled[_UPTAKE[1]])
     for index in _UPTAKE_SCALED:

@@ -133,6 +133,7 @@ class BrandTargets:
 
         cues = [(region, cue) for region in regions if len(region.named) > 1
                 for cue in find_cues(region.skeleton)]
+        together = not cues and names_together(fold(text))
         verdicts: list[BrandVerdict] = []
         for index in range(len(brands)):
             solo = [r.text for r in regions if r.named == {index}]
@@ -143,7 +144,7 @@ class BrandTargets:
             is_open = asks_or_plans(fold(named_in))
             if cue is not None:
                 verdicts.append(_cue_verdict(index, *cue, source_of))
-            elif not cues and names_together(fold(text)):
+            elif together:
                 verdicts.append(BrandVerdict(MENTION, own=True, open=is_open))
             elif solo or shared:
                 verdicts.append(BrandVerdict(source_of(" ".join(solo or [r.text for r in shared])),
