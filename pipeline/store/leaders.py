@@ -8,9 +8,10 @@ query finds the shown leaders' newest mentions' keys and a third reads those men
 
 A copy's row names its original's author (``original_author``), so a copy counts once for
 the author who made it and once, as an echo, for the author they copied, as in
-:func:`pipeline.store.sql.top_voices_sql`. Asked for a brand and period only, the echoes of
-the settled hours come from the echoes table instead (:mod:`pipeline.store.echoes`), and the
-mentions are read once, for their own authors.
+:func:`pipeline.store.sql.top_voices_sql`. Asked for a brand and period only (or a kind that
+every row of them carries: :func:`without_needless_kinds`), the echoes of the settled hours
+come from the echoes table instead (:mod:`pipeline.store.echoes`), and the mentions are read
+once, for their own authors.
 """
 
 from __future__ import annotations
