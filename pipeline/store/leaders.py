@@ -8,15 +8,16 @@ query finds the shown leaders' newest mentions' keys and a third reads those men
 
 A copy's row names its original's author (``original_author``), so a copy counts once for
 the author who made it and once, as an echo, for the author they copied, as in
-:func:`pipeline.store.sql.top_voices_sql`. Asked for a brand and period only, the echoes of
-the settled hours come from the echoes table instead (:mod:`pipeline.store.echoes`), and the
-mentions are read once, for their own authors.
+:func:`pipeline.store.sql.top_voices_sql`. Asked for a brand and period only (or a kind that
+every row of them carries: :func:`without_needless_kinds`), the echoes of the settled hours
+come from the echoes table instead (:mod:`pipeline.store.echoes`), and the mentions are read
+once, for their own authors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -105,11 +106,8 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
     once for its author and once, as an echo, for its original's.
     """
     previous = query.period.previous()
-    wide = MentionFilter(**{**{name: getattr(query.filter, name)
-                               for name in MentionFilter.__slots__},
-                            "period": Period(previous.since, query.period.until)})
     where = _Where()
-    where.mentions(wide)
+    where.mentions(_both_periods(query))
     since = where.bind(clickhouse_time(query.period.since), _DT)
     start_ms = int(previous.since.timestamp() * 1000)
     slice_ms = max(1, int(query.period.length.total_seconds() * 1000) // SLICES)
@@ -136,6 +134,37 @@ def leaders_sql(table: str, query: LeadersQuery, inside: InsideVoices,
         f"LIMIT {int(candidates)} BY current",
         where.parameters,
     )
+
+
+def _both_periods(query: LeadersQuery) -> MentionFilter:
+    """The request's filter over its period and the one before."""
+    return replace(query.filter, period=Period(query.period.previous().since,
+                                               query.period.until))
+
+
+def kinds_left_out_sql(table: str, query: LeadersQuery) -> BoundQuery:
+    """One row if a row of either period lacks every kind asked for, none otherwise.
+
+    Not ``FINAL``: an outdated copy of a mention that lacks them counts too, so none left
+    out means none left out of what ``FINAL`` reads either.
+    """
+    where = _Where()
+    where.mentions(replace(_both_periods(query), kinds=()))
+    where.add(f"NOT hasAny(kinds, {where.bind(list(query.filter.kinds), 'Array(String)')})")
+    return BoundQuery(f"SELECT 1 FROM {table} WHERE {where.sql} LIMIT 1", where.parameters)
+
+
+def without_needless_kinds(run: Any, table: str, query: LeadersQuery) -> LeadersQuery:
+    """``query`` without its kinds filter if that keeps every row of both periods.
+
+    A brand's rows all carry the brand's own kind, so asking for it filters nothing; without
+    the filter, a request for a brand and period only reads the echoes table
+    (:func:`leaders_sql`). Any other filter, or a row the kinds would drop: ``query`` as is.
+    """
+    kinds_only = query.filter.kinds and _brand_and_period_only(replace(query.filter, kinds=()))
+    if not kinds_only or run(kinds_left_out_sql(table, query)):
+        return query
+    return replace(query, filter=replace(query.filter, kinds=()))
 
 
 def _brand_and_period_only(mention_filter: MentionFilter) -> bool:
@@ -306,6 +335,8 @@ def leader_fields(leader: Leader) -> dict[str, Any]:
 def leaders_answer(run: Any, table: str, query: LeadersQuery, inside: InsideVoices,
                    echoes: EchoSource | None = None) -> dict[str, Any]:
     """The answer of ``GET /api/leaders``; ``run`` runs a :class:`BoundQuery` for its rows."""
+    if echoes is not None:
+        query = without_needless_kinds(run, table, query)
     current, previous = activities(run(leaders_sql(table, query, inside, echoes=echoes)))
     ranked = mark_rising(rank_leaders(current, inside, limit=query.limit),
                          rank_leaders(previous, inside, limit=query.limit))

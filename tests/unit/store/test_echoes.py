@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,42 @@ def test_an_empty_store_settles_to_now(chdb_store_url: str) -> None:
 def test_hours_before_the_first_settle_are_read_from_the_mentions() -> None:
     built, rest = echoes.split_hours(START, START + DAY, START + 2 * DAY, None)
     assert built == [] and rest == [(START, START + 2 * DAY)]
+
+
+def answer(store: ListeningStore, settled: bool, **extra: str) -> dict[str, Any]:
+    query = leaders.parse_leaders_query({"brand": "acme-mobile", "since": START.isoformat(),
+                                         "until": (START + DAY).isoformat(), **extra},
+                                        START + DAY)
+    source = leaders.EchoSource(f"unit_echoes.{echoes.ECHOES}",
+                                echoes.frontier(store.query, "unit_echoes")) if settled else None
+    return leaders.leaders_answer(store.query, store.table, query, INSIDE, source)
+
+
+def asked_kinds(store: ListeningStore, kind: str) -> tuple[str, ...]:
+    query = leaders.parse_leaders_query({"brand": "acme-mobile", "since": START.isoformat(),
+                                         "until": (START + DAY).isoformat(), "kind": kind},
+                                        START + DAY)
+    return leaders.without_needless_kinds(store.query, store.table, query).filter.kinds
+
+
+def test_the_brands_own_kind_is_answered_from_the_echoes_table(store: ListeningStore) -> None:
+    store.settle_echoes(START + 2 * DAY)
+    assert asked_kinds(store, "brand") == ()
+    assert asked_kinds(store, "brand,market") == ()
+    assert asked_kinds(store, "competitor") == ("competitor",)  # it drops rows: kept
+    assert answer(store, True, kind="brand") == answer(store, False, kind="brand")
+    assert answer(store, True, kind="brand") == answer(store, True)
+    with_search = leaders.parse_leaders_query(
+        {"brand": "acme-mobile", "kind": "brand", "q": "acme"}, START + DAY)
+    assert leaders.without_needless_kinds(store.query, store.table,
+                                          with_search) == with_search
+
+
+def test_a_row_without_the_kind_asked_keeps_the_filter(store: ListeningStore) -> None:
+    # a mention stored while the brand was configured as a market (the day before)
+    market = mention("mkt1", "m1", START - timedelta(hours=3))
+    store.insert(RowEncoder({"acme-mobile": "market"}).encode_dicts([market]).payload)
+    store.settle_echoes(START + 2 * DAY)
+    assert asked_kinds(store, "brand") == ("brand",)
+    assert answer(store, True, kind="brand") == answer(store, False, kind="brand")
+    assert (False, "m1") in by_author(activities(store, START, START + DAY, settled=True))
