@@ -312,7 +312,7 @@ def finetune_and_score(base: BertForSequenceClassification, states: list[torch.T
         "recipe": asdict(recipe), "dev": len(dev), "held_aside": len(held),
         "head_reads": "pooled state + standardised cues" if cues.shape[1] else "pooled state",
         "thresholds": thresholds,
-        "cv_target_f1_at_0.5_by_epoch": {e: round(_target_f1(p, labels), 3)
+        "cv_target_f1_at_0.5_by_epoch": {str(e): round(_target_f1(p, labels), 3)
                                   for e, p in by_epoch.items()},
         "cv": scores_table(dev_rows, without_retweets(decide(oof, thresholds), dev_rows)),
         "held_aside_scores": scores_table(held_rows, without_retweets(
