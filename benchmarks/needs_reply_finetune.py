@@ -25,8 +25,9 @@ batch size), fp32 and with dynamic int8 linears, beside the sentiment engine's o
 mention in the same run.
 
 Run: ``nice -n 19 python -m benchmarks.needs_reply_finetune`` (writes
-``benchmarks/results/needs_reply_finetune.json``; about an hour at 2 layers and 3 epochs on
-one busy core of the 2 vCPU box); ``--limit 400 --epochs 1`` is a smoke test.
+``benchmarks/results/needs_reply_finetune.json``; 25 minutes at 2 layers and 3 epochs on one
+thread of the shared 2 vCPU box, seeded and reproducible there); ``--limit 400 --epochs 1`` is
+a smoke test.
 """
 
 from __future__ import annotations
