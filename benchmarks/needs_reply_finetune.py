@@ -7,8 +7,8 @@ praise). As in :mod:`models.refine_sentiment`, the lower layers (0 to
 ``--first-trained-layer`` - 1) run once over the labelled tweets and their output is cached;
 then a copy of the top layers and the pooler is fully fine-tuned with a new linear head over
 [pooled state, standardised cue features] (the cues of the shipped head, sentiment scores
-included), with a class-weighted cross-entropy (inverse class frequency to
-``--class-weight-power``) so the few complaints are not drowned by the none class.
+included), with a class-weighted cross-entropy (inverse class frequency to the power 0.75, the cue
+head's choice) so the few complaints are not drowned by the none class.
 
 Evaluated exactly as :mod:`benchmarks.needs_reply`: the same labels, held-aside split and
 folds; out-of-fold probabilities from 5-fold CV on dev; each reason's threshold chosen on
