@@ -84,6 +84,13 @@ def mentions_of(rows: Sequence[dict[str, Any]]) -> list[ScoredMention]:
                           sentiment=Sentiment("", row["scores"])) for row in rows]
 
 
+def cue_features(mentions: Sequence[ScoredMention]) -> np.ndarray:
+    """The reply core's features of each mention, one row each (a head is not needed)."""
+    featurer = ReplyClassifier(head=ReplyHead(np.zeros((len(CLASSES), len(FEATURE_NAMES)),
+                                                      dtype=np.float32), {}))
+    return np.stack([featurer.features(mention) for mention in mentions])
+
+
 def baseline_reason(features: np.ndarray, text: str) -> str | None:
     """The rules baseline (see the module docstring)."""
     if is_retweet(text):
@@ -203,9 +210,7 @@ def main() -> None:
     for row, score in zip(rows, scores, strict=True):
         row["scores"] = score
     mentions = mentions_of(rows)
-    featurer = ReplyClassifier(head=ReplyHead(np.zeros((len(CLASSES), len(FEATURE_NAMES)),
-                                                      dtype=np.float32), {}))
-    features = np.stack([featurer.features(mention) for mention in mentions])
+    features = cue_features(mentions)
     retweet = np.array([is_retweet(row["text"]) for row in rows])
     dev = np.array([row["split"] == "dev" for row in rows])
     dev_rows = [row for row in rows if row["split"] == "dev"]

@@ -49,6 +49,7 @@ from benchmarks.needs_reply import (
     FOLDS,
     _target_f1,
     choose_thresholds,
+    cue_features,
     decide,
     load_labelled,
     mentions_of,
@@ -64,9 +65,8 @@ from models.train_sentiment import (
     cache_lower_layers,
     seed_everything,
 )
-from pipeline.stages.reply import ReplyClassifier
-from pipeline.stages.reply.cues import FEATURE_NAMES, is_retweet
-from pipeline.stages.reply.head import CLASSES, ReplyHead, load_head
+from pipeline.stages.reply.cues import is_retweet
+from pipeline.stages.reply.head import CLASSES, load_head
 from pipeline.stages.sentiment.bundled import DEFAULT_MODEL_DIR
 from pipeline.stages.sentiment.int8 import quantize_int8
 
@@ -268,21 +268,19 @@ def main() -> None:
     scores, sentiment_seconds = score_sentiment([row["text"] for row in rows])
     for row, score in zip(rows, scores, strict=True):
         row["scores"] = score
-    featurer = ReplyClassifier(head=ReplyHead(np.zeros((len(CLASSES), len(FEATURE_NAMES)),
-                                                      dtype=np.float32), {}))
-    cue_features = np.stack([featurer.features(m) for m in mentions_of(rows)])
+    cues = cue_features(mentions_of(rows))
     print(f"sentiment and cues: {time.perf_counter() - started:.0f} s", flush=True)
-    cue_head = evaluate_cue_head(cue_features, rows)
+    cue_head = evaluate_cue_head(cues, rows)
     dev = np.array([row["split"] == "dev" for row in rows])
-    committed = without_retweets(load_head().reasons(cue_features[~dev]),
+    committed = without_retweets(load_head().reasons(cues[~dev]),
                                  [row for row in rows if row["split"] != "dev"])
     torch.set_num_threads(args.threads)
     base = shipped_model()
     states = cache_states(base, [row["text"] for row in rows], recipe.first_trained_layer)
     print(f"cached layers 0-{recipe.first_trained_layer - 1}: "
           f"{time.perf_counter() - started:.0f} s", flush=True)
-    results = finetune_and_score(base, states, cue_features[:, 1:] if recipe.with_cues
-                                 else cue_features[:, :0], rows, recipe)
+    results = finetune_and_score(base, states, cues[:, 1:] if recipe.with_cues
+                                 else cues[:, :0], rows, recipe)
     results["cue_head"] = cue_head
     held_rows = [row for row in rows if row["split"] != "dev"]
     results["committed_head_held_aside"] = scores_table(held_rows, committed)

@@ -41,6 +41,7 @@ from benchmarks.needs_reply import (
     GRID,
     _target_f1,
     choose_thresholds,
+    cue_features,
     decide,
     load_labelled,
     mentions_of,
@@ -49,8 +50,7 @@ from benchmarks.needs_reply import (
     scores_table,
 )
 from pipeline.embeddings import MeanPooledEncoder
-from pipeline.stages.reply import ReplyClassifier
-from pipeline.stages.reply.cues import FEATURE_NAMES, is_retweet
+from pipeline.stages.reply.cues import is_retweet
 from pipeline.stages.reply.head import CLASSES, ReplyHead, fit_head
 from pipeline.text import fold
 
@@ -163,9 +163,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = load_labelled()
     e5, e5_seconds = cached_inputs(rows, args.cache)
-    featurer = ReplyClassifier(head=ReplyHead(np.zeros((len(CLASSES), len(FEATURE_NAMES)),
-                                                      dtype=np.float32), {}))
-    cues = np.stack([featurer.features(mention) for mention in mentions_of(rows)])
+    cues = cue_features(mentions_of(rows))
     folded = [fold(row["text"]) for row in rows]
 
     def design(char: bool, word: bool, embed: bool) -> Callable[[list[int], list[int]],

@@ -27,6 +27,7 @@ from benchmarks.needs_reply import (
     GRID,
     _target_f1,
     choose_thresholds,
+    cue_features,
     decide,
     load_labelled,
     mentions_of,
@@ -34,9 +35,8 @@ from benchmarks.needs_reply import (
     scores_table,
 )
 from pipeline.config import Settings
-from pipeline.stages.reply import ReplyClassifier
-from pipeline.stages.reply.cues import FEATURE_NAMES, is_retweet
-from pipeline.stages.reply.head import CLASSES, ReplyHead, fit_head
+from pipeline.stages.reply.cues import is_retweet
+from pipeline.stages.reply.head import ReplyHead, fit_head
 from pipeline.stages.sentiment.engine import build_engine
 
 
@@ -84,9 +84,7 @@ def main() -> None:
     pooled, scores = pooled_and_scores([row["text"] for row in rows])
     for row, score in zip(rows, scores, strict=True):
         row["scores"] = score
-    featurer = ReplyClassifier(head=ReplyHead(np.zeros((len(CLASSES), len(FEATURE_NAMES)),
-                                                      dtype=np.float32), {}))
-    cues = np.stack([featurer.features(mention) for mention in mentions_of(rows)])
+    cues = cue_features(mentions_of(rows))
     dev = np.array([row["split"] == "dev" for row in rows])
     standard = (pooled - pooled[dev].mean(0)) / (pooled[dev].std(0) + 1e-6)
     variants = {"cues": cues,
