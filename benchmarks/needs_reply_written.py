@@ -14,6 +14,10 @@ predictions; each reason's threshold by F0.5 on those). The designs:
   multinomial logistic head, as in :mod:`benchmarks.needs_reply_options`;
 - ``cues+word`` / ``cues+char``: the same without the written rows.
 
+Two transfer checks, for the record (no threshold tuned; argmax at 0.5): ``dev_head_on_written``
+is the cue head fitted on dev (chosen grid point) scored on the written rows, and
+``written_head_on_dev`` the cue head fitted on the written rows alone scored on dev.
+
 The labelled tweets' sentiment comes from ``--cache`` (``needs_reply_options``'s cache,
 filled if missing); the written texts are scored by the bundled model on one thread.
 
@@ -45,6 +49,7 @@ from benchmarks.needs_reply import (
     load_labelled,
     mentions_of,
     score_sentiment,
+    scores_table,
 )
 from benchmarks.needs_reply_options import (
     SK_GRID,
@@ -143,8 +148,17 @@ def main() -> None:
             ("cues+char", char, SK_GRID, ("C", "class_weight_power"), [])):
         results[name] = evaluate(rows, added, fit, grid, names)
         print(name, "done", flush=True)
+    dev = [i for i, row in enumerate(rows) if row["split"] == "dev"]
+    key = (results["cues"]["chosen"]["l2"], results["cues"]["chosen"]["class_weight_power"])
+    results["dev_head_on_written"] = scores_table(written, decide(cue_fit(dev, extra, key), {}))
+    results["written_head_on_dev"] = scores_table([rows[i] for i in dev],
+                                                  decide(cue_fit(extra, dev, key), {}))
     path = write_results("needs_reply_written", results)
-    print_table({k: v for k, v in results.items() if k not in ("labelled", "written")})
+    print_table({k: v for k, v in results.items() if isinstance(v, dict) and "cv" in v})
+    for check in ("dev_head_on_written", "written_head_on_dev"):
+        print(check, {f"{reason} {lang}": (results[check][lang][reason]["precision"],
+                                           results[check][lang][reason]["recall"])
+                      for reason in ("question", "complaint") for lang in ("es", "en")})
     print(f"wrote {path}")
 
 
