@@ -106,20 +106,22 @@ def test_hours_before_the_first_settle_are_read_from_the_mentions() -> None:
     assert built == [] and rest == [(START, START + 2 * DAY)]
 
 
+def first_day_query(**extra: str) -> leaders.LeadersQuery:
+    return leaders.parse_leaders_query({"brand": "acme-mobile", "since": START.isoformat(),
+                                        "until": (START + DAY).isoformat(), **extra},
+                                       START + DAY)
+
+
 def answer(store: ListeningStore, settled: bool, **extra: str) -> dict[str, Any]:
-    query = leaders.parse_leaders_query({"brand": "acme-mobile", "since": START.isoformat(),
-                                         "until": (START + DAY).isoformat(), **extra},
-                                        START + DAY)
+    query = first_day_query(**extra)
     source = leaders.EchoSource(f"unit_echoes.{echoes.ECHOES}",
                                 echoes.frontier(store.query, "unit_echoes")) if settled else None
     return leaders.leaders_answer(store.query, store.table, query, INSIDE, source)
 
 
 def asked_kinds(store: ListeningStore, kind: str) -> tuple[str, ...]:
-    query = leaders.parse_leaders_query({"brand": "acme-mobile", "since": START.isoformat(),
-                                         "until": (START + DAY).isoformat(), "kind": kind},
-                                        START + DAY)
-    return leaders.without_needless_kinds(store.query, store.table, query).filter.kinds
+    return leaders.without_needless_kinds(store.query, store.table,
+                                          first_day_query(kind=kind)).filter.kinds
 
 
 def test_the_brands_own_kind_is_answered_from_the_echoes_table(store: ListeningStore) -> None:
